@@ -1,0 +1,104 @@
+import { parseArgs } from "node:util";
+import { ConfigError } from "../errors/config-error.ts";
+import { movement } from "../ring/diff.ts";
+import type { Ring } from "../ring/ring.ts";
+import { checkedMembers, memberList, ringFlagOptions, ringFromFlags } from "./ring-flags.ts";
+import { usageError } from "./usage-error.ts";
+
+export const planUsage = `ringroute plan [ring flags] [--add a,b] [--remove c] [--json]
+  Shows what adding and removing members would move, before you do it.`;
+
+/** What `plan --json` prints; outside checks read these names. */
+export interface Plan {
+  partitions: number;
+  replicas: number;
+  placement: string;
+  order: string;
+  added: string[];
+  removed: string[];
+  moved_primaries: number;
+  moved_replica_slots: number;
+  /** The fewest primaries any placement must move: those the removed members held, or the newcomers' fair share, whichever is more. */
+  optimal_primaries: number;
+  /** Primaries per member before and after (0 where a member is absent). */
+  members: Record<string, { before: number; after: number }>;
+}
+
+export async function plan(args: string[]): Promise<void> {
+  let values: ReturnType<typeof parse>["values"];
+  try {
+    values = parse(args).values;
+  } catch (error) {
+    throw usageError(error);
+  }
+  const before = ringFromFlags(values);
+  const added = values.add === undefined ? [] : checkedMembers("--add", memberList(values.add));
+  const removed = values.remove === undefined ? [] : checkedMembers("--remove", memberList(values.remove));
+  const result = planChange(before, added, removed);
+  process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : formatPlan(result));
+}
+
+function parse(args: string[]) {
+  return parseArgs({
+    args,
+    options: { ...ringFlagOptions, add: { type: "string" }, remove: { type: "string" }, json: { type: "boolean" } },
+    allowPositionals: false,
+    strict: true,
+  });
+}
+
+/** Compares `before` with the ring it becomes after adding and removing members. */
+export function planChange(before: Ring, added: string[], removed: string[]): Plan {
+  for (const name of added) {
+    if (before.has(name)) throw new ConfigError("--add", `"${name}" is already a member`);
+  }
+  for (const name of removed) {
+    if (!before.has(name)) throw new ConfigError("--remove", `"${name}" is not a member`);
+  }
+  const gone = new Set(removed);
+  const after = before.withMembers([...before.members.filter((m) => !gone.has(m)), ...added]);
+  if (after.size === 0) throw new ConfigError("--remove", "would leave no members");
+
+  const primaries = (ring: Ring, member: string) => ring.loads.get(member)?.[0] ?? 0;
+  const members: Plan["members"] = {};
+  for (const member of new Set([...before.members, ...after.members].sort())) {
+    members[member] = { before: primaries(before, member), after: primaries(after, member) };
+  }
+  const { partitions, replicas, placement, order } = before.config;
+  const heldByRemoved = removed.reduce((sum, m) => sum + primaries(before, m), 0);
+  const moved = movement(before, after);
+  return {
+    partitions,
+    replicas,
+    placement,
+    order,
+    added,
+    removed,
+    moved_primaries: moved.primaries,
+    moved_replica_slots: moved.replicaSlots,
+    optimal_primaries: Math.max(heldByRemoved, Math.ceil((partitions * added.length) / after.size)),
+    members,
+  };
+}
+
+function formatPlan(plan: Plan): string {
+  const percent = (n: number) => `${((100 * n) / plan.partitions).toFixed(1)}%`;
+  const ratio =
+    plan.optimal_primaries === 0 ? "" : ` (${(plan.moved_primaries / plan.optimal_primaries).toFixed(2)}× the optimum)`;
+  const lines = [
+    `${plan.partitions} partitions, ${plan.replicas} replicas, placement ${plan.placement}, order ${plan.order}`,
+    `add: ${plan.added.join(", ") || "-"}   remove: ${plan.removed.join(", ") || "-"}`,
+    `moved primaries:     ${plan.moved_primaries} (${percent(plan.moved_primaries)})${ratio}`,
+    `optimal primaries:   ${plan.optimal_primaries} (${percent(plan.optimal_primaries)})`,
+    `moved replica slots: ${plan.moved_replica_slots}`,
+    "",
+  ];
+  const names = Object.keys(plan.members);
+  const width = Math.max(6, ...names.map((n) => n.length));
+  lines.push(`${"member".padEnd(width)}  before   after`);
+  for (const name of names) {
+    const { before, after } = plan.members[name] as { before: number; after: number };
+    lines.push(`${name.padEnd(width)}  ${String(before).padStart(6)}  ${String(after).padStart(6)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,11 @@
+const balanced: Placement = (m, p, r) => jump(m, p, r); // TEMP
+
+import { jump } from "./jump.ts";
+import type { Placement } from "./placement.ts";
+
+/** The placements a ring can be built with, by their config name. */
+export const placements = { jump, balanced } satisfies Record<string, Placement>;
+
+export type PlacementName = keyof typeof placements;
+
+export type { Placement } from "./placement.ts";
