@@ -1,5 +1,4 @@
-const balanced: Placement = (m, p, r) => jump(m, p, r); // TEMP
-
+import { balanced } from "./balanced.ts";
 import { jump } from "./jump.ts";
 import type { Placement } from "./placement.ts";
 

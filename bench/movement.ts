@@ -1,0 +1,70 @@
+/**
+ * The partition-movement benchmark: every placement side by side, for the
+ * cluster sizes, partition counts and replica counts users choose between,
+ * over random joins, leaves, replacements, a StatefulSet scale-out and runs
+ * of 20 changes. Writes bench/results/movement.md and movement.svg.
+ *
+ *   npm run bench:movement              full grid, writes the results
+ *   npm run bench:movement -- --quick   a small grid, printed, nothing written
+ */
+import { writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { placements } from "../src/ring/placement/index.ts";
+import { comparisonConfigurations, orderMatters, ringrouteConfigurations } from "./movement/configurations.ts";
+import { renderReport } from "./movement/report.ts";
+import { fullGrid, type Grid, runGrid } from "./movement/run.ts";
+import { type ScenarioId, scenarios, seed } from "./movement/scenarios.ts";
+import { renderChart } from "./movement/svg.ts";
+
+const quick = process.argv.includes("--quick");
+const grid: Grid = quick ? { sizes: [3, 10, 30], partitions: [512, 2048], replicas: [1, 3] } : fullGrid;
+
+const configurations = [...ringrouteConfigurations(), ...(await comparisonConfigurations())];
+const orderFree = (Object.keys(placements) as (keyof typeof placements)[]).filter((p) => !orderMatters(p));
+process.stderr.write(`configurations: ${configurations.map((c) => c.name).join(", ")}\n`);
+
+const started = Date.now();
+const cells = runGrid(grid, configurations, (line) => process.stderr.write(`${line}\n`));
+const seconds = (Date.now() - started) / 1000;
+
+const machine = `Node ${process.version}, ${cpus()[0]?.model.trim() ?? "unknown CPU"}`;
+const report = renderReport(cells, { grid, configurations, orderFree, machine, seconds });
+
+// The chart: P = 2048, R = 1, one panel per scenario.
+const chartPartitions = 2048;
+const byId = (id: ScenarioId) => scenarios.find((s) => s.id === id) as (typeof scenarios)[number];
+const chart = renderChart({
+  title: "Partitions moved per membership change",
+  subtitle: `share of primaries that change owner, P = ${chartPartitions}, R = 1; lower is better, the dashed line is the least possible`,
+  footer: `Each point is the mean of ${byId("join").samples(chartPartitions)} random changes at that size (${byId("changes").samples(chartPartitions)} runs of 20 in the last panel; the scale-out is its one change); names like ip-10-4-17-201, seed ${seed}. Tables: movement.md`,
+  panels: scenarios.map((scenario) => {
+    const at = (name: string | null) =>
+      grid.sizes.flatMap((n) => {
+        const cell = cells.find(
+          (c) =>
+            (name === null || c.configuration === name) &&
+            c.n === n &&
+            c.partitions === chartPartitions &&
+            c.replicas === 1,
+        );
+        if (cell === undefined) return [];
+        const result = cell.scenarios[scenario.id];
+        return [[n, name === null ? result.optimum : result.primaries] as [number, number]];
+      });
+    return {
+      title:
+        scenario.id === "changes" ? "20 random joins and leaves (per change)" : scenario.title.replace(/ \(.*\)$/, ""),
+      series: configurations.map((c) => ({ name: c.name, points: at(c.name) })),
+      optimum: at(null),
+    };
+  }),
+  legend: configurations.map((c) => ({ name: c.name, about: c.about })),
+});
+
+if (quick) {
+  process.stdout.write(report);
+} else {
+  writeFileSync(new URL("results/movement.md", import.meta.url), report);
+  writeFileSync(new URL("results/movement.svg", import.meta.url), chart);
+  process.stderr.write(`wrote bench/results/movement.md and movement.svg in ${seconds.toFixed(0)} s\n`);
+}

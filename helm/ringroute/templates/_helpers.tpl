@@ -1,0 +1,104 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "ringroute.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Resource names: release-chart, or the release alone when it already contains the chart name. 63 characters: a DNS label. */}}
+{{- define "ringroute.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ringroute.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels that select this release's pods; they never change after install. */}}
+{{- define "ringroute.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ringroute.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ringroute.labels" -}}
+helm.sh/chart: {{ include "ringroute.chart" . }}
+{{ include "ringroute.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+The DNS name the dns source polls: membership.dns.name (templated), or
+the SRV name of the backend's headless Service,
+_<portName>._<protocol>.<service>.<namespace>.svc.<clusterDomain>, or for
+A/AAAA <service>.<namespace>.svc.<clusterDomain>.
+*/}}
+{{- define "ringroute.dnsName" -}}
+{{- $dns := .Values.membership.dns }}
+{{- if $dns.name }}
+{{- tpl $dns.name . }}
+{{- else }}
+{{- $service := required "membership.dns.service: name the headless Service of the backend pods (or set membership.dns.name)" $dns.service }}
+{{- $host := printf "%s.%s.svc.%s" $service ($dns.namespace | default .Release.Namespace) $dns.clusterDomain }}
+{{- if eq (upper $dns.type) "SRV" }}
+{{- printf "_%s._%s.%s" $dns.portName $dns.protocol $host }}
+{{- else }}
+{{- $host }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The membership section of ringroute.yaml, as a dict. */}}
+{{- define "ringroute.membership" -}}
+{{- $m := .Values.membership }}
+{{- $out := dict }}
+{{- if eq $m.source "dns" }}
+{{- $dns := dict "name" (include "ringroute.dnsName" .) "type" (upper $m.dns.type) "interval" $m.dns.interval "timeout" $m.dns.timeout "emptyAfter" (int $m.dns.emptyAfter) }}
+{{- if not (kindIs "invalid" $m.dns.port) }}
+{{- $_ := set $dns "port" (int $m.dns.port) }}
+{{- else if ne (upper $m.dns.type) "SRV" }}
+{{- $_ := required (printf "membership.dns.port: required for type %s (A/AAAA records carry no port)" $m.dns.type) $m.dns.port }}
+{{- end }}
+{{- $_ := set $out "dns" $dns }}
+{{- else if eq $m.source "static" }}
+{{- if not $m.static.members }}
+{{- fail "membership.static.members: list the backends as [{name, url}] when membership.source is static" }}
+{{- end }}
+{{- $_ := set $out "static" (dict "members" $m.static.members) }}
+{{- else if eq $m.source "serf" }}
+{{- $serf := dict "rpc" (required "membership.serf.rpc: the Serf agent's RPC address" $m.serf.rpc) "urlTag" $m.serf.urlTag }}
+{{- with $m.serf.authKey }}{{ $_ := set $serf "authKey" . }}{{ end }}
+{{- with $m.serf.tags }}{{ $_ := set $serf "tags" . }}{{ end }}
+{{- $_ := set $out "serf" $serf }}
+{{- else }}
+{{- fail (printf "membership.source: must be dns, static or serf, got %q" $m.source) }}
+{{- end }}
+{{- with $m.health }}
+{{- $_ := set $out "health" . }}
+{{- end }}
+{{- toYaml $out }}
+{{- end }}
+
+{{/*
+ringroute.yaml. Listen and admin bind all interfaces: the Service sends
+traffic to the proxy port, and the kubelet probes the admin port.
+*/}}
+{{- define "ringroute.config" -}}
+{{- $config := dict "listen" (printf "0.0.0.0:%d" (int .Values.ports.proxy)) "admin" (printf "0.0.0.0:%d" (int .Values.ports.admin)) }}
+{{- range $key, $value := .Values.config }}
+{{- if not (kindIs "invalid" $value) }}
+{{- if or (not (kindIs "map" $value)) (gt (len $value) 0) }}
+{{- $_ := set $config $key $value }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $_ := set $config "membership" (include "ringroute.membership" . | fromYaml) }}
+{{- toYaml $config }}
+{{- end }}

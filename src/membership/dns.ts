@@ -1,0 +1,286 @@
+import { Resolver } from "node:dns/promises";
+import { isIPv6 } from "node:net";
+import { ConfigError } from "../errors/config-error.ts";
+import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
+
+/** Record types the DNS source can poll. */
+export type DnsRecordType = "SRV" | "A" | "AAAA";
+
+/**
+ * The `membership.dns` section: members are whatever a DNS name resolves
+ * to, polled at an interval. In Kubernetes that name is a headless
+ * Service's SRV record, which lists one target per ready pod.
+ */
+export interface DnsConfig {
+  /**
+   * The name to look up. SRV: "_http._tcp.web.default.svc.cluster.local"
+   * (a headless Service with a port named http). A/AAAA:
+   * "web.default.svc.cluster.local".
+   */
+  name: string;
+  /**
+   * SRV: one member per target host, named by the host (stable across pod
+   * restarts for a StatefulSet: web-0.web.default.svc.cluster.local), port
+   * from the record. A/AAAA: one member per address, named "ip:port".
+   */
+  type: DnsRecordType;
+  /** Member port. Required for A/AAAA; for SRV it overrides the record's port. */
+  port?: number;
+  /** Milliseconds between the end of one lookup and the start of the next. Polls never overlap. */
+  interval: number;
+  /** Milliseconds one query attempt waits for an answer before it counts as a timeout. */
+  timeout: number;
+  /** Query attempts per poll before the poll fails (UDP loses packets). */
+  tries: number;
+  /** DNS server "ip", "ip:port" or "[ipv6]:port"; default: the system's resolvers (/etc/resolv.conf). */
+  server?: string;
+  /** URL scheme of the members' URLs. */
+  scheme: "http" | "https";
+  /**
+   * Consecutive "no such name" / "no records" answers for a name that had
+   * records before the source reports an empty membership. A DNS server
+   * that briefly loses its data (restart, zone reload) then cannot empty
+   * the ring in one poll.
+   */
+  emptyAfter: number;
+}
+
+/** Defaults for every optional field of the dns section. */
+export function defaultDnsConfig(): Omit<DnsConfig, "name" | "port" | "server"> {
+  return { type: "SRV", interval: 5000, timeout: 2000, tries: 2, scheme: "http", emptyAfter: 3 };
+}
+
+/** c-ares codes that are a real answer: the name does not exist, or has no records of the type. */
+const emptyAnswerCodes = new Set(["ENOTFOUND", "ENODATA"]);
+
+/**
+ * Polls a DNS name and reports its records as the membership.
+ *
+ * A failed lookup (timeout, refused, server failure) reports `down` and
+ * keeps the last view. An empty answer for a name that had records is
+ * believed only after `emptyAfter` consecutive ones; until then it too
+ * reports `down`, so the ring stays as it was.
+ */
+export class DnsSource implements MembershipSource {
+  readonly kind = "dns";
+  readonly config: Readonly<DnsConfig>;
+  readonly #resolver: Resolver;
+  #sink: SnapshotSink | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+  #running = false;
+  /** Whether the last reported view had members: empty answers are then doubted. */
+  #hadMembers = false;
+  #emptyStreak = 0;
+
+  constructor(config: DnsConfig) {
+    this.config = Object.freeze({ ...config });
+    this.#resolver = new Resolver({ timeout: config.timeout, tries: config.tries });
+    if (config.server !== undefined) this.#resolver.setServers([config.server]);
+  }
+
+  /** Runs the first lookup, then polls every `interval`. Resolves after the first lookup, answered or not. */
+  async start(sink: SnapshotSink): Promise<void> {
+    if (this.#running || this.#stopped) return;
+    this.#running = true;
+    this.#sink = sink;
+    await this.#poll();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#resolver.cancel(); // an in-flight lookup fails with ECANCELLED and reports nothing
+  }
+
+  async #poll(): Promise<void> {
+    try {
+      const members = await this.#lookup();
+      if (this.#stopped) return;
+      this.#report(members);
+    } catch (error) {
+      if (this.#stopped) return;
+      const code = (error as NodeJS.ErrnoException).code ?? "";
+      if (emptyAnswerCodes.has(code)) this.#report([], error as Error);
+      else this.#sink?.down(lookupError(this.config, error));
+    } finally {
+      if (!this.#stopped) this.#timer = setTimeout(() => void this.#poll(), this.config.interval);
+    }
+  }
+
+  /** Reports an answer; an empty one after a non-empty view waits for `emptyAfter` in a row. */
+  #report(members: Member[], emptyCause?: Error): void {
+    const sink = this.#sink as SnapshotSink;
+    if (members.length > 0) {
+      this.#emptyStreak = 0;
+      this.#hadMembers = true;
+      sink.snapshot(members);
+      return;
+    }
+    if (this.#hadMembers) {
+      this.#emptyStreak++;
+      if (this.#emptyStreak < this.config.emptyAfter) {
+        const { name, type, emptyAfter } = this.config;
+        const why = (emptyCause as NodeJS.ErrnoException | undefined)?.code ?? "no records";
+        sink.down(
+          new Error(`dns ${type} ${name}: ${why}, ${this.#emptyStreak} of ${emptyAfter} before the view empties`, {
+            cause: emptyCause,
+          }),
+        );
+        return;
+      }
+      this.#hadMembers = false;
+    }
+    sink.snapshot([]);
+  }
+
+  async #lookup(): Promise<Member[]> {
+    const { name, type, port, scheme } = this.config;
+    if (type === "SRV") {
+      const records = await this.#resolver.resolveSrv(name);
+      return srvMembers(records, scheme, port);
+    }
+    const addresses = type === "A" ? await this.#resolver.resolve4(name) : await this.#resolver.resolve6(name);
+    return addressMembers(addresses, scheme, port as number);
+  }
+}
+
+/**
+ * One member per SRV target. A target listed more than once (several
+ * ports) becomes one member: the record RFC 2782 prefers (lowest priority,
+ * then highest weight), then the lowest port. Target "." means "no service".
+ */
+export function srvMembers(
+  records: readonly { name: string; port: number; priority: number; weight: number }[],
+  scheme: string,
+  port?: number,
+): Member[] {
+  const preferred = [...records].sort((a, b) => a.priority - b.priority || b.weight - a.weight || a.port - b.port);
+  const byName = new Map<string, Member>();
+  for (const record of preferred) {
+    const host = record.name.replace(/\.$/, "");
+    if (host === "" || byName.has(host)) continue;
+    const memberPort = port ?? record.port;
+    byName.set(host, {
+      name: host,
+      url: `${scheme}://${host}:${memberPort}`,
+      tags: { port: String(memberPort), priority: String(record.priority), weight: String(record.weight) },
+      state: "alive",
+    });
+  }
+  return [...byName.values()];
+}
+
+/** One member per address, named "ip:port" ("[ip]:port" for IPv6, as in a URL). */
+export function addressMembers(addresses: readonly string[], scheme: string, port: number): Member[] {
+  const names = new Set<string>();
+  const members: Member[] = [];
+  for (const address of addresses) {
+    const host = isIPv6(address) ? `[${address}]` : address;
+    const name = `${host}:${port}`;
+    if (names.has(name)) continue;
+    names.add(name);
+    members.push({ name, url: `${scheme}://${name}`, tags: { address }, state: "alive" });
+  }
+  return members;
+}
+
+function lookupError(config: DnsConfig, error: unknown): Error {
+  const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
+  const server = config.server ?? "system resolver";
+  return new Error(`dns ${config.type} ${config.name} via ${server}: ${code}`, { cause: error });
+}
+
+const fields = new Set(["name", "type", "port", "interval", "timeout", "tries", "server", "scheme", "emptyAfter"]);
+
+/**
+ * Validates the raw `membership.dns` section (parsed YAML), filling in
+ * defaults. Durations are milliseconds or strings like "5s" and "500ms".
+ * Throws ConfigError naming the field, e.g. `membership.dns.port`.
+ */
+export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(path, "must be a mapping");
+  const section = raw as Record<string, unknown>;
+  for (const key of Object.keys(section)) {
+    if (!fields.has(key)) throw new ConfigError(`${path}.${key}`, `unknown field (known: ${[...fields].join(", ")})`);
+  }
+  const defaults = defaultDnsConfig();
+
+  const { name } = section;
+  if (typeof name !== "string" || name.trim() === "") throw new ConfigError(`${path}.name`, "must be a DNS name");
+
+  const rawType = section.type ?? defaults.type;
+  const type = typeof rawType === "string" ? rawType.toUpperCase() : rawType;
+  if (type !== "SRV" && type !== "A" && type !== "AAAA") {
+    throw new ConfigError(`${path}.type`, `must be SRV, A or AAAA, got ${JSON.stringify(rawType)}`);
+  }
+
+  let port: number | undefined;
+  if (section.port !== undefined) {
+    port = section.port as number;
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new ConfigError(`${path}.port`, `must be a port number 1-65535, got ${JSON.stringify(section.port)}`);
+    }
+  } else if (type !== "SRV") {
+    throw new ConfigError(`${path}.port`, `is required for type ${type} (the records carry no port)`);
+  }
+
+  const scheme = section.scheme ?? defaults.scheme;
+  if (scheme !== "http" && scheme !== "https") {
+    throw new ConfigError(`${path}.scheme`, `must be http or https, got ${JSON.stringify(scheme)}`);
+  }
+
+  const config: DnsConfig = {
+    name: name.trim(),
+    type,
+    interval: parseDuration(section.interval ?? defaults.interval, `${path}.interval`),
+    timeout: parseDuration(section.timeout ?? defaults.timeout, `${path}.timeout`),
+    tries: positiveInteger(section.tries ?? defaults.tries, `${path}.tries`),
+    scheme,
+    emptyAfter: positiveInteger(section.emptyAfter ?? defaults.emptyAfter, `${path}.emptyAfter`),
+  };
+  if (port !== undefined) config.port = port;
+
+  if (section.server !== undefined) {
+    const server = section.server;
+    if (typeof server !== "string" || server === "") {
+      throw new ConfigError(`${path}.server`, 'must be "ip", "ip:port" or "[ipv6]:port"');
+    }
+    try {
+      // The resolver's own parser decides what it accepts.
+      new Resolver().setServers([server]);
+    } catch {
+      throw new ConfigError(
+        `${path}.server`,
+        `must be "ip", "ip:port" or "[ipv6]:port", got ${JSON.stringify(server)}`,
+      );
+    }
+    config.server = server;
+  }
+  return config;
+}
+
+const durationPattern = /^(\d+(?:\.\d+)?)(ms|s|m)$/;
+const unitMs = { ms: 1, s: 1000, m: 60_000 } as const;
+
+/** Milliseconds from a number (ms) or a string like "500ms", "5s", "1m". */
+function parseDuration(value: unknown, field: string): number {
+  let ms: number | undefined;
+  if (typeof value === "number") ms = value;
+  else if (typeof value === "string") {
+    const match = durationPattern.exec(value.trim());
+    if (match) ms = Number(match[1]) * unitMs[match[2] as keyof typeof unitMs];
+  }
+  if (ms === undefined || !Number.isFinite(ms) || ms <= 0 || ms > 2 ** 31 - 1) {
+    throw new ConfigError(field, `must be a positive duration like "5s" or "500ms", got ${JSON.stringify(value)}`);
+  }
+  return Math.max(1, Math.round(ms));
+}
+
+function positiveInteger(value: unknown, field: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
+    throw new ConfigError(field, `must be a whole number >= 1, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}

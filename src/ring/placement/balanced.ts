@@ -1,0 +1,285 @@
+import type { Placement } from "./placement.ts";
+
+/**
+ * Balanced placement: rendezvous hashing with bounded loads, resolved as a
+ * stable matching.
+ *
+ * Every (partition, member) pair gets a score mixed from a 64-bit hash of the
+ * member's name and the partition number, as in rendezvous (highest random
+ * weight) hashing: David Thaler and Chinya Ravishankar, "A Name-Based Mapping
+ * Scheme for Rendezvous" (1996). Plain rendezvous moves only the optimum on a
+ * join or leave, but its loads are binomial. Here every member also has a
+ * capacity, and the table is the stable matching of partitions to members in
+ * which both sides rank each other by that same score: no partition and member
+ * both prefer each other to what they hold. It is computed by deferred
+ * acceptance (David Gale and Lloyd Shapley, "College Admissions and the
+ * Stability of Marriage", 1962): each partition proposes to members from its
+ * highest score down; a full member keeps its best-scored partitions and
+ * bounces the worst. With one score per pair the stable matching is unique
+ * (it is what greedily assigning pairs by descending score gives), so the
+ * table depends only on the scores, i.e. on the member names, never on the
+ * order of proposals, on member indices or on which proxy computes it. That
+ * is the same role bounded loads play in Vahab Mirrokni, Mikkel Thorup and
+ * Morteza Zadimoghaddam, "Consistent Hashing with Bounded Loads" (2018), but
+ * without a ring order: a joining member takes the partitions it scores
+ * highest, and a bounce only happens where some member would exceed its cap.
+ *
+ * The capacity is the largest the balance bound allows,
+ * max(ceil(P/n), floor(1.05·P/n)): slack is what ends bounce chains early.
+ * An assignment auction (Dimitri Bertsekas, "The Auction Algorithm", 1988)
+ * that maximises the total score, i.e. rendezvous with per-member prices at
+ * their minimum equilibrium, is the other pure function of the scores at
+ * hand; it was measured and moves more: its prices all shift on a join and
+ * move partitions between members that kept their own.
+ *
+ * Replica ranks are matched one after another with the same capacity, each
+ * partition skipping the members of its earlier ranks. Should a rank have no
+ * complete matching under the cap (only when replicas is close to the member
+ * count), that rank's cap is raised until it has.
+ */
+export const balanced: Placement = (members, partitions, replicas) => {
+  const n = members.length;
+  const table = new Uint32Array(partitions * replicas);
+  if (partitions === 0 || replicas === 0) return table;
+  if (replicas > n) throw new RangeError(`${replicas} replicas need at least as many members, got ${n}`);
+
+  const seedHi = new Int32Array(n);
+  const seedLo = new Int32Array(n);
+  for (let m = 0; m < n; m++) {
+    const [hi, lo] = nameHash(members[m] as string);
+    seedHi[m] = hi;
+    seedLo[m] = lo;
+  }
+  const prefs = new Preferences(seedHi, seedLo, partitions, Math.min(n, replicas + 3));
+  // Integer arithmetic, so that floor(1.05·P/n) never lands on the wrong side of a whole number.
+  const capacity = Math.max(Math.ceil(partitions / n), Math.floor((105 * partitions) / (100 * n)));
+  for (let rank = 0; rank < replicas; rank++) {
+    let cap = capacity;
+    while (!matchRank(prefs, table, replicas, rank, cap)) cap++;
+  }
+  return table;
+};
+
+/**
+ * Deferred acceptance for one replica rank. Writes each partition's member for
+ * `rank` into `table` and returns true, or false if some partition was bounced
+ * by every member it may still use (then no matching fits under `cap`).
+ */
+function matchRank(prefs: Preferences, table: Uint32Array, replicas: number, rank: number, cap: number): boolean {
+  const partitions = prefs.partitions;
+  const n = prefs.seedHi.length;
+  // Each member's accepted partitions, as a min-heap on score so the worst is on top.
+  const held = new Int32Array(n * cap);
+  const heldCount = new Int32Array(n);
+  const score = new Float64Array(partitions);
+  const cursor = new Int32Array(partitions);
+  for (let p = 0; p < partitions; p++) prefs.rewind(p);
+
+  const waiting: number[] = [];
+  for (let p = partitions - 1; p >= 0; p--) waiting.push(p);
+  while (waiting.length > 0) {
+    const p = waiting.pop() as number;
+    for (;;) {
+      const position = cursor[p] as number;
+      const k = prefs.next(p, position);
+      if (k < 0) return false;
+      cursor[p] = position + 1;
+      const m = prefs.member[k] as number;
+      if (usedByEarlierRank(table, replicas, p, rank, m)) continue;
+      const s = prefs.score[k] as number;
+      const base = m * cap;
+      const count = heldCount[m] as number;
+      if (count < cap) {
+        score[p] = s;
+        held[base + count] = p;
+        heldCount[m] = count + 1;
+        siftUp(held, score, base, count);
+        break;
+      }
+      const worst = held[base] as number;
+      if (better(s, p, score[worst] as number, worst)) {
+        score[p] = s;
+        held[base] = p;
+        siftDown(held, score, base, cap);
+        waiting.push(worst);
+        break;
+      }
+    }
+  }
+  for (let m = 0; m < n; m++) {
+    const count = heldCount[m] as number;
+    for (let i = 0; i < count; i++) table[(held[m * cap + i] as number) * replicas + rank] = m;
+  }
+  return true;
+}
+
+function usedByEarlierRank(table: Uint32Array, replicas: number, p: number, rank: number, m: number): boolean {
+  for (let r = 0; r < rank; r++) if (table[p * replicas + r] === m) return true;
+  return false;
+}
+
+/**
+ * Each partition's members in descending score order, produced lazily: the
+ * best `width` are kept, and the next `width` are computed only when a
+ * partition has been bounced past all of them, which is rare.
+ */
+class Preferences {
+  readonly member: Int32Array;
+  readonly score: Float64Array;
+  /** How many entries of the partition's cached block are filled. */
+  private readonly filled: Int32Array;
+  /** Position in the full preference list of the first cached entry. */
+  private readonly offset: Int32Array;
+
+  constructor(
+    readonly seedHi: Int32Array,
+    readonly seedLo: Int32Array,
+    readonly partitions: number,
+    private readonly width: number,
+  ) {
+    this.member = new Int32Array(partitions * width);
+    this.score = new Float64Array(partitions * width);
+    this.filled = new Int32Array(partitions);
+    this.offset = new Int32Array(partitions);
+    for (let p = 0; p < partitions; p++) this.fill(p, Number.POSITIVE_INFINITY, -1);
+  }
+
+  /** Makes sure the cache holds the start of the partition's list again. */
+  rewind(p: number): void {
+    if (this.offset[p] !== 0) {
+      this.offset[p] = 0;
+      this.fill(p, Number.POSITIVE_INFINITY, -1);
+    }
+  }
+
+  /**
+   * Index into `member`/`score` of the partition's choice at `position` in its
+   * list (counted from the list's start for the current rank), or -1 when the
+   * list is exhausted. Positions must be asked for in increasing order.
+   */
+  next(p: number, position: number): number {
+    const base = p * this.width;
+    let index = position - (this.offset[p] as number);
+    if (index >= this.width) {
+      const last = base + this.width - 1;
+      this.offset[p] = position;
+      this.fill(p, this.score[last] as number, this.member[last] as number);
+      index = 0;
+    }
+    return index < (this.filled[p] as number) ? base + index : -1;
+  }
+
+  /** Caches the best `width` members ranked strictly below (belowScore, belowMember). */
+  private fill(p: number, belowScore: number, belowMember: number): void {
+    const base = p * this.width;
+    const n = this.seedHi.length;
+    let filled = 0;
+    for (let m = 0; m < n; m++) {
+      const s = pairScore(this.seedHi[m] as number, this.seedLo[m] as number, p);
+      if (!better(belowScore, belowMember, s, m)) continue;
+      if (
+        filled === this.width &&
+        !better(s, m, this.score[base + filled - 1] as number, this.member[base + filled - 1] as number)
+      )
+        continue;
+      // Insertion into the short sorted block.
+      let i = filled < this.width ? filled++ : filled - 1;
+      while (i > 0 && better(s, m, this.score[base + i - 1] as number, this.member[base + i - 1] as number)) {
+        this.score[base + i] = this.score[base + i - 1] as number;
+        this.member[base + i] = this.member[base + i - 1] as number;
+        i--;
+      }
+      this.score[base + i] = s;
+      this.member[base + i] = m;
+    }
+    this.filled[p] = filled;
+  }
+}
+
+/**
+ * Strict order on (score, id) pairs: higher score wins. Scores carry 53 random
+ * bits, so a tie is practically never, but it still needs an answer that every
+ * proxy agrees on.
+ */
+function better(s1: number, id1: number, s2: number, id2: number): boolean {
+  return s1 > s2 || (s1 === s2 && id1 < id2);
+}
+
+function siftUp(heap: Int32Array, score: Float64Array, base: number, i: number): void {
+  const item = heap[base + i] as number;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    const above = heap[base + parent] as number;
+    if (!better(score[above] as number, above, score[item] as number, item)) break;
+    heap[base + i] = above;
+    i = parent;
+  }
+  heap[base + i] = item;
+}
+
+function siftDown(heap: Int32Array, score: Float64Array, base: number, size: number): void {
+  const item = heap[base] as number;
+  let i = 0;
+  for (;;) {
+    let child = 2 * i + 1;
+    if (child >= size) break;
+    const right = child + 1;
+    if (
+      right < size &&
+      better(
+        score[heap[base + child] as number] as number,
+        heap[base + child] as number,
+        score[heap[base + right] as number] as number,
+        heap[base + right] as number,
+      )
+    ) {
+      child = right;
+    }
+    const below = heap[base + child] as number;
+    if (!better(score[item] as number, item, score[below] as number, below)) break;
+    heap[base + i] = below;
+    i = child;
+  }
+  heap[base + i] = item;
+}
+
+/** MurmurHash3's 32-bit finalizer: every input bit affects every output bit. */
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * 64-bit hash of the name's UTF-8 bytes (as two 32-bit halves): FNV-1a in two
+ * lanes with different offsets, each finalised with the other's state mixed
+ * in, so equal names agree across implementations and distinct names collide
+ * with probability about 2⁻⁶⁴.
+ */
+function nameHash(name: string): [number, number] {
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
+  for (const byte of utf8.encode(name)) {
+    a = Math.imul(a ^ byte, 0x01000193);
+    b = Math.imul(b ^ byte, 0x01000193) ^ (a >>> 7);
+  }
+  const hi = fmix32(a ^ Math.imul(b, 0x9e3779b9));
+  const lo = fmix32(b ^ Math.imul(hi, 0x27d4eb2f));
+  return [hi, lo];
+}
+
+/**
+ * The rendezvous score of partition p on the member with seed (hi, lo): 53
+ * uniform bits as an exact integer in a double. Only the order of scores
+ * matters to the matching, so no transform to a particular distribution.
+ */
+function pairScore(hi: number, lo: number, p: number): number {
+  let a = fmix32(lo ^ Math.imul(p, 0x9e3779b9));
+  const b = fmix32(hi + Math.imul(p ^ a, 0x85ebca6b));
+  a = fmix32(a ^ b);
+  return (a >>> 0) * 0x200000 + (b >>> 11);
+}
