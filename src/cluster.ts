@@ -19,8 +19,14 @@ export interface ClusterListener {
   release?(event: Release): void;
   /** The ring changed. */
   ring?(ring: Ring, previous: Ring): void;
-  /** The source went down (error set) or delivered again after being down. */
+  /** The source went down (error set) or delivered again after being down. Called on changes only. */
   source?(up: boolean, error?: Error): void;
+  /**
+   * The source reported a failure: every one, also while already down (a
+   * file that still does not parse, another failed reconnect). For counting
+   * errors; `source` tells up from down.
+   */
+  sourceError?(error: Error): void;
 }
 
 export interface ClusterOptions {
@@ -54,7 +60,11 @@ export class Cluster {
   #listeners = new Set<ClusterListener>();
   #synced = false;
   #sourceUp = false;
+  /** Whether listeners were told the source is down, so they hear it once per outage. */
+  #toldDown = false;
   #started = false;
+  /** Bumped on stop, so a late snapshot from a stopped source changes nothing. */
+  #generation = 0;
   readonly #source: MembershipSource;
   readonly #local: string | undefined;
   readonly #filter: (member: Member) => boolean;
@@ -70,14 +80,23 @@ export class Cluster {
   async start(): Promise<void> {
     if (this.#started) return;
     this.#started = true;
+    const generation = this.#generation;
     const sink: SnapshotSink = {
-      snapshot: (members) => this.#apply(members),
-      down: (error) => this.#down(error),
+      snapshot: (members) => {
+        if (generation === this.#generation) this.#apply(members);
+      },
+      down: (error) => {
+        if (generation === this.#generation) this.#down(error);
+      },
     };
     await this.#source.start(sink);
   }
 
+  /** Stops the source. The ring stays as it was; `start()` may be called again. */
   async stop(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    this.#generation++;
     await this.#source.stop();
   }
 
@@ -155,6 +174,7 @@ export class Cluster {
     const wasUp = this.#sourceUp;
     this.#synced = true;
     this.#sourceUp = true;
+    this.#toldDown = false;
     if (!wasUp) this.#emit((l) => l.source?.(true));
 
     const inRing = [...known.values()].filter((m) => m.state === "alive" && this.#filter(m)).map((m) => m.name);
@@ -179,9 +199,12 @@ export class Cluster {
   }
 
   #down(error: Error): void {
-    const wasUp = this.#sourceUp;
     this.#sourceUp = false;
-    if (wasUp || !this.#synced) this.#emit((l) => l.source?.(false, error));
+    this.#emit((l) => l.sourceError?.(error));
+    if (!this.#toldDown) {
+      this.#toldDown = true;
+      this.#emit((l) => l.source?.(false, error));
+    }
   }
 
   #emit(call: (listener: ClusterListener) => void): void {

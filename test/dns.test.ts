@@ -363,7 +363,10 @@ test("parseDnsConfig fills defaults and reads durations", (t) => {
     },
   );
   t.is(parseDnsConfig({ name: "x", interval: "2m" }).interval, 120_000);
-  t.is(parseDnsConfig({ name: "x", interval: 250 }).interval, 250);
+  t.is(parseDnsConfig({ name: "x", interval: "250ms" }).interval, 250);
+  t.throws(() => parseDnsConfig({ name: "x", interval: 250 }), {
+    message: /membership.dns.interval: must be a positive duration/,
+  });
 });
 
 test("parseDnsConfig names the field that is wrong", (t) => {

@@ -1,38 +1,220 @@
 import { ConfigError } from "../errors/config-error.ts";
+import { duration } from "../utils/duration.ts";
+import { type DnsConfig, parseDnsConfig } from "./dns.ts";
+import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
+import { parseHostPort } from "./serf/rpc.ts";
+import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
 import type { StaticMember } from "./static.ts";
 
-/** The `membership` section of the config: exactly one source. */
-export interface MembershipConfig {
-  static?: { members: StaticMember[] };
+/** Active health checks as configured: the options plus a switch. */
+export interface HealthConfig extends HealthCheckOptions {
+  /** `false` turns the checks off without deleting the section. */
+  enabled: boolean;
 }
+
+/** The `membership` section of the config: exactly one source, optionally health checks. */
+export interface MembershipConfig {
+  /** A fixed list of members. */
+  static?: { members: StaticMember[] };
+  /** A members file watched for changes. */
+  file?: {
+    path: string;
+    /** Milliseconds between polls of the file (besides fs.watch). Default 500. */
+    pollInterval: number;
+  };
+  /** A local Serf agent's RPC. */
+  serf?: SerfSourceOptions;
+  /** DNS records (SRV, A or AAAA) polled at an interval, e.g. a Kubernetes headless Service. */
+  dns?: DnsConfig;
+  /**
+   * Active HTTP health checks around whichever source is set. Absent: no
+   * checks, every member the source lists as alive is in the ring.
+   */
+  health?: HealthConfig;
+}
+
+/** The source kinds this module builds; `health` sits beside them. */
+export const membershipSourceKinds = ["static", "file", "serf", "dns"] as const;
 
 /**
  * Validates the raw `membership` section (parsed YAML, flags merged in),
  * throwing ConfigError with the full field path, e.g. `membership.static.members[1].url`.
+ * Durations are strings with a unit: "500ms", "2s", "1m".
  */
 export function parseMembershipConfig(raw: unknown, path = "membership"): MembershipConfig {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(path, "must be a mapping");
-  const section = raw as Record<string, unknown>;
+  const section = mapping(raw, path);
   const kinds = Object.keys(section).filter((k) => k !== "health");
-  if (kinds.length !== 1)
-    throw new ConfigError(path, `needs exactly one source (static), got ${kinds.join(", ") || "none"}`);
-  const staticSection = section.static as { members?: unknown } | undefined;
-  if (staticSection === undefined) throw new ConfigError(`${path}.${kinds[0]}`, "unknown membership source");
-  const members = staticSection.members;
+  if (kinds.length !== 1) {
+    throw new ConfigError(
+      path,
+      `needs exactly one source (${membershipSourceKinds.join(", ")}), got ${kinds.join(", ") || "none"}`,
+    );
+  }
+  const kind = kinds[0] as string;
+  const config: MembershipConfig = {};
+  if (kind === "static") config.static = parseStatic(section.static, `${path}.static`);
+  else if (kind === "file") config.file = parseFile(section.file, `${path}.file`);
+  else if (kind === "serf") config.serf = parseSerf(section.serf, `${path}.serf`);
+  else if (kind === "dns") config.dns = parseDnsConfig(section.dns, `${path}.dns`);
+  else {
+    throw new ConfigError(`${path}.${kind}`, `unknown membership source (one of ${membershipSourceKinds.join(", ")})`);
+  }
+  if (section.health !== undefined) config.health = parseHealth(section.health, `${path}.health`);
+  return config;
+}
+
+function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
+  const section = mapping(raw, path);
+  known(section, path, ["members"]);
+  const members = section.members;
   if (!Array.isArray(members) || members.length === 0) {
-    throw new ConfigError(`${path}.static.members`, "must be a non-empty list of {name, url}");
+    throw new ConfigError(`${path}.members`, "must be a non-empty list of {name, url}");
+  }
+  const seen = new Set<string>();
+  return {
+    members: members.map((m, i) => {
+      const field = `${path}.members[${i}]`;
+      const entry = mapping(m, field);
+      known(entry, field, ["name", "url", "tags"]);
+      const { name, url, tags } = entry;
+      if (typeof name !== "string" || name === "") throw new ConfigError(`${field}.name`, "must be a non-empty string");
+      if (seen.has(name)) throw new ConfigError(`${field}.name`, `duplicate member "${name}"`);
+      seen.add(name);
+      return { name, url: httpUrl(url, `${field}.url`), tags: stringMap(tags ?? {}, `${field}.tags`) };
+    }),
+  };
+}
+
+function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["file"]> {
+  const section = mapping(raw, path);
+  known(section, path, ["path", "pollInterval"]);
+  if (typeof section.path !== "string" || section.path === "") {
+    throw new ConfigError(`${path}.path`, "must be the path of a members file");
   }
   return {
-    static: {
-      members: members.map((m, i) => {
-        const field = `${path}.static.members[${i}]`;
-        const { name, url, tags } = (m ?? {}) as Record<string, unknown>;
-        if (typeof name !== "string" || name === "")
-          throw new ConfigError(`${field}.name`, "must be a non-empty string");
-        if (typeof url !== "string" || !URL.canParse(url))
-          throw new ConfigError(`${field}.url`, `must be a URL, got ${JSON.stringify(url)}`);
-        return { name, url, tags: (tags ?? {}) as Record<string, string> };
-      }),
-    },
+    path: section.path,
+    pollInterval: section.pollInterval === undefined ? 500 : duration(section.pollInterval, `${path}.pollInterval`),
   };
+}
+
+function parseSerf(raw: unknown, path: string): SerfSourceOptions {
+  const section = raw === null || raw === undefined ? {} : mapping(raw, path);
+  known(section, path, ["rpc", "authKey", "tags", "urlTag", "urlScheme", "reconnectMax", "timeout"]);
+  const options = defaultSerfSourceOptions();
+  if (section.rpc !== undefined) {
+    if (typeof section.rpc !== "string") throw new ConfigError(`${path}.rpc`, "must be host:port");
+    try {
+      parseHostPort(section.rpc);
+    } catch {
+      throw new ConfigError(`${path}.rpc`, `must be host:port, got ${JSON.stringify(section.rpc)}`);
+    }
+    options.rpc = section.rpc;
+  }
+  if (section.authKey !== undefined) {
+    if (typeof section.authKey !== "string") throw new ConfigError(`${path}.authKey`, "must be a string");
+    options.authKey = section.authKey === "" ? undefined : section.authKey;
+  }
+  if (section.tags !== undefined) {
+    options.tags = stringMap(section.tags, `${path}.tags`);
+    for (const [tag, pattern] of Object.entries(options.tags)) {
+      try {
+        new RegExp(pattern);
+      } catch (error) {
+        throw new ConfigError(`${path}.tags.${tag}`, `not a regular expression (${(error as Error).message})`);
+      }
+    }
+  }
+  if (section.urlTag !== undefined) {
+    if (typeof section.urlTag !== "string" || section.urlTag === "") {
+      throw new ConfigError(`${path}.urlTag`, "must be a tag name");
+    }
+    options.urlTag = section.urlTag;
+  }
+  if (section.urlScheme !== undefined) {
+    if (section.urlScheme !== "http" && section.urlScheme !== "https") {
+      throw new ConfigError(`${path}.urlScheme`, `must be http or https, got ${JSON.stringify(section.urlScheme)}`);
+    }
+    options.urlScheme = section.urlScheme;
+  }
+  if (section.reconnectMax !== undefined) {
+    options.reconnectMax = duration(section.reconnectMax, `${path}.reconnectMax`);
+    options.reconnectMin = Math.min(options.reconnectMin, options.reconnectMax);
+  }
+  if (section.timeout !== undefined) options.timeout = duration(section.timeout, `${path}.timeout`);
+  return options;
+}
+
+function parseHealth(raw: unknown, path: string): HealthConfig {
+  const section = mapping(raw, path);
+  known(section, path, ["enabled", "path", "interval", "timeout", "rise", "fall", "reconnectInterval"]);
+  const health: HealthConfig = { enabled: true, ...defaultHealthCheckOptions() };
+  if (section.enabled !== undefined) {
+    if (typeof section.enabled !== "boolean") throw new ConfigError(`${path}.enabled`, "must be true or false");
+    health.enabled = section.enabled;
+  }
+  if (section.path !== undefined) {
+    if (typeof section.path !== "string" || !section.path.startsWith("/")) {
+      throw new ConfigError(`${path}.path`, `must start with "/", got ${JSON.stringify(section.path)}`);
+    }
+    health.path = section.path;
+  }
+  for (const field of ["interval", "timeout", "reconnectInterval"] as const) {
+    if (section[field] !== undefined) health[field] = duration(section[field], `${path}.${field}`);
+  }
+  for (const field of ["rise", "fall"] as const) {
+    const value = section[field];
+    if (value === undefined) continue;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 100) {
+      throw new ConfigError(`${path}.${field}`, `must be an integer from 1 to 100, got ${JSON.stringify(value)}`);
+    }
+    health[field] = value;
+  }
+  return health;
+}
+
+/**
+ * Parses `--members name=url,name=url` into static members, naming `flag`
+ * in errors. Names may not contain "=" or ",".
+ */
+export function membersFromFlag(value: string, flag = "--members"): StaticMember[] {
+  const seen = new Set<string>();
+  return value
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part !== "")
+    .map((part) => {
+      const at = part.indexOf("=");
+      if (at <= 0) throw new ConfigError(flag, `expected name=url, got ${JSON.stringify(part)}`);
+      const name = part.slice(0, at);
+      if (seen.has(name)) throw new ConfigError(flag, `duplicate member "${name}"`);
+      seen.add(name);
+      return { name, url: httpUrl(part.slice(at + 1), flag), tags: {} };
+    });
+}
+
+function mapping(raw: unknown, path: string): Record<string, unknown> {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(path, "must be a mapping");
+  return raw as Record<string, unknown>;
+}
+
+/** Rejects fields nobody reads: a typo should fail, not be ignored. */
+function known(section: Record<string, unknown>, path: string, fields: string[]): void {
+  for (const key of Object.keys(section)) {
+    if (!fields.includes(key)) throw new ConfigError(`${path}.${key}`, `unknown field (expected ${fields.join(", ")})`);
+  }
+}
+
+function httpUrl(url: unknown, field: string): string {
+  if (typeof url !== "string" || !/^https?:\/\//.test(url) || !URL.canParse(url)) {
+    throw new ConfigError(field, `must be an http(s) URL, got ${JSON.stringify(url)}`);
+  }
+  return url;
+}
+
+function stringMap(raw: unknown, path: string): Record<string, string> {
+  const entries = Object.entries(mapping(raw, path));
+  for (const [key, value] of entries) {
+    if (typeof value !== "string") throw new ConfigError(`${path}.${key}`, "must be a string");
+  }
+  return Object.fromEntries(entries) as Record<string, string>;
 }

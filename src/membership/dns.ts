@@ -1,6 +1,7 @@
 import { Resolver } from "node:dns/promises";
 import { isIPv6 } from "node:net";
 import { ConfigError } from "../errors/config-error.ts";
+import { duration } from "../utils/duration.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 /** Record types the DNS source can poll. */
@@ -234,8 +235,8 @@ export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig
   const config: DnsConfig = {
     name: name.trim(),
     type,
-    interval: parseDuration(section.interval ?? defaults.interval, `${path}.interval`),
-    timeout: parseDuration(section.timeout ?? defaults.timeout, `${path}.timeout`),
+    interval: section.interval === undefined ? defaults.interval : duration(section.interval, `${path}.interval`),
+    timeout: section.timeout === undefined ? defaults.timeout : duration(section.timeout, `${path}.timeout`),
     tries: positiveInteger(section.tries ?? defaults.tries, `${path}.tries`),
     scheme,
     emptyAfter: positiveInteger(section.emptyAfter ?? defaults.emptyAfter, `${path}.emptyAfter`),
@@ -259,23 +260,6 @@ export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig
     config.server = server;
   }
   return config;
-}
-
-const durationPattern = /^(\d+(?:\.\d+)?)(ms|s|m)$/;
-const unitMs = { ms: 1, s: 1000, m: 60_000 } as const;
-
-/** Milliseconds from a number (ms) or a string like "500ms", "5s", "1m". */
-function parseDuration(value: unknown, field: string): number {
-  let ms: number | undefined;
-  if (typeof value === "number") ms = value;
-  else if (typeof value === "string") {
-    const match = durationPattern.exec(value.trim());
-    if (match) ms = Number(match[1]) * unitMs[match[2] as keyof typeof unitMs];
-  }
-  if (ms === undefined || !Number.isFinite(ms) || ms <= 0 || ms > 2 ** 31 - 1) {
-    throw new ConfigError(field, `must be a positive duration like "5s" or "500ms", got ${JSON.stringify(value)}`);
-  }
-  return Math.max(1, Math.round(ms));
 }
 
 function positiveInteger(value: unknown, field: string): number {

@@ -1,0 +1,261 @@
+/**
+ * Prometheus metrics (prom-client), prefix `ringroute_`. Labels stay
+ * low-cardinality: member names, status codes, methods, reasons; never a key
+ * or a path. Label sets of members that leave the ring are deleted, so a
+ * churning cluster does not grow the scrape forever.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import type { Cluster } from "../cluster.ts";
+import type { ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
+
+/** Upper bounds of the request duration histogram, in seconds. */
+const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+interface MemberStats {
+  /** Responses by "METHOD status". */
+  responses: Map<string, number>;
+  /** Non-cumulative counts per bucket; the last slot is +Inf. */
+  buckets: Float64Array;
+  sum: number;
+  count: number;
+}
+
+interface Sample {
+  value: number;
+  labels: Record<string, string | number>;
+  metricName?: string;
+}
+
+/**
+ * `ringroute_requests_total` and `ringroute_request_duration_seconds`, kept
+ * as plain numbers per member and rendered as prom-client metric objects.
+ */
+class RequestStats {
+  readonly #members = new Map<string, MemberStats>();
+
+  record(member: string, method: string, status: number, seconds: number): void {
+    let stats = this.#members.get(member);
+    if (stats === undefined) {
+      stats = { responses: new Map(), buckets: new Float64Array(buckets.length + 1), sum: 0, count: 0 };
+      this.#members.set(member, stats);
+    }
+    const key = `${method} ${status}`;
+    stats.responses.set(key, (stats.responses.get(key) ?? 0) + 1);
+    let i = 0;
+    while (i < buckets.length && seconds > (buckets[i] as number)) i++;
+    stats.buckets[i] = (stats.buckets[i] as number) + 1;
+    stats.sum += seconds;
+    stats.count++;
+  }
+
+  forget(member: string): void {
+    this.#members.delete(member);
+  }
+
+  requestsMetric() {
+    const name = "ringroute_requests_total";
+    const help =
+      "Responses sent to clients, by the member that served them (none: ringroute answered), status code and method.";
+    const get = () => {
+      const values: Sample[] = [];
+      for (const [member, stats] of this.#members) {
+        for (const [key, value] of stats.responses) {
+          const [method, code] = key.split(" ") as [string, string];
+          values.push({ value, labels: { member, code, method } });
+        }
+      }
+      return { name, help, type: "counter", aggregator: "sum", values };
+    };
+    return { name, help, type: "counter", aggregator: "sum", get, reset: () => this.#members.clear() };
+  }
+
+  durationMetric() {
+    const name = "ringroute_request_duration_seconds";
+    const help = "Time from a request's arrival to the end of its response, by serving member.";
+    const get = () => {
+      const values: Sample[] = [];
+      for (const [member, stats] of this.#members) {
+        let cumulative = 0;
+        for (let i = 0; i <= buckets.length; i++) {
+          cumulative += stats.buckets[i] as number;
+          const le = i < buckets.length ? (buckets[i] as number) : "+Inf";
+          values.push({ value: cumulative, labels: { le, member }, metricName: `${name}_bucket` });
+        }
+        values.push({ value: stats.sum, labels: { member }, metricName: `${name}_sum` });
+        values.push({ value: stats.count, labels: { member }, metricName: `${name}_count` });
+      }
+      return { name, help, type: "histogram", aggregator: "sum", values };
+    };
+    return { name, help, type: "histogram", aggregator: "sum", get, reset: () => this.#members.clear() };
+  }
+}
+
+/** Methods Node's parser accepts that are worth a label of their own; anything else is OTHER. */
+const methods = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
+
+export interface MetricsOptions {
+  /** Where to register; a fresh Registry by default (so several proxies in one process do not clash). */
+  registry?: Registry;
+  /** Also collect prom-client's default process and Node metrics (default true). */
+  defaultMetrics?: boolean;
+  /** Members the proxy is skipping right now, for `ringroute_members{state="ejected"}`. */
+  ejected?: () => string[];
+}
+
+export class Metrics implements ProxyObserver {
+  readonly registry: Registry;
+  /** Members the proxy skips right now; set once the proxy exists. */
+  ejected: () => string[];
+  readonly #upstreamErrors: Counter<"member" | "reason">;
+  readonly #failovers: Counter;
+  readonly #ejections: Counter<"member">;
+  readonly #requestStats = new RequestStats();
+  readonly #reasons = new Map<string, Set<UpstreamFailure>>();
+  readonly #unsubscribe: () => void;
+
+  constructor(cluster: Cluster, options: MetricsOptions = {}) {
+    const registry = options.registry ?? new Registry();
+    this.registry = registry;
+    this.ejected = options.ejected ?? (() => []);
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    const registers = [registry];
+
+    // Counted in plain numbers on the hot path and turned into samples when scraped:
+    // prom-client's labelled inc()/observe() hash the label set on every call.
+    registry.registerMetric(this.#requestStats.requestsMetric() as never);
+    registry.registerMetric(this.#requestStats.durationMetric() as never);
+    this.#upstreamErrors = new Counter({
+      name: "ringroute_upstream_errors_total",
+      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), error.",
+      labelNames: ["member", "reason"],
+      registers,
+    });
+    this.#failovers = new Counter({
+      name: "ringroute_failovers_total",
+      help: "Requests moved on to the next member of their preference list.",
+      registers,
+    });
+    this.#ejections = new Counter({
+      name: "ringroute_ejections_total",
+      help: "Times a member was ejected (skipped for a while) after failing repeatedly.",
+      labelNames: ["member"],
+      registers,
+    });
+
+    const metrics = this;
+    new Gauge({
+      name: "ringroute_members",
+      help: "Members the membership source reports, by state (alive, failed, left), and alive members ejected by the proxy (ejected).",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const counts: Record<string, number> = { alive: 0, failed: 0, left: 0 };
+        for (const member of cluster.knownMembers()) counts[member.state] = (counts[member.state] ?? 0) + 1;
+        counts.ejected = metrics.ejected().length;
+        for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+      },
+    });
+    new Gauge({
+      name: "ringroute_partitions_owned",
+      help: "Partitions each member holds at each replica rank (0: primary).",
+      labelNames: ["member", "replica"],
+      registers,
+      collect() {
+        this.reset();
+        for (const [member, counts] of cluster.ring.loads) {
+          for (let replica = 0; replica < counts.length; replica++) {
+            this.set({ member, replica: String(replica) }, counts[replica] as number);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: "ringroute_ring_info",
+      help: "Always 1; the labels describe the current ring.",
+      labelNames: ["checksum", "placement", "hash"],
+      registers,
+      collect() {
+        this.reset();
+        const { placement, hash } = cluster.ring.config;
+        this.set({ checksum: cluster.ring.checksum, placement, hash }, 1);
+      },
+    });
+    new Gauge({
+      name: "ringroute_membership_source_up",
+      help: "1 while the membership source delivers, 0 after it reported an error.",
+      labelNames: ["source"],
+      registers,
+      collect() {
+        this.reset();
+        this.set({ source: cluster.sourceKind }, cluster.sourceUp ? 1 : 0);
+      },
+    });
+    const ringChanges = new Counter({
+      name: "ringroute_ring_changes_total",
+      help: "Times the ring was rebuilt because members joined or left.",
+      registers,
+    });
+    const moves = new Counter({
+      name: "ringroute_partition_moves_total",
+      help: "(partition, replica rank) slots handed from one member to another by ring changes.",
+      registers,
+    });
+    const sourceErrors = new Counter({
+      name: "ringroute_membership_source_errors_total",
+      help: "Times the membership source reported an error.",
+      labelNames: ["source"],
+      registers,
+    });
+    sourceErrors.inc({ source: cluster.sourceKind }, 0);
+
+    this.#unsubscribe = cluster.listen({
+      ring: () => ringChanges.inc(),
+      acquire: (event) => {
+        if (event.from !== null) moves.inc();
+      },
+      // Every failure counts, not just the one that took the source down.
+      sourceError: () => sourceErrors.inc({ source: cluster.sourceKind }),
+      memberDown: (member) => this.#forget(member.name),
+    });
+  }
+
+  request(member: string, method: string, status: number, seconds: number): void {
+    this.#requestStats.record(member, methods.has(method) ? method : "OTHER", status, seconds);
+  }
+
+  upstreamError(member: string, reason: UpstreamFailure): void {
+    let reasons = this.#reasons.get(member);
+    if (reasons === undefined) {
+      reasons = new Set();
+      this.#reasons.set(member, reasons);
+    }
+    reasons.add(reason);
+    this.#upstreamErrors.inc({ member, reason });
+  }
+
+  failover(): void {
+    this.#failovers.inc();
+  }
+
+  ejection(member: string): void {
+    this.#ejections.inc({ member });
+  }
+
+  /** The Prometheus text exposition. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Stops following the cluster. */
+  close(): void {
+    this.#unsubscribe();
+  }
+
+  /** Deletes every label set of a member that left the ring. */
+  #forget(member: string): void {
+    this.#requestStats.forget(member);
+    for (const reason of this.#reasons.get(member) ?? []) this.#upstreamErrors.remove({ member, reason });
+    this.#reasons.delete(member);
+    this.#ejections.remove({ member });
+  }
+}

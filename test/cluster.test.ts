@@ -1,0 +1,259 @@
+import test from "ava";
+import { Cluster } from "../src/cluster.ts";
+import type { Member, MembershipSource, SnapshotSink } from "../src/membership/source.ts";
+import { diff, type PartitionEvent } from "../src/ring/diff.ts";
+import { Ring } from "../src/ring/ring.ts";
+
+const ringConfig = { partitions: 64, replicas: 2 };
+
+/** A source the test drives by hand. */
+class ManualSource implements MembershipSource {
+  readonly kind = "manual";
+  sink: SnapshotSink | undefined;
+  stopped = false;
+  async start(sink: SnapshotSink): Promise<void> {
+    this.sink = sink;
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+  }
+  send(...members: (string | Partial<Member>)[]): void {
+    this.sink?.snapshot(members.map(member));
+  }
+}
+
+function member(spec: string | Partial<Member>): Member {
+  const m = typeof spec === "string" ? { name: spec } : spec;
+  return { url: `http://${m.name}.test:80`, tags: {}, state: "alive", ...m } as Member;
+}
+
+const show = (e: PartitionEvent) =>
+  e.type === "acquire"
+    ? `acquire ${e.partition}/${e.replica} ${e.member} <- ${e.from ?? "-"}`
+    : `release ${e.partition}/${e.replica} ${e.member} -> ${e.to ?? "-"}`;
+
+/** Everything a cluster tells its listeners, in order, as readable lines. */
+function record(cluster: Cluster): string[] {
+  const log: string[] = [];
+  cluster.listen({
+    memberUp: (m) => log.push(`up ${m.name}`),
+    memberDown: (m) => log.push(`down ${m.name} ${m.state}`),
+    acquire: (e) => log.push(show(e)),
+    release: (e) => log.push(show(e)),
+    ring: (ring) => log.push(`ring ${ring.members.join(",")}`),
+    source: (up) => log.push(`source ${up ? "up" : "down"}`),
+  });
+  return log;
+}
+
+/** Partition events between two member sets, from rings built here, not by the cluster. */
+function expected(before: string[], after: string[], only?: string): string[] {
+  return diff(Ring.build(before, ringConfig), Ring.build(after, ringConfig))
+    .filter((e) => only === undefined || e.member === only)
+    .map(show)
+    .sort();
+}
+
+/** The partition events in the log, sorted: their order is checked on its own. */
+const partitionEvents = (log: string[]) => log.filter((l) => l.startsWith("acquire") || l.startsWith("release")).sort();
+
+async function started(options: { local?: string } = {}) {
+  const source = new ManualSource();
+  const cluster = new Cluster({ source, ring: ringConfig, ...options });
+  const log = record(cluster);
+  await cluster.start();
+  return { source, cluster, log };
+}
+
+test("the first snapshot brings every member up and hands out every slot", async (t) => {
+  const { source, cluster, log } = await started();
+  t.false(cluster.synced);
+  source.send("a", "b", "c");
+  t.true(cluster.synced);
+  t.true(cluster.sourceUp);
+  t.deepEqual(log.slice(0, 4), ["source up", "up a", "up b", "up c"]);
+  t.deepEqual(partitionEvents(log), expected([], ["a", "b", "c"]));
+  t.is(log.at(-1), "ring a,b,c");
+  t.is(cluster.ring.checksum, Ring.build(["c", "b", "a"], ringConfig).checksum);
+});
+
+test("a join reports exactly the slots that change hands, releases before acquires, ring last", async (t) => {
+  const { source, log } = await started();
+  source.send("a", "b", "c");
+  log.length = 0;
+  source.send("a", "b", "c", "d");
+  const moves = partitionEvents(log);
+  t.deepEqual(moves, expected(["a", "b", "c"], ["a", "b", "c", "d"]));
+  t.true(moves.length > 0);
+  t.is(new Set(moves).size, moves.length);
+  const lastRelease = log.length - 1 - [...log].reverse().findIndex((l) => l.startsWith("release"));
+  const firstAcquire = log.findIndex((l) => l.startsWith("acquire"));
+  t.true(lastRelease < firstAcquire);
+  t.is(log[0], "up d");
+  t.is(log.at(-1), "ring a,b,c,d");
+});
+
+test("a member reported failed or left, or missing, goes down; its partitions move", async (t) => {
+  const { source, cluster, log } = await started();
+  source.send("a", "b", "c", "d");
+  log.length = 0;
+  source.send("a", { name: "b", state: "failed" }, { name: "c", state: "left" });
+  t.deepEqual(log.slice(0, 3), ["down b failed", "down c left", "down d left"]);
+  t.deepEqual(partitionEvents(log), expected(["a", "b", "c", "d"], ["a"]));
+  t.deepEqual(
+    cluster.knownMembers().map((m) => `${m.name} ${m.state}`),
+    ["a alive", "b failed", "c left"],
+  );
+  t.deepEqual(
+    cluster.members().map((m) => m.name),
+    ["a"],
+  );
+});
+
+test("a snapshot with the same ring members changes nothing but the known members", async (t) => {
+  const { source, cluster, log } = await started();
+  source.send("a", "b");
+  log.length = 0;
+  source.send({ name: "a", url: "http://moved:1" }, "b", { name: "x", state: "failed" });
+  t.deepEqual(log, []);
+  t.is(cluster.member("a")?.url, "http://moved:1");
+  t.is(cluster.member("x")?.state, "failed");
+});
+
+test("the local view reports only the local member's slots, with the other member", async (t) => {
+  const { source, log } = await started({ local: "b" });
+  source.send("a", "b", "c");
+  t.deepEqual(partitionEvents(log), expected([], ["a", "b", "c"], "b"));
+  log.length = 0;
+  source.send("a", "b", "c", "d");
+  const moves = partitionEvents(log);
+  t.deepEqual(moves, expected(["a", "b", "c"], ["a", "b", "c", "d"], "b"));
+  t.true(moves.every((m) => / b /.test(m)));
+  log.length = 0;
+  source.send("b", "c", "d");
+  t.deepEqual(partitionEvents(log), expected(["a", "b", "c", "d"], ["b", "c", "d"], "b"));
+  // b gains from a's departure, and is told whom it took each slot from.
+  t.true(partitionEvents(log).some((m) => m.endsWith("<- a")));
+});
+
+test("without local, every member's slots are reported", async (t) => {
+  const { source, log } = await started();
+  source.send("a", "b");
+  const members = new Set(partitionEvents(log).map((l) => l.split(" ")[2]));
+  t.deepEqual([...members].sort(), ["a", "b"]);
+});
+
+test("a filter keeps members out of the ring, and one that stops matching leaves it", async (t) => {
+  const source = new ManualSource();
+  const cluster = new Cluster({ source, ring: ringConfig, filter: (m) => m.tags.ring === "active" });
+  const log = record(cluster);
+  await cluster.start();
+  const active = { ring: "active" };
+  source.send({ name: "a", tags: active }, { name: "b", tags: active }, { name: "c", tags: {} });
+  t.deepEqual(cluster.ring.members, ["a", "b"]);
+  log.length = 0;
+  source.send({ name: "a", tags: active }, { name: "b", tags: { ring: "drain" } }, { name: "c", tags: {} });
+  t.deepEqual(cluster.ring.members, ["a"]);
+  t.is(log[0], "down b alive");
+  t.deepEqual(partitionEvents(log), expected(["a", "b"], ["a"]));
+});
+
+test("a source that goes down leaves the ring as it was and is heard once per outage", async (t) => {
+  const { source, cluster, log } = await started();
+  const errors: string[] = [];
+  cluster.listen({ sourceError: (e) => errors.push(e.message) });
+  source.send("a", "b");
+  const ring = cluster.ring;
+  log.length = 0;
+  source.sink?.down(new Error("one"));
+  source.sink?.down(new Error("two"));
+  t.is(cluster.ring, ring);
+  t.false(cluster.sourceUp);
+  t.true(cluster.synced);
+  t.deepEqual(log, ["source down"]);
+  t.deepEqual(errors, ["one", "two"]);
+  source.send("a", "b");
+  t.deepEqual(log, ["source down", "source up"]);
+  t.is(cluster.ring, ring);
+});
+
+test("a source that fails before its first snapshot leaves the cluster unsynced and empty", async (t) => {
+  const { source, cluster, log } = await started();
+  source.sink?.down(new Error("no file"));
+  t.false(cluster.synced);
+  t.is(cluster.size, 0);
+  t.deepEqual(log, ["source down"]);
+});
+
+test("lookups answer from the current ring with the source's members", async (t) => {
+  const { source, cluster } = await started({ local: "b" });
+  source.send("a", "b", "c");
+  const ring = Ring.build(["a", "b", "c"], ringConfig);
+  for (const key of ["user-1", "user-2", "/x/y", "ünïcode"]) {
+    t.is(cluster.ownerOf(key)?.name, ring.ownerOf(key));
+    t.is(cluster.ownerOf(key)?.url, `http://${ring.ownerOf(key)}.test:80`);
+    t.deepEqual(
+      cluster.ownersOf(key).map((m) => m.name),
+      [...ring.ownersOf(key)],
+    );
+    t.deepEqual(
+      cluster.ownersOf(key, 1).map((m) => m.name),
+      ring.ownersOf(key).slice(0, 1),
+    );
+    t.deepEqual(
+      cluster.ownersOf(key, 3).map((m) => m.name),
+      ring.preferenceList(key),
+    );
+    t.is(cluster.isLocal(key), ring.ownersOf(key).includes("b"));
+  }
+  t.is(cluster.size, 3);
+  t.true(cluster.has("a"));
+  t.false(cluster.has("z"));
+});
+
+test("an empty cluster has no owner for any key", async (t) => {
+  const { cluster } = await started();
+  t.is(cluster.ownerOf("k"), undefined);
+  t.deepEqual(cluster.ownersOf("k"), []);
+  t.false(cluster.isLocal("k"));
+});
+
+test("after stop, a late snapshot changes nothing", async (t) => {
+  const { source, cluster, log } = await started();
+  source.send("a");
+  const sink = source.sink as SnapshotSink;
+  await cluster.stop();
+  t.true(source.stopped);
+  log.length = 0;
+  sink.snapshot([member("a"), member("b")]);
+  t.deepEqual(cluster.ring.members, ["a"]);
+  t.deepEqual(log, []);
+});
+
+test("a listener that throws does not stop the others or the ring", async (t) => {
+  const { source, cluster, log } = await started();
+  cluster.listen({
+    memberUp: () => {
+      throw new Error("boom");
+    },
+  });
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on("warning", onWarning);
+  source.send("a");
+  await new Promise((resolve) => setImmediate(resolve));
+  process.off("warning", onWarning);
+  t.deepEqual(cluster.ring.members, ["a"]);
+  t.true(log.includes("up a"));
+  t.true(warnings.some((w) => w.includes("boom")));
+});
+
+test("unsubscribing stops the events", async (t) => {
+  const { source, cluster } = await started();
+  const seen: string[] = [];
+  const off = cluster.listen({ memberUp: (m) => seen.push(m.name) });
+  source.send("a");
+  off();
+  source.send("a", "b");
+  t.deepEqual(seen, ["a"]);
+});

@@ -1,0 +1,153 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import test from "ava";
+import { defaultConfig, loadConfig, parseConfig } from "../src/config.ts";
+import { ConfigError } from "../src/errors/config-error.ts";
+
+function file(text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), "ringroute-config-")), "ringroute.yaml");
+  writeFileSync(path, text);
+  return path;
+}
+
+test("with nothing given, the config is defaultConfig(): proxy on :8080, admin on loopback :9090, libring's ring", (t) => {
+  const config = loadConfig([], { env: {} });
+  t.deepEqual(config, defaultConfig());
+  t.deepEqual(config.listen, { host: "0.0.0.0", port: 8080 });
+  t.deepEqual(config.admin, { host: "127.0.0.1", port: 9090 });
+  t.like(config.ring, { partitions: 512, replicas: 3, hash: "fnv1a32", placement: "jump", order: "lexical" });
+  t.is(config.membership, undefined, "no membership: serve runs the demo backends");
+});
+
+test("flags override RINGROUTE_* variables, which override the file", (t) => {
+  const path = file("ring:\n  partitions: 1024\n  replicas: 2\nlisten: 127.0.0.1:7000\n");
+  const env = { RINGROUTE_PARTITIONS: "2048", RINGROUTE_CONFIG: path };
+  t.is(loadConfig([], { env: { RINGROUTE_CONFIG: path } }).ring.partitions, 1024);
+  t.is(loadConfig([], { env }).ring.partitions, 2048);
+  const flagged = loadConfig(["--partitions", "4096", "--listen", ":7001"], { env });
+  t.is(flagged.ring.partitions, 4096);
+  t.is(flagged.ring.replicas, 2, "fields no override names keep the file's value");
+  t.deepEqual(flagged.listen, { host: "0.0.0.0", port: 7001 });
+  t.is(loadConfig(["--config", path], { env: {} }).ring.partitions, 1024);
+});
+
+test("--members name=url,name=url is a static member list", (t) => {
+  const config = loadConfig(["--members", "a=http://127.0.0.1:9101, b=http://127.0.0.1:9102/api"], { env: {} });
+  t.deepEqual(config.membership?.static?.members, [
+    { name: "a", url: "http://127.0.0.1:9101", tags: {} },
+    { name: "b", url: "http://127.0.0.1:9102/api", tags: {} },
+  ]);
+  t.deepEqual(
+    loadConfig([], { env: { RINGROUTE_MEMBERS: "z=http://127.0.0.1:1" } }).membership?.static?.members.map(
+      (m) => m.name,
+    ),
+    ["z"],
+  );
+});
+
+test("durations take ms, s, m and h units", (t) => {
+  const config = parseConfig({
+    proxy: { timeouts: { connect: "500ms", response: "1.5m", keepAlive: "2s" }, eject: { for: "1h" } },
+    shutdownTimeout: "0",
+  });
+  t.deepEqual(config.proxy.timeouts, { connect: 500, response: 90_000, keepAlive: 2000 });
+  t.is(config.proxy.eject.for, 3_600_000);
+  t.is(config.shutdownTimeout, 0);
+});
+
+test("retry conditions, methods and header switches parse from YAML values or strings", (t) => {
+  const config = parseConfig({
+    proxy: { retry: { on: "connect-failure, 504", methods: ["get", "post"] }, headers: { ringInfo: "true" } },
+    key: { from: "regex:^/t/([^/]+)", missing: "any", maxLength: "100" },
+  });
+  t.deepEqual(config.proxy.retry.on, ["connect-failure", 504]);
+  t.deepEqual(config.proxy.retry.methods, ["GET", "POST"]);
+  t.true(config.proxy.headers.ringInfo);
+  t.deepEqual(config.key, { from: "regex:^/t/([^/]+)", missing: "any", maxLength: 100 });
+});
+
+test("every invalid value is a ConfigError naming its dotted field", (t) => {
+  const cases: [unknown, string][] = [
+    [{ ring: { partitions: "abc" } }, 'ring.partitions: must be a positive integer, got "abc"'],
+    [{ ring: { partitions: 0 } }, "ring.partitions: must be a positive integer, got 0"],
+    [{ ring: { replicas: 300 } }, "ring.replicas: must be an integer from 1 to 255, got 300"],
+    [{ ring: { hash: "md5" } }, 'ring.hash: must be one of fnv1a32, fnv1a64, got "md5"'],
+    [{ listen: "nope" }, 'listen: must be host:port like 127.0.0.1:8080 or [::1]:8080, got "nope"'],
+    [{ admin: "127.0.0.1:70000" }, 'admin: must be host:port like 127.0.0.1:8080 or [::1]:8080, got "127.0.0.1:70000"'],
+    [
+      { key: { from: "body" } },
+      'key.from: must be path, header:NAME, query:NAME, cookie:NAME or regex:PATTERN, got "body"',
+    ],
+    [{ key: { from: "header:" } }, "key.from: header: needs a name or pattern after the colon"],
+    [
+      { key: { from: "regex:^/users/[0-9]+" } },
+      "key.from: the pattern needs a capture group: the key is its first group",
+    ],
+    [{ key: { missing: "drop" } }, 'key.missing: must be one of reject, any, got "drop"'],
+    [
+      { proxy: { timeouts: { connect: "fast" } } },
+      'proxy.timeouts.connect: must be a positive duration like 500ms, 2s or 1m, got "fast"',
+    ],
+    [
+      { proxy: { timeouts: { response: 30 } } },
+      "proxy.timeouts.response: must be a positive duration like 500ms, 2s or 1m, got 30",
+    ],
+    [
+      { proxy: { retry: { on: ["reset", 404] } } },
+      "proxy.retry.on[1]: must be connect-failure, reset, timeout or a 5xx status code, got 404",
+    ],
+    [{ proxy: { retry: { attempts: -1 } } }, "proxy.retry.attempts: must be a non-negative integer, got -1"],
+    [
+      { proxy: { retyr: {} } },
+      "proxy.retyr: unknown field (expected one of timeouts, connections, retry, eject, headers)",
+    ],
+    [{ proxy: { headers: { forwarded: "yes" } } }, 'proxy.headers.forwarded: must be true or false, got "yes"'],
+    [{ membership: { static: { members: [{ name: "a", url: "not a url" }] } } }, "membership.static.members[0].url:"],
+    [{ shutdownTimeout: "soon" }, 'shutdownTimeout: must be a duration like 500ms, 2s or 1m, got "soon"'],
+  ];
+  for (const [raw, message] of cases) {
+    const error = t.throws(() => parseConfig(raw), { instanceOf: ConfigError });
+    // A message ending in ":" checks the field only (its wording belongs to another module).
+    if (message.endsWith(":")) t.is(`${error?.field}:`, message);
+    else t.is(error?.message, message);
+  }
+});
+
+test("flag and variable values are validated under the field they set", (t) => {
+  const error = t.throws(() => loadConfig(["--partitions", "abc"], { env: {} }), { instanceOf: ConfigError });
+  t.is(error?.field, "ring.partitions");
+  const fromEnv = t.throws(() => loadConfig([], { env: { RINGROUTE_RETRY_ATTEMPTS: "many" } }), {
+    instanceOf: ConfigError,
+  });
+  t.is(fromEnv?.field, "proxy.retry.attempts");
+  t.is(
+    t.throws(() => loadConfig(["--members", "just-a-name"], { env: {} }))?.message.split(":")[0],
+    "membership.static.members",
+  );
+  t.is(t.throws(() => loadConfig(["--bogus"], { env: {} }))?.message, "--bogus: unknown option");
+});
+
+test("an unreadable or malformed file names --config", (t) => {
+  t.regex(
+    t.throws(() => loadConfig(["--config", "/nonexistent/ringroute.yaml"], { env: {} }))?.message ?? "",
+    /^--config: cannot read/,
+  );
+  t.regex(
+    t.throws(() => loadConfig(["--config", file("ring: [unclosed\n")], { env: {} }))?.message ?? "",
+    /^--config: .* is not valid YAML/,
+  );
+  t.regex(
+    t.throws(() => loadConfig(["--config", file("- a\n- b\n")], { env: {} }))?.message ?? "",
+    /must hold a mapping/,
+  );
+});
+
+test("the example config in examples/ringroute.yaml is valid and spells out the defaults", (t) => {
+  const path = fileURLToPath(new URL("../examples/ringroute.yaml", import.meta.url));
+  const config = loadConfig(["--config", path], { env: {} });
+  const defaults = defaultConfig();
+  t.deepEqual({ ...config, membership: undefined }, defaults);
+  t.is(config.membership?.static?.members.length, 3);
+});

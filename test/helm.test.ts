@@ -1,0 +1,480 @@
+import { execFile } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import test from "ava";
+import { parse as parseYaml } from "yaml";
+import { parseConfig } from "../src/config.ts";
+import { parseDnsConfig } from "../src/membership/dns.ts";
+
+// helm is not installed here: helm/ringroute is rendered by test/helm/render.go,
+// Go's text/template with sprig (helm's engine) plus helm's include, tpl,
+// required and toYaml, built once from Debian's golang-go and sprig packages.
+const run = promisify(execFile);
+const repo = fileURLToPath(new URL("..", import.meta.url));
+const chart = join(repo, "helm/ringroute");
+let work = "";
+let renderer = "";
+
+test.before(async () => {
+  work = await mkdtemp(join(tmpdir(), "ringroute-helm-"));
+  renderer = join(work, "render");
+  const env = {
+    ...process.env,
+    GO111MODULE: "off", // GOPATH mode: Debian's Go packages live in /usr/share/gocode
+    GOPATH: "/usr/share/gocode",
+    GOCACHE: join(work, "gocache"),
+    GOFLAGS: "",
+    GOPROXY: "off", // never the network
+  };
+  try {
+    await run("go", ["build", "-o", renderer, join(repo, "test/helm/render.go")], { env, timeout: 120_000 });
+  } catch (error) {
+    throw new Error(
+      `cannot build test/helm/render.go (Debian packages golang-go and golang-github-masterminds-sprig-dev): ${
+        (error as { stderr?: string }).stderr ?? error
+      }`,
+    );
+  }
+});
+
+test.after.always(async () => {
+  if (work) await rm(work, { recursive: true, force: true });
+});
+
+interface Rendered {
+  source: string;
+  manifest: string;
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: rendered Kubernetes objects are checked field by field
+type K8sObject = any;
+
+let overrideCount = 0;
+
+/** Renders the chart with values merged over values.yaml; throws helm's error message on a template error. */
+async function render(values: object = {}, args: string[] = []): Promise<Rendered[]> {
+  const file = join(work, `values-${overrideCount++}.json`);
+  await writeFile(file, JSON.stringify(values));
+  try {
+    const { stdout } = await run(renderer, ["-chart", chart, "-values", file, "-namespace", "shop", ...args]);
+    return JSON.parse(stdout) as Rendered[];
+  } catch (error) {
+    throw new Error((error as { stderr?: string }).stderr?.trim() ?? String(error));
+  }
+}
+
+/** Every rendered manifest parsed as one YAML document (strict: duplicate keys fail). */
+async function objects(values: object = {}, args: string[] = []): Promise<K8sObject[]> {
+  const rendered = await render(values, args);
+  return rendered
+    .filter((r) => !r.source.endsWith("NOTES.txt"))
+    .map((r) => {
+      try {
+        return parseYaml(r.manifest, { uniqueKeys: true, strict: true });
+      } catch (error) {
+        throw new Error(`${r.source} does not parse: ${(error as Error).message}\n${r.manifest}`);
+      }
+    });
+}
+
+function byKind(docs: K8sObject[], kind: string): K8sObject[] {
+  return docs.filter((d) => d.kind === kind);
+}
+
+function one(docs: K8sObject[], kind: string): K8sObject {
+  const found = byKind(docs, kind);
+  if (found.length !== 1) throw new Error(`expected one ${kind}, got ${found.length}`);
+  return found[0];
+}
+
+/** Whether every label the selector asks for is on the object. */
+function selects(selector: Record<string, string>, labels: Record<string, string>): boolean {
+  return Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+}
+
+function ringrouteYaml(docs: K8sObject[]): Record<string, unknown> {
+  const text = one(docs, "ConfigMap").data["ringroute.yaml"];
+  return parseYaml(text, { uniqueKeys: true, strict: true });
+}
+
+/** The structural checks Kubernetes makes on any object, and those of each kind this chart makes. */
+function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): void {
+  const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+  for (const doc of docs) {
+    const what = `${doc?.kind}/${doc?.metadata?.name}`;
+    t.is(typeof doc.apiVersion, "string", `${what} apiVersion`);
+    t.is(typeof doc.kind, "string", `${what} kind`);
+    t.regex(doc.metadata?.name ?? "", dnsLabel, `${what} metadata.name`);
+    t.true(doc.metadata.name.length <= 63, `${what} name fits a DNS label`);
+    for (const [k, v] of Object.entries(doc.metadata.labels ?? {})) {
+      t.is(typeof v, "string", `${what} label ${k} is a string`);
+      t.true((v as string).length <= 63, `${what} label ${k} value length`);
+    }
+  }
+  const expectedVersions: Record<string, string> = {
+    Deployment: "apps/v1",
+    Service: "v1",
+    ConfigMap: "v1",
+    ServiceMonitor: "monitoring.coreos.com/v1",
+    PodDisruptionBudget: "policy/v1",
+    HorizontalPodAutoscaler: "autoscaling/v2",
+  };
+  for (const doc of docs) t.is(doc.apiVersion, expectedVersions[doc.kind], `${doc.kind} apiVersion`);
+
+  const deployment = one(docs, "Deployment");
+  const pod = deployment.spec.template;
+  t.true(selects(deployment.spec.selector.matchLabels, pod.metadata.labels), "Deployment selector matches its pods");
+  const container = pod.spec.containers.find((c: K8sObject) => c.name === "ringroute");
+  const ports = new Map<string | number, number>();
+  for (const p of container.ports) {
+    ports.set(p.name, p.containerPort);
+    ports.set(p.containerPort, p.containerPort);
+  }
+  for (const [probe, path] of [
+    ["livenessProbe", "/healthz"],
+    ["readinessProbe", "/readyz"],
+  ] as const) {
+    const get = container[probe]?.httpGet;
+    t.is(get?.path, path, `${probe} path`);
+    t.true(ports.has(get?.port), `${probe} port ${get?.port} is a container port`);
+  }
+  t.is(ports.get(container.readinessProbe.httpGet.port), ports.get("admin"), "probes use the admin port");
+
+  const volumes = new Set(pod.spec.volumes.map((v: K8sObject) => v.name));
+  for (const mount of container.volumeMounts) t.true(volumes.has(mount.name), `volume ${mount.name} exists`);
+  const configVolume = pod.spec.volumes.find((v: K8sObject) => v.configMap);
+  t.is(configVolume.configMap.name, one(docs, "ConfigMap").metadata.name, "the pod mounts the chart's ConfigMap");
+  const mount = container.volumeMounts.find((m: K8sObject) => m.name === configVolume.name);
+  const configArg = container.args[container.args.indexOf("--config") + 1];
+  t.true(configArg.startsWith(`${mount.mountPath}/`), "--config points into the mounted ConfigMap");
+  t.true(configArg.endsWith("/ringroute.yaml"));
+
+  const service = one(docs, "Service");
+  t.true(selects(service.spec.selector, pod.metadata.labels), "Service selector matches the pods");
+  for (const p of service.spec.ports) t.true(ports.has(p.targetPort), `Service targetPort ${p.targetPort}`);
+
+  // The admin server must listen where the kubelet's probes and the Service reach it.
+  const config = ringrouteYaml(docs);
+  t.regex(config.admin as string, new RegExp(`^0\\.0\\.0\\.0:${ports.get("admin")}$`));
+  t.regex(config.listen as string, new RegExp(`^0\\.0\\.0\\.0:${ports.get("proxy")}$`));
+
+  for (const monitor of byKind(docs, "ServiceMonitor")) {
+    t.true(selects(monitor.spec.selector.matchLabels, service.metadata.labels), "ServiceMonitor selects the Service");
+    const portNames = service.spec.ports.map((p: K8sObject) => p.name);
+    for (const e of monitor.spec.endpoints) t.true(portNames.includes(e.port), `ServiceMonitor port ${e.port}`);
+  }
+  for (const pdb of byKind(docs, "PodDisruptionBudget")) {
+    t.true(selects(pdb.spec.selector.matchLabels, pod.metadata.labels), "PDB selects the pods");
+    t.not(pdb.spec.minAvailable === undefined, pdb.spec.maxUnavailable === undefined, "exactly one of the two");
+  }
+  for (const hpa of byKind(docs, "HorizontalPodAutoscaler")) {
+    t.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: "apps/v1", kind: "Deployment", name: deployment.metadata.name });
+    t.true(hpa.spec.minReplicas <= hpa.spec.maxReplicas);
+    t.true(hpa.spec.metrics.length > 0);
+    t.is(deployment.spec.replicas, undefined, "the HPA owns the replica count");
+  }
+}
+
+const modes: Record<string, object> = {
+  dns: {},
+  "dns with A records": { membership: { dns: { type: "A", port: 8080 } } },
+  static: {
+    membership: {
+      source: "static",
+      static: { members: [{ name: "a", url: "http://backend-a:8080" }] },
+      health: { path: "/healthz", interval: "2s" },
+    },
+  },
+  serf: { membership: { source: "serf", serf: { rpc: "127.0.0.1:7373", tags: { ring: "^active$" } } } },
+};
+
+for (const [mode, values] of Object.entries(modes)) {
+  test(`membership ${mode}: every document is a valid Kubernetes object and the parts fit together`, async (t) => {
+    const docs = await objects(values);
+    t.deepEqual(docs.map((d) => d.kind).sort(), ["ConfigMap", "Deployment", "Service"]);
+    checkKubernetes(t, docs);
+  });
+}
+
+test("by default ringroute polls the SRV record of the backend's headless Service, in natural order", async (t) => {
+  const config = ringrouteYaml(await objects());
+  t.deepEqual(config.membership, {
+    dns: {
+      name: "_http._tcp.backend.shop.svc.cluster.local",
+      type: "SRV",
+      interval: "5s",
+      timeout: "2s",
+      emptyAfter: 3,
+    },
+  });
+  t.is((config.ring as { order: string }).order, "natural");
+  // What ringroute itself will do with the section.
+  const dns = parseDnsConfig((config.membership as { dns: unknown }).dns);
+  t.is(dns.interval, 5000);
+  t.is(dns.type, "SRV");
+});
+
+test("the rendered ringroute.yaml passes ringroute's own config validation", async (t) => {
+  const staticConfig = ringrouteYaml(await objects(modes.static as object));
+  const parsed = parseConfig(staticConfig);
+  t.deepEqual(parsed.listen, { host: "0.0.0.0", port: 8080 });
+  t.deepEqual(parsed.admin, { host: "0.0.0.0", port: 9090 });
+  t.is(parsed.ring.order, "natural");
+  t.is(parsed.shutdownTimeout, 10_000);
+
+  // Every membership mode, source section included.
+  for (const [mode, values] of Object.entries(modes)) {
+    const parsed = parseConfig(ringrouteYaml(await objects(values as object)));
+    t.truthy(parsed.membership, mode);
+  }
+  t.is(parseConfig(ringrouteYaml(await objects())).membership?.dns?.interval, 5000);
+  const proxy = { proxy: { timeouts: { connect: "1s" }, retry: { attempts: 1 } } };
+  t.is(parseConfig(ringrouteYaml(await objects({ ...modes.static, config: proxy }))).proxy.retry.attempts, 1);
+});
+
+test("each membership source renders its own section of ringroute.yaml", async (t) => {
+  const a = ringrouteYaml(await objects(modes["dns with A records"] as object));
+  t.deepEqual(a.membership, {
+    dns: {
+      name: "backend.shop.svc.cluster.local",
+      type: "A",
+      port: 8080,
+      interval: "5s",
+      timeout: "2s",
+      emptyAfter: 3,
+    },
+  });
+  t.deepEqual(parseDnsConfig((a.membership as { dns: unknown }).dns).port, 8080);
+
+  const s = ringrouteYaml(await objects(modes.static as object));
+  t.deepEqual(s.membership, {
+    static: { members: [{ name: "a", url: "http://backend-a:8080" }] },
+    health: { path: "/healthz", interval: "2s" },
+  });
+
+  const serf = ringrouteYaml(await objects(modes.serf as object));
+  t.deepEqual(serf.membership, { serf: { rpc: "127.0.0.1:7373", urlTag: "http", tags: { ring: "^active$" } } });
+
+  const named = ringrouteYaml(
+    await objects({ membership: { dns: { name: "_web._tcp.pool.{{ .Release.Namespace }}.example" } } }),
+  );
+  t.is(
+    (named.membership as { dns: { name: string } }).dns.name,
+    "_web._tcp.pool.shop.example",
+    "name goes through tpl",
+  );
+});
+
+test("missing required values fail with a message naming the value", async (t) => {
+  await t.throwsAsync(render({ membership: { dns: { service: "" } } }), { message: /membership\.dns\.service/ });
+  await t.throwsAsync(render({ membership: { dns: { type: "AAAA" } } }), { message: /membership\.dns\.port/ });
+  await t.throwsAsync(render({ membership: { source: "static" } }), { message: /membership\.static\.members/ });
+  await t.throwsAsync(render({ membership: { source: "etcd" } }), { message: /membership\.source/ });
+  await t.throwsAsync(render({ podDisruptionBudget: { enabled: true, maxUnavailable: 1 } }), { message: /not both/ });
+});
+
+test("the config checksum on the pod template changes exactly when the config does", async (t) => {
+  const checksum = async (values: object) =>
+    one(await objects(values), "Deployment").spec.template.metadata.annotations["checksum/config"];
+  const base = await checksum({});
+  t.regex(base, /^[0-9a-f]{64}$/);
+  t.is(await checksum({ replicaCount: 5, resources: { limits: { memory: "1Gi" } } }), base, "non-config values");
+  t.not(await checksum({ config: { ring: { partitions: 1024 } } }), base);
+  t.not(await checksum({ membership: { dns: { interval: "10s" } } }), base);
+  t.not(await checksum({ ports: { admin: 9191 } }), base);
+});
+
+test("the container runs as non-root on a read-only root filesystem, without privileges", async (t) => {
+  const pod = one(await objects(), "Deployment").spec.template.spec;
+  const sc = pod.containers[0].securityContext;
+  t.true(pod.securityContext.runAsNonRoot);
+  t.true(pod.securityContext.runAsUser > 0);
+  t.true(sc.runAsNonRoot);
+  t.true(sc.readOnlyRootFilesystem);
+  t.false(sc.allowPrivilegeEscalation);
+  t.false(sc.privileged);
+  t.deepEqual(sc.capabilities.drop, ["ALL"]);
+  t.false(pod.automountServiceAccountToken);
+  t.truthy(pod.containers[0].resources.requests.cpu);
+});
+
+test("ServiceMonitor, PodDisruptionBudget and HorizontalPodAutoscaler appear only when enabled", async (t) => {
+  const docs = await objects(
+    {
+      serviceMonitor: { enabled: true, labels: { release: "prometheus" } },
+      podDisruptionBudget: { enabled: true },
+      autoscaling: { enabled: true, targetMemoryUtilizationPercentage: 75 },
+    },
+    ["-api-versions", "monitoring.coreos.com/v1"],
+  );
+  t.deepEqual(docs.map((d) => d.kind).sort(), [
+    "ConfigMap",
+    "Deployment",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceMonitor",
+  ]);
+  checkKubernetes(t, docs);
+  const monitor = one(docs, "ServiceMonitor");
+  t.is(monitor.metadata.labels.release, "prometheus");
+  t.deepEqual(
+    monitor.spec.endpoints.map((e: K8sObject) => e.path),
+    ["/metrics"],
+  );
+  t.is(one(docs, "PodDisruptionBudget").spec.minAvailable, 1);
+  t.deepEqual(
+    one(docs, "HorizontalPodAutoscaler").spec.metrics.map((m: K8sObject) => m.resource.name),
+    ["cpu", "memory"],
+  );
+
+  const pdb = one(
+    await objects({ podDisruptionBudget: { enabled: true, minAvailable: null, maxUnavailable: "25%" } }),
+    "PodDisruptionBudget",
+  );
+  t.is(pdb.spec.maxUnavailable, "25%");
+  t.is(pdb.spec.minAvailable, undefined);
+});
+
+test("the longest release name helm accepts still gives valid resource names", async (t) => {
+  const release = "r".repeat(53); // helm's limit; with "-ringroute" appended it passes 63
+  const docs = await objects({}, ["-release", release]);
+  checkKubernetes(t, docs);
+  t.is(one(docs, "Deployment").metadata.name.length, 63);
+});
+
+test("NOTES.txt renders the DNS name it polls", async (t) => {
+  const notes = (await render()).find((r) => r.source.endsWith("NOTES.txt"));
+  t.regex(notes?.manifest ?? "", /DNS SRV _http\._tcp\.backend\.shop\.svc\.cluster\.local/);
+});
+
+// values.schema.json: helm validates values against it on install. A small
+// validator for the keywords the schema uses stands in for helm's.
+type Schema = {
+  type?: string | string[];
+  properties?: Record<string, Schema>;
+  additionalProperties?: boolean | Schema;
+  required?: string[];
+  enum?: unknown[];
+  items?: Schema;
+  minimum?: number;
+  maximum?: number;
+  minLength?: number;
+  pattern?: string;
+};
+const schemaKeywords = new Set([
+  "$schema",
+  "title",
+  "description",
+  "type",
+  "properties",
+  "additionalProperties",
+  "required",
+  "enum",
+  "items",
+  "minimum",
+  "maximum",
+  "minLength",
+  "pattern",
+]);
+
+function typeOf(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "number";
+  return typeof value;
+}
+
+function validate(schema: Schema, value: unknown, path = "values"): string[] {
+  for (const keyword of Object.keys(schema)) {
+    if (!schemaKeywords.has(keyword)) return [`${path}: schema keyword ${keyword} not understood by this validator`];
+  }
+  const errors: string[] = [];
+  const type = typeOf(value);
+  if (schema.type !== undefined) {
+    const allowed = [schema.type].flat();
+    if (!allowed.includes(type) && !(type === "integer" && allowed.includes("number"))) {
+      return [`${path}: expected ${allowed.join("|")}, got ${type}`];
+    }
+  }
+  if (schema.enum && !schema.enum.includes(value)) errors.push(`${path}: ${JSON.stringify(value)} not in enum`);
+  if (typeof value === "number") {
+    if (schema.minimum !== undefined && value < schema.minimum) errors.push(`${path}: below ${schema.minimum}`);
+    if (schema.maximum !== undefined && value > schema.maximum) errors.push(`${path}: above ${schema.maximum}`);
+  }
+  if (typeof value === "string") {
+    if (schema.minLength !== undefined && value.length < schema.minLength) errors.push(`${path}: too short`);
+    if (schema.pattern !== undefined && !new RegExp(schema.pattern).test(value)) errors.push(`${path}: pattern`);
+  }
+  if (type === "array" && schema.items) {
+    (value as unknown[]).forEach((item, i) => {
+      errors.push(...validate(schema.items as Schema, item, `${path}[${i}]`));
+    });
+  }
+  if (type === "object") {
+    const object = value as Record<string, unknown>;
+    for (const key of schema.required ?? []) if (!(key in object)) errors.push(`${path}.${key}: required`);
+    for (const [key, item] of Object.entries(object)) {
+      const property = schema.properties?.[key];
+      if (property) errors.push(...validate(property, item, `${path}.${key}`));
+      else if (schema.additionalProperties === false) errors.push(`${path}.${key}: not allowed`);
+      else if (typeof schema.additionalProperties === "object") {
+        errors.push(...validate(schema.additionalProperties, item, `${path}.${key}`));
+      }
+    }
+  }
+  return errors;
+}
+
+/** values.yaml with overrides merged in as helm merges them (null deletes). */
+function merged(base: unknown, override: unknown): unknown {
+  if (typeOf(base) !== "object" || typeOf(override) !== "object") return override;
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(override as Record<string, unknown>)) {
+    if (v === null) delete out[k];
+    else out[k] = merged(out[k], v);
+  }
+  return out;
+}
+
+test("values.schema.json accepts the defaults and every mode, and rejects typos and bad values", async (t) => {
+  const schema = JSON.parse(await readFile(join(chart, "values.schema.json"), "utf8")) as Schema;
+  const defaults = parseYaml(await readFile(join(chart, "values.yaml"), "utf8"));
+  t.deepEqual(validate(schema, defaults), []);
+  for (const values of Object.values(modes)) t.deepEqual(validate(schema, merged(defaults, values)), []);
+
+  const bad: [object, RegExp][] = [
+    [{ replicaCont: 3 }, /values\.replicaCont: not allowed/],
+    [{ membership: { source: "etcd" } }, /values\.membership\.source: .* not in enum/],
+    [{ membership: { dns: { interval: 5 } } }, /values\.membership\.dns\.interval: expected string/],
+    [{ membership: { dns: { interval: "5 seconds" } } }, /values\.membership\.dns\.interval: pattern/],
+    [{ config: { ring: { order: "random" } } }, /values\.config\.ring\.order/],
+    [{ ports: { admin: 70000 } }, /values\.ports\.admin: above/],
+  ];
+  for (const [override, message] of bad) {
+    const errors = validate(schema, merged(defaults, override));
+    t.true(
+      errors.some((e) => message.test(e)),
+      `${JSON.stringify(override)}: ${errors.join("; ")}`,
+    );
+  }
+});
+
+test("the chart README documents every value in values.yaml", async (t) => {
+  const defaults = parseYaml(await readFile(join(chart, "values.yaml"), "utf8"));
+  const readme = await readFile(join(chart, "README.md"), "utf8");
+  const leaves: string[] = [];
+  const walk = (value: unknown, path: string) => {
+    if (typeOf(value) === "object" && Object.keys(value as object).length > 0) {
+      for (const [k, v] of Object.entries(value as object)) walk(v, path ? `${path}.${k}` : k);
+    } else leaves.push(path);
+  };
+  walk(defaults, "");
+  // A table row per value: "| `key` | default | description |" (cells may be padded).
+  const rows = new Set([...readme.matchAll(/^\|\s*`([^`]+)`\s*\|/gm)].map((m) => m[1]));
+  const missing = leaves.filter((leaf) => !rows.has(leaf));
+  t.deepEqual(missing, []);
+});

@@ -1,0 +1,84 @@
+import type { IncomingMessage } from "node:http";
+import test from "ava";
+import WebSocket, { WebSocketServer } from "ws";
+import { Ring } from "../src/ring/ring.ts";
+import { startProxy } from "./helpers/backends.ts";
+
+const names = ["alpha", "bravo", "charlie"];
+
+/** Each backend accepts WebSockets and greets with its name and the path it was asked for. */
+async function startWithWebSockets(key?: string) {
+  const h = await startProxy(names, key === undefined ? {} : { key: { from: key } });
+  for (const b of h.backends) {
+    const wss = new WebSocketServer({ server: b.server });
+    wss.on("connection", (socket, req) => {
+      socket.send(JSON.stringify({ backend: b.name, url: req.url, forwardedFor: req.headers["x-forwarded-for"] }));
+      socket.on("message", (data) => socket.send(`echo:${data}`));
+    });
+  }
+  return h;
+}
+
+interface Hello {
+  backend: string;
+  url: string;
+  forwardedFor: string;
+}
+
+function open(url: string, headers: Record<string, string> = {}): Promise<{ socket: WebSocket; hello: Hello }> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(url, { headers });
+    socket.once("message", (data) => resolve({ socket, hello: JSON.parse(String(data)) }));
+    socket.once("unexpected-response", (_req, res: IncomingMessage) => {
+      let body = "";
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () =>
+        reject(Object.assign(new Error(`status ${res.statusCode}`), { status: res.statusCode, body })),
+      );
+    });
+    socket.once("error", reject);
+  });
+}
+
+test("WebSocket upgrades are routed by key to the key's owner and carried both ways", async (t) => {
+  const h = await startWithWebSockets();
+  t.teardown(() => h.close());
+  const ring = Ring.build(names);
+  const base = h.url.replace("http:", "ws:");
+  for (const room of ["/rooms/1", "/rooms/2", "/rooms/3", "/rooms/4", "/rooms/5"]) {
+    const { socket, hello } = await open(`${base}${room}?token=x`);
+    t.is(hello.backend, ring.ownerOf(room) as string, room);
+    t.is(hello.url, `${room}?token=x`);
+    t.is(hello.forwardedFor, "127.0.0.1");
+    const echoed = new Promise((resolve) => socket.once("message", (data) => resolve(String(data))));
+    socket.send("ping");
+    t.is(await echoed, "echo:ping");
+    socket.close();
+  }
+});
+
+test("a WebSocket upgrade keyed by header follows the header, and without its key gets 400", async (t) => {
+  const h = await startWithWebSockets("header:x-room");
+  t.teardown(() => h.close());
+  const ring = Ring.build(names);
+  const base = h.url.replace("http:", "ws:");
+  for (const room of ["lobby", "kitchen", "attic"]) {
+    const { socket, hello } = await open(`${base}/socket`, { "x-room": room });
+    t.is(hello.backend, ring.ownerOf(room) as string);
+    socket.close();
+  }
+  const error = await t.throwsAsync(open(`${base}/socket`));
+  t.is((error as Error & { status: number }).status, 400);
+  t.is(JSON.parse((error as Error & { body: string }).body).error, "missing_key");
+});
+
+test("a WebSocket upgrade whose owner is down gets 502 with a JSON body", async (t) => {
+  const h = await startWithWebSockets();
+  t.teardown(() => h.close());
+  const ring = Ring.build(names);
+  const room = "/rooms/9";
+  await h.backends.find((b) => b.name === ring.ownerOf(room))?.kill();
+  const error = await t.throwsAsync(open(`${h.url.replace("http:", "ws:")}${room}`));
+  t.is((error as Error & { status: number }).status, 502);
+  t.like(JSON.parse((error as Error & { body: string }).body), { error: "bad_gateway", member: ring.ownerOf(room) });
+});
