@@ -1,6 +1,7 @@
 import { keyHashes, type Partitioner } from "../../src/hash/index.ts";
 import { type MemberOrder, sortMembers } from "../../src/ring/order.ts";
 import type { Placement } from "../../src/ring/placement/placement.ts";
+import { ownerRows } from "../../src/ring/ring.ts";
 
 /**
  * What the benchmark reads from a built assignment. `Ring` has exactly this
@@ -41,20 +42,9 @@ export class TableRing implements Assignment {
     this.ownerCount = Math.min(replicas, sorted.length);
     this.#partitionOf = keyHashes.fnv1a32(partitions);
     const table = sorted.length === 0 ? new Uint32Array(0) : placement(sorted, partitions, this.ownerCount);
-    const owners: (readonly string[])[] = new Array(partitions);
-    const loads = sorted.map(() => new Array<number>(this.ownerCount).fill(0));
-    for (let p = 0; p < partitions; p++) {
-      const row = new Array<string>(this.ownerCount);
-      for (let r = 0; r < this.ownerCount; r++) {
-        const i = table[p * this.ownerCount + r] as number;
-        row[r] = sorted[i] as string;
-        const load = loads[i] as number[];
-        load[r] = (load[r] as number) + 1;
-      }
-      owners[p] = Object.freeze(row);
-    }
-    this.#owners = owners;
-    this.loads = new Map(sorted.map((m, i) => [m, Object.freeze(loads[i] as number[])]));
+    const rows = ownerRows(sorted, table, partitions, this.ownerCount);
+    this.#owners = rows.owners;
+    this.loads = rows.loads;
   }
 
   owner(partition: number, replica: number): string | undefined {

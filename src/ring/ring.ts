@@ -66,20 +66,9 @@ export class Ring {
         ? new Uint32Array(0)
         : placements[config.placement](members, config.partitions, this.ownerCount);
 
-    const owners: (readonly string[])[] = new Array(config.partitions);
-    const loads = members.map(() => new Array<number>(this.ownerCount).fill(0));
-    for (let p = 0; p < config.partitions; p++) {
-      const row = new Array<string>(this.ownerCount);
-      for (let r = 0; r < this.ownerCount; r++) {
-        const i = this.#table[p * this.ownerCount + r] as number;
-        row[r] = members[i] as string;
-        const load = loads[i] as number[];
-        load[r] = (load[r] as number) + 1;
-      }
-      owners[p] = Object.freeze(row);
-    }
-    this.#owners = owners;
-    this.loads = new Map(members.map((m, i) => [m, Object.freeze(loads[i] as number[])]));
+    const rows = ownerRows(members, this.#table, config.partitions, this.ownerCount);
+    this.#owners = rows.owners;
+    this.loads = rows.loads;
     this.checksum = checksumOf(this.config, this.members, this.#table);
   }
 
@@ -160,6 +149,31 @@ export class Ring {
     }
     return list;
   }
+}
+
+/**
+ * Turns a placement's index table into one frozen owner array per partition
+ * (what lookups hand out) and each member's count per rank.
+ */
+export function ownerRows(
+  members: readonly string[],
+  table: Uint32Array,
+  partitions: number,
+  ownerCount: number,
+): { owners: readonly (readonly string[])[]; loads: ReadonlyMap<string, readonly number[]> } {
+  const owners: (readonly string[])[] = new Array(partitions);
+  const loads = members.map(() => new Array<number>(ownerCount).fill(0));
+  for (let p = 0; p < partitions; p++) {
+    const row = new Array<string>(ownerCount);
+    for (let r = 0; r < ownerCount; r++) {
+      const i = table[p * ownerCount + r] as number;
+      row[r] = members[i] as string;
+      const load = loads[i] as number[];
+      load[r] = (load[r] as number) + 1;
+    }
+    owners[p] = Object.freeze(row);
+  }
+  return { owners, loads: new Map(members.map((m, i) => [m, Object.freeze(loads[i] as number[])])) };
 }
 
 /** Checks a full ring config, throwing ConfigError for the first bad field. */
