@@ -199,7 +199,7 @@ async function main(): Promise<void> {
       const result = wrk(target.port, duration);
       results.get(target.name)?.push(result);
       process.stderr.write(
-        `run ${run + 1}/${runs} ${target.name}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50} ms, p99 ${result.p99} ms${result.errors ? `, ${result.errors} errors` : ""}\n`,
+        `run ${run + 1}/${runs} ${target.name}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms${result.errors ? `, ${result.errors} errors` : ""}\n`,
       );
     }
   }

@@ -59,7 +59,7 @@ export function ringrouteConfigurations(): Configuration[] {
       const about = descriptions[placement] ?? `ringroute placement "${placement}"`;
       configurations.push({
         name: sensitive ? `${placement}+${order}` : placement,
-        about: sensitive ? `${about}, ${order} member order` : `${about}, same in any member order`,
+        about: sensitive ? `${about}, ${order} member order` : `${about}, any member order`,
         kind: "ringroute",
         build: (members, partitions, replicas) => Ring.build(members, { partitions, replicas, placement, order }),
         table: bare(placements[placement], order),
