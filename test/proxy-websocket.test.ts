@@ -1,4 +1,5 @@
 import type { IncomingMessage } from "node:http";
+import { connect } from "node:net";
 import test from "ava";
 import WebSocket, { WebSocketServer } from "ws";
 import { Ring } from "../src/ring/ring.ts";
@@ -81,4 +82,39 @@ test("a WebSocket upgrade whose owner is down gets 502 with a JSON body", async 
   const error = await t.throwsAsync(open(`${h.url.replace("http:", "ws:")}${room}`));
   t.is((error as Error & { status: number }).status, 502);
   t.like(JSON.parse((error as Error & { body: string }).body), { error: "bad_gateway", member: ring.ownerOf(room) });
+});
+
+/** Sends a raw upgrade request and returns the first text frame the member sends back. */
+function rawUpgrade(port: number, target: string): Promise<Hello> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1");
+    let buffer = Buffer.alloc(0);
+    socket.on("data", (chunk) => {
+      buffer = Buffer.concat([buffer, chunk]);
+      const end = buffer.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buffer.subarray(0, end).toString();
+      if (!head.startsWith("HTTP/1.1 101")) return reject(new Error(head.split("\r\n")[0]));
+      const frame = buffer.subarray(end + 4);
+      // A server's text frame: 0x81, a 7-bit length (our greetings are short), the payload.
+      if (frame.length < 2 || frame.length < 2 + ((frame[1] as number) & 0x7f)) return;
+      socket.destroy();
+      resolve(JSON.parse(frame.subarray(2, 2 + ((frame[1] as number) & 0x7f)).toString()));
+    });
+    socket.on("error", reject);
+    socket.write(
+      `GET ${target} HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+  });
+}
+
+test("an absolute-form upgrade target is routed by its path and reaches the member with its query intact", async (t) => {
+  const h = await startWithWebSockets();
+  t.teardown(() => h.close());
+  const ring = Ring.build(names);
+  const port = Number(new URL(h.url).port);
+  const hello = await rawUpgrade(port, "http://elsewhere.example/rooms/7?token=y");
+  t.is(hello.backend, ring.ownerOf("/rooms/7") as string);
+  t.is(hello.url, "/rooms/7?token=y");
 });

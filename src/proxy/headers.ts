@@ -68,12 +68,9 @@ export function upstreamRequestHeaders(req: IncomingMessage, forwarded: boolean,
   }
   if (listed !== undefined) {
     // Rare: the client named extra hop-by-hop headers in Connection; drop those too.
-    const filtered: string[] = [];
-    for (let i = 0; i < out.length; i += 2) {
-      if (!listed.has((out[i] as string).toLowerCase())) filtered.push(out[i] as string, out[i + 1] as string);
-    }
+    const kept = withoutListed(out, listed);
     out.length = 0;
-    out.push(...filtered);
+    out.push(...kept);
   }
   if (forwarded) {
     const client = req.socket.remoteAddress ?? "";
@@ -101,10 +98,14 @@ export function clientResponseHeaders(raw: readonly Buffer[]): string[] {
     if (hopByHop.has(lower)) continue;
     out.push(name, (raw[i + 1] as Buffer).toString("latin1"));
   }
-  if (listed === undefined) return out;
+  return listed === undefined ? out : withoutListed(out, listed);
+}
+
+/** A flat [name, value, …] list without the headers a Connection header listed. */
+function withoutListed(headers: readonly string[], listed: ReadonlySet<string>): string[] {
   const kept: string[] = [];
-  for (let i = 0; i < out.length; i += 2) {
-    if (!listed.has((out[i] as string).toLowerCase())) kept.push(out[i] as string, out[i + 1] as string);
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!listed.has((headers[i] as string).toLowerCase())) kept.push(headers[i] as string, headers[i + 1] as string);
   }
   return kept;
 }

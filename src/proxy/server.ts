@@ -8,13 +8,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import type { Cluster } from "../cluster.ts";
 import { defaultConfig, type KeyConfig, type ProxyConfig } from "../config.ts";
-import { KeyError } from "../errors/key-error.ts";
 import { listen } from "../utils/listen.ts";
-import { AnyMember, Ejections, firstChoice } from "./failover.ts";
+import { AnyMember, Ejections } from "./failover.ts";
 import { Exchange, type ForwardContext, forwardContext, Upstreams } from "./forward.ts";
 import { type CompiledKey, compileKey } from "./key.ts";
 import type { ProxyObserver } from "./observer.ts";
 import { replyError } from "./reply.ts";
+import { type Refusal, type Router, routeRequest } from "./route.ts";
 import { WebSocketRouter } from "./websocket.ts";
 
 export interface ProxyOptions {
@@ -52,7 +52,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   const ejections = new Ejections(config.eject.after, config.eject.for);
   const upstreams = new Upstreams(cluster, config);
   const ctx: ForwardContext = forwardContext(config, upstreams, ejections, observer);
-  const anyMember = new AnyMember();
+  const router: Router = { key, keyConfig, ejections, anyMember: new AnyMember() };
 
   const stopListening = cluster.listen({
     memberDown(member) {
@@ -62,52 +62,20 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   });
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
-    let k: string | undefined;
-    try {
-      k = key.extract(req);
-    } catch (error) {
-      if (!(error instanceof KeyError)) throw error;
-      rejectRequest(req, res, error.status, error.code, error.message, { key: { from: keyConfig.from } });
-      return;
-    }
     const ring = cluster.ring;
-    if (ring.size === 0) {
-      rejectRequest(req, res, 503, "no_members", "no live member to send the request to", {});
+    const route = routeRequest(req, ring, router);
+    if ("status" in route) {
+      rejectRequest(req, res, route);
       return;
     }
-    let partition = -1;
-    let member: string | undefined;
-    if (k === undefined) {
-      if (keyConfig.missing === "reject") {
-        rejectRequest(req, res, 400, "missing_key", `the request has no key: looked in ${key.source}`, {
-          key: { from: keyConfig.from, source: key.source },
-        });
-        return;
-      }
-      member = anyMember.pick(ring, ejections);
-    } else {
-      partition = ring.partitionOf(k);
-      member = firstChoice(ring, partition, ejections);
-    }
-    if (member === undefined) {
-      rejectRequest(req, res, 503, "no_members", "no live member to send the request to", {});
-      return;
-    }
-    new Exchange(ctx, req, res, ring, partition).send(member);
+    new Exchange(ctx, req, res, ring, route.partition).send(route.member);
   }
 
-  function rejectRequest(
-    req: IncomingMessage,
-    res: ServerResponse,
-    status: number,
-    code: string,
-    message: string,
-    details: Record<string, unknown>,
-  ): void {
+  function rejectRequest(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
     // The body (if any) is not wanted; drain it so the connection can be reused.
     req.resume();
-    replyError(res, status, code, message, details);
-    observer?.request("none", req.method ?? "GET", status, 0);
+    replyError(res, refusal.status, refusal.error, refusal.message, refusal.details);
+    observer?.request("none", req.method ?? "GET", refusal.status, 0);
   }
 
   const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
@@ -120,7 +88,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   // A request routed by key may take longer than Node's default 300 s request timeout allows to be bounded otherwise.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  const websockets = new WebSocketRouter({ cluster, key, keyConfig, config, ejections, observer });
+  const websockets = new WebSocketRouter({ cluster, router, config, observer });
   server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => websockets.route(req, socket, head));
   server.on("clientError", (_error, socket: Socket) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");

@@ -10,18 +10,16 @@ import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import httpProxy from "http-proxy";
 import type { Cluster } from "../cluster.ts";
-import type { KeyConfig, ProxyConfig } from "../config.ts";
-import { KeyError } from "../errors/key-error.ts";
-import { AnyMember, type Ejections, firstChoice } from "./failover.ts";
-import type { CompiledKey } from "./key.ts";
+import type { ProxyConfig } from "../config.ts";
+import { originForm } from "./key.ts";
 import type { ProxyObserver } from "./observer.ts";
+import { type Router, routeRequest } from "./route.ts";
 
 export interface WebSocketRouterOptions {
   cluster: Cluster;
-  key: CompiledKey;
-  keyConfig: KeyConfig;
+  /** The same routing as plain requests get. */
+  router: Router;
   config: ProxyConfig;
-  ejections: Ejections;
   observer: ProxyObserver | undefined;
 }
 
@@ -29,7 +27,6 @@ export class WebSocketRouter {
   readonly #options: WebSocketRouterOptions;
   readonly #proxy: httpProxy;
   readonly #sockets = new Set<Socket>();
-  readonly #any = new AnyMember();
   /** Called once the last open tunnel closes (graceful shutdown waits on it). */
   onEmpty: (() => void) | undefined;
 
@@ -49,36 +46,18 @@ export class WebSocketRouter {
   }
 
   route(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const { cluster, key, keyConfig, ejections, observer } = this.#options;
+    const { cluster, router, observer } = this.#options;
+    const { ejections } = router;
     socket.on("error", () => {}); // a client that vanishes mid-handshake is not our error
-    let k: string | undefined;
-    try {
-      k = key.extract(req);
-    } catch (error) {
-      if (!(error instanceof KeyError)) throw error;
-      refuse(socket, error.status, { error: error.code, message: error.message, key: { from: keyConfig.from } });
+    const route = routeRequest(req, cluster.ring, router);
+    if ("status" in route) {
+      refuse(socket, route.status, { error: route.error, message: route.message, ...route.details });
       return;
     }
-    const ring = cluster.ring;
-    let member: string | undefined;
-    let partition = -1;
-    if (k === undefined) {
-      if (keyConfig.missing === "reject") {
-        refuse(socket, 400, {
-          error: "missing_key",
-          message: `the request has no key: looked in ${key.source}`,
-          key: { from: keyConfig.from, source: key.source },
-        });
-        return;
-      }
-      member = this.#any.pick(ring, ejections);
-    } else if (ring.size > 0) {
-      partition = ring.partitionOf(k);
-      member = firstChoice(ring, partition, ejections);
-    }
-    const target = member === undefined ? undefined : cluster.member(member)?.url;
-    if (member === undefined || target === undefined) {
-      refuse(socket, 503, { error: "no_members", message: "no live member to send the request to" });
+    const { member, partition } = route;
+    const target = cluster.member(member)?.url;
+    if (target === undefined) {
+      refuse(socket, 503, { error: "no_members", message: `member ${member} has left` });
       return;
     }
     this.#sockets.add(socket);
@@ -86,8 +65,8 @@ export class WebSocketRouter {
       this.#sockets.delete(socket);
       if (this.#sockets.size === 0) this.onEmpty?.();
     });
-    // Absolute-form targets must not leak through: http-proxy forwards req.url as the path.
-    if (req.url !== undefined && !req.url.startsWith("/")) req.url = new URL(req.url, "http://x").pathname;
+    // http-proxy forwards req.url as the path: an absolute-form target must not leak through.
+    req.url = originForm(req.url ?? "/");
     this.#proxy.ws(req, socket, head, { target }, (error: Error) => {
       observer?.upstreamError(member, "connect");
       if (ejections.failure(member)) observer?.ejection(member);
