@@ -10,16 +10,12 @@ import { parseArgs } from "node:util";
 import { parse as parseYaml } from "yaml";
 import { usageError } from "./commands/usage-error.ts";
 import { ConfigError } from "./errors/config-error.ts";
-import { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
+import { type MembershipConfig, membersFromFlag, parseMembershipConfig } from "./membership/config.ts";
 import { defaultRingConfig, type RingConfig, validateRingConfig } from "./ring/ring.ts";
 import { duration } from "./utils/duration.ts";
+import { type HostPort, hostPort, integer, mapping, show } from "./utils/fields.ts";
 
-/** A TCP address to listen on. */
-export interface HostPort {
-  host: string;
-  /** 0 picks a free port. */
-  port: number;
-}
+export type { HostPort } from "./utils/fields.ts";
 
 /** Where a request's key comes from, and what to do without one. */
 export interface KeyConfig {
@@ -199,7 +195,7 @@ function setOverride(raw: Record<string, unknown>, field: string, value: string)
     const health = previous && typeof previous === "object" ? previous.health : undefined;
     raw.membership = {
       ...(health === undefined ? {} : { health }),
-      static: { members: parseMemberList(value) },
+      static: { members: membersFromFlag(value, field) },
     };
     return;
   }
@@ -213,17 +209,6 @@ function setOverride(raw: Record<string, unknown>, field: string, value: string)
   node[path[path.length - 1] as string] = value;
 }
 
-/** Parses `name=url,name=url`. */
-function parseMemberList(value: string): { name: string; url: string }[] {
-  const field = "membership.static.members";
-  const entries = value.split(",").map((entry) => entry.trim());
-  return entries.map((entry) => {
-    const eq = entry.indexOf("=");
-    if (eq <= 0) throw new ConfigError(field, `expected name=url, got ${JSON.stringify(entry)}`);
-    return { name: entry.slice(0, eq).trim(), url: entry.slice(eq + 1).trim() };
-  });
-}
-
 /**
  * Validates a raw config (parsed YAML with overrides merged in) field by
  * field. Numbers, booleans and durations may also be strings, as they arrive
@@ -231,14 +216,14 @@ function parseMemberList(value: string): { name: string; url: string }[] {
  */
 export function parseConfig(raw: unknown): Config {
   const config = defaultConfig();
-  const root = section(raw, "", ["listen", "admin", "ring", "key", "membership", "proxy", "shutdownTimeout"]);
+  const root = mapping(raw, "", ["listen", "admin", "ring", "key", "membership", "proxy", "shutdownTimeout"]);
   if (root.listen !== undefined) config.listen = hostPort(root.listen, "listen");
   if (root.admin !== undefined) config.admin = hostPort(root.admin, "admin");
 
   if (root.ring !== undefined) {
-    const ring = section(root.ring, "ring", ["partitions", "replicas", "hash", "placement", "order"]);
-    if (ring.partitions !== undefined) config.ring.partitions = positiveInteger(ring.partitions, "ring.partitions");
-    if (ring.replicas !== undefined) config.ring.replicas = positiveInteger(ring.replicas, "ring.replicas");
+    const ring = mapping(root.ring, "ring", ["partitions", "replicas", "hash", "placement", "order"]);
+    if (ring.partitions !== undefined) config.ring.partitions = integer(ring.partitions, "ring.partitions", 1);
+    if (ring.replicas !== undefined) config.ring.replicas = integer(ring.replicas, "ring.replicas", 1);
     if (ring.hash !== undefined) config.ring.hash = ring.hash as RingConfig["hash"];
     if (ring.placement !== undefined) config.ring.placement = ring.placement as RingConfig["placement"];
     if (ring.order !== undefined) config.ring.order = ring.order as RingConfig["order"];
@@ -246,10 +231,10 @@ export function parseConfig(raw: unknown): Config {
   validateRingConfig(config.ring, "ring.");
 
   if (root.key !== undefined) {
-    const key = section(root.key, "key", ["from", "missing", "maxLength"]);
+    const key = mapping(root.key, "key", ["from", "missing", "maxLength"]);
     if (key.from !== undefined) config.key.from = keySource(key.from, "key.from");
     if (key.missing !== undefined) config.key.missing = oneOf(key.missing, "key.missing", ["reject", "any"] as const);
-    if (key.maxLength !== undefined) config.key.maxLength = positiveInteger(key.maxLength, "key.maxLength");
+    if (key.maxLength !== undefined) config.key.maxLength = integer(key.maxLength, "key.maxLength", 1);
   }
 
   if (root.membership !== undefined) config.membership = parseMembershipConfig(root.membership, "membership");
@@ -261,17 +246,17 @@ export function parseConfig(raw: unknown): Config {
 }
 
 function parseProxy(raw: unknown, proxy: ProxyConfig): void {
-  const s = section(raw, "proxy", ["timeouts", "connections", "retry", "eject", "headers"]);
+  const s = mapping(raw, "proxy", ["timeouts", "connections", "retry", "eject", "headers"]);
   if (s.timeouts !== undefined) {
-    const t = section(s.timeouts, "proxy.timeouts", ["connect", "response", "keepAlive"]);
+    const t = mapping(s.timeouts, "proxy.timeouts", ["connect", "response", "keepAlive"]);
     if (t.connect !== undefined) proxy.timeouts.connect = duration(t.connect, "proxy.timeouts.connect");
     if (t.response !== undefined) proxy.timeouts.response = duration(t.response, "proxy.timeouts.response");
     if (t.keepAlive !== undefined) proxy.timeouts.keepAlive = duration(t.keepAlive, "proxy.timeouts.keepAlive");
   }
-  if (s.connections !== undefined) proxy.connections = positiveInteger(s.connections, "proxy.connections");
+  if (s.connections !== undefined) proxy.connections = integer(s.connections, "proxy.connections", 1);
   if (s.retry !== undefined) {
-    const r = section(s.retry, "proxy.retry", ["attempts", "on", "methods"]);
-    if (r.attempts !== undefined) proxy.retry.attempts = nonNegativeInteger(r.attempts, "proxy.retry.attempts");
+    const r = mapping(s.retry, "proxy.retry", ["attempts", "on", "methods"]);
+    if (r.attempts !== undefined) proxy.retry.attempts = integer(r.attempts, "proxy.retry.attempts", 0);
     if (r.on !== undefined) proxy.retry.on = retryConditions(r.on, "proxy.retry.on");
     if (r.methods !== undefined) {
       proxy.retry.methods = list(r.methods, "proxy.retry.methods").map((m, i) => {
@@ -283,51 +268,15 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
     }
   }
   if (s.eject !== undefined) {
-    const e = section(s.eject, "proxy.eject", ["after", "for"]);
-    if (e.after !== undefined) proxy.eject.after = nonNegativeInteger(e.after, "proxy.eject.after");
+    const e = mapping(s.eject, "proxy.eject", ["after", "for"]);
+    if (e.after !== undefined) proxy.eject.after = integer(e.after, "proxy.eject.after", 0);
     if (e.for !== undefined) proxy.eject.for = duration(e.for, "proxy.eject.for", { zero: true });
   }
   if (s.headers !== undefined) {
-    const h = section(s.headers, "proxy.headers", ["forwarded", "ringInfo"]);
+    const h = mapping(s.headers, "proxy.headers", ["forwarded", "ringInfo"]);
     if (h.forwarded !== undefined) proxy.headers.forwarded = boolean(h.forwarded, "proxy.headers.forwarded");
     if (h.ringInfo !== undefined) proxy.headers.ringInfo = boolean(h.ringInfo, "proxy.headers.ringInfo");
   }
-}
-
-function show(value: unknown): string {
-  return JSON.stringify(value) ?? String(value);
-}
-
-function join(prefix: string, name: string): string {
-  return prefix === "" ? name : `${prefix}.${name}`;
-}
-
-/** A mapping with only the listed fields; a misspelt field is an error, not silently ignored. */
-function section(raw: unknown, path: string, fields: readonly string[]): Record<string, unknown> {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    throw new ConfigError(path || "config", `must be a mapping, got ${show(raw)}`);
-  }
-  for (const name of Object.keys(raw)) {
-    if (!fields.includes(name)) {
-      throw new ConfigError(join(path, name), `unknown field (expected one of ${fields.join(", ")})`);
-    }
-  }
-  return raw as Record<string, unknown>;
-}
-
-function integer(raw: unknown, field: string, min: number, what: string): number {
-  const value =
-    typeof raw === "number" ? raw : typeof raw === "string" && /^\s*\d+\s*$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!Number.isSafeInteger(value) || value < min) throw new ConfigError(field, `must be ${what}, got ${show(raw)}`);
-  return value;
-}
-
-function positiveInteger(raw: unknown, field: string): number {
-  return integer(raw, field, 1, "a positive integer");
-}
-
-function nonNegativeInteger(raw: unknown, field: string): number {
-  return integer(raw, field, 0, "a non-negative integer");
 }
 
 function boolean(raw: unknown, field: string): boolean {
@@ -348,18 +297,6 @@ function list(raw: unknown, field: string): unknown[] {
   if (Array.isArray(raw)) return raw;
   if (typeof raw === "string") return raw.split(",").map((item) => item.trim());
   throw new ConfigError(field, `must be a list, got ${show(raw)}`);
-}
-
-/** `host:port`, `[v6]:port` or `:port` (all interfaces). */
-export function hostPort(raw: unknown, field: string): HostPort {
-  const text = typeof raw === "number" ? `:${raw}` : raw;
-  const match = typeof text === "string" ? /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim()) : null;
-  const port = match ? Number(match[3]) : Number.NaN;
-  if (!match || port > 65535) {
-    throw new ConfigError(field, `must be host:port like 127.0.0.1:8080 or [::1]:8080, got ${show(raw)}`);
-  }
-  const host = match[1] ?? match[2] ?? "";
-  return { host: host === "" ? "0.0.0.0" : host, port };
 }
 
 function keySource(raw: unknown, field: string): string {

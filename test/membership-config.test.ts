@@ -78,7 +78,7 @@ test("bad membership settings name the dotted field and the problem", (t) => {
     ],
     [{ static: { members, extra: 1 } }, "membership.static.extra: unknown field (expected members)"],
     [{ file: {} }, "membership.file.path: must be the path of a members file"],
-    [{ serf: { rpc: "7373" } }, 'membership.serf.rpc: must be host:port, got "7373"'],
+    [{ serf: { rpc: "7373" } }, 'membership.serf.rpc: must be host:port like 127.0.0.1:8080 or [::1]:8080, got "7373"'],
     [{ serf: { tags: { ring: "(" } } }, "membership.serf.tags.ring: not a regular expression"],
     [{ serf: { tags: { ring: 1 } } }, "membership.serf.tags.ring: must be a string"],
     [{ serf: { urlScheme: "ftp" } }, 'membership.serf.urlScheme: must be http or https, got "ftp"'],

@@ -3,10 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test, { type ExecutionContext } from "ava";
 import { Cluster } from "../src/cluster.ts";
-import { parseHostPort, SerfRpcClient } from "../src/membership/serf/rpc.ts";
+import { SerfRpcClient } from "../src/membership/serf/rpc.ts";
 import { memberState, SerfSource } from "../src/membership/serf/source.ts";
 import { diff, type PartitionEvent } from "../src/ring/diff.ts";
 import { Ring } from "../src/ring/ring.ts";
+import { hostPort } from "../src/utils/fields.ts";
 import { SerfAgents } from "./helpers/serf.ts";
 
 const agents = new SerfAgents();
@@ -315,10 +316,11 @@ test("Serf statuses map to member states: leaving already counts as left", (t) =
 });
 
 test("RPC addresses are host:port or [v6]:port", (t) => {
-  t.deepEqual(parseHostPort("127.0.0.1:7373"), { host: "127.0.0.1", port: 7373 });
-  t.deepEqual(parseHostPort("[::1]:7373"), { host: "::1", port: 7373 });
-  t.deepEqual(parseHostPort("serf.local:1"), { host: "serf.local", port: 1 });
-  for (const bad of ["7373", "::1:7373", "h:0", "h:70000", "h:"]) t.throws(() => parseHostPort(bad));
+  const dial = (address: string) => hostPort(address, "address", { dial: true });
+  t.deepEqual(dial("127.0.0.1:7373"), { host: "127.0.0.1", port: 7373 });
+  t.deepEqual(dial("[::1]:7373"), { host: "::1", port: 7373 });
+  t.deepEqual(dial("serf.local:1"), { host: "serf.local", port: 1 });
+  for (const bad of ["7373", "::1:7373", "h:0", "h:70000", "h:", ":7373"]) t.throws(() => dial(bad));
 });
 
 /** Stops the cluster when the test ends, passed or failed: a started source keeps the process alive. */

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../errors/config-error.ts";
 import { defaultRingConfig, Ring, type RingConfig, validateRingConfig } from "../ring/ring.ts";
+import { integer } from "../utils/fields.ts";
 
 /** The flags that describe a ring, shared by `lookup` and `plan` (parseArgs options). */
 export const ringFlagOptions = {
@@ -26,8 +27,8 @@ export interface RingFlags {
 /** Builds the ring the flags describe, or throws ConfigError naming the flag. */
 export function ringFromFlags(flags: RingFlags): Ring {
   const config: RingConfig = defaultRingConfig();
-  if (flags.partitions !== undefined) config.partitions = positiveInteger("--partitions", flags.partitions);
-  if (flags.replicas !== undefined) config.replicas = positiveInteger("--replicas", flags.replicas);
+  if (flags.partitions !== undefined) config.partitions = integer(flags.partitions, "--partitions", 1);
+  if (flags.replicas !== undefined) config.replicas = integer(flags.replicas, "--replicas", 1);
   if (flags.hash !== undefined) config.hash = flags.hash as RingConfig["hash"];
   if (flags.placement !== undefined) config.placement = flags.placement as RingConfig["placement"];
   if (flags.order !== undefined) config.order = flags.order as RingConfig["order"];
@@ -70,12 +71,4 @@ export function checkedMembers(flag: string, names: string[]): string[] {
     seen.add(name);
   }
   return names;
-}
-
-export function positiveInteger(field: string, text: string): number {
-  const value = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN;
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new ConfigError(field, `must be a positive integer, got ${JSON.stringify(text)}`);
-  }
-  return value;
 }

@@ -1,8 +1,8 @@
 import { ConfigError } from "../errors/config-error.ts";
 import { duration } from "../utils/duration.ts";
+import { hostPort, integer, mapping, show } from "../utils/fields.ts";
 import { type DnsConfig, parseDnsConfig } from "./dns.ts";
 import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
-import { parseHostPort } from "./serf/rpc.ts";
 import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
 import type { StaticMember } from "./static.ts";
 
@@ -64,8 +64,7 @@ export function parseMembershipConfig(raw: unknown, path = "membership"): Member
 }
 
 function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
-  const section = mapping(raw, path);
-  known(section, path, ["members"]);
+  const section = mapping(raw, path, ["members"]);
   const members = section.members;
   if (!Array.isArray(members) || members.length === 0) {
     throw new ConfigError(`${path}.members`, "must be a non-empty list of {name, url}");
@@ -74,8 +73,7 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
   return {
     members: members.map((m, i) => {
       const field = `${path}.members[${i}]`;
-      const entry = mapping(m, field);
-      known(entry, field, ["name", "url", "tags"]);
+      const entry = mapping(m, field, ["name", "url", "tags"]);
       const { name, url, tags } = entry;
       if (typeof name !== "string" || name === "") throw new ConfigError(`${field}.name`, "must be a non-empty string");
       if (seen.has(name)) throw new ConfigError(`${field}.name`, `duplicate member "${name}"`);
@@ -86,8 +84,7 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
 }
 
 function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["file"]> {
-  const section = mapping(raw, path);
-  known(section, path, ["path", "pollInterval"]);
+  const section = mapping(raw, path, ["path", "pollInterval"]);
   if (typeof section.path !== "string" || section.path === "") {
     throw new ConfigError(`${path}.path`, "must be the path of a members file");
   }
@@ -98,17 +95,12 @@ function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["fi
 }
 
 function parseSerf(raw: unknown, path: string): SerfSourceOptions {
-  const section = raw === null || raw === undefined ? {} : mapping(raw, path);
-  known(section, path, ["rpc", "authKey", "tags", "urlTag", "urlScheme", "reconnectMax", "timeout"]);
+  const fields = ["rpc", "authKey", "tags", "urlTag", "urlScheme", "reconnectMax", "timeout"];
+  const section = raw === null || raw === undefined ? {} : mapping(raw, path, fields);
   const options = defaultSerfSourceOptions();
   if (section.rpc !== undefined) {
-    if (typeof section.rpc !== "string") throw new ConfigError(`${path}.rpc`, "must be host:port");
-    try {
-      parseHostPort(section.rpc);
-    } catch {
-      throw new ConfigError(`${path}.rpc`, `must be host:port, got ${JSON.stringify(section.rpc)}`);
-    }
-    options.rpc = section.rpc;
+    hostPort(section.rpc, `${path}.rpc`, { dial: true });
+    options.rpc = section.rpc as string;
   }
   if (section.authKey !== undefined) {
     if (typeof section.authKey !== "string") throw new ConfigError(`${path}.authKey`, "must be a string");
@@ -132,7 +124,7 @@ function parseSerf(raw: unknown, path: string): SerfSourceOptions {
   }
   if (section.urlScheme !== undefined) {
     if (section.urlScheme !== "http" && section.urlScheme !== "https") {
-      throw new ConfigError(`${path}.urlScheme`, `must be http or https, got ${JSON.stringify(section.urlScheme)}`);
+      throw new ConfigError(`${path}.urlScheme`, `must be http or https, got ${show(section.urlScheme)}`);
     }
     options.urlScheme = section.urlScheme;
   }
@@ -145,8 +137,7 @@ function parseSerf(raw: unknown, path: string): SerfSourceOptions {
 }
 
 function parseHealth(raw: unknown, path: string): HealthConfig {
-  const section = mapping(raw, path);
-  known(section, path, ["enabled", "path", "interval", "timeout", "rise", "fall", "reconnectInterval"]);
+  const section = mapping(raw, path, ["enabled", "path", "interval", "timeout", "rise", "fall", "reconnectInterval"]);
   const health: HealthConfig = { enabled: true, ...defaultHealthCheckOptions() };
   if (section.enabled !== undefined) {
     if (typeof section.enabled !== "boolean") throw new ConfigError(`${path}.enabled`, "must be true or false");
@@ -154,7 +145,7 @@ function parseHealth(raw: unknown, path: string): HealthConfig {
   }
   if (section.path !== undefined) {
     if (typeof section.path !== "string" || !section.path.startsWith("/")) {
-      throw new ConfigError(`${path}.path`, `must start with "/", got ${JSON.stringify(section.path)}`);
+      throw new ConfigError(`${path}.path`, `must start with "/", got ${show(section.path)}`);
     }
     health.path = section.path;
   }
@@ -162,12 +153,7 @@ function parseHealth(raw: unknown, path: string): HealthConfig {
     if (section[field] !== undefined) health[field] = duration(section[field], `${path}.${field}`);
   }
   for (const field of ["rise", "fall"] as const) {
-    const value = section[field];
-    if (value === undefined) continue;
-    if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 100) {
-      throw new ConfigError(`${path}.${field}`, `must be an integer from 1 to 100, got ${JSON.stringify(value)}`);
-    }
-    health[field] = value;
+    if (section[field] !== undefined) health[field] = integer(section[field], `${path}.${field}`, 1, 100);
   }
   return health;
 }
@@ -184,7 +170,7 @@ export function membersFromFlag(value: string, flag = "--members"): StaticMember
     .filter((part) => part !== "")
     .map((part) => {
       const at = part.indexOf("=");
-      if (at <= 0) throw new ConfigError(flag, `expected name=url, got ${JSON.stringify(part)}`);
+      if (at <= 0) throw new ConfigError(flag, `expected name=url, got ${show(part)}`);
       const name = part.slice(0, at);
       if (seen.has(name)) throw new ConfigError(flag, `duplicate member "${name}"`);
       seen.add(name);
@@ -192,21 +178,9 @@ export function membersFromFlag(value: string, flag = "--members"): StaticMember
     });
 }
 
-function mapping(raw: unknown, path: string): Record<string, unknown> {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(path, "must be a mapping");
-  return raw as Record<string, unknown>;
-}
-
-/** Rejects fields nobody reads: a typo should fail, not be ignored. */
-function known(section: Record<string, unknown>, path: string, fields: string[]): void {
-  for (const key of Object.keys(section)) {
-    if (!fields.includes(key)) throw new ConfigError(`${path}.${key}`, `unknown field (expected ${fields.join(", ")})`);
-  }
-}
-
 function httpUrl(url: unknown, field: string): string {
   if (typeof url !== "string" || !/^https?:\/\//.test(url) || !URL.canParse(url)) {
-    throw new ConfigError(field, `must be an http(s) URL, got ${JSON.stringify(url)}`);
+    throw new ConfigError(field, `must be an http(s) URL, got ${show(url)}`);
   }
   return url;
 }

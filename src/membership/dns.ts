@@ -2,6 +2,7 @@ import { Resolver } from "node:dns/promises";
 import { isIPv6 } from "node:net";
 import { ConfigError } from "../errors/config-error.ts";
 import { duration } from "../utils/duration.ts";
+import { integer, mapping } from "../utils/fields.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 /** Record types the DNS source can poll. */
@@ -193,7 +194,7 @@ function lookupError(config: DnsConfig, error: unknown): Error {
   return new Error(`dns ${config.type} ${config.name} via ${server}: ${code}`, { cause: error });
 }
 
-const fields = new Set(["name", "type", "port", "interval", "timeout", "tries", "server", "scheme", "emptyAfter"]);
+const fields = ["name", "type", "port", "interval", "timeout", "tries", "server", "scheme", "emptyAfter"];
 
 /**
  * Validates the raw `membership.dns` section (parsed YAML), filling in
@@ -201,11 +202,7 @@ const fields = new Set(["name", "type", "port", "interval", "timeout", "tries", 
  * Throws ConfigError naming the field, e.g. `membership.dns.port`.
  */
 export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(path, "must be a mapping");
-  const section = raw as Record<string, unknown>;
-  for (const key of Object.keys(section)) {
-    if (!fields.has(key)) throw new ConfigError(`${path}.${key}`, `unknown field (known: ${[...fields].join(", ")})`);
-  }
+  const section = mapping(raw, path, fields);
   const defaults = defaultDnsConfig();
 
   const { name } = section;
@@ -219,10 +216,7 @@ export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig
 
   let port: number | undefined;
   if (section.port !== undefined) {
-    port = section.port as number;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new ConfigError(`${path}.port`, `must be a port number 1-65535, got ${JSON.stringify(section.port)}`);
-    }
+    port = integer(section.port, `${path}.port`, 1, 65535);
   } else if (type !== "SRV") {
     throw new ConfigError(`${path}.port`, `is required for type ${type} (the records carry no port)`);
   }
@@ -237,9 +231,9 @@ export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig
     type,
     interval: section.interval === undefined ? defaults.interval : duration(section.interval, `${path}.interval`),
     timeout: section.timeout === undefined ? defaults.timeout : duration(section.timeout, `${path}.timeout`),
-    tries: positiveInteger(section.tries ?? defaults.tries, `${path}.tries`),
+    tries: integer(section.tries ?? defaults.tries, `${path}.tries`, 1),
     scheme,
-    emptyAfter: positiveInteger(section.emptyAfter ?? defaults.emptyAfter, `${path}.emptyAfter`),
+    emptyAfter: integer(section.emptyAfter ?? defaults.emptyAfter, `${path}.emptyAfter`, 1),
   };
   if (port !== undefined) config.port = port;
 
@@ -260,11 +254,4 @@ export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig
     config.server = server;
   }
   return config;
-}
-
-function positiveInteger(value: unknown, field: string): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < 1) {
-    throw new ConfigError(field, `must be a whole number >= 1, got ${JSON.stringify(value)}`);
-  }
-  return value;
 }

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { ConfigError } from "../errors/config-error.ts";
 import { type KeyHashName, keyHashes, type Partitioner } from "../hash/index.ts";
+import { show } from "../utils/fields.ts";
 import { type MemberOrder, memberOrders, sortMembers } from "./order.ts";
 import { type PlacementName, placements } from "./placement/index.ts";
 
@@ -201,10 +202,6 @@ export function validateRingConfig(config: RingConfig, prefix = ""): RingConfig 
     throw new ConfigError(`${prefix}order`, `must be one of ${memberOrders.join(", ")}, got ${show(order)}`);
   }
   return config;
-}
-
-function show(value: unknown): string {
-  return JSON.stringify(value) ?? String(value);
 }
 
 function checksumOf(config: RingConfig, members: readonly string[], table: Uint32Array): string {

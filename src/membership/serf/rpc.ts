@@ -9,6 +9,7 @@
  */
 import { connect, type Socket } from "node:net";
 import { Decoder, encode } from "@msgpack/msgpack";
+import { hostPort } from "../../utils/fields.ts";
 
 /** A member as the agent describes it. `Addr` is left out: ringroute takes addresses from tags. */
 export interface SerfMember {
@@ -79,7 +80,7 @@ export class SerfRpcClient {
 
   /** Connects, performs the handshake and, with a key, authenticates. */
   static async connect(options: SerfRpcOptions): Promise<SerfRpcClient> {
-    const { host, port } = parseHostPort(options.address);
+    const { host, port } = hostPort(options.address, "address", { dial: true });
     const timeout = options.timeout ?? 5000;
     const socket = await new Promise<Socket>((resolve, reject) => {
       const socket = connect({ host, port });
@@ -224,14 +225,4 @@ function toMember(raw: unknown): SerfMember {
     for (const [k, v] of Object.entries(m.Tags)) tags[k] = String(v);
   }
   return { Name: String(m.Name ?? ""), Port: Number(m.Port ?? 0), Tags: tags, Status: String(m.Status ?? "none") };
-}
-
-/** Splits "host:port" or "[v6]:port". */
-export function parseHostPort(address: string): { host: string; port: number } {
-  const match = /^\[([^\]]+)\]:(\d+)$/.exec(address) ?? /^([^:]+):(\d+)$/.exec(address);
-  const port = Number(match?.[2]);
-  if (!match || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`"${address}" is not host:port`);
-  }
-  return { host: match[1] as string, port };
 }
