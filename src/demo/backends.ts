@@ -4,8 +4,8 @@
  * received, so routing can be seen with curl alone.
  */
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { requestPath } from "../proxy/key.ts";
+import { listen } from "../utils/listen.ts";
 
 export interface DemoBackend {
   name: string;
@@ -29,7 +29,7 @@ export async function startDemoBackends(options: DemoOptions = {}): Promise<Demo
   return Promise.all(names.map((name, i) => startOne(name, host, basePort === 0 ? 0 : basePort + i)));
 }
 
-function startOne(name: string, host: string, port: number): Promise<DemoBackend> {
+async function startOne(name: string, host: string, port: number): Promise<DemoBackend> {
   const server: Server = createServer({ keepAlive: true }, (req, res) => {
     let key: string;
     try {
@@ -45,19 +45,14 @@ function startOne(name: string, host: string, port: number): Promise<DemoBackend
     res.end(body);
     req.resume();
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => {
-      const { port: bound } = server.address() as AddressInfo;
-      resolve({
-        name,
-        url: `http://${host}:${bound}`,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            server.closeAllConnections();
-          }),
-      });
-    });
-  });
+  const { port: bound } = await listen(server, port, host);
+  return {
+    name,
+    url: `http://${host}:${bound}`,
+    close: () =>
+      new Promise<void>((done) => {
+        server.close(() => done());
+        server.closeAllConnections();
+      }),
+  };
 }
