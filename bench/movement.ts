@@ -6,9 +6,14 @@
  *
  *   npm run bench:movement              full grid, writes the results
  *   npm run bench:movement -- --quick   a small grid, printed, nothing written
+ *
+ * A grid of your own is printed too, nothing written: --sizes 59-100 (a range,
+ * or a list like 10,30,100), --partitions 2048,4096, --replicas 1 and
+ * --only balanced (configuration names, as in the table headers).
  */
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
+import { parseArgs } from "node:util";
 import { placements } from "../src/ring/placement/index.ts";
 import { comparisonConfigurations, orderMatters, ringrouteConfigurations } from "./movement/configurations.ts";
 import { renderReport } from "./movement/report.ts";
@@ -16,10 +21,48 @@ import { fullGrid, type Grid, runGrid } from "./movement/run.ts";
 import { type ScenarioId, scenarios, seed } from "./movement/scenarios.ts";
 import { renderChart } from "./movement/svg.ts";
 
-const quick = process.argv.includes("--quick");
-const grid: Grid = quick ? { sizes: [3, 10, 30], partitions: [512, 2048], replicas: [1, 3] } : fullGrid;
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: "boolean" },
+    sizes: { type: "string" },
+    partitions: { type: "string" },
+    replicas: { type: "string" },
+    only: { type: "string" },
+  },
+  strict: true,
+});
 
-const configurations = [...ringrouteConfigurations(), ...(await comparisonConfigurations())];
+/** "59-100" or "10,30,100" (ranges and single numbers may mix). */
+function numbers(flag: string, text: string): number[] {
+  return text.split(",").flatMap((part) => {
+    const match = /^(\d+)(?:-(\d+))?$/.exec(part);
+    const from = Number(match?.[1]);
+    const to = Number(match?.[2] ?? match?.[1]);
+    if (match === null || from < 1 || to < from) {
+      throw new RangeError(`--${flag}: expected positive whole numbers or ranges like 59-100, got "${part}"`);
+    }
+    return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  });
+}
+
+const base: Grid = flags.quick ? { sizes: [3, 10, 30], partitions: [512, 2048], replicas: [1, 3] } : fullGrid;
+const grid: Grid = {
+  sizes: flags.sizes === undefined ? base.sizes : numbers("sizes", flags.sizes),
+  partitions: flags.partitions === undefined ? base.partitions : numbers("partitions", flags.partitions),
+  replicas: flags.replicas === undefined ? base.replicas : numbers("replicas", flags.replicas),
+};
+const custom = flags.sizes !== undefined || flags.partitions !== undefined || flags.replicas !== undefined;
+const printOnly = flags.quick === true || custom || flags.only !== undefined;
+
+const everything = [...ringrouteConfigurations(), ...(await comparisonConfigurations())];
+const wanted = flags.only?.split(",");
+const unknown = wanted?.filter((name) => !everything.some((c) => c.name === name)) ?? [];
+if (unknown.length > 0) {
+  throw new RangeError(
+    `--only: no configuration named ${unknown.join(", ")} (have ${everything.map((c) => c.name).join(", ")})`,
+  );
+}
+const configurations = wanted === undefined ? everything : everything.filter((c) => wanted.includes(c.name));
 const orderFree = (Object.keys(placements) as (keyof typeof placements)[]).filter((p) => !orderMatters(p));
 process.stderr.write(`configurations: ${configurations.map((c) => c.name).join(", ")}\n`);
 
@@ -61,7 +104,7 @@ const chart = renderChart({
   legend: configurations.map((c) => ({ name: c.name, about: c.about })),
 });
 
-if (quick) {
+if (printOnly) {
   process.stdout.write(report);
 } else {
   writeFileSync(new URL("results/movement.md", import.meta.url), report);
