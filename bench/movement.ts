@@ -13,56 +13,34 @@
  */
 import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
-import { parseArgs } from "node:util";
 import { placements } from "../src/ring/placement/index.ts";
 import { comparisonConfigurations, orderMatters, ringrouteConfigurations } from "./movement/configurations.ts";
+import { planFromArgs } from "./movement/flags.ts";
 import { renderReport } from "./movement/report.ts";
-import { fullGrid, type Grid, runGrid } from "./movement/run.ts";
+import { runGrid } from "./movement/run.ts";
 import { type ScenarioId, scenarios, seed } from "./movement/scenarios.ts";
 import { renderChart } from "./movement/svg.ts";
 
-const { values: flags } = parseArgs({
-  options: {
-    quick: { type: "boolean" },
-    sizes: { type: "string" },
-    partitions: { type: "string" },
-    replicas: { type: "string" },
-    only: { type: "string" },
-  },
-  strict: true,
-});
-
-/** "59-100" or "10,30,100" (ranges and single numbers may mix). */
-function numbers(flag: string, text: string): number[] {
-  return text.split(",").flatMap((part) => {
-    const match = /^(\d+)(?:-(\d+))?$/.exec(part);
-    const from = Number(match?.[1]);
-    const to = Number(match?.[2] ?? match?.[1]);
-    if (match === null || from < 1 || to < from) {
-      throw new RangeError(`--${flag}: expected positive whole numbers or ranges like 59-100, got "${part}"`);
-    }
-    return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-  });
+/** Bad flags end the run with one line naming the flag, and exit status 2, as the CLI does. */
+function usageError(message: string): never {
+  process.stderr.write(`bench:movement: ${message}\n`);
+  process.exit(2);
 }
 
-const base: Grid = flags.quick ? { sizes: [3, 10, 30], partitions: [512, 2048], replicas: [1, 3] } : fullGrid;
-const grid: Grid = {
-  sizes: flags.sizes === undefined ? base.sizes : numbers("sizes", flags.sizes),
-  partitions: flags.partitions === undefined ? base.partitions : numbers("partitions", flags.partitions),
-  replicas: flags.replicas === undefined ? base.replicas : numbers("replicas", flags.replicas),
-};
-const custom = flags.sizes !== undefined || flags.partitions !== undefined || flags.replicas !== undefined;
-const printOnly = flags.quick === true || custom || flags.only !== undefined;
+const { grid, only, printOnly } = (() => {
+  try {
+    return planFromArgs(process.argv.slice(2));
+  } catch (error) {
+    return usageError((error as Error).message);
+  }
+})();
 
 const everything = [...ringrouteConfigurations(), ...(await comparisonConfigurations())];
-const wanted = flags.only?.split(",");
-const unknown = wanted?.filter((name) => !everything.some((c) => c.name === name)) ?? [];
+const unknown = only?.filter((name) => !everything.some((c) => c.name === name)) ?? [];
 if (unknown.length > 0) {
-  throw new RangeError(
-    `--only: no configuration named ${unknown.join(", ")} (have ${everything.map((c) => c.name).join(", ")})`,
-  );
+  usageError(`--only: no configuration named ${unknown.join(", ")} (have ${everything.map((c) => c.name).join(", ")})`);
 }
-const configurations = wanted === undefined ? everything : everything.filter((c) => wanted.includes(c.name));
+const configurations = only === undefined ? everything : everything.filter((c) => only.includes(c.name));
 const orderFree = (Object.keys(placements) as (keyof typeof placements)[]).filter((p) => !orderMatters(p));
 process.stderr.write(`configurations: ${configurations.map((c) => c.name).join(", ")}\n`);
 
