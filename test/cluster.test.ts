@@ -1,8 +1,8 @@
 import test from "ava";
 import { Cluster } from "../src/cluster.ts";
 import type { Member, MembershipSource, SnapshotSink } from "../src/membership/source.ts";
-import { diff, type PartitionEvent } from "../src/ring/diff.ts";
 import { Ring } from "../src/ring/ring.ts";
+import { expectedEvents, showEvent } from "./helpers/events.ts";
 
 const ringConfig = { partitions: 64, replicas: 2 };
 
@@ -27,19 +27,14 @@ function member(spec: string | Partial<Member>): Member {
   return { url: `http://${m.name}.test:80`, tags: {}, state: "alive", ...m } as Member;
 }
 
-const show = (e: PartitionEvent) =>
-  e.type === "acquire"
-    ? `acquire ${e.partition}/${e.replica} ${e.member} <- ${e.from ?? "-"}`
-    : `release ${e.partition}/${e.replica} ${e.member} -> ${e.to ?? "-"}`;
-
 /** Everything a cluster tells its listeners, in order, as readable lines. */
 function record(cluster: Cluster): string[] {
   const log: string[] = [];
   cluster.listen({
     memberUp: (m) => log.push(`up ${m.name}`),
     memberDown: (m) => log.push(`down ${m.name} ${m.state}`),
-    acquire: (e) => log.push(show(e)),
-    release: (e) => log.push(show(e)),
+    acquire: (e) => log.push(showEvent(e)),
+    release: (e) => log.push(showEvent(e)),
     ring: (ring) => log.push(`ring ${ring.members.join(",")}`),
     source: (up) => log.push(`source ${up ? "up" : "down"}`),
   });
@@ -47,12 +42,7 @@ function record(cluster: Cluster): string[] {
 }
 
 /** Partition events between two member sets, from rings built here, not by the cluster. */
-function expected(before: string[], after: string[], only?: string): string[] {
-  return diff(Ring.build(before, ringConfig), Ring.build(after, ringConfig))
-    .filter((e) => only === undefined || e.member === only)
-    .map(show)
-    .sort();
-}
+const expected = (before: string[], after: string[], only?: string) => expectedEvents(before, after, ringConfig, only);
 
 /** The partition events in the log, sorted: their order is checked on its own. */
 const partitionEvents = (log: string[]) => log.filter((l) => l.startsWith("acquire") || l.startsWith("release")).sort();

@@ -42,7 +42,7 @@ test("with a killed backend no GET fails: each goes to the next member of its pr
   const keys = keysOwnedBy(ring, victim, 12);
   // Warm the pool so the killed backend leaves stale keep-alive connections behind.
   for (const key of keys) t.is((await send(h.url, key)).json.backend, victim);
-  await h.backends.find((b) => b.name === victim)?.kill();
+  await h.backend(victim).kill();
 
   const replies = await Promise.all(keys.map((key) => send(h.url, key)));
   for (const [i, reply] of replies.entries()) {
@@ -60,7 +60,7 @@ test("a member failing K times in a row is ejected: skipped, with the ring uncha
   t.teardown(() => h.close());
   const checksum = h.cluster.ring.checksum;
   const victim = "charlie";
-  await h.backends.find((b) => b.name === victim)?.kill();
+  await h.backend(victim).kill();
   const keys = keysOwnedBy(h.cluster.ring, victim, 10);
   for (const key of keys) t.is((await send(h.url, key)).status, 200);
   t.is(recorder.errors.filter((e) => e.member === victim).length, 3, "tried until ejected, then skipped");
@@ -94,8 +94,7 @@ test("a 502 or 503 from a member moves an idempotent request on; a POST gets the
   const h = await startProxy(names, { observer: recorder });
   t.teardown(() => h.close());
   const ring = Ring.build(names);
-  const victim = h.backends.find((b) => b.name === "alpha");
-  if (victim === undefined) throw new Error("no alpha");
+  const victim = h.backend("alpha");
   victim.handler = (req, res) => {
     req.resume();
     res.writeHead(503, { "content-type": "text/plain", "retry-after": "1" });
@@ -115,7 +114,7 @@ test("a POST is resent after a refused connection, since no member saw it", asyn
   const h = await startProxy(names);
   t.teardown(() => h.close());
   const ring = Ring.build(names);
-  await h.backends.find((b) => b.name === "delta")?.kill();
+  await h.backend("delta").kill();
   const [key] = keysOwnedBy(ring, "delta", 1) as [string];
   const reply = await send(h.url, key, { method: "POST", body: "hello" });
   t.is(reply.status, 200);
@@ -127,8 +126,7 @@ test("a request whose body was already streamed is not retried: 502 with a JSON 
   const h = await startProxy(names);
   t.teardown(() => h.close());
   const ring = Ring.build(names);
-  const victim = h.backends.find((b) => b.name === "alpha");
-  if (victim === undefined) throw new Error("no alpha");
+  const victim = h.backend("alpha");
   // Reads the whole body, then drops the connection without answering.
   victim.handler = (req, res) => {
     req.resume();

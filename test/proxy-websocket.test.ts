@@ -78,10 +78,11 @@ test("a WebSocket upgrade whose owner is down gets 502 with a JSON body", async 
   t.teardown(() => h.close());
   const ring = Ring.build(names);
   const room = "/rooms/9";
-  await h.backends.find((b) => b.name === ring.ownerOf(room))?.kill();
+  const owner = ring.ownerOf(room) as string;
+  await h.backend(owner).kill();
   const error = await t.throwsAsync(open(`${h.url.replace("http:", "ws:")}${room}`));
   t.is((error as Error & { status: number }).status, 502);
-  t.like(JSON.parse((error as Error & { body: string }).body), { error: "bad_gateway", member: ring.ownerOf(room) });
+  t.like(JSON.parse((error as Error & { body: string }).body), { error: "bad_gateway", member: owner });
 });
 
 /** Sends a raw upgrade request and returns the first text frame the member sends back. */

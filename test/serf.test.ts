@@ -5,9 +5,8 @@ import test, { type ExecutionContext } from "ava";
 import { Cluster } from "../src/cluster.ts";
 import { SerfRpcClient } from "../src/membership/serf/rpc.ts";
 import { memberState, SerfSource } from "../src/membership/serf/source.ts";
-import { diff, type PartitionEvent } from "../src/ring/diff.ts";
-import { Ring } from "../src/ring/ring.ts";
 import { hostPort } from "../src/utils/fields.ts";
+import { expectedEvents, showEvent } from "./helpers/events.ts";
 import { SerfAgents } from "./helpers/serf.ts";
 
 const agents = new SerfAgents();
@@ -16,11 +15,6 @@ test.after.always(() => agents.stopAll());
 const ringConfig = { partitions: 128, replicas: 2 };
 /** libring's WatchTags: only members tagged ring=active are in the ring. */
 const watch = { ring: "^active$" };
-
-const show = (e: PartitionEvent) =>
-  e.type === "acquire"
-    ? `acquire ${e.partition}/${e.replica} ${e.member} <- ${e.from ?? "-"}`
-    : `release ${e.partition}/${e.replica} ${e.member} -> ${e.to ?? "-"}`;
 
 /** What a cluster said during one step. */
 interface Heard {
@@ -38,8 +32,8 @@ function listenTo(cluster: Cluster): { heard: Heard; reset(): void } {
   cluster.listen({
     memberUp: (m) => box.heard.members.push(`up ${m.name}`),
     memberDown: (m) => box.heard.members.push(`down ${m.name} ${m.state}`),
-    acquire: (e) => box.heard.moves.push(show(e)),
-    release: (e) => box.heard.moves.push(show(e)),
+    acquire: (e) => box.heard.moves.push(showEvent(e)),
+    release: (e) => box.heard.moves.push(showEvent(e)),
     ring: (ring) => {
       box.heard.ringAt = performance.now();
       box.heard.rings.push([...ring.members]);
@@ -50,12 +44,8 @@ function listenTo(cluster: Cluster): { heard: Heard; reset(): void } {
 }
 
 /** Partition events between two member sets, from rings built here; sorted. */
-function expectedMoves(before: string[], after: string[], only?: string): string[] {
-  return diff(Ring.build(before, ringConfig), Ring.build(after, ringConfig))
-    .filter((e) => only === undefined || e.member === only)
-    .map(show)
-    .sort();
-}
+const expectedMoves = (before: string[], after: string[], only?: string) =>
+  expectedEvents(before, after, ringConfig, only);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -110,6 +110,8 @@ export class TestSource implements MembershipSource {
 
 export interface Harness {
   backends: Backend[];
+  /** The backend called `name`; throws for a name the harness did not start, so a typo cannot pass silently. */
+  backend(name: string): Backend;
   cluster: Cluster;
   source: TestSource;
   proxy: RoutingProxy;
@@ -139,6 +141,11 @@ export async function startProxy(names: string[], options: HarnessOptions = {}):
   const { port } = await proxy.listen(0, "127.0.0.1");
   return {
     backends,
+    backend(name) {
+      const found = backends.find((b) => b.name === name);
+      if (found === undefined) throw new Error(`no backend named ${name}`);
+      return found;
+    },
     cluster,
     source,
     proxy,
