@@ -32,6 +32,22 @@ export function renderReport(cells: Cell[], context: ReportContext): string {
     );
 
   const out: string[] = [];
+  /** One "### P = …" table per partition count: n, R, the `lead` columns, then one column a configuration. */
+  const tablePerPartitionCount = (
+    cellText: (cell: Cell) => string,
+    lead?: { headers: string[]; cells: (n: number, r: number, partitions: number) => string[] },
+  ) => {
+    for (const partitions of grid.partitions) {
+      out.push("", `### P = ${partitions}`, "");
+      out.push(
+        markdownTable(
+          ["n", "R", ...(lead?.headers ?? []), ...names],
+          rowsOf(partitions, cellText, lead && ((n, r) => lead.cells(n, r, partitions))),
+        ),
+      );
+    }
+  };
+
   out.push("# Partition movement, balance and cost of every placement");
   out.push("");
   out.push(
@@ -84,47 +100,21 @@ export function renderReport(cells: Cell[], context: ReportContext): string {
   for (const scenario of scenarios) {
     out.push("");
     out.push(`## ${capitalize(scenario.title)}`);
-    for (const partitions of grid.partitions) {
-      out.push("");
-      out.push(`### P = ${partitions}`);
-      out.push("");
-      out.push(
-        markdownTable(
-          ["n", "R", "optimum", ...names],
-          rowsOf(
-            partitions,
-            (cell) => movedText(cell, scenario),
-            (n, r) => [optimumText(cells, scenario, n, partitions, r)],
-          ),
-        ),
-      );
-    }
+    tablePerPartitionCount((cell) => movedText(cell, scenario), {
+      headers: ["optimum"],
+      cells: (n, r, partitions) => [optimumText(cells, scenario, n, partitions, r)],
+    });
   }
 
   out.push("");
   out.push("## Balance: busiest member / mean, and coefficient of variation");
   out.push("");
   out.push("Primaries per member; for R = 3, after the ·, all owner slots per member.");
-  for (const partitions of grid.partitions) {
-    out.push("");
-    out.push(`### P = ${partitions}`);
-    out.push("");
-    out.push(markdownTable(["n", "R", ...names], rowsOf(partitions, balanceText)));
-  }
+  tablePerPartitionCount(balanceText);
 
   out.push("");
   out.push("## Build time (ms) and lookup (ns)");
-  for (const partitions of grid.partitions) {
-    out.push("");
-    out.push(`### P = ${partitions}`);
-    out.push("");
-    out.push(
-      markdownTable(
-        ["n", "R", ...names],
-        rowsOf(partitions, (cell) => `${cell.buildMs.toPrecision(3)} ms / ${cell.lookupNs.toFixed(0)} ns`),
-      ),
-    );
-  }
+  tablePerPartitionCount((cell) => `${cell.buildMs.toPrecision(3)} ms / ${cell.lookupNs.toFixed(0)} ns`);
   out.push("");
   return out.join("\n");
 }
