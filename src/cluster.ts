@@ -120,6 +120,15 @@ export class Cluster {
     return this.#source.kind;
   }
 
+  /**
+   * The ring the proxy routes by. It is `ring` except while partitions are
+   * being handed over (coordinated hand-offs), when each partition keeps its
+   * old owner until the new one is ready.
+   */
+  get routing(): Ring {
+    return this.ring;
+  }
+
   /** Members in the ring, in ring order. */
   members(): Member[] {
     return this.ring.members.map((name) => this.#known.get(name) as Member);

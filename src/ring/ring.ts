@@ -56,16 +56,17 @@ export class Ring {
   readonly #partitionOf: Partitioner;
   readonly #index: ReadonlyMap<string, number>;
 
-  private constructor(members: string[], config: RingConfig) {
+  private constructor(members: string[], config: RingConfig, table?: Uint32Array) {
     this.config = Object.freeze(config);
     this.members = Object.freeze(members);
     this.ownerCount = Math.min(config.replicas, members.length);
     this.#partitionOf = keyHashes[config.hash](config.partitions);
     this.#index = new Map(members.map((m, i) => [m, i]));
     this.#table =
-      members.length === 0
+      table ??
+      (members.length === 0
         ? new Uint32Array(0)
-        : placements[config.placement](members, config.partitions, this.ownerCount);
+        : placements[config.placement](members, config.partitions, this.ownerCount));
 
     const rows = ownerRows(members, this.#table, config.partitions, this.ownerCount);
     this.#owners = rows.owners;
@@ -89,6 +90,29 @@ export class Ring {
       seen.add(member);
     }
     return new Ring(sortMembers(seen, full.order), full);
+  }
+
+  /**
+   * A ring from a table built elsewhere (another thread or process, or a
+   * hand-off's mix of old and new owners), without running the placement.
+   * `members` must be in ring order; the table is laid out as `table` is
+   * (entry p·ownerCount + r indexes `members`). Throws when it does not fit.
+   */
+  static fromTable(members: readonly string[], config: RingConfig, table: Uint32Array): Ring {
+    const full = validateRingConfig({ ...config });
+    const ownerCount = Math.min(full.replicas, members.length);
+    if (table.length !== full.partitions * ownerCount) {
+      throw new RangeError(`ring table has ${table.length} entries, expected ${full.partitions * ownerCount}`);
+    }
+    for (let i = 0; i < table.length; i++) {
+      if ((table[i] as number) >= members.length) throw new RangeError(`ring table entry ${i} is out of range`);
+    }
+    return new Ring([...members], full, table);
+  }
+
+  /** The table this ring reads (entry p·ownerCount + r indexes `members`): for handing to another thread. Do not modify. */
+  get table(): Uint32Array {
+    return this.#table;
   }
 
   /** A ring with the same config and other members. */
