@@ -42,7 +42,26 @@ export interface ProxyConfig {
     response: number;
     /** Milliseconds an idle keep-alive connection to a member stays open. */
     keepAlive: number;
+    /** Milliseconds a client has to send a whole request head; then 408 and close. */
+    head: number;
+    /** Milliseconds a client's request body may stall between chunks; then 408, and the member's request is aborted. */
+    body: number;
+    /** Milliseconds a client's keep-alive connection may sit idle between requests. */
+    clientIdle: number;
+    /** Milliseconds an Upgrade tunnel (WebSocket, h2c…) may carry no bytes either way. */
+    tunnel: number;
   };
+  /** What a client's request head may hold. */
+  limits: {
+    /** Most header fields in a request; more gets 431. */
+    headers: number;
+    /** Most bytes in a request head (request line and headers); more gets 431. */
+    headerBytes: number;
+    /** Longest request target, in bytes; longer gets 414. */
+    url: number;
+  };
+  /** Whether ringroute's own 5xx bodies include member addresses and errors (they always go to the log). */
+  errors: { detail: boolean };
   /** Most connections held open to one member (undici Pool size). */
   connections: number;
   retry: {
@@ -75,7 +94,30 @@ export interface Config {
   proxy: ProxyConfig;
   /** Milliseconds in-flight requests get to finish on SIGTERM/SIGINT before connections are cut. */
   shutdownTimeout: number;
+  /** Milliseconds to keep serving after SIGTERM with /readyz at 503, so load balancers notice first. */
+  shutdownDelay: number;
+  /** What /readyz answers while the membership source is down: `ready` keeps routing on the last good view. */
+  readiness: { sourceDown: "ready" | "unready" };
+  /** Proxy processes: a number, or `auto` for one per available core. */
+  workers: number | "auto";
+  log: {
+    /** pino level: fatal, error, warn, info, debug, trace, silent. */
+    level: LogLevel;
+    /** `json` (one object a line) or `pretty` (for people); default pretty when stderr is a terminal. */
+    format: "json" | "pretty" | "auto";
+  };
+  access: {
+    /** One JSON line a request on stdout. */
+    log: boolean;
+    /** Fraction of requests logged, 0 < sample ≤ 1. */
+    sample: number;
+  };
+  /** PEM files for HTTPS on `listen`; absent means plain HTTP. Reloaded on SIGHUP. */
+  tls: { cert: string; key: string; ca?: string } | undefined;
 }
+
+export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
+const logLevels: readonly LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** The defaults, field by field; `ringroute serve` with no config uses exactly these. */
 export function defaultConfig(): Config {
@@ -86,7 +128,17 @@ export function defaultConfig(): Config {
     key: { from: "path", missing: "reject", maxLength: 4096 },
     membership: undefined,
     proxy: {
-      timeouts: { connect: 2_000, response: 30_000, keepAlive: 4_000 },
+      timeouts: {
+        connect: 2_000,
+        response: 30_000,
+        keepAlive: 4_000,
+        head: 10_000,
+        body: 30_000,
+        clientIdle: 5_000,
+        tunnel: 3_600_000,
+      },
+      limits: { headers: 100, headerBytes: 16_384, url: 8_192 },
+      errors: { detail: false },
       connections: 128,
       retry: {
         attempts: 2,
@@ -97,6 +149,12 @@ export function defaultConfig(): Config {
       headers: { forwarded: true, ringInfo: false },
     },
     shutdownTimeout: 10_000,
+    shutdownDelay: 0,
+    readiness: { sourceDown: "ready" },
+    workers: 1,
+    log: { level: "info", format: "auto" },
+    access: { log: true, sample: 1 },
+    tls: undefined,
   };
 }
 
@@ -216,7 +274,21 @@ function setOverride(raw: Record<string, unknown>, field: string, value: string)
  */
 export function parseConfig(raw: unknown): Config {
   const config = defaultConfig();
-  const root = mapping(raw, "", ["listen", "admin", "ring", "key", "membership", "proxy", "shutdownTimeout"]);
+  const root = mapping(raw, "", [
+    "listen",
+    "admin",
+    "ring",
+    "key",
+    "membership",
+    "proxy",
+    "shutdownTimeout",
+    "shutdownDelay",
+    "readiness",
+    "workers",
+    "log",
+    "access",
+    "tls",
+  ]);
   if (root.listen !== undefined) config.listen = hostPort(root.listen, "listen");
   if (root.admin !== undefined) config.admin = hostPort(root.admin, "admin");
 
@@ -242,16 +314,63 @@ export function parseConfig(raw: unknown): Config {
   if (root.proxy !== undefined) parseProxy(root.proxy, config.proxy);
   if (root.shutdownTimeout !== undefined)
     config.shutdownTimeout = duration(root.shutdownTimeout, "shutdownTimeout", { zero: true });
+  if (root.shutdownDelay !== undefined)
+    config.shutdownDelay = duration(root.shutdownDelay, "shutdownDelay", { zero: true });
+  if (root.readiness !== undefined) {
+    const r = mapping(root.readiness, "readiness", ["sourceDown"]);
+    if (r.sourceDown !== undefined)
+      config.readiness.sourceDown = oneOf(r.sourceDown, "readiness.sourceDown", ["ready", "unready"] as const);
+  }
+  if (root.workers !== undefined) {
+    config.workers = root.workers === "auto" ? "auto" : integer(root.workers, "workers", 1);
+  }
+  if (root.log !== undefined) {
+    const l = mapping(root.log, "log", ["level", "format"]);
+    if (l.level !== undefined) config.log.level = oneOf(l.level, "log.level", logLevels);
+    if (l.format !== undefined) config.log.format = oneOf(l.format, "log.format", ["json", "pretty", "auto"] as const);
+  }
+  if (root.access !== undefined) {
+    const a = mapping(root.access, "access", ["log", "sample"]);
+    if (a.log !== undefined) config.access.log = boolean(a.log, "access.log");
+    if (a.sample !== undefined) {
+      const sample = typeof a.sample === "string" ? Number(a.sample) : a.sample;
+      if (typeof sample !== "number" || !(sample > 0 && sample <= 1)) {
+        throw new ConfigError("access.sample", `must be a number in (0, 1], got ${show(a.sample)}`);
+      }
+      config.access.sample = sample;
+    }
+  }
+  if (root.tls !== undefined && root.tls !== null) {
+    const t = mapping(root.tls, "tls", ["cert", "key", "ca"]);
+    const file = (value: unknown, field: string): string => {
+      if (typeof value !== "string" || value === "")
+        throw new ConfigError(field, `must be a file path, got ${show(value)}`);
+      return value;
+    };
+    config.tls = { cert: file(t.cert, "tls.cert"), key: file(t.key, "tls.key") };
+    if (t.ca !== undefined) config.tls.ca = file(t.ca, "tls.ca");
+  }
   return config;
 }
 
 function parseProxy(raw: unknown, proxy: ProxyConfig): void {
-  const s = mapping(raw, "proxy", ["timeouts", "connections", "retry", "eject", "headers"]);
+  const s = mapping(raw, "proxy", ["timeouts", "limits", "errors", "connections", "retry", "eject", "headers"]);
   if (s.timeouts !== undefined) {
-    const t = mapping(s.timeouts, "proxy.timeouts", ["connect", "response", "keepAlive"]);
-    if (t.connect !== undefined) proxy.timeouts.connect = duration(t.connect, "proxy.timeouts.connect");
-    if (t.response !== undefined) proxy.timeouts.response = duration(t.response, "proxy.timeouts.response");
-    if (t.keepAlive !== undefined) proxy.timeouts.keepAlive = duration(t.keepAlive, "proxy.timeouts.keepAlive");
+    const names = ["connect", "response", "keepAlive", "head", "body", "clientIdle", "tunnel"] as const;
+    const t = mapping(s.timeouts, "proxy.timeouts", [...names]);
+    for (const name of names) {
+      if (t[name] !== undefined) proxy.timeouts[name] = duration(t[name], `proxy.timeouts.${name}`);
+    }
+  }
+  if (s.limits !== undefined) {
+    const l = mapping(s.limits, "proxy.limits", ["headers", "headerBytes", "url"]);
+    if (l.headers !== undefined) proxy.limits.headers = integer(l.headers, "proxy.limits.headers", 1);
+    if (l.headerBytes !== undefined) proxy.limits.headerBytes = integer(l.headerBytes, "proxy.limits.headerBytes", 256);
+    if (l.url !== undefined) proxy.limits.url = integer(l.url, "proxy.limits.url", 16);
+  }
+  if (s.errors !== undefined) {
+    const e = mapping(s.errors, "proxy.errors", ["detail"]);
+    if (e.detail !== undefined) proxy.errors.detail = boolean(e.detail, "proxy.errors.detail");
   }
   if (s.connections !== undefined) proxy.connections = integer(s.connections, "proxy.connections", 1);
   if (s.retry !== undefined) {

@@ -49,10 +49,21 @@ test("--members name=url,name=url is a static member list", (t) => {
 
 test("durations take ms, s, m and h units", (t) => {
   const config = parseConfig({
-    proxy: { timeouts: { connect: "500ms", response: "1.5m", keepAlive: "2s" }, eject: { for: "1h" } },
+    proxy: {
+      timeouts: { connect: "500ms", response: "1.5m", keepAlive: "2s", head: "7s", body: "1m", clientIdle: "250ms" },
+      eject: { for: "1h" },
+    },
     shutdownTimeout: "0",
   });
-  t.deepEqual(config.proxy.timeouts, { connect: 500, response: 90_000, keepAlive: 2000 });
+  t.deepEqual(config.proxy.timeouts, {
+    connect: 500,
+    response: 90_000,
+    keepAlive: 2000,
+    head: 7000,
+    body: 60_000,
+    clientIdle: 250,
+    tunnel: 3_600_000,
+  });
   t.is(config.proxy.eject.for, 3_600_000);
   t.is(config.shutdownTimeout, 0);
 });
@@ -101,7 +112,7 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     [{ proxy: { retry: { attempts: -1 } } }, "proxy.retry.attempts: must be a non-negative integer, got -1"],
     [
       { proxy: { retyr: {} } },
-      "proxy.retyr: unknown field (expected one of timeouts, connections, retry, eject, headers)",
+      "proxy.retyr: unknown field (expected one of timeouts, limits, errors, connections, retry, eject, headers)",
     ],
     [{ proxy: { headers: { forwarded: "yes" } } }, 'proxy.headers.forwarded: must be true or false, got "yes"'],
     [{ membership: { static: { members: [{ name: "a", url: "not a url" }] } } }, "membership.static.members[0].url:"],
