@@ -1,40 +1,55 @@
 #!/usr/bin/env node
-import { lookup, lookupUsage } from "./commands/lookup.ts";
-import { plan, planUsage } from "./commands/plan.ts";
-import { serve, serveUsage } from "./commands/serve.ts";
+import { readFileSync } from "node:fs";
+import { check } from "./commands/check.ts";
+import { type Command, commandHelp } from "./commands/command.ts";
+import { parseCommandLine } from "./commands/flags.ts";
+import { lookup } from "./commands/lookup.ts";
+import { plan } from "./commands/plan.ts";
+import { serve } from "./commands/serve.ts";
 import { ConfigError } from "./errors/config-error.ts";
 
-const ringFlagsUsage = `ring flags:
-  --members a,b,c | --members-file FILE (one name a line)
-  --partitions P (512)  --replicas R (3)  --hash fnv1a32|fnv1a64
-  --placement jump|balanced  --order lexical|natural`;
-
-const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lookup, plan };
+const commands: readonly Command[] = [serve, check, lookup, plan];
 
 const usage = `usage: ringroute <command> [flags]
 
-${serveUsage}
+commands:
+${commands.map((c) => `  ${c.synopsis}\n      ${c.description.split("\n")[0]}`).join("\n")}
 
-${lookupUsage}
-
-${planUsage}
-
-${ringFlagsUsage}
+  ringroute <command> --help   every flag of a command, with its default
+  ringroute --version          the version
 `;
+
+function version(): string {
+  // package.json sits one level above both src/ and dist/.
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
-  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
-    process.stdout.write(usage);
-    return name === undefined ? 2 : 0;
-  }
-  const command = commands[name];
-  if (command === undefined) {
-    process.stderr.write(`ringroute: unknown command "${name}" (try: ${Object.keys(commands).join(", ")})\n`);
+  if (name === undefined) {
+    process.stderr.write(usage);
     return 2;
   }
+  if (name === "--help" || name === "-h" || name === "help") {
+    process.stdout.write(usage);
+    return 0;
+  }
+  if (name === "--version" || name === "-v") {
+    process.stdout.write(`ringroute ${version()}\n`);
+    return 0;
+  }
+  const command = commands.find((c) => c.name === name);
   try {
-    await command(args);
+    if (command === undefined) {
+      throw new ConfigError("command", `unknown command "${name}" (try: ${commands.map((c) => c.name).join(", ")})`);
+    }
+    const line = parseCommandLine(args, command.flags, command.positionals);
+    if (line.values.help) {
+      process.stdout.write(commandHelp(command));
+      return 0;
+    }
+    await command.run(line, args);
     return 0;
   } catch (error) {
     if (error instanceof ConfigError) {

@@ -1,30 +1,40 @@
 /**
- * The one configuration schema of `ringroute serve`: defaults, a YAML file,
- * `RINGROUTE_*` environment variables and flags, in rising precedence. Every
- * value is validated before anything starts; the first bad one throws a
- * ConfigError naming its dotted field path (`ring.partitions`), so the CLI
- * prints one line and exits 2.
+ * The one configuration schema of `ringroute`: its fields, their defaults and
+ * `parseConfig`, which validates a raw config (parsed YAML, with flags and
+ * variables already merged in by src/commands/) field by field. The first bad
+ * value throws a ConfigError naming its dotted field path (`ring.partitions`),
+ * so the CLI prints one line and exits 2.
  */
-import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
-import { parse as parseYaml } from "yaml";
-import { usageError } from "./commands/usage-error.ts";
 import { ConfigError } from "./errors/config-error.ts";
-import { type MembershipConfig, membersFromFlag, parseMembershipConfig } from "./membership/config.ts";
+import { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
 import { defaultRingConfig, type RingConfig, validateRingConfig } from "./ring/ring.ts";
 import { duration } from "./utils/duration.ts";
-import { type HostPort, hostPort, integer, mapping, show } from "./utils/fields.ts";
+import { boolean, type HostPort, hostPort, integer, list, mapping, oneOf, show } from "./utils/fields.ts";
 
 export type { HostPort } from "./utils/fields.ts";
 
+/**
+ * Where a request's key comes from, parsed from `key.from`: `path` (the URL
+ * path without the query, percent-decoded: Go's `r.URL.Path`, as in libring's
+ * example), `header:NAME` (NAME kept in lower case), `query:NAME`,
+ * `cookie:NAME`, or `regex:PATTERN` (its first capture group, matched against
+ * the path).
+ */
+export type KeySource =
+  | { kind: "path" }
+  | { kind: "header"; name: string }
+  | { kind: "query"; name: string }
+  | { kind: "cookie"; name: string }
+  | { kind: "regex"; pattern: string };
+
+/** `key.from` as the user writes it: the inverse of parsing it. */
+export function keySourceText(from: KeySource): string {
+  return from.kind === "path" ? "path" : `${from.kind}:${from.kind === "regex" ? from.pattern : from.name}`;
+}
+
 /** Where a request's key comes from, and what to do without one. */
 export interface KeyConfig {
-  /**
-   * `path` (the URL path without the query, percent-decoded: Go's `r.URL.Path`,
-   * as in libring's example), `header:NAME`, `query:NAME`, `cookie:NAME`, or
-   * `regex:PATTERN` (its first capture group, matched against the path).
-   */
-  from: string;
+  from: KeySource;
   /** `reject`: answer 400 when the key is absent. `any`: send the request to any live member. */
   missing: "reject" | "any";
   /** Longest key accepted, in characters; longer keys get 414 (path, query) or 431 (header, cookie). */
@@ -125,7 +135,7 @@ export function defaultConfig(): Config {
     listen: { host: "0.0.0.0", port: 8080 },
     admin: { host: "127.0.0.1", port: 9090 },
     ring: defaultRingConfig(),
-    key: { from: "path", missing: "reject", maxLength: 4096 },
+    key: { from: { kind: "path" }, missing: "reject", maxLength: 4096 },
     membership: undefined,
     proxy: {
       timeouts: {
@@ -158,115 +168,6 @@ export function defaultConfig(): Config {
   };
 }
 
-/** A flag, the environment variable for it, and the field both set. */
-interface Override {
-  flag: string;
-  env: string;
-  field: string;
-}
-
-/** Flags and environment variables of `serve`; each sets one config field (flags win). */
-export const overrides: readonly Override[] = [
-  { flag: "listen", env: "RINGROUTE_LISTEN", field: "listen" },
-  { flag: "admin", env: "RINGROUTE_ADMIN", field: "admin" },
-  { flag: "members", env: "RINGROUTE_MEMBERS", field: "membership.static.members" },
-  { flag: "partitions", env: "RINGROUTE_PARTITIONS", field: "ring.partitions" },
-  { flag: "replicas", env: "RINGROUTE_REPLICAS", field: "ring.replicas" },
-  { flag: "hash", env: "RINGROUTE_HASH", field: "ring.hash" },
-  { flag: "placement", env: "RINGROUTE_PLACEMENT", field: "ring.placement" },
-  { flag: "order", env: "RINGROUTE_ORDER", field: "ring.order" },
-  { flag: "key", env: "RINGROUTE_KEY", field: "key.from" },
-  { flag: "key-missing", env: "RINGROUTE_KEY_MISSING", field: "key.missing" },
-  { flag: "retry-attempts", env: "RINGROUTE_RETRY_ATTEMPTS", field: "proxy.retry.attempts" },
-  { flag: "connect-timeout", env: "RINGROUTE_CONNECT_TIMEOUT", field: "proxy.timeouts.connect" },
-  { flag: "response-timeout", env: "RINGROUTE_RESPONSE_TIMEOUT", field: "proxy.timeouts.response" },
-  { flag: "ring-info", env: "RINGROUTE_RING_INFO", field: "proxy.headers.ringInfo" },
-  { flag: "shutdown-timeout", env: "RINGROUTE_SHUTDOWN_TIMEOUT", field: "shutdownTimeout" },
-];
-
-export const serveUsage = `ringroute serve [--config FILE] [flags]
-  Runs the routing proxy and its admin server. With no membership configured
-  it starts three demo backends in-process and routes to them.
-  --config FILE (RINGROUTE_CONFIG)  YAML config; flags and RINGROUTE_* override it
-${overrides.map((o) => `  --${o.flag} (${o.env})  ${o.field}`).join("\n")}
-  --members takes name=url,name=url (a static member list)`;
-
-/** What `loadConfig` reads besides the flags: the environment, and files. */
-export interface ConfigInputs {
-  env?: Record<string, string | undefined>;
-  readFile?: (path: string) => string;
-}
-
-/**
- * Builds the config of `ringroute serve ARGS`: defaults, then the file named by
- * `--config` or RINGROUTE_CONFIG, then RINGROUTE_* variables, then flags.
- */
-export function loadConfig(args: string[], inputs: ConfigInputs = {}): Config {
-  const env = inputs.env ?? process.env;
-  const readFile = inputs.readFile ?? ((path: string) => readFileSync(path, "utf8"));
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    const options: Record<string, { type: "string" }> = { config: { type: "string" } };
-    for (const o of overrides) options[o.flag] = { type: "string" };
-    values = parseArgs({ args, options, allowPositionals: false, strict: true }).values;
-  } catch (error) {
-    throw usageError(error);
-  }
-
-  // An empty variable counts as unset, as for every RINGROUTE_* variable.
-  const file = (values.config as string | undefined) ?? (env.RINGROUTE_CONFIG || undefined);
-  const raw: Record<string, unknown> = file === undefined ? {} : readConfigFile(file, readFile);
-  for (const o of overrides) {
-    const value = env[o.env];
-    if (value !== undefined && value !== "") setOverride(raw, o.field, value);
-  }
-  for (const o of overrides) {
-    const value = values[o.flag];
-    if (typeof value === "string") setOverride(raw, o.field, value);
-  }
-  return parseConfig(raw);
-}
-
-function readConfigFile(path: string, readFile: (path: string) => string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFile(path);
-  } catch (error) {
-    throw new ConfigError("--config", `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (error) {
-    throw new ConfigError("--config", `${path} is not valid YAML: ${(error as Error).message.split("\n")[0]}`);
-  }
-  if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== "object" || Array.isArray(parsed))
-    throw new ConfigError("--config", `${path} must hold a mapping`);
-  return parsed as Record<string, unknown>;
-}
-
-function setOverride(raw: Record<string, unknown>, field: string, value: string): void {
-  if (field === "membership.static.members") {
-    // A quick static list replaces whatever source the file names; its health checks stay.
-    const previous = raw.membership as Record<string, unknown> | undefined;
-    const health = previous && typeof previous === "object" ? previous.health : undefined;
-    raw.membership = {
-      ...(health === undefined ? {} : { health }),
-      static: { members: membersFromFlag(value, field) },
-    };
-    return;
-  }
-  const path = field.split(".");
-  let node = raw;
-  for (const part of path.slice(0, -1)) {
-    const next = node[part];
-    if (typeof next !== "object" || next === null || Array.isArray(next)) node[part] = {};
-    node = node[part] as Record<string, unknown>;
-  }
-  node[path[path.length - 1] as string] = value;
-}
-
 /**
  * Validates a raw config (parsed YAML with overrides merged in) field by
  * field. Numbers, booleans and durations may also be strings, as they arrive
@@ -292,15 +193,7 @@ export function parseConfig(raw: unknown): Config {
   if (root.listen !== undefined) config.listen = hostPort(root.listen, "listen");
   if (root.admin !== undefined) config.admin = hostPort(root.admin, "admin");
 
-  if (root.ring !== undefined) {
-    const ring = mapping(root.ring, "ring", ["partitions", "replicas", "hash", "placement", "order"]);
-    if (ring.partitions !== undefined) config.ring.partitions = integer(ring.partitions, "ring.partitions", 1);
-    if (ring.replicas !== undefined) config.ring.replicas = integer(ring.replicas, "ring.replicas", 1);
-    if (ring.hash !== undefined) config.ring.hash = ring.hash as RingConfig["hash"];
-    if (ring.placement !== undefined) config.ring.placement = ring.placement as RingConfig["placement"];
-    if (ring.order !== undefined) config.ring.order = ring.order as RingConfig["order"];
-  }
-  validateRingConfig(config.ring, "ring.");
+  config.ring = parseRing(root.ring ?? {}, "ring");
 
   if (root.key !== undefined) {
     const key = mapping(root.key, "key", ["from", "missing", "maxLength"]);
@@ -353,6 +246,18 @@ export function parseConfig(raw: unknown): Config {
   return config;
 }
 
+/** The `ring` section: the one place ring settings are read, for `serve`, `check`, `lookup` and `plan`. */
+export function parseRing(raw: unknown, path: string): RingConfig {
+  const config = defaultRingConfig();
+  const ring = mapping(raw, path, ["partitions", "replicas", "hash", "placement", "order"]);
+  if (ring.partitions !== undefined) config.partitions = integer(ring.partitions, `${path}.partitions`, 1);
+  if (ring.replicas !== undefined) config.replicas = integer(ring.replicas, `${path}.replicas`, 1, 255);
+  if (ring.hash !== undefined) config.hash = ring.hash as RingConfig["hash"];
+  if (ring.placement !== undefined) config.placement = ring.placement as RingConfig["placement"];
+  if (ring.order !== undefined) config.order = ring.order as RingConfig["order"];
+  return validateRingConfig(config, `${path}.`);
+}
+
 function parseProxy(raw: unknown, proxy: ProxyConfig): void {
   const s = mapping(raw, "proxy", ["timeouts", "limits", "errors", "connections", "retry", "eject", "headers"]);
   if (s.timeouts !== undefined) {
@@ -398,29 +303,9 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
   }
 }
 
-function boolean(raw: unknown, field: string): boolean {
-  if (typeof raw === "boolean") return raw;
-  if (raw === "true" || raw === "1") return true;
-  if (raw === "false" || raw === "0") return false;
-  throw new ConfigError(field, `must be true or false, got ${show(raw)}`);
-}
-
-function oneOf<T extends string>(raw: unknown, field: string, choices: readonly T[]): T {
-  if (typeof raw !== "string" || !choices.includes(raw as T)) {
-    throw new ConfigError(field, `must be one of ${choices.join(", ")}, got ${show(raw)}`);
-  }
-  return raw as T;
-}
-
-function list(raw: unknown, field: string): unknown[] {
-  if (Array.isArray(raw)) return raw;
-  if (typeof raw === "string") return raw.split(",").map((item) => item.trim());
-  throw new ConfigError(field, `must be a list, got ${show(raw)}`);
-}
-
-function keySource(raw: unknown, field: string): string {
+function keySource(raw: unknown, field: string): KeySource {
   if (typeof raw !== "string") throw new ConfigError(field, `must be a string, got ${show(raw)}`);
-  if (raw === "path") return raw;
+  if (raw === "path") return { kind: "path" };
   const colon = raw.indexOf(":");
   const kind = colon < 0 ? raw : raw.slice(0, colon);
   const arg = colon < 0 ? "" : raw.slice(colon + 1);
@@ -442,8 +327,10 @@ function keySource(raw: unknown, field: string): string {
       throw new ConfigError(field, `invalid regular expression: ${(error as Error).message}`);
     }
     if (groups < 1) throw new ConfigError(field, "the pattern needs a capture group: the key is its first group");
+    return { kind: "regex", pattern: arg };
   }
-  return raw;
+  if (kind === "header") return { kind, name: arg.toLowerCase() };
+  return { kind: kind as "query" | "cookie", name: arg };
 }
 
 function retryConditions(raw: unknown, field: string): (RetryCondition | number)[] {

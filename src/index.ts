@@ -5,7 +5,7 @@ export { Metrics } from "./admin/metrics.ts";
 export { type AdminServer, createAdminServer } from "./admin/server.ts";
 // Membership: sources produce whole snapshots; a Cluster turns them into rings and events.
 export { Cluster, type ClusterListener, type ClusterOptions } from "./cluster.ts";
-export { type Config, defaultConfig, loadConfig, parseConfig } from "./config.ts";
+export { type Config, defaultConfig, type KeySource, parseConfig } from "./config.ts";
 // The ring: an immutable partition table and the exact moves between two of them.
 export { ConfigError } from "./errors/config-error.ts";
 export { KeyError } from "./errors/key-error.ts";

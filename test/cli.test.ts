@@ -1,9 +1,18 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
+import { check, checkFiles, summary } from "../src/commands/check.ts";
+import { commandHelp } from "../src/commands/command.ts";
+import { loadConfig, parseCommandLine } from "../src/commands/flags.ts";
+import { lookup } from "../src/commands/lookup.ts";
+import { plan, planChange } from "../src/commands/plan.ts";
+import { ringFromCommandLine } from "../src/commands/ring-flags.ts";
+import { serve } from "../src/commands/serve.ts";
+import { defaultConfig } from "../src/config.ts";
+import { ConfigError } from "../src/errors/config-error.ts";
 import { Ring } from "../src/ring/ring.ts";
-import { ringroute } from "./helpers/cli.ts";
+import { type Run, ringroute } from "./helpers/cli.ts";
 import { goVectors } from "./helpers/vectors.ts";
 
 const lines = (text: string) =>
@@ -34,13 +43,83 @@ test("lookup reads keys from standard input, one a line, when none are given", a
   );
 });
 
-test("a members file holds one name a line, commas and spaces included", async (t) => {
-  const file = join(mkdtempSync(join(tmpdir(), "ringroute-")), "members.txt");
-  const names = ["db, primary", "cache 1", "web-3"];
-  writeFileSync(file, `${names.join("\n")}\n\n`);
-  const run = await ringroute(["lookup", "--members-file", file, "--placement", "balanced", "--order", "natural", "k"]);
-  t.is(run.code, 0, run.stderr);
+/** The ring `lookup ARGS` would use, built in-process (a spawned CLI costs seconds on a busy machine). */
+function ringOf(args: string[], env: Record<string, string> = {}): Ring {
+  return ringFromCommandLine(parseCommandLine(args, lookup.flags, true).values, { env });
+}
+
+test("--members-file reads the file source's format: name url lines, YAML or JSON", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-"));
+  const names = ["cache-1", "db-primary", "web-3"];
+  const files: [string, string][] = [
+    ["members.txt", `# name url\n${names.map((n, i) => `${n} http://10.0.0.${i}:80`).join("\n")}\n\n`],
+    ["members.yaml", `members:\n${names.map((n) => `  - { name: ${n}, url: "http://h:1" }`).join("\n")}\n`],
+    ["members.json", JSON.stringify(names.map((name) => ({ name, url: "http://h:1" })))],
+  ];
   const ring = Ring.build(names, { placement: "balanced", order: "natural" });
+  for (const [name, text] of files) {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    const args = ["--members-file", file, "--placement", "balanced", "--order", "natural"];
+    t.deepEqual(ringOf(args).table, ring.table, name);
+  }
+  const run = await ringroute([
+    "lookup",
+    "--members-file",
+    join(dir, "members.txt"),
+    "--placement",
+    "balanced",
+    "--order",
+    "natural",
+    "k",
+  ]);
+  t.is(run.code, 0, run.stderr);
+  t.deepEqual(lines(run.stdout), [{ key: "k", partition: ring.partitionOf("k"), owners: ring.ownersOf("k") }]);
+});
+
+test("lookup and plan read ring settings and members from --config and RINGROUTE_*, flags winning", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-"));
+  const config = join(dir, "ringroute.yaml");
+  writeFileSync(
+    config,
+    [
+      "ring: { partitions: 1024, replicas: 2, hash: fnv1a64 }",
+      "membership:",
+      "  static:",
+      "    members:",
+      '      - { name: a, url: "http://127.0.0.1:1" }',
+      '      - { name: b, url: "http://127.0.0.1:2" }',
+      '      - { name: c, url: "http://127.0.0.1:3" }',
+      "",
+    ].join("\n"),
+  );
+  const same = (actual: Ring, expected: Ring) => t.is(actual.checksum, expected.checksum);
+  same(ringOf(["--config", config]), Ring.build(["a", "b", "c"], { partitions: 1024, replicas: 2, hash: "fnv1a64" }));
+  same(
+    ringOf([], { RINGROUTE_CONFIG: config }),
+    Ring.build(["a", "b", "c"], { partitions: 1024, replicas: 2, hash: "fnv1a64" }),
+  );
+  same(
+    ringOf([], { RINGROUTE_PARTITIONS: "2048", RINGROUTE_MEMBERS: "x=http://h:1,y=http://h:2" }),
+    Ring.build(["x", "y"], { partitions: 2048 }),
+  );
+  same(
+    ringOf(["--config", config, "--partitions", "64", "--members", "p,q"], { RINGROUTE_PARTITIONS: "2048" }),
+    Ring.build(["p", "q"], { partitions: 64, replicas: 2, hash: "fnv1a64" }),
+  );
+  const members = join(dir, "members.txt");
+  writeFileSync(members, "m1 http://h:1\nm2 http://h:2\n");
+  const fileSource = join(dir, "file-source.yaml");
+  writeFileSync(fileSource, `membership:\n  file: { path: ${JSON.stringify(members)} }\n`);
+  same(ringOf(["--config", fileSource]), Ring.build(["m1", "m2"]));
+
+  // The process reads the variables it is started with (the issue's example: 1024 partitions, not 512).
+  const run = await ringroute(["lookup", "k"], "", {
+    RINGROUTE_PARTITIONS: "1024",
+    RINGROUTE_MEMBERS: "x=http://h:1,y=http://h:2",
+  });
+  t.is(run.code, 0, run.stderr);
+  const ring = Ring.build(["x", "y"], { partitions: 1024 });
   t.deepEqual(lines(run.stdout), [{ key: "k", partition: ring.partitionOf("k"), owners: ring.ownersOf("k") }]);
 });
 
@@ -74,30 +153,124 @@ test("plan without --json prints a table a person can read", async (t) => {
   t.regex(run.stdout, /^web-3 +0 +\d+$/m);
 });
 
-test("bad input exits 2 with one line naming the flag", async (t) => {
+test("bad input is a ConfigError naming the flag or the field it sets", (t) => {
   const cases: [string[], RegExp][] = [
-    [["lookup", "k"], /--members: required/],
-    [["lookup", "--members", "", "k"], /--members: at least one member/],
-    [["lookup", "--members", "a,,b", "k"], /--members: empty member name/],
-    [["lookup", "--members", "a,b,a", "k"], /--members: duplicate member "a"/],
-    [["lookup", "--members", "a", "--partitions", "0", "k"], /--partitions: must be a positive integer, got "0"/],
-    [["lookup", "--members", "a", "--partitions", "abc", "k"], /--partitions: must be a positive integer, got "abc"/],
-    [["lookup", "--members", "a", "--replicas", "-1", "k"], /--replicas: /],
-    [["lookup", "--members", "a", "--hash", "md5", "k"], /--hash: must be one of fnv1a32, fnv1a64, got "md5"/],
-    [["lookup", "--members", "a", "--placement", "ketama", "k"], /--placement: must be one of/],
-    [["lookup", "--members", "a", "--order", "random", "k"], /--order: must be one of/],
-    [["lookup", "--members", "a", "--bogus", "k"], /--bogus: unknown option/],
-    [["lookup", "--members-file", "/nonexistent/members", "k"], /--members-file: cannot read/],
-    [["plan", "--members", "a,b", "--add", "a"], /--add: "a" is already a member/],
-    [["plan", "--members", "a,b", "--remove", "z"], /--remove: "z" is not a member/],
-    [["plan", "--members", "a", "--remove", "a"], /--remove: would leave no members/],
-    [["frobnicate"], /unknown command "frobnicate"/],
+    [["k"], /^--members: required/],
+    [["--members", "", "k"], /^--members: at least one member/],
+    [["--members", "a,,b", "k"], /^--members: empty member name/],
+    [["--members", "a,b,a", "k"], /^--members: duplicate member "a"/],
+    // Flags and variables are validated under the field they set, as in serve.
+    [["--members", "a", "--partitions", "0", "k"], /^ring\.partitions: must be a positive integer, got "0"/],
+    [["--members", "a", "--partitions", "abc", "k"], /^ring\.partitions: must be a positive integer/],
+    [["--members", "a", "--replicas=-1", "k"], /^ring\.replicas: must be an integer from 1 to 255, got "-1"/],
+    [["--members", "a", "--hash", "md5", "k"], /^ring\.hash: must be one of fnv1a32, fnv1a64, got "md5"/],
+    [["--members", "a", "--placement", "ketama", "k"], /^ring\.placement: must be one of/],
+    [["--members", "a", "--order", "random", "k"], /^ring\.order: must be one of/],
+    [["--members", "a", "--bogus", "k"], /^--bogus: unknown option/],
+    [["--members-file", "/nonexistent/members", "k"], /^--members-file: cannot read/],
+    [["--members", "a", "--config", "/nonexistent/ringroute.yaml", "k"], /^--config: cannot read/],
+    [["--members", "a", "--members-file", "m.txt", "k"], /^--members: give --members or --members-file/],
   ];
   for (const [args, message] of cases) {
-    const run = await ringroute(args);
+    const error = t.throws(() => ringOf(args), { instanceOf: ConfigError }, args.join(" "));
+    t.regex(error?.message ?? "", message, args.join(" "));
+  }
+  const ring = Ring.build(["a", "b"]);
+  t.is(t.throws(() => planChange(ring, ["a"], []))?.message, '--add: "a" is already a member');
+  t.is(t.throws(() => planChange(ring, [], ["z"]))?.message, '--remove: "z" is not a member');
+  t.is(t.throws(() => planChange(Ring.build(["a"]), [], ["a"]))?.message, "--remove: would leave no members");
+});
+
+test("bad input exits 2 with one line on stderr and nothing on stdout", async (t) => {
+  const cases: [string[], RegExp][] = [
+    [["lookup", "--members", "a", "--bogus", "k"], /^ringroute: --bogus: unknown option\n$/],
+    [["plan", "--members", "a,b", "--partitions", "abc"], /^ringroute: ring\.partitions: must be a positive integer/],
+    [["frobnicate"], /^ringroute: command: unknown command "frobnicate"/],
+  ];
+  const runs = await Promise.all(cases.map(([args]) => ringroute(args)));
+  for (const [i, [args, message]] of cases.entries()) {
+    const run = runs[i] as Run;
     t.is(run.code, 2, args.join(" "));
     t.regex(run.stderr, message, args.join(" "));
     t.is(run.stderr.trim().split("\n").length, 1, `one line for ${args.join(" ")}`);
     t.is(run.stdout, "");
   }
+});
+
+test("--version and -v print the package's version", async (t) => {
+  const { version } = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+  const runs = await Promise.all([ringroute(["--version"]), ringroute(["-v"])]);
+  for (const run of runs) t.deepEqual(run, { code: 0, stdout: `ringroute ${version}\n`, stderr: "" });
+});
+
+test("a bare ringroute prints usage on stderr and exits 2; --help prints it on stdout", async (t) => {
+  const [bare, help] = await Promise.all([ringroute([]), ringroute(["--help"])]);
+  t.is(bare?.code, 2);
+  t.is(bare?.stdout, "");
+  t.regex(bare?.stderr ?? "", /^usage: ringroute <command>/);
+  t.is(help?.code, 0);
+  t.is(help?.stdout, bare?.stderr);
+  for (const command of ["serve", "check", "lookup", "plan"])
+    t.regex(help?.stdout ?? "", new RegExp(`ringroute ${command} `));
+});
+
+test("every command's help lists each flag with its default", (t) => {
+  const defaults = defaultConfig();
+  for (const command of [serve, check, lookup, plan]) {
+    const help = commandHelp(command);
+    t.regex(help, new RegExp(`^usage: ringroute ${command.name} `));
+    for (const flag of command.flags) t.regex(help, new RegExp(`--${flag.name}\\b`), `${command.name} --${flag.name}`);
+    t.regex(help, /-h, --help/);
+    t.regex(help, new RegExp(`--partitions P .*default ${defaults.ring.partitions}\\b`));
+    t.regex(help, new RegExp(`--replicas R .*default ${defaults.ring.replicas}\\b`));
+  }
+  const help = commandHelp(serve);
+  t.regex(help, /--listen HOST:PORT .*default 0\.0\.0\.0:8080; RINGROUTE_LISTEN/);
+  t.regex(help, /--connect-timeout DURATION .*default 2s/);
+  t.regex(help, /--key SOURCE .*default path/);
+  t.regex(help, /--ring-info BOOL .*default false/);
+});
+
+test("-h and --help print a command's help on stdout and exit 0, whatever the command", async (t) => {
+  const runs = await Promise.all([ringroute(["serve", "-h"]), ringroute(["lookup", "--help"])]);
+  t.deepEqual(runs[0], { code: 0, stdout: commandHelp(serve), stderr: "" });
+  t.deepEqual(runs[1], { code: 0, stdout: commandHelp(lookup), stderr: "" });
+});
+
+test("check validates without binding and prints one line; a bad field exits 2 naming it", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-check-"));
+  const config = join(dir, "ringroute.yaml");
+  const checked = (text: string) => {
+    writeFileSync(config, text);
+    const loaded = loadConfig(["--config", config], { env: {} });
+    checkFiles(loaded);
+    return summary(loaded);
+  };
+  const cases: [string, RegExp][] = [
+    ["ring: { partitions: many }\n", /^ring\.partitions: must be a positive integer/],
+    ["membership:\n  file: { path: /nonexistent/members.txt }\n", /^membership\.file\.path: cannot read/],
+    [`membership:\n  file: { path: ${config} }\n`, /ringroute\.yaml: must be a list/],
+    ["tls: { cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }\n", /^tls\.cert: cannot read/],
+    [`tls: { cert: ${config}, key: ${config} }\n`, /^tls: the certificate and key do not load/],
+  ];
+  for (const [text, message] of cases) {
+    t.regex(t.throws(() => checked(text), { instanceOf: ConfigError }, text)?.message ?? "", message, text);
+  }
+
+  // An address in use and an agent that is not there would stop serve; check binds and dials nothing.
+  writeFileSync(config, 'listen: 127.0.0.1:1\nmembership:\n  serf: { rpc: "127.0.0.1:1" }\nring: { partitions: 64 }\n');
+  const [ok, bad] = await Promise.all([
+    ringroute(["check", "--config", config]),
+    ringroute(["check", "--config", config, "--replicas", "0"]),
+  ]);
+  t.is(ok?.code, 0, ok?.stderr);
+  t.regex(
+    ok?.stdout ?? "",
+    /^config ok: listen 127\.0\.0\.1:1, .*ring 64 partitions.*membership serf 127\.0\.0\.1:1, .*\n$/,
+  );
+  t.deepEqual(bad, {
+    code: 2,
+    stdout: "",
+    stderr: "ringroute: ring.replicas: must be an integer from 1 to 255, got 0\n",
+  });
 });

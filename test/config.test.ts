@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import test from "ava";
-import { defaultConfig, loadConfig, parseConfig } from "../src/config.ts";
+import { loadConfig } from "../src/commands/flags.ts";
+import { defaultConfig, parseConfig } from "../src/config.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
 
 function file(text: string): string {
@@ -76,7 +77,7 @@ test("retry conditions, methods and header switches parse from YAML values or st
   t.deepEqual(config.proxy.retry.on, ["connect-failure", 504]);
   t.deepEqual(config.proxy.retry.methods, ["GET", "POST"]);
   t.true(config.proxy.headers.ringInfo);
-  t.deepEqual(config.key, { from: "regex:^/t/([^/]+)", missing: "any", maxLength: 100 });
+  t.deepEqual(config.key, { from: { kind: "regex", pattern: "^/t/([^/]+)" }, missing: "any", maxLength: 100 });
 });
 
 test("every invalid value is a ConfigError naming its dotted field", (t) => {

@@ -41,13 +41,13 @@ test("a file that cannot be used is rejected naming the file and the entry or li
     [
       "m.yaml",
       "- {name: a, url: 'http://h:1'}\n- {url: 'http://h:2'}\n",
-      /^m\.yaml: \[1\] name: must be a non-empty string$/,
+      /^m\.yaml: \[1\]\.name: must be a non-empty string$/,
     ],
-    ["m.yaml", "members:\n  - {name: a, url: nope}\n", /^m\.yaml: members\[0\] url: must be an http/],
+    ["m.yaml", "members:\n  - {name: a, url: nope}\n", /^m\.yaml: members\[0\]\.url: must be an http/],
     ["m.yaml", "members: [a\n", /^m\.yaml: not valid YAML/],
     ["m.json", "{", /^m\.json: not valid JSON/],
     ["m.yaml", "members: 3\n", /^m\.yaml: must be a list/],
-    ["m.txt", "a http://h:1\na http://h:2\n", /^m\.txt: member "a" is listed twice$/],
+    ["m.txt", "a http://h:1\na http://h:2\n", /^m\.txt: duplicate member "a"$/],
     ["m.txt", "# nobody\n", /^m\.txt: lists no members$/],
     ["m.txt", "", /^m\.txt: lists no members$/],
   ];

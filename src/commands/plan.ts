@@ -1,12 +1,30 @@
-import { parseArgs } from "node:util";
 import { ConfigError } from "../errors/config-error.ts";
 import { movement } from "../ring/diff.ts";
 import type { Ring } from "../ring/ring.ts";
-import { checkedMembers, memberList, ringFlagOptions, ringFromFlags } from "./ring-flags.ts";
-import { usageError } from "./usage-error.ts";
+import { memberNames } from "../utils/fields.ts";
+import type { Command } from "./command.ts";
+import { memberList, ringCommandFlags, ringFromCommandLine } from "./ring-flags.ts";
 
-export const planUsage = `ringroute plan [ring flags] [--add a,b] [--remove c] [--json]
-  Shows what adding and removing members would move, before you do it.`;
+export const plan: Command = {
+  name: "plan",
+  synopsis: "ringroute plan [flags] [--add a,b] [--remove c] [--json]",
+  description: "Shows what adding and removing members would move, before you do it.",
+  flags: [
+    ...ringCommandFlags,
+    { name: "add", value: "a,b", help: "members that join" },
+    { name: "remove", value: "c", help: "members that leave" },
+    { name: "json", help: "one JSON object instead of a table" },
+  ],
+  async run({ values }) {
+    const before = ringFromCommandLine(values);
+    const add = values.add as string | undefined;
+    const remove = values.remove as string | undefined;
+    const added = add === undefined ? [] : memberNames(memberList(add), "--add");
+    const removed = remove === undefined ? [] : memberNames(memberList(remove), "--remove");
+    const result = planChange(before, added, removed);
+    process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : formatPlan(result));
+  },
+};
 
 /** What `plan --json` prints; outside checks read these names. */
 export interface Plan {
@@ -22,29 +40,6 @@ export interface Plan {
   optimal_primaries: number;
   /** Primaries per member before and after (0 where a member is absent). */
   members: Record<string, { before: number; after: number }>;
-}
-
-export async function plan(args: string[]): Promise<void> {
-  let values: ReturnType<typeof parse>["values"];
-  try {
-    values = parse(args).values;
-  } catch (error) {
-    throw usageError(error);
-  }
-  const before = ringFromFlags(values);
-  const added = values.add === undefined ? [] : checkedMembers("--add", memberList(values.add));
-  const removed = values.remove === undefined ? [] : checkedMembers("--remove", memberList(values.remove));
-  const result = planChange(before, added, removed);
-  process.stdout.write(values.json ? `${JSON.stringify(result)}\n` : formatPlan(result));
-}
-
-function parse(args: string[]) {
-  return parseArgs({
-    args,
-    options: { ...ringFlagOptions, add: { type: "string" }, remove: { type: "string" }, json: { type: "boolean" } },
-    allowPositionals: false,
-    strict: true,
-  });
 }
 
 /** Compares `before` with the ring it becomes after adding and removing members. */

@@ -1,74 +1,72 @@
 import { readFileSync } from "node:fs";
+import { type Config, parseConfig } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
-import { defaultRingConfig, Ring, type RingConfig, validateRingConfig } from "../ring/ring.ts";
-import { integer } from "../utils/fields.ts";
+import { parseMembersFile } from "../membership/file.ts";
+import { Ring } from "../ring/ring.ts";
+import { memberNames } from "../utils/fields.ts";
+import { type CommandLine, type ConfigInputs, configFlag, type Flag, rawConfig, ringFlags } from "./flags.ts";
 
-/** The flags that describe a ring, shared by `lookup` and `plan` (parseArgs options). */
-export const ringFlagOptions = {
-  members: { type: "string" },
-  "members-file": { type: "string" },
-  partitions: { type: "string" },
-  replicas: { type: "string" },
-  hash: { type: "string" },
-  placement: { type: "string" },
-  order: { type: "string" },
-} as const;
+/**
+ * The flags that describe a ring, shared by `lookup` and `plan`: the ring
+ * settings as `serve` reads them (file, RINGROUTE_*, flags), and members from
+ * a flag, a members file, RINGROUTE_MEMBERS or the config's static or file source.
+ */
+export const ringCommandFlags: readonly Flag[] = [
+  configFlag,
+  {
+    name: "members",
+    value: "a,b,c",
+    env: "RINGROUTE_MEMBERS",
+    help: "member names (name=url entries are read for their names)",
+  },
+  {
+    name: "members-file",
+    value: "FILE",
+    help: 'a members file as the file source reads it ("name url" lines, YAML, JSON)',
+  },
+  ...ringFlags,
+];
 
-export interface RingFlags {
-  members?: string | undefined;
-  "members-file"?: string | undefined;
-  partitions?: string | undefined;
-  replicas?: string | undefined;
-  hash?: string | undefined;
-  placement?: string | undefined;
-  order?: string | undefined;
+/** Builds the ring a command line describes, or throws ConfigError naming the flag or field. */
+export function ringFromCommandLine(values: CommandLine["values"], inputs: ConfigInputs = {}): Ring {
+  const config = parseConfig(rawConfig(values, ringCommandFlags, inputs));
+  return Ring.build(members(values, config, inputs), config.ring);
 }
 
-/** Builds the ring the flags describe, or throws ConfigError naming the flag. */
-export function ringFromFlags(flags: RingFlags): Ring {
-  const config: RingConfig = defaultRingConfig();
-  if (flags.partitions !== undefined) config.partitions = integer(flags.partitions, "--partitions", 1);
-  if (flags.replicas !== undefined) config.replicas = integer(flags.replicas, "--replicas", 1);
-  if (flags.hash !== undefined) config.hash = flags.hash as RingConfig["hash"];
-  if (flags.placement !== undefined) config.placement = flags.placement as RingConfig["placement"];
-  if (flags.order !== undefined) config.order = flags.order as RingConfig["order"];
-  validateRingConfig(config, "--");
-  return Ring.build(membersFromFlags(flags), config);
-}
-
-function membersFromFlags(flags: RingFlags): string[] {
-  if (flags.members !== undefined && flags["members-file"] !== undefined) {
+function members(values: CommandLine["values"], config: Config, inputs: ConfigInputs): string[] {
+  const env = inputs.env ?? process.env;
+  const flag = values.members as string | undefined;
+  const file = values["members-file"] as string | undefined;
+  if (flag !== undefined && file !== undefined) {
     throw new ConfigError("--members", "give --members or --members-file, not both");
   }
-  if (flags["members-file"] !== undefined) {
-    const path = flags["members-file"];
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (error) {
-      throw new ConfigError("--members-file", `cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`);
-    }
-    // One name a line, taken whole: names may hold commas and spaces.
-    const names = text.split(/\r?\n/).filter((line) => line.trim() !== "" && !line.startsWith("#"));
-    return checkedMembers("--members-file", names);
+  if (file !== undefined) return membersFile(file, "--members-file");
+  if (flag !== undefined) return memberNames(memberList(flag), "--members");
+  if (env.RINGROUTE_MEMBERS) return memberNames(memberList(env.RINGROUTE_MEMBERS), "RINGROUTE_MEMBERS");
+  const membership = config.membership;
+  if (membership?.static) return membership.static.members.map((m) => m.name);
+  if (membership?.file) return membersFile(membership.file.path, "membership.file.path");
+  if (membership !== undefined) {
+    throw new ConfigError("--members", "required: the config's membership source is not static or file");
   }
-  if (flags.members === undefined) throw new ConfigError("--members", "required (or --members-file)");
-  return checkedMembers("--members", memberList(flags.members));
+  throw new ConfigError("--members", "required (or --members-file, or static or file members in --config)");
 }
 
-/** Splits a comma-separated flag value into trimmed names. */
+function membersFile(path: string, field: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(field, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`);
+  }
+  return parseMembersFile(text, path).map((m) => m.name);
+}
+
+/** Splits a comma-separated flag value into trimmed names; `name=url` entries give their name. */
 export function memberList(value: string): string[] {
-  return value.trim() === "" ? [] : value.split(",").map((name) => name.trim());
-}
-
-/** Rejects empty and duplicate names, and an empty list, naming `flag`. */
-export function checkedMembers(flag: string, names: string[]): string[] {
-  if (names.length === 0) throw new ConfigError(flag, "at least one member is required");
-  const seen = new Set<string>();
-  for (const name of names) {
-    if (name === "") throw new ConfigError(flag, "empty member name");
-    if (seen.has(name)) throw new ConfigError(flag, `duplicate member "${name}"`);
-    seen.add(name);
-  }
-  return names;
+  if (value.trim() === "") return [];
+  return value.split(",").map((entry) => {
+    const at = entry.indexOf("=");
+    return (at < 0 ? entry : entry.slice(0, at)).trim();
+  });
 }

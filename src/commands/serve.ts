@@ -2,13 +2,13 @@ import type { AddressInfo } from "node:net";
 import { Metrics } from "../admin/metrics.ts";
 import { createAdminServer } from "../admin/server.ts";
 import { Cluster } from "../cluster.ts";
-import { type Config, loadConfig, serveUsage } from "../config.ts";
+import type { Config } from "../config.ts";
 import { type DemoBackend, startDemoBackends } from "../demo/backends.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import { createSource } from "../membership/index.ts";
 import { createProxy } from "../proxy/server.ts";
-
-export { serveUsage };
+import type { Command } from "./command.ts";
+import { loadConfig, serveFlags } from "./flags.ts";
 
 /** A running `ringroute serve`: proxy, admin server, cluster and (with no membership) demo backends. */
 export interface Serving {
@@ -91,11 +91,16 @@ function url(address: AddressInfo, forCurl: boolean): string {
 }
 
 /** `ringroute serve`: runs until SIGTERM or SIGINT, then shuts down gracefully and returns (exit 0). */
-export async function serve(args: string[]): Promise<void> {
-  if (args.includes("--help") || args.includes("-h")) {
-    process.stdout.write(`${serveUsage}\n`);
-    return;
-  }
+export const serve: Command = {
+  name: "serve",
+  synopsis: "ringroute serve [--config FILE] [flags]",
+  description: `Runs the routing proxy and its admin server. With no membership configured
+it starts three demo backends in-process and routes to them.`,
+  flags: serveFlags,
+  run: (_line, args) => runServe(args),
+};
+
+async function runServe(args: string[]): Promise<void> {
   const config = loadConfig(args);
   const log = (line: string) => process.stdout.write(`ringroute: ${line}\n`);
   const serving = await startServing(config, log);

@@ -1,6 +1,6 @@
 import { ConfigError } from "../errors/config-error.ts";
 import { duration } from "../utils/duration.ts";
-import { hostPort, integer, mapping, show } from "../utils/fields.ts";
+import { boolean, hostPort, httpUrl, integer, mapping, memberNames, show, tags } from "../utils/fields.ts";
 import { type DnsConfig, parseDnsConfig } from "./dns.ts";
 import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
 import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
@@ -69,18 +69,19 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
   if (!Array.isArray(members) || members.length === 0) {
     throw new ConfigError(`${path}.members`, "must be a non-empty list of {name, url}");
   }
-  const seen = new Set<string>();
-  return {
-    members: members.map((m, i) => {
-      const field = `${path}.members[${i}]`;
-      const entry = mapping(m, field, ["name", "url", "tags"]);
-      const { name, url, tags } = entry;
-      if (typeof name !== "string" || name === "") throw new ConfigError(`${field}.name`, "must be a non-empty string");
-      if (seen.has(name)) throw new ConfigError(`${field}.name`, `duplicate member "${name}"`);
-      seen.add(name);
-      return { name, url: httpUrl(url, `${field}.url`), tags: stringMap(tags ?? {}, `${field}.tags`) };
-    }),
-  };
+  const parsed = members.map((m, i) => {
+    const field = `${path}.members[${i}]`;
+    const entry = mapping(m, field, ["name", "url", "tags"]);
+    if (typeof entry.name !== "string" || entry.name === "") {
+      throw new ConfigError(`${field}.name`, "must be a non-empty string");
+    }
+    return { name: entry.name, url: httpUrl(entry.url, `${field}.url`), tags: tags(entry.tags ?? {}, `${field}.tags`) };
+  });
+  memberNames(
+    parsed.map((m) => m.name),
+    `${path}.members`,
+  );
+  return { members: parsed };
 }
 
 function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["file"]> {
@@ -107,7 +108,7 @@ function parseSerf(raw: unknown, path: string): SerfSourceOptions {
     options.authKey = section.authKey === "" ? undefined : section.authKey;
   }
   if (section.tags !== undefined) {
-    options.tags = stringMap(section.tags, `${path}.tags`);
+    options.tags = tags(section.tags, `${path}.tags`);
     for (const [tag, pattern] of Object.entries(options.tags)) {
       try {
         new RegExp(pattern);
@@ -140,8 +141,7 @@ function parseHealth(raw: unknown, path: string): HealthConfig {
   const section = mapping(raw, path, ["enabled", "path", "interval", "timeout", "rise", "fall", "reconnectInterval"]);
   const health: HealthConfig = { enabled: true, ...defaultHealthCheckOptions() };
   if (section.enabled !== undefined) {
-    if (typeof section.enabled !== "boolean") throw new ConfigError(`${path}.enabled`, "must be true or false");
-    health.enabled = section.enabled;
+    health.enabled = boolean(section.enabled, `${path}.enabled`);
   }
   if (section.path !== undefined) {
     if (typeof section.path !== "string" || !section.path.startsWith("/")) {
@@ -163,32 +163,18 @@ function parseHealth(raw: unknown, path: string): HealthConfig {
  * in errors. Names may not contain "=" or ",".
  */
 export function membersFromFlag(value: string, flag = "--members"): StaticMember[] {
-  const seen = new Set<string>();
-  return value
+  const members = value
     .split(",")
     .map((part) => part.trim())
     .filter((part) => part !== "")
     .map((part) => {
       const at = part.indexOf("=");
       if (at <= 0) throw new ConfigError(flag, `expected name=url, got ${show(part)}`);
-      const name = part.slice(0, at);
-      if (seen.has(name)) throw new ConfigError(flag, `duplicate member "${name}"`);
-      seen.add(name);
-      return { name, url: httpUrl(part.slice(at + 1), flag), tags: {} };
+      return { name: part.slice(0, at), url: httpUrl(part.slice(at + 1), flag), tags: {} };
     });
-}
-
-function httpUrl(url: unknown, field: string): string {
-  if (typeof url !== "string" || !/^https?:\/\//.test(url) || !URL.canParse(url)) {
-    throw new ConfigError(field, `must be an http(s) URL, got ${show(url)}`);
-  }
-  return url;
-}
-
-function stringMap(raw: unknown, path: string): Record<string, string> {
-  const entries = Object.entries(mapping(raw, path));
-  for (const [key, value] of entries) {
-    if (typeof value !== "string") throw new ConfigError(`${path}.${key}`, "must be a string");
-  }
-  return Object.fromEntries(entries) as Record<string, string>;
+  memberNames(
+    members.map((m) => m.name),
+    flag,
+  );
+  return members;
 }

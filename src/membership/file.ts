@@ -3,6 +3,7 @@ import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ConfigError } from "../errors/config-error.ts";
+import { httpUrl, memberNames, tags } from "../utils/fields.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 export interface FileSourceOptions {
@@ -190,11 +191,10 @@ export function parseMembersFile(text: string, path: string): Member[] {
   const members =
     typeof data === "object" && data !== null ? membersFromData(data, path) : membersFromLines(text, path);
   if (members.length === 0) throw new ConfigError(path, "lists no members");
-  const seen = new Set<string>();
-  for (const member of members) {
-    if (seen.has(member.name)) throw new ConfigError(path, `member "${member.name}" is listed twice`);
-    seen.add(member.name);
-  }
+  memberNames(
+    members.map((m) => m.name),
+    path,
+  );
   return members;
 }
 
@@ -206,7 +206,7 @@ function membersFromData(data: object, path: string): Member[] {
     const field = `${path}: ${where}[${i}]`;
     if (typeof entry !== "object" || entry === null) throw new ConfigError(field, "must be a mapping {name, url}");
     const { name, url, tags } = entry as Record<string, unknown>;
-    return checkedMember(field, name, url, tags);
+    return checkedMember(field, name, url, tags, ".");
   });
 }
 
@@ -219,21 +219,16 @@ function membersFromLines(text: string, path: string): Member[] {
     if (fields.length !== 2) {
       throw new ConfigError(`${path}:${i + 1}`, `expected "name url", got ${JSON.stringify(line)}`);
     }
-    members.push(checkedMember(`${path}:${i + 1}`, fields[0], fields[1], undefined));
+    members.push(checkedMember(`${path}:${i + 1}`, fields[0], fields[1], undefined, " "));
   });
   return members;
 }
 
-function checkedMember(field: string, name: unknown, url: unknown, tags: unknown): Member {
-  if (typeof name !== "string" || name === "") throw new ConfigError(`${field} name`, "must be a non-empty string");
-  if (typeof url !== "string" || !/^https?:\/\//.test(url) || !URL.canParse(url)) {
-    throw new ConfigError(`${field} url`, `must be an http(s) URL, got ${JSON.stringify(url)}`);
-  }
-  if (tags !== undefined && (typeof tags !== "object" || tags === null || Array.isArray(tags))) {
-    throw new ConfigError(`${field} tags`, "must be a mapping of strings");
-  }
-  const stringTags = Object.fromEntries(Object.entries(tags ?? {}).map(([k, v]) => [k, String(v)]));
-  return { name, url, tags: stringTags, state: "alive" };
+/** `dot` joins entry and field: `m.yaml: members[0].url` in a mapping, `m.txt:3 url` on a line. */
+function checkedMember(field: string, name: unknown, url: unknown, raw: unknown, dot: "." | " "): Member {
+  if (typeof name !== "string" || name === "")
+    throw new ConfigError(`${field}${dot}name`, "must be a non-empty string");
+  return { name, url: httpUrl(url, `${field}${dot}url`), tags: tags(raw ?? {}, `${field}${dot}tags`), state: "alive" };
 }
 
 function firstLine(message: string): string {

@@ -19,10 +19,7 @@ export interface CompiledKey {
 /** Builds the extractor `key.from` describes (already validated by the config). */
 export function compileKey(config: KeyConfig): CompiledKey {
   const { from, maxLength } = config;
-  const colon = from.indexOf(":");
-  const kind = colon < 0 ? from : from.slice(0, colon);
-  const arg = from.slice(colon + 1);
-  switch (kind) {
+  switch (from.kind) {
     case "path": {
       const source = "the URL path";
       return {
@@ -31,19 +28,22 @@ export function compileKey(config: KeyConfig): CompiledKey {
       };
     }
     case "header": {
-      const name = arg.toLowerCase();
+      const name = from.name;
       const source = `header ${JSON.stringify(name)}`;
       return { source, extract: (req) => checked(headerValue(req.rawHeaders, name), maxLength, 431, source) };
     }
     case "cookie": {
+      const arg = from.name;
       const source = `cookie ${JSON.stringify(arg)}`;
       return { source, extract: (req) => checked(cookieValue(req.rawHeaders, arg), maxLength, 431, source) };
     }
     case "query": {
+      const arg = from.name;
       const source = `query parameter ${JSON.stringify(arg)}`;
       return { source, extract: (req) => checked(queryValue(req.url ?? "/", arg), maxLength, 414, source) };
     }
     case "regex": {
+      const arg = from.pattern;
       const pattern = new RegExp(arg);
       const source = `the URL path matching /${arg}/`;
       return {
@@ -56,8 +56,6 @@ export function compileKey(config: KeyConfig): CompiledKey {
         },
       };
     }
-    default:
-      throw new Error(`unknown key source ${JSON.stringify(from)}`);
   }
 }
 

@@ -4,7 +4,7 @@
  * drift apart in what they accept or how they refuse.
  */
 import type { IncomingMessage } from "node:http";
-import type { KeyConfig } from "../config.ts";
+import { type KeyConfig, keySourceText } from "../config.ts";
 import { KeyError } from "../errors/key-error.ts";
 import type { Ring } from "../ring/ring.ts";
 import { type AnyMember, type Ejections, firstChoice } from "./failover.ts";
@@ -43,7 +43,7 @@ export function routeRequest(req: IncomingMessage, ring: Ring, router: Router): 
       status: error.status,
       error: error.code,
       message: error.message,
-      details: { key: { from: keyConfig.from } },
+      details: { key: { from: keySourceText(keyConfig.from) } },
     };
   }
   if (ring.size === 0) return noMembers;
@@ -53,7 +53,7 @@ export function routeRequest(req: IncomingMessage, ring: Ring, router: Router): 
         status: 400,
         error: "missing_key",
         message: `the request has no key: looked in ${key.source}`,
-        details: { key: { from: keyConfig.from, source: key.source } },
+        details: { key: { from: keySourceText(keyConfig.from), source: key.source } },
       };
     }
     const member = router.anyMember.pick(ring, ejections);

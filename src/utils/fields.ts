@@ -72,3 +72,68 @@ export function hostPort(raw: unknown, field: string, { dial = false } = {}): Ho
   }
   return { host: host === "" ? "0.0.0.0" : host, port };
 }
+
+/**
+ * true or false; flags and variables give them as strings, so "true"/"1" and
+ * "false"/"0" count too, in every section alike.
+ */
+export function boolean(raw: unknown, field: string): boolean {
+  if (typeof raw === "boolean") return raw;
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "false" || raw === "0") return false;
+  throw new ConfigError(field, `must be true or false, got ${show(raw)}`);
+}
+
+/** One of a fixed set of words. */
+export function oneOf<T extends string>(raw: unknown, field: string, choices: readonly T[]): T {
+  if (typeof raw !== "string" || !choices.includes(raw as T)) {
+    throw new ConfigError(field, `must be one of ${choices.join(", ")}, got ${show(raw)}`);
+  }
+  return raw as T;
+}
+
+/** A list, or a comma-separated string of items as flags give them. */
+export function list(raw: unknown, field: string): unknown[] {
+  if (Array.isArray(raw)) return raw;
+  if (typeof raw === "string") return raw.split(",").map((item) => item.trim());
+  throw new ConfigError(field, `must be a list, got ${show(raw)}`);
+}
+
+/**
+ * Member names: non-empty strings, none twice, at least one. The one place
+ * duplicate names are caught, whichever way the members were given.
+ */
+export function memberNames(names: readonly unknown[], field: string): string[] {
+  if (names.length === 0) throw new ConfigError(field, "at least one member is required");
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (typeof name !== "string" || name === "") throw new ConfigError(field, "empty member name");
+    if (seen.has(name)) throw new ConfigError(field, `duplicate member "${name}"`);
+    seen.add(name);
+  }
+  return names as string[];
+}
+
+/** An http(s) URL. */
+export function httpUrl(raw: unknown, field: string): string {
+  if (typeof raw !== "string" || !/^https?:\/\//.test(raw) || !URL.canParse(raw)) {
+    throw new ConfigError(field, `must be an http(s) URL, got ${show(raw)}`);
+  }
+  return raw;
+}
+
+/**
+ * Tags: a mapping of names to strings. YAML reads `zone: 1` or `canary: true`
+ * as a number or boolean; such scalars are kept as the text written, in every
+ * source alike. Lists and mappings are errors.
+ */
+export function tags(raw: unknown, field: string): Record<string, string> {
+  const entries = Object.entries(mapping(raw, field));
+  return Object.fromEntries(
+    entries.map(([key, value]) => {
+      if (typeof value === "string") return [key, value];
+      if (typeof value === "number" || typeof value === "boolean") return [key, String(value)];
+      throw new ConfigError(`${field}.${key}`, `must be a string, got ${show(value)}`);
+    }),
+  );
+}

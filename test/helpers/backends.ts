@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Cluster } from "../../src/cluster.ts";
-import { defaultConfig, type KeyConfig, type ProxyConfig } from "../../src/config.ts";
+import { type ProxyConfig, parseConfig } from "../../src/config.ts";
 import type { Member, MembershipSource, SnapshotSink } from "../../src/membership/source.ts";
 import { createProxy, type RoutingProxy } from "../../src/proxy/server.ts";
 
@@ -122,7 +122,8 @@ export interface Harness {
 }
 
 export interface HarnessOptions {
-  key?: Partial<KeyConfig>;
+  /** The `key` section as a config file writes it (`{ from: "header:x-user" }`), parsed by parseConfig. */
+  key?: Record<string, unknown>;
   proxy?: (config: ProxyConfig) => void;
   ring?: { partitions?: number; replicas?: number };
   observer?: Parameters<typeof createProxy>[0]["observer"];
@@ -134,8 +135,7 @@ export async function startProxy(names: string[], options: HarnessOptions = {}):
   const source = new TestSource(backends.map(({ name, url }) => ({ name, url })));
   const cluster = new Cluster({ source, ring: options.ring ?? {} });
   await cluster.start();
-  const config = defaultConfig();
-  Object.assign(config.key, options.key);
+  const config = parseConfig({ key: options.key ?? {} });
   options.proxy?.(config.proxy);
   const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy }, observer: options.observer });
   const { port } = await proxy.listen(0, "127.0.0.1");

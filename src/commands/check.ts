@@ -1,0 +1,70 @@
+import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
+import { type Config, keySourceText } from "../config.ts";
+import { ConfigError } from "../errors/config-error.ts";
+import { parseMembersFile } from "../membership/file.ts";
+import type { Command } from "./command.ts";
+import { loadConfig, serveFlags } from "./flags.ts";
+
+export const check: Command = {
+  name: "check",
+  synopsis: "ringroute check [--config FILE] [flags]",
+  description: `Validates what serve would read (the config, the membership source's settings,
+a members file, TLS files) without binding or contacting anything; prints one line.
+Exit 0 when serve would start, 2 with the field that is wrong.`,
+  flags: serveFlags,
+  async run(_line, args) {
+    const config = loadConfig(args);
+    checkFiles(config);
+    process.stdout.write(`${summary(config)}\n`);
+  },
+};
+
+/** Reads the files serve would read at start: a members file, and TLS PEM files (parsed, so a bad one shows now). */
+export function checkFiles(config: Config, read = (path: string) => readFileSync(path)): void {
+  const file = (path: string, field: string): Buffer => {
+    try {
+      return read(path);
+    } catch (error) {
+      throw new ConfigError(field, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    }
+  };
+  const members = config.membership?.file?.path;
+  if (members !== undefined) parseMembersFile(file(members, "membership.file.path").toString("utf8"), members);
+  if (config.tls !== undefined) {
+    const cert = file(config.tls.cert, "tls.cert");
+    const key = file(config.tls.key, "tls.key");
+    const ca = config.tls.ca === undefined ? undefined : file(config.tls.ca, "tls.ca");
+    try {
+      createSecureContext({ cert, key, ...(ca === undefined ? {} : { ca }) });
+    } catch (error) {
+      throw new ConfigError("tls", `the certificate and key do not load: ${(error as Error).message}`);
+    }
+  }
+}
+
+/** One line: what serve would run. */
+export function summary(config: Config): string {
+  const { ring, membership } = config;
+  const source =
+    membership === undefined
+      ? "demo backends"
+      : membership.static
+        ? `static (${membership.static.members.length} members)`
+        : membership.file
+          ? `file ${membership.file.path}`
+          : membership.serf
+            ? `serf ${membership.serf.rpc}`
+            : membership.dns
+              ? `dns ${membership.dns.name}`
+              : "none";
+  const address = (a: { host: string; port: number }) => `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
+  return [
+    `config ok: listen ${address(config.listen)}${config.tls ? " (https)" : ""}`,
+    `admin ${address(config.admin)}`,
+    `ring ${ring.partitions} partitions, ${ring.replicas} replicas, ${ring.placement}, ${ring.hash}`,
+    `key ${keySourceText(config.key.from)}`,
+    `membership ${source}${membership?.health?.enabled ? " + health checks" : ""}`,
+    `workers ${config.workers}`,
+  ].join(", ");
+}
