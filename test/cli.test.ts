@@ -271,6 +271,6 @@ test("check validates without binding and prints one line; a bad field exits 2 n
   t.deepEqual(bad, {
     code: 2,
     stdout: "",
-    stderr: "ringroute: ring.replicas: must be an integer from 1 to 255, got 0\n",
+    stderr: 'ringroute: ring.replicas: must be an integer from 1 to 255, got "0"\n',
   });
 });
