@@ -24,8 +24,8 @@ async function rejected(t: ExecutionContext, bytes: string): Promise<void> {
   await client.send(bytes);
   await client.waitForEnd("the proxy to close after refusing");
   const { messages } = client.responses();
-  t.is(messages.length, 1, client.text);
-  t.is(messages[0]?.status, 400, client.text);
+  t.is(messages.length, 1, client.preview);
+  t.is(messages[0]?.status, 400, client.preview);
 
   const after = await h.connect();
   await after.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -116,7 +116,7 @@ test("a GET whose body holds a whole request reaches the member as one GET with 
   const client = await h.connect();
   await client.send(`GET /outer HTTP/1.1\r\nHost: x\r\nContent-Length: ${inner.length}\r\n\r\n${inner}`);
   const replies = await client.waitForResponses(1);
-  t.is(replies.length, 1, client.text);
+  t.is(replies.length, 1, client.preview);
   t.is(replies[0]?.status, 200);
   t.is(replies[0]?.body.toString(), "solo GET /outer");
   const request = onlyRequest(t, h);

@@ -299,6 +299,12 @@ export class RawClient {
     return this.received.toString("latin1");
   }
 
+  /** What arrived, shortened for assertion messages. */
+  get preview(): string {
+    const text = this.text;
+    return text.length <= 600 ? text : `${text.slice(0, 300)} …(${text.length} bytes)… ${text.slice(-300)}`;
+  }
+
   /** The responses received so far (pass the request methods in order so HEAD responses parse right). */
   responses(methods: string[] = []): Parsed {
     return parse("response", this.received, { methods, ended: this.ended });
@@ -307,7 +313,7 @@ export class RawClient {
   /** Waits until `count` complete responses arrived. */
   async waitForResponses(count: number, methods: string[] = [], timeout = 30_000): Promise<Message[]> {
     await until(() => this.responses(methods).messages.filter((m) => m.complete && m.status >= 200).length >= count, {
-      what: `${count} complete response(s); got so far: ${JSON.stringify(this.text.slice(0, 2000))}`,
+      what: `${count} complete response(s); got so far: ${JSON.stringify(this.preview)}`,
       timeout,
     });
     return this.responses(methods).messages.filter((m) => m.status >= 200);
