@@ -49,6 +49,11 @@ function parse(args: string[]) {
 
 /** Compares `before` with the ring it becomes after adding and removing members. */
 export function planChange(before: Ring, added: string[], removed: string[]): Plan {
+  return comparePlan(before, ringAfter(before, added, removed), added, removed);
+}
+
+/** The ring `before` becomes after adding and removing members; throws ConfigError naming --add or --remove. */
+export function ringAfter(before: Ring, added: readonly string[], removed: readonly string[]): Ring {
   for (const name of added) {
     if (before.has(name)) throw new ConfigError("--add", `"${name}" is already a member`);
   }
@@ -58,7 +63,15 @@ export function planChange(before: Ring, added: string[], removed: string[]): Pl
   const gone = new Set(removed);
   const after = before.withMembers([...before.members.filter((m) => !gone.has(m)), ...added]);
   if (after.size === 0) throw new ConfigError("--remove", "would leave no members");
+  return after;
+}
 
+/**
+ * The plan's numbers for two rings of the same config, `added` and `removed`
+ * being the members that differ: what `plan` prints, what the admin server's
+ * /plan answers and what its ring change events report.
+ */
+export function comparePlan(before: Ring, after: Ring, added: readonly string[], removed: readonly string[]): Plan {
   const primaries = (ring: Ring, member: string) => ring.loads.get(member)?.[0] ?? 0;
   const members: Plan["members"] = {};
   for (const member of new Set([...before.members, ...after.members].sort())) {
@@ -72,11 +85,12 @@ export function planChange(before: Ring, added: string[], removed: string[]): Pl
     replicas,
     placement,
     order,
-    added,
-    removed,
+    added: [...added],
+    removed: [...removed],
     moved_primaries: moved.primaries,
     moved_replica_slots: moved.replicaSlots,
-    optimal_primaries: Math.max(heldByRemoved, Math.ceil((partitions * added.length) / after.size)),
+    optimal_primaries:
+      after.size === 0 ? heldByRemoved : Math.max(heldByRemoved, Math.ceil((partitions * added.length) / after.size)),
     members,
   };
 }

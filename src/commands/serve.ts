@@ -35,7 +35,7 @@ export async function startServing(config: Config, log: (line: string) => void =
   const metrics = new Metrics(cluster);
   const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy }, observer: metrics });
   metrics.ejected = proxy.ejected;
-  const admin = createAdminServer({ cluster, metrics, ejected: proxy.ejected });
+  const admin = createAdminServer({ cluster, metrics, ejected: proxy.ejected, readiness: config.readiness });
   const stopDemo = () => Promise.all(demo.map((d) => d.close()));
   try {
     await cluster.start();
@@ -49,6 +49,7 @@ export async function startServing(config: Config, log: (line: string) => void =
       demo,
       close() {
         closing ??= (async () => {
+          admin.draining();
           await proxy.close(config.shutdownTimeout);
           await admin.close();
           metrics.close();

@@ -7,6 +7,10 @@ export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "erro
  * itself), never keys or paths.
  */
 export interface ProxyObserver {
+  /** A client request arrived; it is in flight until the matching `requestEnded`. */
+  requestStarted?(): void;
+  /** The request `requestStarted` reported is done: answered, failed or abandoned by the client (exactly once each). */
+  requestEnded?(): void;
   /** A response went to the client: who served it, its status, and the time from request to response end. */
   request(member: string, method: string, status: number, seconds: number): void;
   /** A member failed to give a usable response. */
