@@ -1,3 +1,4 @@
+import type { Coordination } from "./handoff/coordination.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./membership/source.ts";
 import { type Acquire, diff, type Release } from "./ring/diff.ts";
 import { Ring, type RingConfig } from "./ring/ring.ts";
@@ -126,7 +127,27 @@ export class Cluster {
    * old owner until the new one is ready.
    */
   get routing(): Ring {
-    return this.ring;
+    return this.coordination?.routing() ?? this.ring;
+  }
+
+  /** Versions and hand-offs, when the source coordinates them (etcd, `handoff: coordinated`). */
+  get coordination(): Coordination | undefined {
+    return (this.#source as { coordination?: Coordination }).coordination;
+  }
+
+  /** The latest ring version the leader published (coordinated sources only). */
+  get version(): number | undefined {
+    return this.coordination?.version;
+  }
+
+  /** The latest version every one of its members finished (coordinated sources only). */
+  get stableVersion(): number | undefined {
+    return this.coordination?.stableVersion;
+  }
+
+  /** Every member of the latest version reports having finished it; true without coordination. */
+  get consistent(): boolean {
+    return this.coordination?.consistent ?? true;
   }
 
   /** Members in the ring, in ring order. */

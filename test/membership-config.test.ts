@@ -61,12 +61,12 @@ test("a file section reads its path and poll interval", (t) => {
 test("bad membership settings name the dotted field and the problem", (t) => {
   const cases: [unknown, string][] = [
     [[], "membership: must be a mapping"],
-    [{}, "membership: needs exactly one source (static, file, serf, dns), got none"],
+    [{}, "membership: needs exactly one source (static, file, serf, dns, etcd), got none"],
     [
       { static: { members }, file: { path: "m" } },
-      "membership: needs exactly one source (static, file, serf, dns), got static, file",
+      "membership: needs exactly one source (static, file, serf, dns, etcd), got static, file",
     ],
-    [{ etcd: {} }, "membership.etcd: unknown membership source (one of static, file, serf, dns)"],
+    [{ consul: {} }, "membership.consul: unknown membership source (one of static, file, serf, dns, etcd)"],
     [{ static: { members: [] } }, "membership.static.members: must be a non-empty list of {name, url}"],
     [
       { static: { members: [{ name: "a", url: "x" }] } },

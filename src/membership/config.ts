@@ -2,6 +2,7 @@ import { ConfigError } from "../errors/config-error.ts";
 import { duration } from "../utils/duration.ts";
 import { hostPort, integer, mapping, show } from "../utils/fields.ts";
 import { type DnsConfig, parseDnsConfig } from "./dns.ts";
+import { type EtcdConfig, parseEtcdConfig } from "./etcd/config.ts";
 import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
 import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
 import type { StaticMember } from "./static.ts";
@@ -26,6 +27,8 @@ export interface MembershipConfig {
   serf?: SerfSourceOptions;
   /** DNS records (SRV, A or AAAA) polled at an interval, e.g. a Kubernetes headless Service. */
   dns?: DnsConfig;
+  /** Members registered in etcd under leases; with coordinated hand-offs by default. */
+  etcd?: EtcdConfig;
   /**
    * Active HTTP health checks around whichever source is set. Absent: no
    * checks, every member the source lists as alive is in the ring.
@@ -34,7 +37,7 @@ export interface MembershipConfig {
 }
 
 /** The source kinds this module builds; `health` sits beside them. */
-export const membershipSourceKinds = ["static", "file", "serf", "dns"] as const;
+export const membershipSourceKinds = ["static", "file", "serf", "dns", "etcd"] as const;
 
 /**
  * Validates the raw `membership` section (parsed YAML, flags merged in),
@@ -56,6 +59,7 @@ export function parseMembershipConfig(raw: unknown, path = "membership"): Member
   else if (kind === "file") config.file = parseFile(section.file, `${path}.file`);
   else if (kind === "serf") config.serf = parseSerf(section.serf, `${path}.serf`);
   else if (kind === "dns") config.dns = parseDnsConfig(section.dns, `${path}.dns`);
+  else if (kind === "etcd") config.etcd = parseEtcdConfig(section.etcd, `${path}.etcd`);
   else {
     throw new ConfigError(`${path}.${kind}`, `unknown membership source (one of ${membershipSourceKinds.join(", ")})`);
   }

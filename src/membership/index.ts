@@ -1,5 +1,7 @@
+import type { Logger } from "../utils/logger.ts";
 import type { MembershipConfig } from "./config.ts";
 import { DnsSource } from "./dns.ts";
+import { EtcdSource } from "./etcd/source.ts";
 import { FileSource } from "./file.ts";
 import { HealthCheckedSource } from "./health.ts";
 import { SerfSource } from "./serf/source.ts";
@@ -9,6 +11,8 @@ import { StaticSource } from "./static.ts";
 export interface CreateSourceOptions {
   /** Where sources write their one-line notices (a file that does not parse, an agent gone). Default: stderr. */
   log?: (line: string) => void;
+  /** For sources that log structured fields (etcd). */
+  logger?: Logger;
 }
 
 /** Builds the source a validated membership config describes, wrapped in health checks when they are on. */
@@ -20,6 +24,7 @@ export function createSource(config: MembershipConfig, options: CreateSourceOpti
     source = new FileSource({ path: config.file.path, pollInterval: config.file.pollInterval, log });
   else if (config.serf) source = new SerfSource({ ...config.serf, log });
   else if (config.dns) source = new DnsSource(config.dns);
+  else if (config.etcd) source = new EtcdSource({ ...config.etcd, logger: options.logger });
   else throw new Error("no membership source configured");
   if (config.health?.enabled) {
     const { enabled: _, ...health } = config.health;
