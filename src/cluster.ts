@@ -47,6 +47,14 @@ export interface ClusterOptions {
    * WatchTags. A member that stops matching leaves the ring: the way to drain it.
    */
   filter?: (member: Member) => boolean;
+  /**
+   * Builds rings elsewhere (e.g. `RingBuilder.build`, on a worker thread),
+   * so a large ring never blocks this event loop. While a build runs,
+   * lookups use the old ring and new snapshots wait; only the latest of them
+   * is built next. A failed build falls back to building here. Unset, rings
+   * are built synchronously inside the snapshot.
+   */
+  build?: (members: readonly string[], config: RingConfig) => Promise<Ring>;
 }
 
 /**
@@ -69,11 +77,17 @@ export class Cluster {
   readonly #source: MembershipSource;
   readonly #local: string | undefined;
   readonly #filter: (member: Member) => boolean;
+  readonly #build: ClusterOptions["build"];
+  /** The latest snapshot not yet applied while a ring build runs, with the generation it came in. */
+  #pending: { snapshot: readonly Member[]; generation: number } | undefined;
+  /** Resolves when the running build loop has applied everything; undefined when idle. */
+  #building: Promise<void> | undefined;
 
   constructor(options: ClusterOptions) {
     this.#source = options.source;
     this.#local = options.local;
     this.#filter = options.filter ?? (() => true);
+    this.#build = options.build;
     this.ring = Ring.build([], options.ring);
   }
 
@@ -84,7 +98,7 @@ export class Cluster {
     const generation = this.#generation;
     const sink: SnapshotSink = {
       snapshot: (members) => {
-        if (generation === this.#generation) this.#apply(members);
+        if (generation === this.#generation) this.#receive(members, generation);
       },
       down: (error) => {
         if (generation === this.#generation) this.#down(error);
@@ -193,12 +207,61 @@ export class Cluster {
     return this.#local !== undefined && this.ring.ownersOf(key).includes(this.#local);
   }
 
-  #apply(snapshot: readonly Member[]): void {
+  /** Resolves once no ring build is running or waiting (at once without a `build` option). */
+  async idle(): Promise<void> {
+    while (this.#building !== undefined) await this.#building;
+  }
+
+  #receive(snapshot: readonly Member[], generation: number): void {
+    if (this.#build === undefined) {
+      this.#apply(snapshot);
+      return;
+    }
+    this.#pending = { snapshot, generation };
+    this.#building ??= this.#buildLoop(this.#build).finally(() => {
+      this.#building = undefined;
+    });
+  }
+
+  /** Applies pending snapshots one at a time, each with a ring built by `build`. */
+  async #buildLoop(build: NonNullable<ClusterOptions["build"]>): Promise<void> {
+    while (this.#pending !== undefined) {
+      const { snapshot, generation } = this.#pending;
+      this.#pending = undefined;
+      const names = this.#ringMembers(this.#freeze(snapshot));
+      let next: Ring | undefined;
+      if (!this.#sameMembers(names)) {
+        try {
+          next = await build(names, this.ring.config);
+        } catch {
+          next = undefined; // #apply builds it here instead
+        }
+      }
+      // A snapshot from before a stop() changes nothing.
+      if (generation === this.#generation) this.#apply(snapshot, next);
+    }
+  }
+
+  #freeze(snapshot: readonly Member[]): Map<string, Member> {
     const known = new Map<string, Member>();
     for (const member of snapshot) {
       if (!member.name) continue; // a member with no name cannot be placed
       known.set(member.name, Object.freeze({ ...member, tags: Object.freeze({ ...member.tags }) }));
     }
+    return known;
+  }
+
+  #ringMembers(known: Map<string, Member>): string[] {
+    return [...known.values()].filter((m) => m.state === "alive" && this.#filter(m)).map((m) => m.name);
+  }
+
+  #sameMembers(names: readonly string[]): boolean {
+    return names.length === this.ring.size && names.every((name) => this.ring.has(name));
+  }
+
+  /** Applies a snapshot; `built` is its ring when built elsewhere (ignored if the members differ). */
+  #apply(snapshot: readonly Member[], built?: Ring): void {
+    const known = this.#freeze(snapshot);
     const previousKnown = this.#known;
     this.#known = known;
     const wasUp = this.#sourceUp;
@@ -207,11 +270,12 @@ export class Cluster {
     this.#toldDown = false;
     if (!wasUp) this.#emit((l) => l.source?.(true));
 
-    const inRing = [...known.values()].filter((m) => m.state === "alive" && this.#filter(m)).map((m) => m.name);
+    const inRing = this.#ringMembers(known);
     const previous = this.ring;
-    if (inRing.length === previous.size && inRing.every((name) => previous.has(name))) return;
+    if (this.#sameMembers(inRing)) return;
 
-    const next = previous.withMembers(inRing);
+    const fits = built !== undefined && built.size === inRing.length && inRing.every((name) => built.has(name));
+    const next = fits ? built : previous.withMembers(inRing);
     this.ring = next;
     for (const name of previous.members) {
       if (!next.has(name)) {
