@@ -274,7 +274,7 @@ export class ClientConnection implements ClientSide, Timed {
     this.state = "body";
     this.deadline = 0;
     if (info.hasBody || info.upgrade || status === 405 || error === "bad_request") this.#keepAlive = false;
-    exchange.reply(status, error, undefined, extra);
+    exchange.reply(status, error, { extra });
   }
 
   /** The response is complete; `exchange` is over. */

@@ -16,7 +16,7 @@ import { type RequestHead, readResponseHead } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
 import type { AccessRecord, ProxyObserver, UpstreamFailure } from "./observer.ts";
 import { errorResponse, messages } from "./reply.ts";
-import { decideRetry } from "./retry.ts";
+import { type BodyState, decide, type Forward, type Reply, type RetryPolicy } from "./retry.ts";
 import type { ResponseSink, UpstreamConnection, UpstreamPool, Upstreams } from "./upstream.ts";
 
 /** What every exchange shares; replaced as a whole on reload. */
@@ -27,8 +27,8 @@ export interface EngineContext {
   observer: ProxyObserver | undefined;
   deadlines: Deadlines;
   logger: Logger;
-  /** retryStatus[s]: whether status s may move a request on to the next member. */
-  retryStatus: Uint8Array;
+  /** `proxy.retry`, compiled. */
+  policy: RetryPolicy;
   tunnels: Set<Tunnel>;
   /** Called when the last tunnel closes. */
   tunnelsEmpty: () => void;
@@ -193,21 +193,18 @@ export class Exchange implements ResponseSink {
       }
       return true;
     }
-    this.#failedStatus = ctx.retryStatus[status] === 1;
-    if (this.#failedStatus) {
+    if (ctx.policy.statuses[status] === 1) {
       const member = this.#member;
-      const decision = decideRetry(
-        {
-          failure: "status",
-          status,
-          method: this.request.method,
-          bodySent: this.#bodySent,
-          attempts: this.#tried.length,
-        },
-        ctx.config.retry,
-      );
-      ctx.observer?.upstreamError(member, "status");
-      if (ctx.ejections.failure(member)) ctx.observer?.ejection(member);
+      const decision = decide(ctx.policy, {
+        outcome: { kind: "status", status },
+        method: this.request.method,
+        body: this.#bodyState(),
+        tried: this.#tried.length,
+        responseStarted: false,
+      });
+      this.#failedStatus = decision.eject;
+      if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
+      if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
       const next = decision.action === "retry" ? this.#next() : undefined;
       if (next !== undefined) {
         // The member's answer is dropped with its connection; the next member gets the request.
@@ -266,31 +263,44 @@ export class Exchange implements ResponseSink {
     const ctx = this.#ctx;
     const member = this.#member;
     ctx.logger.debug({ member, failure, err: error.message, partition: this.request.partition }, "member failed");
-    ctx.observer?.upstreamError(member, failure);
-    if (failure !== "error" && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
-    if (this.responseStarted) {
+    const decision = decide(ctx.policy, {
+      outcome: { kind: failure === "status" ? "error" : failure },
+      method: this.request.method,
+      body: this.#bodyState(),
+      tried: this.#tried.length,
+      responseStarted: this.responseStarted,
+    });
+    if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
+    if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
+    if (decision.action === "cut" || decision.action === "forward") {
       // The response had begun: all that is left is to cut it short.
       this.#reason = "upstream_truncated";
       this.#client.destroy();
       this.#end(undefined);
       return;
     }
-    const decision = decideRetry(
-      { failure, method: this.request.method, bodySent: this.#bodySent, attempts: this.#tried.length },
-      ctx.config.retry,
-    );
-    const next = decision.action === "retry" ? this.#next() : undefined;
-    if (next !== undefined) {
-      this.#sendNext(next);
-      return;
+    let answer: Reply | Forward = decision.action === "retry" ? decision.otherwise : decision;
+    if (decision.action === "retry") {
+      const next = this.#next();
+      if (next !== undefined) {
+        this.#sendNext(next);
+        return;
+      }
     }
-    const status = decision.action === "reply" ? decision.status : 502;
-    const code = decision.action === "reply" ? decision.error : "upstream_unavailable";
+    if (answer.action === "forward")
+      answer = { action: "reply", status: 502, error: "upstream_unavailable", message: "" };
     ctx.logger.warn(
       { member, failure, err: error.message, partition: this.request.partition, tried: this.#tried },
       "no member could answer",
     );
-    this.reply(status, code, { member, tried: this.#tried, message: `member ${member}: ${error.message}` });
+    this.reply(answer.status, answer.error, {
+      message: answer.message,
+      detail: { member, tried: this.#tried, cause: `member ${member}: ${error.message}` },
+    });
+  }
+
+  #bodyState(): BodyState {
+    return this.request.hasBody ? (this.#bodySent ? "sent" : "unsent") : "none";
   }
 
   /** The next member of the preference list to try, if any. */
@@ -308,19 +318,26 @@ export class Exchange implements ResponseSink {
   reply(
     status: number,
     code: string,
-    detail?: { member: string; tried: string[]; message: string },
-    extra?: Record<string, unknown>,
+    options: {
+      message?: string;
+      detail?: { member: string; tried: string[]; cause: string };
+      extra?: Record<string, unknown>;
+    } = {},
   ): void {
     if (this.responseStarted) {
       this.#client.destroy();
       this.#end(code);
       return;
     }
-    const body: Record<string, unknown> = { error: code, message: messages[code] ?? code, ...extra };
+    const { detail, extra } = options;
+    const body: Record<string, unknown> = { error: code, message: options.message || messages[code] || code, ...extra };
     if (this.request.partition >= 0) body.partition = this.request.partition;
     if (detail !== undefined) {
       body.tried = detail.tried.length;
-      if (this.#ctx.config.errors.detail) Object.assign(body, detail, { tried: detail.tried });
+      // Member names, addresses and errnos only when asked for: they help an attacker more than a client.
+      if (this.#ctx.config.errors.detail) {
+        Object.assign(body, { member: detail.member, members: detail.tried, cause: detail.cause });
+      }
     }
     this.status = status;
     this.responseStarted = true;

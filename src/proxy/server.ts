@@ -15,6 +15,7 @@ import type { EngineContext, Tunnel } from "./exchange.ts";
 import { AnyMember, Ejections } from "./failover.ts";
 import { compileKey } from "./key.ts";
 import type { ProxyObserver } from "./observer.ts";
+import { retryPolicy } from "./retry.ts";
 import type { Router } from "./route.ts";
 import { type PoolSettings, type ProxyCluster, Upstreams } from "./upstream.ts";
 
@@ -88,7 +89,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     observer,
     deadlines,
     logger,
-    retryStatus: retryStatuses(config),
+    policy: retryPolicy(config.retry),
     tunnels,
     tunnelsEmpty: quiet,
   });
@@ -217,10 +218,4 @@ function poolSettings(config: ProxyConfig): PoolSettings {
 function shortest(config: ProxyConfig): number {
   const t = config.timeouts;
   return Math.min(t.connect, t.response, t.keepAlive, t.head, t.body, t.clientIdle);
-}
-
-function retryStatuses(config: ProxyConfig): Uint8Array {
-  const statuses = new Uint8Array(600);
-  for (const condition of config.retry.on) if (typeof condition === "number") statuses[condition] = 1;
-  return statuses;
 }
