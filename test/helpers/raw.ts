@@ -345,6 +345,7 @@ export class BackendConnection {
   closed = false;
   #answered = 0;
   #queue: Promise<void> = Promise.resolve();
+  #tunnel: ((chunk: Buffer) => void) | undefined;
 
   constructor(
     socket: Socket,
@@ -354,6 +355,10 @@ export class BackendConnection {
     socket.on("data", (chunk: Buffer) => {
       this.#chunks.push(chunk);
       backend.bytesSeen += chunk.length;
+      if (this.#tunnel !== undefined) {
+        this.#tunnel(chunk);
+        return;
+      }
       this.parser.push(chunk);
       this.#answer();
     });
@@ -363,6 +368,15 @@ export class BackendConnection {
     });
     socket.on("error", () => {});
     socket.on("close", () => (this.closed = true));
+  }
+
+  /**
+   * After a 101: every later byte (and any that came with the Upgrade's
+   * head) goes to `receive` instead of the HTTP parser; all are still recorded.
+   */
+  tunnel(receive: (chunk: Buffer) => void): void {
+    this.#tunnel = receive;
+    if (this.parser.rest.length > 0) receive(this.parser.rest);
   }
 
   /** Every byte received on this connection. */
@@ -475,13 +489,7 @@ export const scripts = {
             ["Upgrade", protocol],
           ]),
         );
-        c.socket.removeAllListeners("data");
-        c.socket.on("data", (chunk: Buffer) => {
-          c.backend.bytesSeen += chunk.length;
-          c.socket.write(Buffer.concat([Buffer.from("echo:"), chunk]));
-        });
-        const tunneled = c.parser.rest;
-        if (tunneled.length > 0) c.socket.write(Buffer.concat([Buffer.from("echo:"), tunneled]));
+        c.tunnel((chunk) => c.socket.write(Buffer.concat([Buffer.from("echo:"), chunk])));
       },
     };
   },
