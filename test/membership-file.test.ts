@@ -6,6 +6,13 @@ import { Cluster } from "../src/cluster.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
 import { parseMembershipConfig } from "../src/membership/config.ts";
 import { FileSource, parseMembersFile } from "../src/membership/file.ts";
+import {
+  initialSettle,
+  nextSettle,
+  type SettleEvent,
+  type SettleState,
+  startSettle,
+} from "../src/membership/file-settle.ts";
 import { createSource } from "../src/membership/index.ts";
 import type { Clock } from "../src/utils/clock.ts";
 import { ManualClock } from "./helpers/clock.ts";
@@ -63,6 +70,100 @@ test("a file that cannot be used is rejected naming the file and the entry or li
     const error = t.throws(() => parseMembersFile(text, path), { instanceOf: ConfigError });
     t.regex(error?.message ?? "", message, `${path}: ${JSON.stringify(text)}`);
   }
+});
+
+// ---------------------------------------------------------------------------
+// The settle rule, table by table: (state, event, now) → (state, actions).
+
+/** Feeds timed events from `state`; one line per event with the actions asked for. */
+function settleRun(events: [number, SettleEvent][], state: SettleState = initialSettle, settle = 200): string[] {
+  return events.map(([now, event]) => {
+    const step = nextSettle(state, event, now, settle);
+    state = step.state;
+    const actions = step.actions.map((a) => (a.type === "schedule" ? `schedule ${a.delay}` : a.type));
+    const label =
+      event.type === "stamp"
+        ? `stamp ${event.stamp}`
+        : event.type === "read"
+          ? `read ${event.before}..${event.after}`
+          : event.type;
+    return `${now} ${label}: ${actions.join(", ") || "-"}`;
+  });
+}
+
+const look: SettleEvent = { type: "look" };
+const due: SettleEvent = { type: "due" };
+const stamp = (s: string): SettleEvent => ({ type: "stamp", stamp: s });
+const read = (before: string, after: string): SettleEvent => ({ type: "read", before, after });
+
+test("settle rule: a change is read once the same stamp is seen settle ms apart, and used if the read held still", (t) => {
+  t.deepEqual(
+    settleRun([
+      [0, look],
+      [0, stamp("v1")],
+      [200, due],
+      [200, stamp("v1")],
+      [205, read("v1", "v1")],
+    ]),
+    ["0 look: stat", "0 stamp v1: schedule 200", "200 due: stat", "200 stamp v1: read", "205 read v1..v1: use"],
+  );
+});
+
+test("settle rule: a second piece written 50 ms later restarts the wait", (t) => {
+  t.deepEqual(
+    settleRun([
+      [0, stamp("half")],
+      [50, stamp("whole")],
+      [200, stamp("whole")],
+      [250, stamp("whole")],
+    ]),
+    [
+      "0 stamp half: schedule 200",
+      "50 stamp whole: schedule 200",
+      "200 stamp whole: schedule 50",
+      "250 stamp whole: read",
+    ],
+  );
+});
+
+test("settle rule: a file that changed while it was read is not used; the new version waits to settle", (t) => {
+  t.deepEqual(
+    settleRun([
+      [0, stamp("v1")],
+      [200, stamp("v1")],
+      [201, read("v1", "v2")],
+      [401, stamp("v2")],
+    ]),
+    ["0 stamp v1: schedule 200", "200 stamp v1: read", "201 read v1..v2: schedule 200", "401 stamp v2: read"],
+  );
+});
+
+test("settle rule: the stamp already read needs nothing; looks during a read wait for it", (t) => {
+  t.deepEqual(
+    settleRun([
+      [0, stamp("v1")],
+      [200, stamp("v1")],
+      [210, look],
+      [210, stamp("v9")],
+      [220, read("v1", "v1")],
+      [300, stamp("v1")],
+    ]),
+    [
+      "0 stamp v1: schedule 200",
+      "200 stamp v1: read",
+      "210 look: -",
+      "210 stamp v9: -",
+      "220 read v1..v1: use",
+      "300 stamp v1: -",
+    ],
+  );
+});
+
+test("settle rule: at start the file is read at once and used if it held still", (t) => {
+  const { state, actions } = startSettle();
+  t.deepEqual(actions, [{ type: "read" }]);
+  t.deepEqual(settleRun([[0, read("v1", "v1")]], state), ["0 read v1..v1: use"]);
+  t.deepEqual(settleRun([[0, read("v1", "v2")]], state), ["0 read v1..v2: schedule 200"]);
 });
 
 const pollInterval = 100;
