@@ -2,6 +2,8 @@ import type { Coordination } from "./handoff/coordination.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./membership/source.ts";
 import { type Acquire, diff, type Release } from "./ring/diff.ts";
 import { Ring, type RingConfig } from "./ring/ring.ts";
+import { type Clock, systemClock } from "./utils/clock.ts";
+import { type Logger, silentLogger } from "./utils/logger.ts";
 
 /**
  * Callbacks for cluster changes; implement the ones you need. Called
@@ -55,6 +57,20 @@ export interface ClusterOptions {
    * are built synchronously inside the snapshot.
    */
   build?: (members: readonly string[], config: RingConfig) => Promise<Ring>;
+  /** Time for `sourceState.since`; default the system clock. */
+  clock?: Clock;
+  /** Where the source going down and coming back, and a throwing listener, are logged. Default: silent. */
+  logger?: Logger;
+}
+
+/** Whether the membership source delivers, since when, and why not: what /readyz reports. */
+export interface SourceState {
+  /** True while the source delivers; false before its first snapshot and while it is down. */
+  up: boolean;
+  /** When `up` last changed (or the cluster was made), in clock milliseconds. */
+  since: number;
+  /** The latest failure's message while down. */
+  lastError?: string;
 }
 
 /**
@@ -68,7 +84,7 @@ export class Cluster {
   #known = new Map<string, Member>();
   #listeners = new Set<ClusterListener>();
   #synced = false;
-  #sourceUp = false;
+  #sourceState: SourceState;
   /** Whether listeners were told the source is down, so they hear it once per outage. */
   #toldDown = false;
   #started = false;
@@ -82,12 +98,17 @@ export class Cluster {
   #pending: { snapshot: readonly Member[]; generation: number } | undefined;
   /** Resolves when the running build loop has applied everything; undefined when idle. */
   #building: Promise<void> | undefined;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
 
   constructor(options: ClusterOptions) {
     this.#source = options.source;
     this.#local = options.local;
     this.#filter = options.filter ?? (() => true);
     this.#build = options.build;
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
+    this.#sourceState = Object.freeze({ up: false, since: this.#clock.now() });
     this.ring = Ring.build([], options.ring);
   }
 
@@ -128,7 +149,12 @@ export class Cluster {
 
   /** True while the source delivers; false after it reported down and until it delivers again. */
   get sourceUp(): boolean {
-    return this.#sourceUp;
+    return this.#sourceState.up;
+  }
+
+  /** The source's state for readiness: up or down, since when, the last error. A frozen snapshot. */
+  get sourceState(): SourceState {
+    return this.#sourceState;
   }
 
   get sourceKind(): string {
@@ -264,11 +290,18 @@ export class Cluster {
     const known = this.#freeze(snapshot);
     const previousKnown = this.#known;
     this.#known = known;
-    const wasUp = this.#sourceUp;
+    const wasUp = this.#sourceState.up;
     this.#synced = true;
-    this.#sourceUp = true;
     this.#toldDown = false;
-    if (!wasUp) this.#emit((l) => l.source?.(true));
+    if (!wasUp) {
+      const downSince = this.#sourceState.since;
+      this.#sourceState = Object.freeze({ up: true, since: this.#clock.now() });
+      this.#logger.info(
+        { source: this.#source.kind, members: known.size, downFor: this.#sourceState.since - downSince },
+        "membership source up",
+      );
+      this.#emit((l) => l.source?.(true));
+    }
 
     const inRing = this.#ringMembers(known);
     const previous = this.ring;
@@ -293,11 +326,23 @@ export class Cluster {
   }
 
   #down(error: Error): void {
-    this.#sourceUp = false;
+    const { up, since } = this.#sourceState;
+    this.#sourceState = Object.freeze({
+      up: false,
+      since: up ? this.#clock.now() : since,
+      lastError: error.message,
+    });
     this.#emit((l) => l.sourceError?.(error));
     if (!this.#toldDown) {
       this.#toldDown = true;
+      // Once per outage; later failures of the same outage are counted (sourceError), not logged again.
+      this.#logger.warn(
+        { source: this.#source.kind, err: error },
+        this.#synced ? "membership source down; keeping the last member list" : "membership source down",
+      );
       this.#emit((l) => l.source?.(false, error));
+    } else {
+      this.#logger.debug({ source: this.#source.kind, err: error }, "membership source still down");
     }
   }
 
@@ -307,7 +352,7 @@ export class Cluster {
         call(listener);
       } catch (error) {
         // One broken listener must not stop the others or the ring update.
-        process.emitWarning(`cluster listener threw: ${(error as Error)?.stack ?? error}`);
+        this.#logger.error({ err: error }, "cluster listener threw");
       }
     }
   }

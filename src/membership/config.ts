@@ -3,7 +3,9 @@ import { duration } from "../utils/duration.ts";
 import { hostPort, integer, mapping, show } from "../utils/fields.ts";
 import { type DnsConfig, parseDnsConfig } from "./dns.ts";
 import { type EtcdConfig, parseEtcdConfig } from "./etcd/config.ts";
+import { defaultFileSettle } from "./file.ts";
 import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
+import { memberUrl } from "./member-url.ts";
 import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
 import type { StaticMember } from "./static.ts";
 
@@ -22,6 +24,8 @@ export interface MembershipConfig {
     path: string;
     /** Milliseconds between polls of the file (besides fs.watch). Default 500. */
     pollInterval: number;
+    /** Milliseconds a changed file must stand still before it is read. Default 200. */
+    settle: number;
   };
   /** A local Serf agent's RPC. */
   serf?: SerfSourceOptions;
@@ -82,19 +86,20 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
       if (typeof name !== "string" || name === "") throw new ConfigError(`${field}.name`, "must be a non-empty string");
       if (seen.has(name)) throw new ConfigError(`${field}.name`, `duplicate member "${name}"`);
       seen.add(name);
-      return { name, url: httpUrl(url, `${field}.url`), tags: stringMap(tags ?? {}, `${field}.tags`) };
+      return { name, url: memberUrl(url, `${field}.url`), tags: stringMap(tags ?? {}, `${field}.tags`) };
     }),
   };
 }
 
 function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["file"]> {
-  const section = mapping(raw, path, ["path", "pollInterval"]);
+  const section = mapping(raw, path, ["path", "pollInterval", "settle"]);
   if (typeof section.path !== "string" || section.path === "") {
     throw new ConfigError(`${path}.path`, "must be the path of a members file");
   }
   return {
     path: section.path,
     pollInterval: section.pollInterval === undefined ? 500 : duration(section.pollInterval, `${path}.pollInterval`),
+    settle: section.settle === undefined ? defaultFileSettle : duration(section.settle, `${path}.settle`),
   };
 }
 
@@ -178,15 +183,8 @@ export function membersFromFlag(value: string, flag = "--members"): StaticMember
       const name = part.slice(0, at);
       if (seen.has(name)) throw new ConfigError(flag, `duplicate member "${name}"`);
       seen.add(name);
-      return { name, url: httpUrl(part.slice(at + 1), flag), tags: {} };
+      return { name, url: memberUrl(part.slice(at + 1), flag), tags: {} };
     });
-}
-
-function httpUrl(url: unknown, field: string): string {
-  if (typeof url !== "string" || !/^https?:\/\//.test(url) || !URL.canParse(url)) {
-    throw new ConfigError(field, `must be an http(s) URL, got ${show(url)}`);
-  }
-  return url;
 }
 
 function stringMap(raw: unknown, path: string): Record<string, string> {
