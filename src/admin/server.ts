@@ -32,6 +32,7 @@ export function ringJson(cluster: Cluster, ejected: readonly string[]) {
   return {
     config: ring.config,
     checksum: ring.checksum,
+    cap: ring.cap ?? null,
     synced: cluster.synced,
     source: { kind: cluster.sourceKind, up: cluster.sourceUp },
     members: cluster.knownMembers().map((m) => ({
