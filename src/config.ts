@@ -11,7 +11,7 @@ import { parse as parseYaml } from "yaml";
 import { usageError } from "./commands/usage-error.ts";
 import { ConfigError } from "./errors/config-error.ts";
 import { type MembershipConfig, membersFromFlag, parseMembershipConfig } from "./membership/config.ts";
-import { defaultRingConfig, type RingConfig, validateRingConfig } from "./ring/ring.ts";
+import { defaultRingConfig, parseBalanceFactor, type RingConfig, validateRingConfig, withCompat } from "./ring/ring.ts";
 import { duration } from "./utils/duration.ts";
 import { type HostPort, hostPort, integer, mapping, show } from "./utils/fields.ts";
 
@@ -175,6 +175,9 @@ export const overrides: readonly Override[] = [
   { flag: "hash", env: "RINGROUTE_HASH", field: "ring.hash" },
   { flag: "placement", env: "RINGROUTE_PLACEMENT", field: "ring.placement" },
   { flag: "order", env: "RINGROUTE_ORDER", field: "ring.order" },
+  { flag: "balance-factor", env: "RINGROUTE_BALANCE_FACTOR", field: "ring.balanceFactor" },
+  { flag: "vnodes", env: "RINGROUTE_VNODES", field: "ring.vnodes" },
+  { flag: "compat", env: "RINGROUTE_COMPAT", field: "ring.compat" },
   { flag: "key", env: "RINGROUTE_KEY", field: "key.from" },
   { flag: "key-missing", env: "RINGROUTE_KEY_MISSING", field: "key.missing" },
   { flag: "retry-attempts", env: "RINGROUTE_RETRY_ATTEMPTS", field: "proxy.retry.attempts" },
@@ -293,12 +296,27 @@ export function parseConfig(raw: unknown): Config {
   if (root.admin !== undefined) config.admin = hostPort(root.admin, "admin");
 
   if (root.ring !== undefined) {
-    const ring = mapping(root.ring, "ring", ["partitions", "replicas", "hash", "placement", "order"]);
+    const ring = mapping(root.ring, "ring", [
+      "partitions",
+      "replicas",
+      "hash",
+      "placement",
+      "order",
+      "balanceFactor",
+      "vnodes",
+      "compat",
+    ]);
     if (ring.partitions !== undefined) config.ring.partitions = integer(ring.partitions, "ring.partitions", 1);
     if (ring.replicas !== undefined) config.ring.replicas = integer(ring.replicas, "ring.replicas", 1);
     if (ring.hash !== undefined) config.ring.hash = ring.hash as RingConfig["hash"];
     if (ring.placement !== undefined) config.ring.placement = ring.placement as RingConfig["placement"];
     if (ring.order !== undefined) config.ring.order = ring.order as RingConfig["order"];
+    if (ring.balanceFactor !== undefined) {
+      config.ring.balanceFactor = parseBalanceFactor(ring.balanceFactor, "ring.balanceFactor");
+    }
+    if (ring.vnodes !== undefined) config.ring.vnodes = integer(ring.vnodes, "ring.vnodes", 1);
+    if (ring.compat !== undefined) config.ring.compat = ring.compat as RingConfig["compat"];
+    config.ring = withCompat(config.ring, ring, "ring.");
   }
   validateRingConfig(config.ring, "ring.");
 

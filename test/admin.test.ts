@@ -148,7 +148,11 @@ test("/ring shows the ring's config, members with state, checksum and table", as
     hash: "fnv1a32",
     placement: "jump",
     order: "lexical",
+    balanceFactor: 1.25,
+    vnodes: 150,
+    compat: "none",
   });
+  t.is(reply.json.cap, null, "jump has no cap");
   t.is(reply.json.table.length, 512);
   for (const p of [0, 1, 255, 511]) t.deepEqual(reply.json.table[p], ring.ownersOfPartition(p));
   const alpha = reply.json.members.find((m: { name: string }) => m.name === "alpha");

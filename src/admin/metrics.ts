@@ -235,8 +235,8 @@ export class Metrics implements ProxyObserver {
       registers,
       collect() {
         this.reset();
-        const { placement, hash } = cluster.ring.config;
-        this.set({ checksum: cluster.ring.checksum, placement, hash }, 1);
+        const { checksum, placementName, config } = cluster.ring;
+        this.set({ checksum, placement: placementName, hash: config.hash }, 1);
       },
     });
     new Gauge({

@@ -73,6 +73,8 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
   const body: Record<string, unknown> = {
     config: ring.config,
     checksum: ring.checksum,
+    /** Most partitions a member may hold at one rank (balanced placement); null where the placement has no cap. */
+    cap: ring.cap ?? null,
     synced: cluster.synced,
     source: { kind: cluster.sourceKind, up: cluster.sourceUp },
     counts: {

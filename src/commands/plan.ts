@@ -13,6 +13,9 @@ export interface Plan {
   partitions: number;
   replicas: number;
   placement: string;
+  /** `balanced`: the balance factor and the most primaries a member may hold before and after (null for other placements). */
+  balance_factor: number | "auto" | null;
+  cap: { before: number; after: number } | null;
   order: string;
   added: string[];
   removed: string[];
@@ -77,13 +80,17 @@ export function comparePlan(before: Ring, after: Ring, added: readonly string[],
   for (const member of new Set([...before.members, ...after.members].sort())) {
     members[member] = { before: primaries(before, member), after: primaries(after, member) };
   }
-  const { partitions, replicas, placement, order } = before.config;
+  const { partitions, replicas, order } = before.config;
+  const placement = before.placementName;
+  const balanced = before.cap !== undefined && after.cap !== undefined;
   const heldByRemoved = removed.reduce((sum, m) => sum + primaries(before, m), 0);
   const moved = movement(before, after);
   return {
     partitions,
     replicas,
     placement,
+    balance_factor: balanced ? before.config.balanceFactor : null,
+    cap: balanced ? { before: before.cap as number, after: after.cap as number } : null,
     order,
     added: [...added],
     removed: [...removed],
@@ -101,6 +108,11 @@ function formatPlan(plan: Plan): string {
     plan.optimal_primaries === 0 ? "" : ` (${(plan.moved_primaries / plan.optimal_primaries).toFixed(2)}× the optimum)`;
   const lines = [
     `${plan.partitions} partitions, ${plan.replicas} replicas, placement ${plan.placement}, order ${plan.order}`,
+    ...(plan.cap === null
+      ? []
+      : [
+          `balance factor ${plan.balance_factor}: at most ${plan.cap.before} primaries a member before, ${plan.cap.after} after`,
+        ]),
     `add: ${plan.added.join(", ") || "-"}   remove: ${plan.removed.join(", ") || "-"}`,
     `moved primaries:     ${plan.moved_primaries} (${percent(plan.moved_primaries)})${ratio}`,
     `optimal primaries:   ${plan.optimal_primaries} (${percent(plan.optimal_primaries)})`,

@@ -1,6 +1,13 @@
 import { readFileSync } from "node:fs";
 import { ConfigError } from "../errors/config-error.ts";
-import { defaultRingConfig, Ring, type RingConfig, validateRingConfig } from "../ring/ring.ts";
+import {
+  defaultRingConfig,
+  parseBalanceFactor,
+  Ring,
+  type RingConfig,
+  validateRingConfig,
+  withCompat,
+} from "../ring/ring.ts";
 import { integer } from "../utils/fields.ts";
 
 /** The flags that describe a ring, shared by `lookup` and `plan` (parseArgs options). */
@@ -12,6 +19,9 @@ export const ringFlagOptions = {
   hash: { type: "string" },
   placement: { type: "string" },
   order: { type: "string" },
+  "balance-factor": { type: "string" },
+  vnodes: { type: "string" },
+  compat: { type: "string" },
 } as const;
 
 export interface RingFlags {
@@ -22,6 +32,9 @@ export interface RingFlags {
   hash?: string | undefined;
   placement?: string | undefined;
   order?: string | undefined;
+  "balance-factor"?: string | undefined;
+  vnodes?: string | undefined;
+  compat?: string | undefined;
 }
 
 /** Builds the ring the flags describe, or throws ConfigError naming the flag. */
@@ -32,8 +45,14 @@ export function ringFromFlags(flags: RingFlags): Ring {
   if (flags.hash !== undefined) config.hash = flags.hash as RingConfig["hash"];
   if (flags.placement !== undefined) config.placement = flags.placement as RingConfig["placement"];
   if (flags.order !== undefined) config.order = flags.order as RingConfig["order"];
+  if (flags["balance-factor"] !== undefined) {
+    config.balanceFactor = parseBalanceFactor(flags["balance-factor"], "--balance-factor");
+  }
+  if (flags.vnodes !== undefined) config.vnodes = integer(flags.vnodes, "--vnodes", 1);
+  if (flags.compat !== undefined) config.compat = flags.compat as RingConfig["compat"];
   validateRingConfig(config, "--");
-  return Ring.build(membersFromFlags(flags), config);
+  const { hash, order, placement } = flags;
+  return Ring.build(membersFromFlags(flags), withCompat(config, { hash, order, placement }, "--"));
 }
 
 function membersFromFlags(flags: RingFlags): string[] {
