@@ -62,7 +62,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   });
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
-    const ring = cluster.ring;
+    const ring = cluster.routing;
     const route = routeRequest(req, ring, router);
     if ("status" in route) {
       rejectRequest(req, res, route);

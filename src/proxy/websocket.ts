@@ -49,7 +49,7 @@ export class WebSocketRouter {
     const { cluster, router, observer } = this.#options;
     const { ejections } = router;
     socket.on("error", () => {}); // a client that vanishes mid-handshake is not our error
-    const route = routeRequest(req, cluster.ring, router);
+    const route = routeRequest(req, cluster.routing, router);
     if ("status" in route) {
       refuse(socket, route.status, { error: route.error, message: route.message, ...route.details });
       return;
