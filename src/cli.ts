@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { lookup, lookupUsage } from "./commands/lookup.ts";
+import { member } from "./commands/member.ts";
 import { plan, planUsage } from "./commands/plan.ts";
 import { serve, serveUsage } from "./commands/serve.ts";
 import { ConfigError } from "./errors/config-error.ts";
@@ -9,7 +10,7 @@ const ringFlagsUsage = `ring flags:
   --partitions P (512)  --replicas R (3)  --hash fnv1a32|fnv1a64
   --placement jump|balanced  --order lexical|natural`;
 
-const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lookup, plan };
+const commands: Record<string, (args: string[]) => Promise<void>> = { serve, lookup, plan, member };
 
 const usage = `usage: ringroute <command> [flags]
 
