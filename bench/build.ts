@@ -6,11 +6,11 @@
  *
  *   npm run bench:build
  */
-import { placements } from "../src/ring/placement/index.ts";
-import { Ring, type RingConfig } from "../src/ring/ring.ts";
+import { type PlacementName, placements } from "../src/ring/placement/index.ts";
+import { Ring } from "../src/ring/ring.ts";
 import { markdownTable, median } from "./stats.ts";
 
-const cases: [number, number, number, RingConfig["placement"]][] = [
+const cases: [number, number, number, PlacementName][] = [
   [512, 10, 3, "jump"],
   [2048, 100, 3, "jump"],
   [65536, 1000, 3, "jump"],

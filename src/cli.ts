@@ -4,11 +4,12 @@ import { check } from "./commands/check.ts";
 import { type Command, commandHelp } from "./commands/command.ts";
 import { parseCommandLine } from "./commands/flags.ts";
 import { lookup } from "./commands/lookup.ts";
+import { memberCommand } from "./commands/member.ts";
 import { plan } from "./commands/plan.ts";
 import { serve } from "./commands/serve.ts";
 import { ConfigError } from "./errors/config-error.ts";
 
-const commands: readonly Command[] = [serve, check, lookup, plan];
+const commands: readonly Command[] = [serve, check, lookup, plan, memberCommand];
 
 const usage = `usage: ringroute <command> [flags]
 

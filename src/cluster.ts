@@ -1,6 +1,9 @@
+import type { Coordination } from "./handoff/coordination.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./membership/source.ts";
 import { type Acquire, diff, type Release } from "./ring/diff.ts";
 import { Ring, type RingConfig } from "./ring/ring.ts";
+import { type Clock, systemClock } from "./utils/clock.ts";
+import { type Logger, silentLogger } from "./utils/logger.ts";
 
 /**
  * Callbacks for cluster changes; implement the ones you need. Called
@@ -46,6 +49,28 @@ export interface ClusterOptions {
    * WatchTags. A member that stops matching leaves the ring: the way to drain it.
    */
   filter?: (member: Member) => boolean;
+  /**
+   * Builds rings elsewhere (e.g. `RingBuilder.build`, on a worker thread),
+   * so a large ring never blocks this event loop. While a build runs,
+   * lookups use the old ring and new snapshots wait; only the latest of them
+   * is built next. A failed build falls back to building here. Unset, rings
+   * are built synchronously inside the snapshot.
+   */
+  build?: (members: readonly string[], config: RingConfig) => Promise<Ring>;
+  /** Time for `sourceState.since`; default the system clock. */
+  clock?: Clock;
+  /** Where the source going down and coming back, and a throwing listener, are logged. Default: silent. */
+  logger?: Logger;
+}
+
+/** Whether the membership source delivers, since when, and why not: what /readyz reports. */
+export interface SourceState {
+  /** True while the source delivers; false before its first snapshot and while it is down. */
+  up: boolean;
+  /** When `up` last changed (or the cluster was made), in clock milliseconds. */
+  since: number;
+  /** The latest failure's message while down. */
+  lastError?: string;
 }
 
 /**
@@ -59,7 +84,7 @@ export class Cluster {
   #known = new Map<string, Member>();
   #listeners = new Set<ClusterListener>();
   #synced = false;
-  #sourceUp = false;
+  #sourceState: SourceState;
   /** Whether listeners were told the source is down, so they hear it once per outage. */
   #toldDown = false;
   #started = false;
@@ -68,11 +93,22 @@ export class Cluster {
   readonly #source: MembershipSource;
   readonly #local: string | undefined;
   readonly #filter: (member: Member) => boolean;
+  readonly #build: ClusterOptions["build"];
+  /** The latest snapshot not yet applied while a ring build runs, with the generation it came in. */
+  #pending: { snapshot: readonly Member[]; generation: number } | undefined;
+  /** Resolves when the running build loop has applied everything; undefined when idle. */
+  #building: Promise<void> | undefined;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
 
   constructor(options: ClusterOptions) {
     this.#source = options.source;
     this.#local = options.local;
     this.#filter = options.filter ?? (() => true);
+    this.#build = options.build;
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
+    this.#sourceState = Object.freeze({ up: false, since: this.#clock.now() });
     this.ring = Ring.build([], options.ring);
   }
 
@@ -83,7 +119,7 @@ export class Cluster {
     const generation = this.#generation;
     const sink: SnapshotSink = {
       snapshot: (members) => {
-        if (generation === this.#generation) this.#apply(members);
+        if (generation === this.#generation) this.#receive(members, generation);
       },
       down: (error) => {
         if (generation === this.#generation) this.#down(error);
@@ -113,7 +149,12 @@ export class Cluster {
 
   /** True while the source delivers; false after it reported down and until it delivers again. */
   get sourceUp(): boolean {
-    return this.#sourceUp;
+    return this.#sourceState.up;
+  }
+
+  /** The source's state for readiness: up or down, since when, the last error. A frozen snapshot. */
+  get sourceState(): SourceState {
+    return this.#sourceState;
   }
 
   get sourceKind(): string {
@@ -126,7 +167,27 @@ export class Cluster {
    * old owner until the new one is ready.
    */
   get routing(): Ring {
-    return this.ring;
+    return this.coordination?.routing() ?? this.ring;
+  }
+
+  /** Versions and hand-offs, when the source coordinates them (etcd, `handoff: coordinated`). */
+  get coordination(): Coordination | undefined {
+    return (this.#source as { coordination?: Coordination }).coordination;
+  }
+
+  /** The latest ring version the leader published (coordinated sources only). */
+  get version(): number | undefined {
+    return this.coordination?.version;
+  }
+
+  /** The latest version every one of its members finished (coordinated sources only). */
+  get stableVersion(): number | undefined {
+    return this.coordination?.stableVersion;
+  }
+
+  /** Every member of the latest version reports having finished it; true without coordination. */
+  get consistent(): boolean {
+    return this.coordination?.consistent ?? true;
   }
 
   /** Members in the ring, in ring order. */
@@ -172,25 +233,82 @@ export class Cluster {
     return this.#local !== undefined && this.ring.ownersOf(key).includes(this.#local);
   }
 
-  #apply(snapshot: readonly Member[]): void {
+  /** Resolves once no ring build is running or waiting (at once without a `build` option). */
+  async idle(): Promise<void> {
+    while (this.#building !== undefined) await this.#building;
+  }
+
+  #receive(snapshot: readonly Member[], generation: number): void {
+    if (this.#build === undefined) {
+      this.#apply(snapshot);
+      return;
+    }
+    this.#pending = { snapshot, generation };
+    this.#building ??= this.#buildLoop(this.#build).finally(() => {
+      this.#building = undefined;
+    });
+  }
+
+  /** Applies pending snapshots one at a time, each with a ring built by `build`. */
+  async #buildLoop(build: NonNullable<ClusterOptions["build"]>): Promise<void> {
+    while (this.#pending !== undefined) {
+      const { snapshot, generation } = this.#pending;
+      this.#pending = undefined;
+      const names = this.#ringMembers(this.#freeze(snapshot));
+      let next: Ring | undefined;
+      if (!this.#sameMembers(names)) {
+        try {
+          next = await build(names, this.ring.config);
+        } catch {
+          next = undefined; // #apply builds it here instead
+        }
+      }
+      // A snapshot from before a stop() changes nothing.
+      if (generation === this.#generation) this.#apply(snapshot, next);
+    }
+  }
+
+  #freeze(snapshot: readonly Member[]): Map<string, Member> {
     const known = new Map<string, Member>();
     for (const member of snapshot) {
       if (!member.name) continue; // a member with no name cannot be placed
       known.set(member.name, Object.freeze({ ...member, tags: Object.freeze({ ...member.tags }) }));
     }
+    return known;
+  }
+
+  #ringMembers(known: Map<string, Member>): string[] {
+    return [...known.values()].filter((m) => m.state === "alive" && this.#filter(m)).map((m) => m.name);
+  }
+
+  #sameMembers(names: readonly string[]): boolean {
+    return names.length === this.ring.size && names.every((name) => this.ring.has(name));
+  }
+
+  /** Applies a snapshot; `built` is its ring when built elsewhere (ignored if the members differ). */
+  #apply(snapshot: readonly Member[], built?: Ring): void {
+    const known = this.#freeze(snapshot);
     const previousKnown = this.#known;
     this.#known = known;
-    const wasUp = this.#sourceUp;
+    const wasUp = this.#sourceState.up;
     this.#synced = true;
-    this.#sourceUp = true;
     this.#toldDown = false;
-    if (!wasUp) this.#emit((l) => l.source?.(true));
+    if (!wasUp) {
+      const downSince = this.#sourceState.since;
+      this.#sourceState = Object.freeze({ up: true, since: this.#clock.now() });
+      this.#logger.info(
+        { source: this.#source.kind, members: known.size, downFor: this.#sourceState.since - downSince },
+        "membership source up",
+      );
+      this.#emit((l) => l.source?.(true));
+    }
 
-    const inRing = [...known.values()].filter((m) => m.state === "alive" && this.#filter(m)).map((m) => m.name);
+    const inRing = this.#ringMembers(known);
     const previous = this.ring;
-    if (inRing.length === previous.size && inRing.every((name) => previous.has(name))) return;
+    if (this.#sameMembers(inRing)) return;
 
-    const next = previous.withMembers(inRing);
+    const fits = built !== undefined && built.size === inRing.length && inRing.every((name) => built.has(name));
+    const next = fits ? built : previous.withMembers(inRing);
     this.ring = next;
     for (const name of previous.members) {
       if (!next.has(name)) {
@@ -208,11 +326,23 @@ export class Cluster {
   }
 
   #down(error: Error): void {
-    this.#sourceUp = false;
+    const { up, since } = this.#sourceState;
+    this.#sourceState = Object.freeze({
+      up: false,
+      since: up ? this.#clock.now() : since,
+      lastError: error.message,
+    });
     this.#emit((l) => l.sourceError?.(error));
     if (!this.#toldDown) {
       this.#toldDown = true;
+      // Once per outage; later failures of the same outage are counted (sourceError), not logged again.
+      this.#logger.warn(
+        { source: this.#source.kind, err: error },
+        this.#synced ? "membership source down; keeping the last member list" : "membership source down",
+      );
       this.#emit((l) => l.source?.(false, error));
+    } else {
+      this.#logger.debug({ source: this.#source.kind, err: error }, "membership source still down");
     }
   }
 
@@ -222,7 +352,7 @@ export class Cluster {
         call(listener);
       } catch (error) {
         // One broken listener must not stop the others or the ring update.
-        process.emitWarning(`cluster listener threw: ${(error as Error)?.stack ?? error}`);
+        this.#logger.error({ err: error }, "cluster listener threw");
       }
     }
   }

@@ -7,7 +7,7 @@
  */
 import { ConfigError } from "./errors/config-error.ts";
 import { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
-import { defaultRingConfig, type RingConfig, validateRingConfig } from "./ring/ring.ts";
+import { defaultRingConfig, parseBalanceFactor, type RingConfig, validateRingConfig, withCompat } from "./ring/ring.ts";
 import { duration } from "./utils/duration.ts";
 import { boolean, type HostPort, hostPort, integer, list, mapping, oneOf, show } from "./utils/fields.ts";
 
@@ -249,13 +249,27 @@ export function parseConfig(raw: unknown): Config {
 /** The `ring` section: the one place ring settings are read, for `serve`, `check`, `lookup` and `plan`. */
 export function parseRing(raw: unknown, path: string): RingConfig {
   const config = defaultRingConfig();
-  const ring = mapping(raw, path, ["partitions", "replicas", "hash", "placement", "order"]);
+  const ring = mapping(raw, path, [
+    "partitions",
+    "replicas",
+    "hash",
+    "placement",
+    "order",
+    "balanceFactor",
+    "vnodes",
+    "compat",
+  ]);
   if (ring.partitions !== undefined) config.partitions = integer(ring.partitions, `${path}.partitions`, 1);
   if (ring.replicas !== undefined) config.replicas = integer(ring.replicas, `${path}.replicas`, 1, 255);
   if (ring.hash !== undefined) config.hash = ring.hash as RingConfig["hash"];
   if (ring.placement !== undefined) config.placement = ring.placement as RingConfig["placement"];
   if (ring.order !== undefined) config.order = ring.order as RingConfig["order"];
-  return validateRingConfig(config, `${path}.`);
+  if (ring.balanceFactor !== undefined) {
+    config.balanceFactor = parseBalanceFactor(ring.balanceFactor, `${path}.balanceFactor`);
+  }
+  if (ring.vnodes !== undefined) config.vnodes = integer(ring.vnodes, `${path}.vnodes`, 1);
+  if (ring.compat !== undefined) config.compat = ring.compat as RingConfig["compat"];
+  return validateRingConfig(withCompat(config, ring, `${path}.`), `${path}.`);
 }
 
 function parseProxy(raw: unknown, proxy: ProxyConfig): void {

@@ -1,31 +1,14 @@
 import test from "ava";
 import { Cluster } from "../src/cluster.ts";
-import type { Member, MembershipSource, SnapshotSink } from "../src/membership/source.ts";
+import { SourceError } from "../src/errors/source-error.ts";
+import type { SnapshotSink } from "../src/membership/source.ts";
 import { Ring } from "../src/ring/ring.ts";
+import { ManualClock } from "./helpers/clock.ts";
 import { expectedEvents, showEvent } from "./helpers/events.ts";
+import { recordingLogger } from "./helpers/logger.ts";
+import { member, TestSource } from "./helpers/source.ts";
 
 const ringConfig = { partitions: 64, replicas: 2 };
-
-/** A source the test drives by hand. */
-class ManualSource implements MembershipSource {
-  readonly kind = "manual";
-  sink: SnapshotSink | undefined;
-  stopped = false;
-  async start(sink: SnapshotSink): Promise<void> {
-    this.sink = sink;
-  }
-  async stop(): Promise<void> {
-    this.stopped = true;
-  }
-  send(...members: (string | Partial<Member>)[]): void {
-    this.sink?.snapshot(members.map(member));
-  }
-}
-
-function member(spec: string | Partial<Member>): Member {
-  const m = typeof spec === "string" ? { name: spec } : spec;
-  return { url: `http://${m.name}.test:80`, tags: {}, state: "alive", ...m } as Member;
-}
 
 /** Everything a cluster tells its listeners, in order, as readable lines. */
 function record(cluster: Cluster): string[] {
@@ -48,11 +31,13 @@ const expected = (before: string[], after: string[], only?: string) => expectedE
 const partitionEvents = (log: string[]) => log.filter((l) => l.startsWith("acquire") || l.startsWith("release")).sort();
 
 async function started(options: { local?: string } = {}) {
-  const source = new ManualSource();
-  const cluster = new Cluster({ source, ring: ringConfig, ...options });
+  const source = new TestSource();
+  const clock = new ManualClock();
+  const { logger, entries } = recordingLogger();
+  const cluster = new Cluster({ source, ring: ringConfig, clock, logger, ...options });
   const log = record(cluster);
   await cluster.start();
-  return { source, cluster, log };
+  return { source, cluster, log, clock, entries };
 }
 
 test("the first snapshot brings every member up and hands out every slot", async (t) => {
@@ -134,7 +119,7 @@ test("without local, every member's slots are reported", async (t) => {
 });
 
 test("a filter keeps members out of the ring, and one that stops matching leaves it", async (t) => {
-  const source = new ManualSource();
+  const source = new TestSource();
   const cluster = new Cluster({ source, ring: ringConfig, filter: (m) => m.tags.ring === "active" });
   const log = record(cluster);
   await cluster.start();
@@ -213,29 +198,76 @@ test("after stop, a late snapshot changes nothing", async (t) => {
   source.send("a");
   const sink = source.sink as SnapshotSink;
   await cluster.stop();
-  t.true(source.stopped);
+  t.is(source.stopped, 1);
   log.length = 0;
   sink.snapshot([member("a"), member("b")]);
   t.deepEqual(cluster.ring.members, ["a"]);
   t.deepEqual(log, []);
 });
 
-test("a listener that throws does not stop the others or the ring", async (t) => {
-  const { source, cluster, log } = await started();
+test("a listener that throws does not stop the others or the ring, and is logged", async (t) => {
+  const { source, cluster, log, entries } = await started();
   cluster.listen({
     memberUp: () => {
       throw new Error("boom");
     },
   });
-  const warnings: string[] = [];
-  const onWarning = (w: Error) => warnings.push(w.message);
-  process.on("warning", onWarning);
   source.send("a");
-  await new Promise((resolve) => setImmediate(resolve));
-  process.off("warning", onWarning);
   t.deepEqual(cluster.ring.members, ["a"]);
   t.true(log.includes("up a"));
-  t.true(warnings.some((w) => w.includes("boom")));
+  const logged = entries.filter((e) => e.level === "error");
+  t.deepEqual(
+    logged.map((e) => [e.msg, e.err?.message]),
+    [["cluster listener threw", "boom"]],
+  );
+});
+
+test("sourceState says whether the source delivers, since when on the clock, and its last error", async (t) => {
+  const { source, cluster, clock } = await started();
+  const made = clock.now();
+  t.deepEqual(cluster.sourceState, { up: false, since: made });
+  clock.advance(100);
+  source.fail(new SourceError("test", "not yet"));
+  t.deepEqual(
+    cluster.sourceState,
+    { up: false, since: made, lastError: "not yet" },
+    "never up: down since it was made",
+  );
+  clock.advance(100);
+  source.send("a");
+  t.deepEqual(cluster.sourceState, { up: true, since: made + 200 });
+  clock.advance(5000);
+  source.send("a", "b");
+  t.deepEqual(cluster.sourceState, { up: true, since: made + 200 }, "a further snapshot changes nothing");
+  clock.advance(1000);
+  source.fail(new SourceError("test", "agent gone"));
+  clock.advance(3000);
+  source.fail(new SourceError("test", "agent still gone"));
+  t.deepEqual(cluster.sourceState, { up: false, since: made + 6200, lastError: "agent still gone" });
+  t.is(cluster.sourceUp, false);
+  clock.advance(800);
+  source.send("a", "b");
+  t.deepEqual(cluster.sourceState, { up: true, since: made + 10_000 });
+  t.true(Object.isFrozen(cluster.sourceState));
+});
+
+test("the source going down is logged once with its error, and coming back once", async (t) => {
+  const { source, clock, entries } = await started();
+  source.send("a");
+  entries.length = 0;
+  source.fail(new SourceError("test", "one"));
+  source.fail(new SourceError("test", "two"));
+  clock.advance(2500);
+  source.send("a");
+  source.send("a", "b");
+  const told = entries.filter((e) => e.level === "warn" || e.level === "info");
+  t.deepEqual(
+    told.map((e) => [e.level, e.msg, e.source, e.err?.message, e.downFor]),
+    [
+      ["warn", "membership source down; keeping the last member list", "test", "one", undefined],
+      ["info", "membership source up", "test", undefined, 2500],
+    ],
+  );
 });
 
 test("unsubscribing stops the events", async (t) => {

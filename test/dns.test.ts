@@ -4,13 +4,96 @@ import test from "ava";
 import { Cluster } from "../src/cluster.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
 import { type DnsConfig, DnsSource, parseDnsConfig } from "../src/membership/dns.ts";
-import type { Member, SnapshotSink } from "../src/membership/source.ts";
+import { type DnsEvent, type DnsRules, type DnsState, firstDns, nextDns } from "../src/membership/dns-state.ts";
+import type { Member, MembershipSource, SnapshotSink } from "../src/membership/source.ts";
 import { movement } from "../src/ring/diff.ts";
 import { Ring, type RingConfig } from "../src/ring/ring.ts";
-import { Dnsmasq, type SrvRecord, until, zone } from "./helpers/dnsmasq.ts";
+import { ManualClock } from "./helpers/clock.ts";
+import { Dnsmasq, type SrvRecord, zone } from "./helpers/dnsmasq.ts";
+import { member } from "./helpers/source.ts";
+import { until } from "./helpers/until.ts";
 
-// Short intervals keep the file fast; behaviour is counted in polls, never timed.
-const fast = { interval: 50, timeout: 1000, tries: 1, scheme: "http", emptyAfter: 3 } as const;
+// ---------------------------------------------------------------------------
+// The rules, table by table.
+
+const rules: DnsRules = { interval: 5000, emptyAfter: 3 };
+const members = (...names: string[]): DnsEvent => ({ type: "answer", members: names.map((n) => member(n)) });
+const nxdomain: DnsEvent = { type: "answer", members: [], cause: Object.assign(new Error("x"), { code: "ENOTFOUND" }) };
+const refused: DnsEvent = { type: "failed", error: new Error("ECONNREFUSED") };
+const due: DnsEvent = { type: "due" };
+
+/** Runs answers (each followed by the next poll falling due) from the first lookup; one line per answer. */
+function run(answers: DnsEvent[], r: DnsRules = rules): string[] {
+  let { state } = firstDns();
+  const lines: string[] = [];
+  for (const answer of answers) {
+    const step = nextDns(state, answer, r);
+    lines.push(
+      step.actions
+        .map((a) =>
+          a.type === "snapshot"
+            ? `snapshot(${a.members.map((m) => m.name).join(",")})`
+            : a.type === "doubt"
+              ? `doubt ${a.streak}`
+              : a.type === "schedule"
+                ? `next in ${a.delay}`
+                : a.type,
+        )
+        .join(", "),
+    );
+    const next = nextDns(step.state, due, r);
+    state = next.state;
+    if (next.actions.length !== 1 || next.actions[0]?.type !== "lookup") throw new Error("a due poll must look up");
+  }
+  return lines;
+}
+
+test("rules: every answer is reported and the next lookup comes an interval after it", (t) => {
+  t.deepEqual(run([members("a", "b"), members("a"), refused, members("a")]), [
+    "snapshot(a,b), next in 5000",
+    "snapshot(a), next in 5000",
+    "down, next in 5000",
+    "snapshot(a), next in 5000",
+  ]);
+});
+
+test("rules: an empty answer after members is doubted until emptyAfter in a row", (t) => {
+  t.deepEqual(run([members("a"), nxdomain, nxdomain, nxdomain, nxdomain]), [
+    "snapshot(a), next in 5000",
+    "doubt 1, next in 5000",
+    "doubt 2, next in 5000",
+    "snapshot(), next in 5000",
+    "snapshot(), next in 5000",
+  ]);
+});
+
+test("rules: the streak starts over after an answer with members; failures neither count nor break it", (t) => {
+  t.deepEqual(run([members("a"), nxdomain, refused, nxdomain, members("a"), nxdomain]).slice(1), [
+    "doubt 1, next in 5000",
+    "down, next in 5000",
+    "doubt 2, next in 5000",
+    "snapshot(a), next in 5000",
+    "doubt 1, next in 5000",
+  ]);
+});
+
+test("rules: a name that never had records is empty at once; emptyAfter 1 believes the first empty answer", (t) => {
+  t.deepEqual(run([nxdomain]), ["snapshot(), next in 5000"]);
+  t.deepEqual(run([members("a"), nxdomain], { ...rules, emptyAfter: 1 }).at(-1), "snapshot(), next in 5000");
+});
+
+test("rules: lookups never overlap; an answer nobody asked for changes nothing", (t) => {
+  const { state } = firstDns();
+  t.deepEqual(nextDns(state, due, rules), { state, actions: [] });
+  const idle: DnsState = { ...state, looking: false };
+  t.deepEqual(nextDns(idle, members("a"), rules), { state: idle, actions: [] });
+});
+
+// ---------------------------------------------------------------------------
+// The source against a real dnsmasq, polls driven by a manual clock.
+
+const interval = 5000;
+const fast = { interval, timeout: 1000, tries: 1, scheme: "http", emptyAfter: 3 } as const;
 const srvName = `_http._tcp.web.${zone}`;
 
 /** A StatefulSet's pods web-0 … web-(n-1) behind a headless Service, as SRV records. */
@@ -20,7 +103,7 @@ function statefulSet(n: number, port = 8080): SrvRecord[] {
 
 type Report = { snapshot: Member[] } | { down: Error };
 
-/** A sink that records every report, for waiting on the next one and counting. */
+/** A sink that records every report. */
 class RecordingSink implements SnapshotSink {
   readonly reports: Report[] = [];
   snapshot(members: readonly Member[]): void {
@@ -29,17 +112,9 @@ class RecordingSink implements SnapshotSink {
   down(error: Error): void {
     this.reports.push({ down: error });
   }
-  /** Waits for a report after index `from` that `match` accepts; returns its index. */
-  async next(match: (report: Report) => boolean, from = this.reports.length): Promise<number> {
-    let found = -1;
-    await until(
-      () => {
-        found = this.reports.findIndex((r, i) => i >= from && match(r));
-        return found >= 0;
-      },
-      () => `no matching report; got ${JSON.stringify(this.reports.slice(from).map(describe))}`,
-    );
-    return found;
+  get last(): string {
+    const report = this.reports.at(-1);
+    return report === undefined ? "nothing" : describe(report);
   }
 }
 
@@ -51,10 +126,6 @@ function names(members: readonly Member[]): string[] {
   return members.map((m) => m.name).sort();
 }
 
-const isSnapshotOf =
-  (expected: string[]) =>
-  (report: Report): boolean =>
-    "snapshot" in report && JSON.stringify(names(report.snapshot)) === JSON.stringify([...expected].sort());
 const isDown = (report: Report): report is { down: Error } => "down" in report;
 
 function config(server: Dnsmasq | string, overrides: Partial<DnsConfig> & Pick<DnsConfig, "name">): DnsConfig {
@@ -66,9 +137,49 @@ function config(server: Dnsmasq | string, overrides: Partial<DnsConfig> & Pick<D
   };
 }
 
+/** Counts what a source reports to whoever started it: every lookup reports once. */
+function counted(source: MembershipSource): { source: MembershipSource; reports: () => number } {
+  let reports = 0;
+  return {
+    reports: () => reports,
+    source: {
+      kind: source.kind,
+      start: (sink) =>
+        source.start({
+          snapshot: (m) => {
+            reports++;
+            sink.snapshot(m);
+          },
+          down: (e) => {
+            reports++;
+            sink.down(e);
+          },
+        }),
+      stop: () => source.stop(),
+    },
+  };
+}
+
+/** Moves the clock to the next poll and waits for its report (real DNS, real time, 30 s deadline). */
+async function poll(clock: ManualClock, reports: () => number): Promise<void> {
+  const before = reports();
+  await clock.run(interval);
+  await until(() => reports() > before, { what: "the next poll's report" });
+}
+
+/** A DnsSource on a manual clock reporting to a RecordingSink. */
+async function polled(t: { teardown(fn: () => unknown): void }, dnsConfig: DnsConfig) {
+  const clock = new ManualClock();
+  const sink = new RecordingSink();
+  const source = new DnsSource(dnsConfig, { clock });
+  t.teardown(() => source.stop());
+  await source.start(sink);
+  return { clock, sink, source, poll: () => poll(clock, () => sink.reports.length) };
+}
+
 test("SRV targets become members named by host, with the record's port, in natural ring order", async (t) => {
   const dns = await Dnsmasq.start({ srv: statefulSet(11, 8081) });
-  const source = new DnsSource(config(dns, { name: srvName }));
+  const source = new DnsSource(config(dns, { name: srvName }), { clock: new ManualClock() });
   const cluster = new Cluster({ source, ring: { partitions: 256, replicas: 2, order: "natural" } });
   t.teardown(() => Promise.all([cluster.stop(), dns.stop()]));
   await cluster.start();
@@ -88,7 +199,8 @@ test("SRV targets become members named by host, with the record's port, in natur
 test("scaling a StatefulSet up and down moves only the optimal 1/(n+1) partitions with natural order", async (t) => {
   const ringConfig: Partial<RingConfig> = { partitions: 512, replicas: 3, placement: "jump", order: "natural" };
   const dns = await Dnsmasq.start({ srv: statefulSet(10) });
-  const source = new DnsSource(config(dns, { name: srvName }));
+  const clock = new ManualClock();
+  const { source, reports } = counted(new DnsSource(config(dns, { name: srvName }), { clock }));
   const cluster = new Cluster({ source, ring: ringConfig });
   t.teardown(() => Promise.all([cluster.stop(), dns.stop()]));
   const acquiredPrimaries: string[] = [];
@@ -102,10 +214,8 @@ test("scaling a StatefulSet up and down moves only the optimal 1/(n+1) partition
   t.is(cluster.ring.checksum, ten.checksum);
 
   await dns.setRecords({ srv: statefulSet(11) }); // web-10 joins
-  await until(
-    () => cluster.size === 11,
-    () => "web-10 never joined",
-  );
+  await poll(clock, reports);
+  t.is(cluster.size, 11);
   const eleven = Ring.build(
     statefulSet(11).map((r) => r.target),
     ringConfig,
@@ -136,24 +246,18 @@ test("scaling a StatefulSet up and down moves only the optimal 1/(n+1) partition
 
   acquiredPrimaries.length = 0;
   await dns.setRecords({ srv: statefulSet(10) }); // scale down: web-10 goes
-  await until(
-    () => cluster.size === 10,
-    () => "web-10 never left",
-  );
+  await poll(clock, reports);
+  t.is(cluster.size, 10);
   t.is(cluster.ring.checksum, ten.checksum, "scale down restores the 10-member ring exactly");
   t.is(acquiredPrimaries.length, web10Primaries, "only web-10's primaries move back");
 });
 
 test("A records become members named ip:port, with the configured port", async (t) => {
   const dns = await Dnsmasq.start({ hosts: { [`web.${zone}`]: ["127.0.0.11", "127.0.0.12"] } });
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(dns, { name: `web.${zone}`, type: "A", port: 9100 }));
-  t.teardown(() => Promise.all([source.stop(), dns.stop()]));
-  await source.start(sink);
-
-  const first = sink.reports[0];
-  t.true(first !== undefined && "snapshot" in first, "the first lookup reports before start resolves");
-  const members = (first as { snapshot: Member[] }).snapshot.sort((a, b) => a.name.localeCompare(b.name));
+  t.teardown(() => dns.stop());
+  const { sink } = await polled(t, config(dns, { name: `web.${zone}`, type: "A", port: 9100 }));
+  t.is(sink.reports.length, 1, "the first lookup reports before start resolves");
+  const members = (sink.reports[0] as { snapshot: Member[] }).snapshot.sort((a, b) => a.name.localeCompare(b.name));
   t.deepEqual(
     members.map(({ name, url, state }) => ({ name, url, state })),
     [
@@ -165,38 +269,32 @@ test("A records become members named ip:port, with the configured port", async (
 
 test("AAAA records become members named [ip]:port, with bracketed URLs", async (t) => {
   const dns = await Dnsmasq.start({ hosts: { [`web6.${zone}`]: ["fd00::1", "fd00::2"] } });
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(dns, { name: `web6.${zone}`, type: "AAAA", port: 8080, scheme: "https" }));
-  t.teardown(() => Promise.all([source.stop(), dns.stop()]));
-  await source.start(sink);
-
-  await sink.next(isSnapshotOf(["[fd00::1]:8080", "[fd00::2]:8080"]), 0);
+  t.teardown(() => dns.stop());
+  const { sink } = await polled(t, config(dns, { name: `web6.${zone}`, type: "AAAA", port: 8080, scheme: "https" }));
+  t.is(sink.last, "snapshot([fd00::1]:8080,[fd00::2]:8080)");
   const report = sink.reports[0] as { snapshot: Member[] };
   t.deepEqual(report.snapshot.map((m) => m.url).sort(), ["https://[fd00::1]:8080", "https://[fd00::2]:8080"]);
 });
 
-test("a record change shows in the first lookup made after it", async (t) => {
+test("a record change shows in the next poll, not before", async (t) => {
   const name = `web.${zone}`;
   const dns = await Dnsmasq.start({ hosts: { [name]: ["127.0.0.11"] } });
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(dns, { name, type: "A", port: 80 }));
-  t.teardown(() => Promise.all([source.stop(), dns.stop()]));
-  await source.start(sink);
-  await sink.next(isSnapshotOf(["127.0.0.11:80"]), 0);
-
+  t.teardown(() => dns.stop());
+  const { clock, sink, poll } = await polled(t, config(dns, { name, type: "A", port: 80 }));
+  t.is(sink.last, "snapshot(127.0.0.11:80)");
   await dns.setRecords({ hosts: { [name]: ["127.0.0.11", "127.0.0.13"] } }); // rewrite + SIGHUP
-  const changedAt = sink.reports.length;
-  // The first report after the change may come from a lookup already under way;
-  // polls never overlap, so the second one was asked after the change.
-  const newView = isSnapshotOf(["127.0.0.11:80", "127.0.0.13:80"]);
-  const seen = await sink.next((r) => "snapshot" in r, changedAt + 1);
-  t.true(newView(sink.reports[seen] as Report), describe(sink.reports[seen] as Report));
+  await clock.run(interval - 1);
+  t.is(sink.reports.length, 1, "no lookup before the interval is up");
+  await poll();
+  t.is(sink.last, "snapshot(127.0.0.11:80,127.0.0.13:80)");
+  t.is(sink.reports.length, 2);
 });
 
-test("an unreachable server reports down and keeps the last view, then recovers", async (t) => {
+test("an unreachable server reports down and keeps the last view, then recovers by itself", async (t) => {
   const dns = await Dnsmasq.start({ srv: statefulSet(3) });
-  const source = new DnsSource(config(dns, { name: srvName }));
-  const cluster = new Cluster({ source, ring: { order: "natural" } });
+  const clock = new ManualClock();
+  const { source, reports } = counted(new DnsSource(config(dns, { name: srvName }), { clock }));
+  const cluster = new Cluster({ source, ring: { order: "natural" }, clock });
   const sourceEvents: boolean[] = [];
   cluster.listen({ source: (up) => sourceEvents.push(up) });
   t.teardown(() => Promise.all([cluster.stop(), dns.stop()]));
@@ -205,18 +303,20 @@ test("an unreachable server reports down and keeps the last view, then recovers"
   t.is(cluster.size, 3);
 
   await dns.kill(); // nothing listens on the port: ECONNREFUSED
-  await until(
-    () => !cluster.sourceUp,
-    () => "source never reported down",
-  );
+  await poll(clock, reports);
+  t.false(cluster.sourceUp);
+  t.deepEqual(cluster.sourceState, {
+    up: false,
+    since: clock.now(),
+    lastError: `dns SRV ${srvName} via ${dns.server}: ECONNREFUSED`,
+  });
   t.is(cluster.ring.checksum, before, "the ring keeps its last good state");
-  t.is(cluster.size, 3);
+  await poll(clock, reports);
+  t.false(cluster.sourceUp, "still down; polling goes on");
 
   await dns.restart();
-  await until(
-    () => cluster.sourceUp,
-    () => "source never came back",
-  );
+  await poll(clock, reports);
+  t.true(cluster.sourceUp);
   t.is(cluster.ring.checksum, before);
   t.deepEqual(sourceEvents, [true, false, true]);
 });
@@ -227,15 +327,10 @@ test("a server that never answers times out: down reported, no snapshot", async 
   silent.on("message", () => {});
   silent.bind(0, "127.0.0.1");
   await once(silent, "listening");
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(`127.0.0.1:${silent.address().port}`, { name: srvName, timeout: 100 }));
-  t.teardown(async () => {
-    await source.stop();
-    silent.close();
-  });
-  await source.start(sink);
-  await sink.next(() => true, 1); // a second poll, too
-
+  t.teardown(() => silent.close());
+  const { sink, poll } = await polled(t, config(`127.0.0.1:${silent.address().port}`, { name: srvName, timeout: 100 }));
+  await poll();
+  t.is(sink.reports.length, 2);
   t.true(sink.reports.every(isDown));
   t.regex((sink.reports[0] as { down: Error }).down.message, /ETIMEOUT/);
   t.regex((sink.reports[0] as { down: Error }).down.message, new RegExp(srvName.replaceAll(".", "\\.")));
@@ -245,87 +340,77 @@ test("nothing listening at start: down, never an empty snapshot", async (t) => {
   const dns = await Dnsmasq.start({ srv: statefulSet(1) });
   const server = dns.server;
   await dns.stop(); // the port is now closed
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(server, { name: srvName }));
-  t.teardown(() => source.stop());
-  await source.start(sink);
-  await sink.next(() => true, 2);
+  const { sink, poll } = await polled(t, config(server, { name: srvName }));
+  await poll();
+  await poll();
+  t.is(sink.reports.length, 3);
   t.true(sink.reports.every(isDown), sink.reports.map(describe).join(" "));
   t.regex((sink.reports[0] as { down: Error }).down.message, /ECONNREFUSED/);
 });
 
-test("NXDOMAIN for a name that had records empties the view only after emptyAfter answers in a row", async (t) => {
+test("NXDOMAIN for a name that had records empties the view only on the emptyAfter-th answer in a row", async (t) => {
   const name = `web.${zone}`;
   const dns = await Dnsmasq.start({ hosts: { [name]: ["127.0.0.11"] } });
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(dns, { name, type: "A", port: 80, emptyAfter: 3 }));
-  t.teardown(() => Promise.all([source.stop(), dns.stop()]));
-  await source.start(sink);
-
+  t.teardown(() => dns.stop());
+  const { sink, poll } = await polled(t, config(dns, { name, type: "A", port: 80, emptyAfter: 3 }));
   await dns.setRecords({ hosts: {} }); // the name is gone: NXDOMAIN
-  const emptied = await sink.next(isSnapshotOf([]));
-  const sinceFirstNx = sink.reports.findIndex(
-    (r) => isDown(r) && /ENOTFOUND, 1 of 3/.test((r as { down: Error }).down.message),
-  );
-  t.true(sinceFirstNx > 0, sink.reports.map(describe).join(" "));
-  // Exactly two doubted answers (down), then the third empties the view.
-  t.deepEqual(sink.reports.slice(sinceFirstNx, emptied + 1).map(describe), [
+  const seen: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    await poll();
+    seen.push(sink.last);
+  }
+  t.deepEqual(seen, [
     `down(dns A ${name}: ENOTFOUND, 1 of 3 before the view empties)`,
     `down(dns A ${name}: ENOTFOUND, 2 of 3 before the view empties)`,
     "snapshot()",
+    "snapshot()",
   ]);
-  t.true(
-    sink.reports.slice(0, sinceFirstNx).every(isSnapshotOf(["127.0.0.11:80"])),
-    "every earlier report was the old view",
-  );
 });
 
-test("an NXDOMAIN streak shorter than emptyAfter leaves the view as it was", async (t) => {
+test("an NXDOMAIN streak shorter than emptyAfter leaves the view as it was, and starts over", async (t) => {
   const name = `web.${zone}`;
   const dns = await Dnsmasq.start({ hosts: { [name]: ["127.0.0.11"] } });
-  const sink = new RecordingSink();
-  // emptyAfter is out of reach for the test's short outage.
-  const source = new DnsSource(config(dns, { name, type: "A", port: 80, emptyAfter: 1000 }));
-  t.teardown(() => Promise.all([source.stop(), dns.stop()]));
-  await source.start(sink);
-
+  t.teardown(() => dns.stop());
+  const { sink, poll } = await polled(t, config(dns, { name, type: "A", port: 80, emptyAfter: 3 }));
   await dns.setRecords({ hosts: {} });
-  await sink.next((r) => isDown(r) && /ENOTFOUND, 2 of 1000/.test(r.down.message));
+  await poll();
+  await poll();
+  t.is(sink.last, `down(dns A ${name}: ENOTFOUND, 2 of 3 before the view empties)`);
   await dns.setRecords({ hosts: { [name]: ["127.0.0.11"] } });
-  const back = await sink.next(isSnapshotOf(["127.0.0.11:80"]));
-  t.false(sink.reports.slice(0, back).some(isSnapshotOf([])), "never reported empty");
-
-  // The streak restarted: the next outage counts from 1 again.
+  await poll();
+  t.is(sink.last, "snapshot(127.0.0.11:80)");
+  t.false(
+    sink.reports.some((r) => describe(r) === "snapshot()"),
+    "never reported empty",
+  );
   await dns.setRecords({ hosts: {} });
-  const again = await sink.next(isDown, back);
-  t.regex((sink.reports[again] as { down: Error }).down.message, /ENOTFOUND, 1 of 1000/);
+  await poll();
+  t.is(sink.last, `down(dns A ${name}: ENOTFOUND, 1 of 3 before the view empties)`);
 });
 
 test("a name that never had records is an empty membership straight away", async (t) => {
   const dns = await Dnsmasq.start({ srv: statefulSet(1) });
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(dns, { name: `_http._tcp.nothing.${zone}` }));
-  const cluster = new Cluster({ source: new DnsSource(source.config) });
-  t.teardown(() => Promise.all([cluster.stop(), source.stop(), dns.stop()]));
-  await source.start(sink);
-  t.true(isSnapshotOf([])(sink.reports[0] as Report), describe(sink.reports[0] as Report));
+  t.teardown(() => dns.stop());
+  const dnsConfig = config(dns, { name: `_http._tcp.nothing.${zone}` });
+  const { sink } = await polled(t, dnsConfig);
+  t.is(sink.last, "snapshot()");
+  const cluster = new Cluster({ source: new DnsSource(dnsConfig, { clock: new ManualClock() }) });
+  t.teardown(() => cluster.stop());
   await cluster.start();
   t.true(cluster.synced);
   t.is(cluster.size, 0);
 });
 
-test("stop ends polling: no reports afterwards", async (t) => {
+test("stop ends polling: no timer left, no reports afterwards", async (t) => {
   const dns = await Dnsmasq.start({ srv: statefulSet(2) });
   t.teardown(() => dns.stop());
-  const sink = new RecordingSink();
-  const source = new DnsSource(config(dns, { name: srvName }));
-  await source.start(sink);
-  await sink.next(() => true, 1);
+  const { clock, sink, source, poll } = await polled(t, config(dns, { name: srvName }));
+  await poll();
   await source.stop();
   await source.stop(); // idempotent
-  const count = sink.reports.length;
-  await new Promise((resolve) => setTimeout(resolve, fast.interval * 4));
-  t.is(sink.reports.length, count);
+  t.is(clock.pending, 0);
+  await clock.run(interval * 4);
+  t.is(sink.reports.length, 2);
 });
 
 test("parseDnsConfig fills defaults and reads durations", (t) => {

@@ -4,6 +4,7 @@ import { membersFromFlag, parseMembershipConfig } from "../src/membership/config
 import { FileSource } from "../src/membership/file.ts";
 import { HealthCheckedSource } from "../src/membership/health.ts";
 import { createSource } from "../src/membership/index.ts";
+import { memberUrlProblem } from "../src/membership/member-url.ts";
 import { SerfSource } from "../src/membership/serf/source.ts";
 import { StaticSource } from "../src/membership/static.ts";
 import { duration } from "../src/utils/duration.ts";
@@ -47,26 +48,53 @@ test("a serf section reads with the documented defaults", (t) => {
   t.like(serf, { rpc: "[::1]:7374", authKey: "k", tags: { ring: "^active$" }, urlTag: "addr", urlScheme: "https" });
 });
 
-test("a file section reads its path and poll interval", (t) => {
+test("a file section reads its path, poll interval and settle period", (t) => {
   t.deepEqual(parseMembershipConfig({ file: { path: "members.yaml" } }).file, {
     path: "members.yaml",
     pollInterval: 500,
+    settle: 200,
   });
-  t.deepEqual(parseMembershipConfig({ file: { path: "m", pollInterval: "250ms" } }).file, {
+  t.deepEqual(parseMembershipConfig({ file: { path: "m", pollInterval: "250ms", settle: "1s" } }).file, {
     path: "m",
     pollInterval: 250,
+    settle: 1000,
   });
+  t.throws(() => parseMembershipConfig({ file: { path: "m", settle: 5 } }), {
+    message: /^membership\.file\.settle: /,
+  });
+});
+
+test("member URLs are checked strictly wherever they are written", (t) => {
+  const bad: [string, string][] = [
+    ["ftp://h:1", "must be an http(s) URL"],
+    ["http:h", "must be an http(s) URL"],
+    ["http://h:0", "port must be 1-65535"],
+    ["http://h:65536", "port must be 1-65535"],
+    ["http://h:", "port must be 1-65535"],
+    ["http://user:pw@h:1", "must not carry credentials"],
+    ["http://user@h:1", "must not carry credentials"],
+  ];
+  for (const [url, problem] of bad) {
+    t.throws(() => parseMembershipConfig({ static: { members: [{ name: "a", url }] } }), {
+      message: `membership.static.members[0].url: ${problem}, got ${JSON.stringify(url)}`,
+    });
+    t.is(memberUrlProblem(url), problem, url);
+  }
+  for (const url of ["http://h", "https://h:8443/base", "http://[::1]:65535", "HTTP://10.0.0.5:8080"]) {
+    t.is(memberUrlProblem(url), undefined, url);
+  }
+  t.throws(() => new StaticSource([{ name: "a", url: "http://h:0" }]), { message: /^members\[0\]\.url: port/ });
 });
 
 test("bad membership settings name the dotted field and the problem", (t) => {
   const cases: [unknown, string][] = [
     [[], "membership: must be a mapping"],
-    [{}, "membership: needs exactly one source (static, file, serf, dns), got none"],
+    [{}, "membership: needs exactly one source (static, file, serf, dns, etcd), got none"],
     [
       { static: { members }, file: { path: "m" } },
-      "membership: needs exactly one source (static, file, serf, dns), got static, file",
+      "membership: needs exactly one source (static, file, serf, dns, etcd), got static, file",
     ],
-    [{ etcd: {} }, "membership.etcd: unknown membership source (one of static, file, serf, dns)"],
+    [{ consul: {} }, "membership.consul: unknown membership source (one of static, file, serf, dns, etcd)"],
     [{ static: { members: [] } }, "membership.static.members: must be a non-empty list of {name, url}"],
     [
       { static: { members: [{ name: "a", url: "x" }] } },

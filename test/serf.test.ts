@@ -7,7 +7,9 @@ import { SerfRpcClient } from "../src/membership/serf/rpc.ts";
 import { memberState, SerfSource } from "../src/membership/serf/source.ts";
 import { hostPort } from "../src/utils/fields.ts";
 import { expectedEvents, showEvent } from "./helpers/events.ts";
+import { recordingLogger } from "./helpers/logger.ts";
 import { SerfAgents } from "./helpers/serf.ts";
+import { until } from "./helpers/until.ts";
 
 const agents = new SerfAgents();
 test.after.always(() => agents.stopAll());
@@ -49,13 +51,8 @@ const expectedMoves = (before: string[], after: string[], only?: string) =>
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function until(what: string, condition: () => boolean, timeout = 25_000): Promise<void> {
-  const deadline = Date.now() + timeout;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
+/** Waits for a condition on the real agents, with the 30 s deadline of every real-program wait. */
+const waitFor = (what: string, condition: () => boolean) => until(condition, { what, interval: 5 });
 
 /** Starts agents with ring tags and an http tag each; joins them all to `hub`. */
 async function ringAgent(name: string, hub?: string, extra: Record<string, string> = {}) {
@@ -69,11 +66,9 @@ async function ringAgent(name: string, hub?: string, extra: Record<string, strin
 async function aliveSeenBy(rpc: string, count: number): Promise<void> {
   const client = await SerfRpcClient.connect({ address: rpc });
   try {
-    for (;;) {
-      const members = await client.membersFiltered({ Status: "alive" });
-      if (members.length >= count) return;
-      await sleep(20);
-    }
+    await until(async () => (await client.membersFiltered({ Status: "alive" })).length >= count, {
+      what: `${count} alive members seen by the agent at ${rpc}`,
+    });
   } finally {
     client.close();
   }
@@ -88,14 +83,8 @@ test.serial(
     for (const name of ["n1", "n2", "n3"]) await ringAgent(name, "gw");
     await aliveSeenBy(gw.rpc, 4);
 
-    const logs: string[] = [];
-    const options = {
-      rpc: gw.rpc,
-      tags: watch,
-      reconnectMin: 100,
-      reconnectMax: 400,
-      log: (l: string) => logs.push(l),
-    };
+    const { logger, entries } = recordingLogger();
+    const options = { rpc: gw.rpc, tags: watch, reconnectMin: 100, reconnectMax: 400, logger };
     const proxy = stopsAfter(t, new Cluster({ source: new SerfSource(options), ring: ringConfig }));
     const local = stopsAfter(t, new Cluster({ source: new SerfSource(options), ring: ringConfig, local: "n1" }));
     const proxyHeard = listenTo(proxy);
@@ -132,12 +121,14 @@ test.serial(
       localHeard.reset();
       const started = performance.now();
       await action();
-      await until(name, done);
+      await waitFor(name, done);
       // The actions may return after the ring moved (`serf leave` waits for the agent to exit).
       const ringAt = Math.max(proxyHeard.heard.ringAt, localHeard.heard.ringAt);
       const converged = ringAt > 0 ? ringAt : performance.now();
       const serf = lastDelivery > started ? lastDelivery - started : Number.NaN;
-      // Settle: nothing more may arrive for this step (no duplicate or late events).
+      // Settle: nothing more may arrive for this step (no duplicate or late events). A fixed wait
+      // because the events come from real Serf agents, whose clock a test cannot move; 1.5 s
+      // covers the agent's 1 s event coalescing.
       await sleep(1500);
       const split = Number.isNaN(serf)
         ? ""
@@ -183,11 +174,12 @@ test.serial(
       "the agent the proxy talks to restarts",
       async () => {
         await agents.kill("gw", "SIGTERM");
-        await until("source down", () => !proxy.sourceUp && !local.sourceUp);
+        await waitFor("source down", () => !proxy.sourceUp && !local.sourceUp);
+        const alone = () => entries.filter((e) => /knows only itself/.test(e.msg)).length;
         await agents.restart("gw");
-        // Longer than the reconnect backoff: the sources meet an agent that knows only itself,
-        // which must not be taken for a cluster where everyone else is gone.
-        await sleep(1000);
+        // Both sources meet an agent that knows only itself, which must not be taken
+        // for a cluster where everyone else is gone.
+        await waitFor("both sources to reach the lonely agent", () => alone() >= 2);
         t.false(proxy.sourceUp || local.sourceUp);
         t.deepEqual(proxy.ring.members, ["n1"]);
         joined = performance.now();
@@ -203,13 +195,13 @@ test.serial(
     );
     const line = `the restarted agent rejoins its cluster: sources resynced ${Math.round(resynced - joined)} ms after \`serf join\` was issued`;
     t.log(line);
-    t.true(logs.some((l) => /knows only itself/.test(l)));
+    t.true(entries.some((e) => e.level === "warn" && /knows only itself/.test(e.msg)));
     t.deepEqual(proxyHeard.heard.sources, ["down", "up"]);
     t.deepEqual(localHeard.heard.sources, ["down", "up"]);
     watcher = await subscribe();
 
     await step("the ring tag matches again", () => agents.tags("n4", { ring: "active" }), ["n1", "n4"], ["up n4"]);
-    t.true(logs.some((l) => /unreachable/.test(l)));
+    t.true(entries.some((e) => e.msg === "serf agent unreachable" && e.rpc === gw.rpc));
     watcher.close();
 
     await proxy.stop();
@@ -226,18 +218,18 @@ test.serial(
     await agents.join("u1", "u0");
     await agents.join("u2", "u0");
     await aliveSeenBy(hub.rpc, 3);
-    const logs: string[] = [];
-    const cluster = stopsAfter(
-      t,
-      new Cluster({ source: new SerfSource({ rpc: hub.rpc, tags: watch, log: (l) => logs.push(l) }) }),
-    );
+    const { logger, entries } = recordingLogger();
+    const cluster = stopsAfter(t, new Cluster({ source: new SerfSource({ rpc: hub.rpc, tags: watch, logger }) }));
     await cluster.start();
     t.deepEqual(cluster.ring.members, ["u1"]);
     t.is(cluster.member("u1")?.url, "https://u1.example:8443/base");
-    t.true(logs.some((l) => /serf member u2 has no usable "http" tag/.test(l)));
+    t.deepEqual(
+      entries.filter((e) => e.level === "warn").map((e) => [e.msg, e.member, e.tag, e.problem]),
+      [["serf member has no usable URL tag; left out of the ring", "u2", "http", "missing"]],
+    );
     // Giving it an address brings it in.
     await agents.tags("u2", { http: "127.0.0.1:9" });
-    await until("u2 in the ring", () => cluster.has("u2"));
+    await waitFor("u2 in the ring", () => cluster.has("u2"));
     t.is(cluster.member("u2")?.url, "http://127.0.0.1:9");
     await cluster.stop();
     await Promise.all(["u0", "u1", "u2"].map((n) => agents.kill(n)));
@@ -251,7 +243,7 @@ test.serial("an agent with an RPC auth key needs it; a wrong key keeps the sourc
   const wrong = stopsAfter(
     t,
     new Cluster({
-      source: new SerfSource({ rpc: agent.rpc, authKey: "nope", reconnectMin: 50, log: () => {} }),
+      source: new SerfSource({ rpc: agent.rpc, authKey: "nope", reconnectMin: 50 }),
     }),
   );
   const errors: string[] = [];
@@ -260,17 +252,14 @@ test.serial("an agent with an RPC auth key needs it; a wrong key keeps the sourc
   t.false(wrong.synced);
   t.regex(errors[0] ?? "", /Invalid authentication token/);
   await wrong.stop();
-  const noKey = stopsAfter(t, new Cluster({ source: new SerfSource({ rpc: agent.rpc, log: () => {} }) }));
+  const noKey = stopsAfter(t, new Cluster({ source: new SerfSource({ rpc: agent.rpc }) }));
   const noKeyErrors: string[] = [];
   noKey.listen({ sourceError: (e) => noKeyErrors.push(e.message) });
   await noKey.start();
   t.false(noKey.synced);
   t.regex(noKeyErrors[0] ?? "", /Authentication required/);
   await noKey.stop();
-  const right = stopsAfter(
-    t,
-    new Cluster({ source: new SerfSource({ rpc: agent.rpc, authKey: "s3cret", log: () => {} }) }),
-  );
+  const right = stopsAfter(t, new Cluster({ source: new SerfSource({ rpc: agent.rpc, authKey: "s3cret" }) }));
   await right.start();
   t.deepEqual(right.ring.members, ["k1"]);
   await right.stop();
@@ -284,14 +273,14 @@ test.serial("an agent that is not there yet: unsynced and down, then synced once
   const cluster = stopsAfter(
     t,
     new Cluster({
-      source: new SerfSource({ rpc: `127.0.0.1:${rpcPort}`, reconnectMin: 50, reconnectMax: 100, log: () => {} }),
+      source: new SerfSource({ rpc: `127.0.0.1:${rpcPort}`, reconnectMin: 50, reconnectMax: 100 }),
     }),
   );
   await cluster.start();
   t.false(cluster.synced);
   t.false(cluster.sourceUp);
   await agents.start("late", { tags: { http: "127.0.0.1:2" } }, { bindPort, rpcPort });
-  await until("synced", () => cluster.synced);
+  await waitFor("synced", () => cluster.synced);
   t.deepEqual(cluster.ring.members, ["late"]);
   await cluster.stop();
   await agents.kill("late");

@@ -1,68 +1,264 @@
 /**
- * Cluster events as Server-Sent Events (`GET /events`): memberUp,
- * memberDown, acquire, release and ring, each `event: NAME` with a JSON
- * `data:` line, in the order the cluster emits them.
+ * Cluster events as Server-Sent Events (`GET /events`). Every event carries
+ * an `id:`; a client that reconnects with `Last-Event-ID` gets what it missed
+ * from a bounded history, or a `reset` event when that is gone. By default a
+ * stream carries memberUp, memberDown, ring (one summary a change) and
+ * source; acquire and release (one a moved slot) only when `types=` asks.
+ *
+ * Clients are fed from the shared history at their own pace: a client that
+ * stops reading keeps only a cursor, and is dropped once the history moves
+ * past it, so memory stays bounded whatever the clients do.
  */
-import type { ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Cluster } from "../cluster.ts";
+import { comparePlan } from "../commands/plan.ts";
 import type { Member } from "../membership/source.ts";
+import type { Ring } from "../ring/ring.ts";
+import { type Clock, systemClock } from "../utils/clock.ts";
+import { type Logger, silentLogger } from "../utils/logger.ts";
+
+export const eventTypes = ["memberUp", "memberDown", "ring", "source", "acquire", "release"] as const;
+export type EventType = (typeof eventTypes)[number];
+const defaultTypes: readonly EventType[] = ["memberUp", "memberDown", "ring", "source"];
+const partitionTypes: ReadonlySet<EventType> = new Set(["acquire", "release"]);
+
+export interface EventStreamOptions {
+  clock?: Clock;
+  logger?: Logger;
+  /** Milliseconds between keep-alive comments (default 15 s). */
+  heartbeatMs?: number;
+  /**
+   * Bytes of recent event frames kept for resuming and for clients that lag
+   * (default 32 MiB: one join at P = 65536 is about 20 MB of acquire/release).
+   */
+  historyBytes?: number;
+}
+
+/** A `types=` value that names no event. */
+export class EventTypeError extends Error {}
+
+/** Parses `types=a,b`; undefined gives the default set. */
+export function parseTypes(value: string | null | undefined): Set<EventType> {
+  if (value === null || value === undefined || value.trim() === "") return new Set(defaultTypes);
+  const types = new Set<EventType>();
+  for (const name of value.split(",").map((t) => t.trim())) {
+    if (!(eventTypes as readonly string[]).includes(name)) {
+      throw new EventTypeError(`unknown event type "${name}"; known: ${eventTypes.join(", ")}`);
+    }
+    types.add(name as EventType);
+  }
+  return types;
+}
 
 function memberJson(member: Member) {
   return { name: member.name, url: member.url, state: member.state, tags: member.tags };
 }
 
-export class EventStream {
-  readonly #clients = new Set<ServerResponse>();
-  readonly #unsubscribe: () => void;
-  readonly #heartbeat: NodeJS.Timeout;
+/** The `ring` event: what changed, in the plan's terms (× optimum = moved / optimal primaries). */
+export function ringSummary(ring: Ring, previous: Ring) {
+  const added = ring.members.filter((m) => !previous.has(m));
+  const removed = previous.members.filter((m) => !ring.has(m));
+  const comparable = ring.config.partitions === previous.config.partitions;
+  const plan = comparable ? comparePlan(previous, ring, added, removed) : undefined;
+  return {
+    checksum: ring.checksum,
+    previousChecksum: previous.checksum,
+    size: ring.size,
+    added,
+    removed,
+    config: ring.config,
+    moved: plan === undefined ? null : { primaries: plan.moved_primaries, replicaSlots: plan.moved_replica_slots },
+    optimalPrimaries: plan?.optimal_primaries ?? null,
+    timesOptimum:
+      plan === undefined || plan.optimal_primaries === 0
+        ? null
+        : Math.round((100 * plan.moved_primaries) / plan.optimal_primaries) / 100,
+  };
+}
 
-  constructor(cluster: Cluster, heartbeatMs = 15_000) {
+interface Entry {
+  seq: number;
+  type: EventType;
+  frame: string;
+}
+
+interface Client {
+  res: ServerResponse;
+  types: ReadonlySet<EventType>;
+  /** Sequence number of the next history entry to consider. */
+  next: number;
+  /** Waiting for 'drain': the socket's buffer is full. */
+  blocked: boolean;
+}
+
+export class EventStream {
+  readonly #clients = new Set<Client>();
+  readonly #unsubscribe: () => void;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #heartbeatMs: number;
+  readonly #historyBytes: number;
+  /** Distinguishes this process's ids from a previous one's, so a resume across a restart resets. */
+  readonly #epoch: string;
+  #cancelHeartbeat: () => void = () => {};
+  #history: Entry[] = [];
+  #start = 0;
+  #bytes = 0;
+  #nextSeq = 1;
+  /** Clients that want acquire/release; those are recorded only while there is one. */
+  #partitionClients = 0;
+  /** First sequence number from which acquire/release are complete in the history. */
+  #partitionsSince = 1;
+  #closed = false;
+
+  constructor(cluster: Cluster, options: EventStreamOptions = {}) {
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
+    this.#heartbeatMs = options.heartbeatMs ?? 15_000;
+    this.#historyBytes = options.historyBytes ?? 32 * 1024 * 1024;
+    this.#epoch = this.#clock.now().toString(36);
     this.#unsubscribe = cluster.listen({
-      memberUp: (member) => this.#send("memberUp", memberJson(member)),
-      memberDown: (member) => this.#send("memberDown", memberJson(member)),
-      acquire: (event) => this.#send("acquire", event),
-      release: (event) => this.#send("release", event),
-      ring: (ring, previous) =>
-        this.#send("ring", {
-          checksum: ring.checksum,
-          previousChecksum: previous.checksum,
-          members: ring.members,
-          config: ring.config,
-        }),
+      memberUp: (member) => this.#append("memberUp", memberJson(member)),
+      memberDown: (member) => this.#append("memberDown", memberJson(member)),
+      acquire: (event) => {
+        if (this.#partitionClients > 0) this.#append("acquire", event);
+      },
+      release: (event) => {
+        if (this.#partitionClients > 0) this.#append("release", event);
+      },
+      ring: (ring, previous) => this.#append("ring", ringSummary(ring, previous)),
+      source: (up, error) =>
+        this.#append("source", { up, since: new Date(this.#clock.now()).toISOString(), error: error?.message ?? null }),
     });
-    // A comment now and then keeps idle proxies and load balancers from closing the stream.
-    this.#heartbeat = setInterval(() => {
-      for (const client of this.#clients) client.write(": keep-alive\n\n");
-    }, heartbeatMs).unref();
+    this.#scheduleHeartbeat();
   }
 
+  /** Connected clients. */
   get size(): number {
     return this.#clients.size;
   }
 
-  /** Turns `res` into an event stream until the client goes away. */
-  subscribe(res: ServerResponse): void {
+  /** Bytes of event frames held for resuming and lagging clients. */
+  get historyBytes(): number {
+    return this.#bytes;
+  }
+
+  /**
+   * Turns `res` into an event stream of `types` until the client goes away.
+   * With `lastEventId` (the Last-Event-ID header), first replays what the
+   * client missed, or sends `reset` when the history no longer has it.
+   */
+  subscribe(req: IncomingMessage, res: ServerResponse, types: ReadonlySet<EventType>): void {
     res.writeHead(200, {
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-store",
       connection: "keep-alive",
     });
-    res.write(": connected\n\n");
-    this.#clients.add(res);
-    res.once("close", () => this.#clients.delete(res));
-  }
-
-  #send(event: string, data: unknown): void {
-    if (this.#clients.size === 0) return;
-    const frame = `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-    for (const client of this.#clients) client.write(frame);
+    res.write(": connected\nretry: 2000\n\n");
+    const wantsPartitions = [...types].some((t) => partitionTypes.has(t));
+    if (wantsPartitions && this.#partitionClients++ === 0) this.#partitionsSince = this.#nextSeq;
+    const client: Client = { res, types, next: this.#nextSeq, blocked: false };
+    const lastEventId = req.headers["last-event-id"];
+    if (typeof lastEventId === "string" && lastEventId !== "") {
+      const resumeFrom = this.#resumePoint(lastEventId, wantsPartitions);
+      if (resumeFrom === undefined) {
+        res.write(`event: reset\ndata: ${JSON.stringify({ reason: "history_lost", lastEventId })}\n\n`);
+      } else {
+        client.next = resumeFrom;
+      }
+    }
+    this.#clients.add(client);
+    res.once("close", () => this.#remove(client));
+    this.#pump(client);
   }
 
   /** Ends every stream and stops following the cluster. */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     this.#unsubscribe();
-    clearInterval(this.#heartbeat);
-    for (const client of this.#clients) client.end();
+    this.#cancelHeartbeat();
+    for (const client of this.#clients) client.res.end();
     this.#clients.clear();
+    this.#history = [];
+    this.#bytes = 0;
+  }
+
+  /** The sequence number to resume after `id`, or undefined when that is not in the history. */
+  #resumePoint(id: string, wantsPartitions: boolean): number | undefined {
+    const [epoch, seqText] = id.split(".");
+    const seq = Number(seqText);
+    if (epoch !== this.#epoch || !Number.isSafeInteger(seq) || seq < 0 || seq >= this.#nextSeq) return undefined;
+    const oldest = this.#history[this.#start]?.seq ?? this.#nextSeq;
+    if (seq + 1 < oldest) return undefined;
+    // This client's subscription (just counted) may be what turned recording on.
+    if (wantsPartitions && seq + 1 < this.#partitionsSince) return undefined;
+    return seq + 1;
+  }
+
+  #append(type: EventType, data: unknown): void {
+    if (this.#closed) return;
+    const seq = this.#nextSeq++;
+    const frame = `id: ${this.#epoch}.${seq}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
+    this.#history.push({ seq, type, frame });
+    this.#bytes += frame.length;
+    while (this.#bytes > this.#historyBytes && this.#history.length - this.#start > 1) this.#evict();
+    for (const client of this.#clients) if (!client.blocked) this.#pump(client);
+  }
+
+  #evict(): void {
+    const entry = this.#history[this.#start] as Entry;
+    this.#history[this.#start] = undefined as unknown as Entry;
+    this.#start++;
+    this.#bytes -= entry.frame.length;
+    if (this.#start > 1024 && this.#start * 2 > this.#history.length) {
+      this.#history = this.#history.slice(this.#start);
+      this.#start = 0;
+    }
+    for (const client of this.#clients) {
+      if (client.next > entry.seq) continue;
+      if (client.types.has(entry.type)) {
+        this.#logger.warn(
+          { client: client.res.socket?.remoteAddress, buffered: client.res.writableLength },
+          "dropped an event stream client that fell behind the history",
+        );
+        this.#remove(client);
+        client.res.destroy();
+      } else {
+        client.next = entry.seq + 1;
+      }
+    }
+  }
+
+  /** Writes the client's next wanted entries until its socket pushes back. */
+  #pump(client: Client): void {
+    const last = this.#nextSeq - 1;
+    const first = this.#history[this.#start]?.seq ?? this.#nextSeq;
+    while (client.next <= last) {
+      const entry = this.#history[this.#start + (client.next - first)] as Entry;
+      client.next++;
+      if (!client.types.has(entry.type)) continue;
+      if (!client.res.write(entry.frame)) {
+        client.blocked = true;
+        client.res.once("drain", () => {
+          client.blocked = false;
+          if (this.#clients.has(client)) this.#pump(client);
+        });
+        return;
+      }
+    }
+  }
+
+  #remove(client: Client): void {
+    if (!this.#clients.delete(client)) return;
+    if ([...client.types].some((t) => partitionTypes.has(t))) this.#partitionClients--;
+  }
+
+  // A comment now and then keeps idle proxies and load balancers from closing the stream.
+  #scheduleHeartbeat(): void {
+    this.#cancelHeartbeat = this.#clock.setTimer(() => {
+      for (const client of this.#clients) if (!client.blocked) client.res.write(": keep-alive\n\n");
+      if (!this.#closed) this.#scheduleHeartbeat();
+    }, this.#heartbeatMs);
   }
 }

@@ -1,9 +1,11 @@
 /**
  * Prometheus metrics (prom-client), prefix `ringroute_`. Labels stay
  * low-cardinality: member names, status codes, methods, reasons; never a key
- * or a path. Label sets of members that leave the ring are deleted, so a
- * churning cluster does not grow the scrape forever.
+ * or a path. Counters of members that left are kept (a counter that vanishes
+ * reads as a reset and loses the counts); gauges show current members only.
+ * The whole output passes `promtool check metrics`.
  */
+import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
 import type { ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
@@ -48,8 +50,11 @@ class RequestStats {
     stats.count++;
   }
 
-  forget(member: string): void {
-    this.#members.delete(member);
+  /** Responses each member served so far. */
+  totals(): Map<string, number> {
+    const totals = new Map<string, number>();
+    for (const [member, stats] of this.#members) totals.set(member, stats.count);
+    return totals;
   }
 
   requestsMetric() {
@@ -90,6 +95,27 @@ class RequestStats {
   }
 }
 
+/**
+ * prom-client's default gauges named like counters (promtool: non-counter
+ * metrics should not have "_total" suffix). Each is the sum of the labelled
+ * gauge without the suffix (`sum(nodejs_active_handles)`), so they are dropped.
+ */
+const misnamedDefaults = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
+
+/** The package's version, for ringroute_build_info; read from package.json next to src/ and dist/. */
+function packageVersion(): string {
+  try {
+    const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+    return String((JSON.parse(text) as { version?: unknown }).version ?? "unknown");
+  } catch {
+    return "unknown";
+  }
+}
+
 /** Methods Node's parser accepts that are worth a label of their own; anything else is OTHER. */
 const methods = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]);
 
@@ -110,14 +136,19 @@ export class Metrics implements ProxyObserver {
   readonly #failovers: Counter;
   readonly #ejections: Counter<"member">;
   readonly #requestStats = new RequestStats();
-  readonly #reasons = new Map<string, Set<UpstreamFailure>>();
+  /** Failed tries per member, for the ring page. */
+  readonly #errors = new Map<string, number>();
+  #inFlight = 0;
   readonly #unsubscribe: () => void;
 
   constructor(cluster: Cluster, options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
     this.registry = registry;
     this.ejected = options.ejected ?? (() => []);
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: registry });
+      for (const name of misnamedDefaults) registry.removeSingleMetric(name);
+    }
     const registers = [registry];
 
     // Counted in plain numbers on the hot path and turned into samples when scraped:
@@ -143,6 +174,34 @@ export class Metrics implements ProxyObserver {
     });
 
     const metrics = this;
+    new Gauge({
+      name: "ringroute_build_info",
+      help: "Always 1; the version label is ringroute's.",
+      labelNames: ["version"],
+      registers,
+    }).set({ version: packageVersion() }, 1);
+    new Gauge({
+      name: "ringroute_requests_in_flight",
+      help: "Client requests received and not yet answered.",
+      registers,
+      collect() {
+        this.set(metrics.#inFlight);
+      },
+    });
+    new Gauge({
+      name: "ringroute_member_up",
+      help: "1 for each member in the ring the proxy routes to; 0 for a member the source reports down or the proxy ejected.",
+      labelNames: ["member"],
+      registers,
+      collect() {
+        this.reset();
+        const ejected = new Set(metrics.ejected());
+        for (const member of cluster.knownMembers()) {
+          const up = member.state === "alive" && cluster.routing.has(member.name) && !ejected.has(member.name);
+          this.set({ member: member.name }, up ? 1 : 0);
+        }
+      },
+    });
     new Gauge({
       name: "ringroute_members",
       help: "Members the membership source reports, by state (alive, failed, left), and alive members ejected by the proxy (ejected).",
@@ -176,8 +235,8 @@ export class Metrics implements ProxyObserver {
       registers,
       collect() {
         this.reset();
-        const { placement, hash } = cluster.ring.config;
-        this.set({ checksum: cluster.ring.checksum, placement, hash }, 1);
+        const { checksum, placementName, config } = cluster.ring;
+        this.set({ checksum, placement: placementName, hash: config.hash }, 1);
       },
     });
     new Gauge({
@@ -215,7 +274,6 @@ export class Metrics implements ProxyObserver {
       },
       // Every failure counts, not just the one that took the source down.
       sourceError: () => sourceErrors.inc({ source: cluster.sourceKind }),
-      memberDown: (member) => this.#forget(member.name),
     });
   }
 
@@ -223,13 +281,16 @@ export class Metrics implements ProxyObserver {
     this.#requestStats.record(member, methods.has(method) ? method : "OTHER", status, seconds);
   }
 
+  requestStarted(): void {
+    this.#inFlight++;
+  }
+
+  requestEnded(): void {
+    if (this.#inFlight > 0) this.#inFlight--;
+  }
+
   upstreamError(member: string, reason: UpstreamFailure): void {
-    let reasons = this.#reasons.get(member);
-    if (reasons === undefined) {
-      reasons = new Set();
-      this.#reasons.set(member, reasons);
-    }
-    reasons.add(reason);
+    this.#errors.set(member, (this.#errors.get(member) ?? 0) + 1);
     this.#upstreamErrors.inc({ member, reason });
   }
 
@@ -241,6 +302,16 @@ export class Metrics implements ProxyObserver {
     this.#ejections.inc({ member });
   }
 
+  /** Responses served and failed tries per member so far, for the ring page's rates. */
+  memberTotals(): Map<string, { requests: number; errors: number }> {
+    const totals = new Map<string, { requests: number; errors: number }>();
+    for (const [member, requests] of this.#requestStats.totals()) totals.set(member, { requests, errors: 0 });
+    for (const [member, errors] of this.#errors) {
+      totals.set(member, { requests: totals.get(member)?.requests ?? 0, errors });
+    }
+    return totals;
+  }
+
   /** The Prometheus text exposition. */
   text(): Promise<string> {
     return this.registry.metrics();
@@ -249,13 +320,5 @@ export class Metrics implements ProxyObserver {
   /** Stops following the cluster. */
   close(): void {
     this.#unsubscribe();
-  }
-
-  /** Deletes every label set of a member that left the ring. */
-  #forget(member: string): void {
-    this.#requestStats.forget(member);
-    for (const reason of this.#reasons.get(member) ?? []) this.#upstreamErrors.remove({ member, reason });
-    this.#reasons.delete(member);
-    this.#ejections.remove({ member });
   }
 }

@@ -1,57 +1,73 @@
 /**
  * The admin server, on its own port (loopback by default) so traffic never
- * reaches it: /metrics, /healthz, /readyz, /ring and /events.
+ * reaches it: the ring page (/), /metrics, /healthz, /readyz, /ring,
+ * /events and /plan.
  */
 
+import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Cluster } from "../cluster.ts";
+import { comparePlan, ringAfter } from "../commands/plan.ts";
+import { memberList } from "../commands/ring-flags.ts";
+import { ConfigError } from "../errors/config-error.ts";
+import { diff } from "../ring/diff.ts";
+import type { Clock } from "../utils/clock.ts";
 import { listen } from "../utils/listen.ts";
-import { EventStream } from "./events.ts";
+import { type Logger, silentLogger } from "../utils/logger.ts";
+import { EventStream, EventTypeError, parseTypes } from "./events.ts";
 import type { Metrics } from "./metrics.ts";
+import { Readiness } from "./readiness.ts";
+import { parseTableForm, ringJson, TableFormError } from "./ring-view.ts";
+
+export { ringJson } from "./ring-view.ts";
 
 export interface AdminOptions {
   cluster: Cluster;
   metrics: Metrics;
   /** Members the proxy is skipping right now (shown in /ring). */
   ejected?: () => string[];
+  /** Whether a down membership source makes /readyz 503 (config `readiness.sourceDown`; default "ready"). */
+  readiness?: { sourceDown: "ready" | "unready" };
+  clock?: Clock;
+  logger?: Logger;
+  /** Event stream settings (history size, heartbeat). */
+  events?: { heartbeatMs?: number; historyBytes?: number };
 }
 
 export interface AdminServer {
   readonly server: Server;
+  readonly readiness: Readiness;
+  readonly events: EventStream;
   listen(port: number, host?: string): Promise<AddressInfo>;
+  /** Shutdown has begun: /readyz answers 503 from now on, while everything else keeps answering. */
+  draining(): void;
   close(): Promise<void>;
 }
 
-/** What GET /ring answers. */
-export function ringJson(cluster: Cluster, ejected: readonly string[]) {
-  const ring = cluster.ring;
-  const skipped = new Set(ejected);
-  const table: (readonly string[])[] = [];
-  for (let p = 0; p < ring.config.partitions; p++) table.push(ring.ownersOfPartition(p));
-  return {
-    config: ring.config,
-    checksum: ring.checksum,
-    synced: cluster.synced,
-    source: { kind: cluster.sourceKind, up: cluster.sourceUp },
-    members: cluster.knownMembers().map((m) => ({
-      name: m.name,
-      url: m.url,
-      state: m.state,
-      tags: m.tags,
-      inRing: ring.has(m.name),
-      ejected: skipped.has(m.name),
-      /** Partitions held at each rank, primary first. */
-      partitions: ring.loads.get(m.name) ?? [],
-    })),
-    table,
-  };
-}
+/**
+ * The ring page's files, shipped as they are (no build step) in
+ * src/admin/page/. The same relative path finds them from src/admin (tsx)
+ * and from dist/admin (after the build), as package.json's `files` ships src/admin/page.
+ */
+const pageDir = new URL("../../src/admin/page/", import.meta.url);
+const pageFiles: Record<string, { file: string; type: string }> = {
+  "/": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/page.js": { file: "page.js", type: "text/javascript; charset=utf-8" },
+  "/page.css": { file: "page.css", type: "text/css; charset=utf-8" },
+};
 
 export function createAdminServer(options: AdminOptions): AdminServer {
   const { cluster, metrics } = options;
+  const logger = options.logger ?? silentLogger;
   const ejected = options.ejected ?? (() => []);
-  const events = new EventStream(cluster);
+  const events = new EventStream(cluster, { clock: options.clock, logger, ...options.events });
+  const readiness = new Readiness(cluster, {
+    sourceDown: options.readiness?.sourceDown,
+    clock: options.clock,
+    logger,
+  });
+  const pages = new Map<string, Promise<Buffer>>();
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -59,10 +75,59 @@ export function createAdminServer(options: AdminOptions): AdminServer {
     res.end(text);
   };
 
+  function plan(url: URL, res: ServerResponse): void {
+    const names = (param: string) => memberList(url.searchParams.getAll(param).join(","));
+    const added = names("add");
+    const removed = names("remove");
+    const before = cluster.ring;
+    try {
+      for (const [field, list] of [
+        ["add", added],
+        ["remove", removed],
+      ] as const) {
+        if (list.includes("")) throw new ConfigError(field, "empty member name");
+        if (new Set(list).size !== list.length) throw new ConfigError(field, "a member is named twice");
+      }
+      const after = ringAfter(before, added, removed);
+      const moved = diff(before, after)
+        .filter((e) => e.type === "acquire" && e.replica === 0)
+        .map((e) => e.partition);
+      json(res, 200, {
+        ...comparePlan(before, after, added, removed),
+        checksum: before.checksum,
+        afterChecksum: after.checksum,
+        /** Partitions whose primary would change. */
+        movedPartitions: moved,
+      });
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      const field = error.field.replace(/^--/, "");
+      json(res, 400, { error: "bad_request", field, message: error.message });
+    }
+  }
+
+  async function page(res: ServerResponse, path: string, head: boolean): Promise<void> {
+    const entry = pageFiles[path] as { file: string; type: string };
+    let body = pages.get(entry.file);
+    if (body === undefined) {
+      body = readFile(new URL(entry.file, pageDir));
+      pages.set(entry.file, body);
+      body.catch(() => pages.delete(entry.file));
+    }
+    const bytes = await body;
+    res.writeHead(200, { "content-type": entry.type, "content-length": bytes.length, "cache-control": "no-cache" });
+    res.end(head ? undefined : bytes);
+  }
+
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const path = (req.url ?? "/").split("?")[0];
+    const url = new URL(req.url ?? "/", "http://admin");
+    const path = url.pathname;
     if (req.method !== "GET" && req.method !== "HEAD") {
       json(res, 405, { error: "method_not_allowed", message: "the admin server answers GET only" });
+      return;
+    }
+    if (Object.hasOwn(pageFiles, path)) {
+      await page(res, path, req.method === "HEAD");
       return;
     }
     switch (path) {
@@ -76,30 +141,62 @@ export function createAdminServer(options: AdminOptions): AdminServer {
         json(res, 200, { status: "ok" });
         return;
       case "/readyz": {
-        const ready = cluster.synced && cluster.size > 0;
-        json(res, ready ? 200 : 503, { ready, synced: cluster.synced, members: cluster.size });
+        const report = readiness.report();
+        json(res, report.ready ? 200 : 503, report);
         return;
       }
-      case "/ring":
-        json(res, 200, ringJson(cluster, ejected()));
+      case "/ring": {
+        let table: ReturnType<typeof parseTableForm>;
+        try {
+          table = parseTableForm(url.searchParams.get("table"));
+        } catch (error) {
+          if (!(error instanceof TableFormError)) throw error;
+          json(res, 400, { error: "bad_request", field: "table", message: error.message });
+          return;
+        }
+        json(res, 200, ringJson(cluster, { ejected: ejected(), totals: metrics.memberTotals(), table }));
         return;
-      case "/events":
-        events.subscribe(res);
+      }
+      case "/plan":
+        plan(url, res);
         return;
+      case "/events": {
+        let types: ReturnType<typeof parseTypes>;
+        try {
+          types = parseTypes(url.searchParams.get("types"));
+        } catch (error) {
+          if (!(error instanceof EventTypeError)) throw error;
+          json(res, 400, { error: "bad_request", field: "types", message: error.message });
+          return;
+        }
+        events.subscribe(req, res, types);
+        return;
+      }
       default:
-        json(res, 404, { error: "not_found", message: "try /metrics, /healthz, /readyz, /ring or /events" });
+        json(res, 404, {
+          error: "not_found",
+          message: "try /, /metrics, /healthz, /readyz, /ring, /events or /plan",
+        });
     }
   }
 
   const server = createServer((req, res) => {
-    handle(req, res).catch((error) => json(res, 500, { error: "internal_error", message: String(error) }));
+    handle(req, res).catch((error) => {
+      logger.error({ err: error, path: req.url }, "admin request failed");
+      if (res.headersSent) res.destroy();
+      else json(res, 500, { error: "internal_error", message: "see the log" });
+    });
   });
 
   return {
     server,
+    readiness,
+    events,
     listen: (port: number, host?: string) => listen(server, port, host),
+    draining: () => readiness.shutdown(),
     close(): Promise<void> {
       events.close();
+      readiness.close();
       return new Promise((resolve) => {
         if (!server.listening) {
           resolve();

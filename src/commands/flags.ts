@@ -52,6 +52,21 @@ export const ringFlags: readonly Flag[] = [
     help: "partitions onto members",
   },
   { name: "order", value: "lexical|natural", env: "RINGROUTE_ORDER", field: "ring.order", help: "member sort order" },
+  {
+    name: "balance-factor",
+    value: "F|auto",
+    env: "RINGROUTE_BALANCE_FACTOR",
+    field: "ring.balanceFactor",
+    help: "balanced: most partitions a member holds, × the mean",
+  },
+  { name: "vnodes", value: "N", env: "RINGROUTE_VNODES", field: "ring.vnodes", help: "vnodes: points per member" },
+  {
+    name: "compat",
+    value: "libring",
+    env: "RINGROUTE_COMPAT",
+    field: "ring.compat",
+    help: "libring's code's choices (fnv1a64, jump, lexical)",
+  },
 ];
 
 /** Flags of `serve` and `check`; each sets one config field (flags win over variables, which win over the file). */

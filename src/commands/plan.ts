@@ -31,6 +31,9 @@ export interface Plan {
   partitions: number;
   replicas: number;
   placement: string;
+  /** `balanced`: the balance factor and the most primaries a member may hold before and after (null for other placements). */
+  balance_factor: number | "auto" | null;
+  cap: { before: number; after: number } | null;
   order: string;
   added: string[];
   removed: string[];
@@ -44,6 +47,11 @@ export interface Plan {
 
 /** Compares `before` with the ring it becomes after adding and removing members. */
 export function planChange(before: Ring, added: string[], removed: string[]): Plan {
+  return comparePlan(before, ringAfter(before, added, removed), added, removed);
+}
+
+/** The ring `before` becomes after adding and removing members; throws ConfigError naming --add or --remove. */
+export function ringAfter(before: Ring, added: readonly string[], removed: readonly string[]): Ring {
   for (const name of added) {
     if (before.has(name)) throw new ConfigError("--add", `"${name}" is already a member`);
   }
@@ -53,25 +61,38 @@ export function planChange(before: Ring, added: string[], removed: string[]): Pl
   const gone = new Set(removed);
   const after = before.withMembers([...before.members.filter((m) => !gone.has(m)), ...added]);
   if (after.size === 0) throw new ConfigError("--remove", "would leave no members");
+  return after;
+}
 
+/**
+ * The plan's numbers for two rings of the same config, `added` and `removed`
+ * being the members that differ: what `plan` prints, what the admin server's
+ * /plan answers and what its ring change events report.
+ */
+export function comparePlan(before: Ring, after: Ring, added: readonly string[], removed: readonly string[]): Plan {
   const primaries = (ring: Ring, member: string) => ring.loads.get(member)?.[0] ?? 0;
   const members: Plan["members"] = {};
   for (const member of new Set([...before.members, ...after.members].sort())) {
     members[member] = { before: primaries(before, member), after: primaries(after, member) };
   }
-  const { partitions, replicas, placement, order } = before.config;
+  const { partitions, replicas, order } = before.config;
+  const placement = before.placementName;
+  const balanced = before.cap !== undefined && after.cap !== undefined;
   const heldByRemoved = removed.reduce((sum, m) => sum + primaries(before, m), 0);
   const moved = movement(before, after);
   return {
     partitions,
     replicas,
     placement,
+    balance_factor: balanced ? before.config.balanceFactor : null,
+    cap: balanced ? { before: before.cap as number, after: after.cap as number } : null,
     order,
-    added,
-    removed,
+    added: [...added],
+    removed: [...removed],
     moved_primaries: moved.primaries,
     moved_replica_slots: moved.replicaSlots,
-    optimal_primaries: Math.max(heldByRemoved, Math.ceil((partitions * added.length) / after.size)),
+    optimal_primaries:
+      after.size === 0 ? heldByRemoved : Math.max(heldByRemoved, Math.ceil((partitions * added.length) / after.size)),
     members,
   };
 }
@@ -82,6 +103,11 @@ function formatPlan(plan: Plan): string {
     plan.optimal_primaries === 0 ? "" : ` (${(plan.moved_primaries / plan.optimal_primaries).toFixed(2)}× the optimum)`;
   const lines = [
     `${plan.partitions} partitions, ${plan.replicas} replicas, placement ${plan.placement}, order ${plan.order}`,
+    ...(plan.cap === null
+      ? []
+      : [
+          `balance factor ${plan.balance_factor}: at most ${plan.cap.before} primaries a member before, ${plan.cap.after} after`,
+        ]),
     `add: ${plan.added.join(", ") || "-"}   remove: ${plan.removed.join(", ") || "-"}`,
     `moved primaries:     ${plan.moved_primaries} (${percent(plan.moved_primaries)})${ratio}`,
     `optimal primaries:   ${plan.optimal_primaries} (${percent(plan.optimal_primaries)})`,

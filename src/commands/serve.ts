@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { pino } from "pino";
 import { Metrics } from "../admin/metrics.ts";
 import { createAdminServer } from "../admin/server.ts";
 import { Cluster } from "../cluster.ts";
@@ -31,11 +32,21 @@ export async function startServing(config: Config, log: (line: string) => void =
       `no membership configured: started ${demo.length} demo backends (${demo.map((d) => `${d.name} ${d.url}`).join(", ")})`,
     );
   }
-  const cluster = new Cluster({ source: createSource(membership, { log }), ring: config.ring });
+  // Membership and cluster entries as serve's lines, until serve creates its pino logger.
+  const logger = pino(
+    { base: undefined, timestamp: false },
+    {
+      write(line: string) {
+        const { level: _, msg, ...fields } = JSON.parse(line);
+        log(Object.keys(fields).length === 0 ? msg : `${msg} ${JSON.stringify(fields)}`);
+      },
+    },
+  );
+  const cluster = new Cluster({ source: createSource(membership, { logger }), ring: config.ring, logger });
   const metrics = new Metrics(cluster);
   const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy }, observer: metrics });
   metrics.ejected = proxy.ejected;
-  const admin = createAdminServer({ cluster, metrics, ejected: proxy.ejected });
+  const admin = createAdminServer({ cluster, metrics, ejected: proxy.ejected, readiness: config.readiness });
   const stopDemo = () => Promise.all(demo.map((d) => d.close()));
   try {
     await cluster.start();
@@ -49,6 +60,7 @@ export async function startServing(config: Config, log: (line: string) => void =
       demo,
       close() {
         closing ??= (async () => {
+          admin.draining();
           await proxy.close(config.shutdownTimeout);
           await admin.close();
           metrics.close();

@@ -1,8 +1,11 @@
 import { ConfigError } from "../errors/config-error.ts";
 import { duration } from "../utils/duration.ts";
-import { boolean, hostPort, httpUrl, integer, mapping, memberNames, show, tags } from "../utils/fields.ts";
+import { boolean, hostPort, integer, mapping, memberNames, show, tags } from "../utils/fields.ts";
 import { type DnsConfig, parseDnsConfig } from "./dns.ts";
+import { type EtcdConfig, parseEtcdConfig } from "./etcd/config.ts";
+import { defaultFileSettle } from "./file.ts";
 import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
+import { memberUrl } from "./member-url.ts";
 import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
 import type { StaticMember } from "./static.ts";
 
@@ -21,11 +24,15 @@ export interface MembershipConfig {
     path: string;
     /** Milliseconds between polls of the file (besides fs.watch). Default 500. */
     pollInterval: number;
+    /** Milliseconds a changed file must stand still before it is read. Default 200. */
+    settle: number;
   };
   /** A local Serf agent's RPC. */
   serf?: SerfSourceOptions;
   /** DNS records (SRV, A or AAAA) polled at an interval, e.g. a Kubernetes headless Service. */
   dns?: DnsConfig;
+  /** Members registered in etcd under leases; with coordinated hand-offs by default. */
+  etcd?: EtcdConfig;
   /**
    * Active HTTP health checks around whichever source is set. Absent: no
    * checks, every member the source lists as alive is in the ring.
@@ -34,7 +41,7 @@ export interface MembershipConfig {
 }
 
 /** The source kinds this module builds; `health` sits beside them. */
-export const membershipSourceKinds = ["static", "file", "serf", "dns"] as const;
+export const membershipSourceKinds = ["static", "file", "serf", "dns", "etcd"] as const;
 
 /**
  * Validates the raw `membership` section (parsed YAML, flags merged in),
@@ -56,6 +63,7 @@ export function parseMembershipConfig(raw: unknown, path = "membership"): Member
   else if (kind === "file") config.file = parseFile(section.file, `${path}.file`);
   else if (kind === "serf") config.serf = parseSerf(section.serf, `${path}.serf`);
   else if (kind === "dns") config.dns = parseDnsConfig(section.dns, `${path}.dns`);
+  else if (kind === "etcd") config.etcd = parseEtcdConfig(section.etcd, `${path}.etcd`);
   else {
     throw new ConfigError(`${path}.${kind}`, `unknown membership source (one of ${membershipSourceKinds.join(", ")})`);
   }
@@ -75,7 +83,11 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
     if (typeof entry.name !== "string" || entry.name === "") {
       throw new ConfigError(`${field}.name`, "must be a non-empty string");
     }
-    return { name: entry.name, url: httpUrl(entry.url, `${field}.url`), tags: tags(entry.tags ?? {}, `${field}.tags`) };
+    return {
+      name: entry.name,
+      url: memberUrl(entry.url, `${field}.url`),
+      tags: tags(entry.tags ?? {}, `${field}.tags`),
+    };
   });
   memberNames(
     parsed.map((m) => m.name),
@@ -85,13 +97,14 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
 }
 
 function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["file"]> {
-  const section = mapping(raw, path, ["path", "pollInterval"]);
+  const section = mapping(raw, path, ["path", "pollInterval", "settle"]);
   if (typeof section.path !== "string" || section.path === "") {
     throw new ConfigError(`${path}.path`, "must be the path of a members file");
   }
   return {
     path: section.path,
     pollInterval: section.pollInterval === undefined ? 500 : duration(section.pollInterval, `${path}.pollInterval`),
+    settle: section.settle === undefined ? defaultFileSettle : duration(section.settle, `${path}.settle`),
   };
 }
 
@@ -170,7 +183,7 @@ export function membersFromFlag(value: string, flag = "--members"): StaticMember
     .map((part) => {
       const at = part.indexOf("=");
       if (at <= 0) throw new ConfigError(flag, `expected name=url, got ${show(part)}`);
-      return { name: part.slice(0, at), url: httpUrl(part.slice(at + 1), flag), tags: {} };
+      return { name: part.slice(0, at), url: memberUrl(part.slice(at + 1), flag), tags: {} };
     });
   memberNames(
     members.map((m) => m.name),

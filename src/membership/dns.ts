@@ -1,8 +1,13 @@
 import { Resolver } from "node:dns/promises";
 import { isIPv6 } from "node:net";
 import { ConfigError } from "../errors/config-error.ts";
+import { SourceError } from "../errors/source-error.ts";
+import { type Clock, systemClock } from "../utils/clock.ts";
 import { duration } from "../utils/duration.ts";
 import { integer, mapping } from "../utils/fields.ts";
+import { type Logger, silentLogger } from "../utils/logger.ts";
+import { type DnsAction, type DnsEvent, type DnsState, firstDns, nextDns } from "./dns-state.ts";
+import { memberUrlProblem } from "./member-url.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 /** Record types the DNS source can poll. */
@@ -55,89 +60,126 @@ export function defaultDnsConfig(): Omit<DnsConfig, "name" | "port" | "server"> 
 /** c-ares codes that are a real answer: the name does not exist, or has no records of the type. */
 const emptyAnswerCodes = new Set(["ENOTFOUND", "ENODATA"]);
 
+export interface DnsSourceOptions {
+  /** Runs the poll timer; default the system clock. */
+  clock?: Clock;
+  /** Records left out (a target that makes no valid URL). Default: silent. */
+  logger?: Logger;
+}
+
 /**
  * Polls a DNS name and reports its records as the membership.
  *
  * A failed lookup (timeout, refused, server failure) reports `down` and
- * keeps the last view. An empty answer for a name that had records is
- * believed only after `emptyAfter` consecutive ones; until then it too
- * reports `down`, so the ring stays as it was.
+ * keeps the last view; polling goes on, so the source comes back by itself.
+ * An empty answer for a name that had records is believed only after
+ * `emptyAfter` consecutive ones; until then it too reports `down`, so the
+ * ring stays as it was. The rules live in ./dns-state.ts.
  */
 export class DnsSource implements MembershipSource {
   readonly kind = "dns";
   readonly config: Readonly<DnsConfig>;
   readonly #resolver: Resolver;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
   #sink: SnapshotSink | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #state: DnsState | undefined;
+  #cancelTimer: (() => void) | undefined;
+  #lookup: Promise<void> | undefined;
   #stopped = false;
-  #running = false;
-  /** Whether the last reported view had members: empty answers are then doubted. */
-  #hadMembers = false;
-  #emptyStreak = 0;
+  /** Records already logged as unusable, to log each once. */
+  #unusable = new Set<string>();
 
-  constructor(config: DnsConfig) {
+  constructor(config: DnsConfig, options: DnsSourceOptions = {}) {
     this.config = Object.freeze({ ...config });
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
     this.#resolver = new Resolver({ timeout: config.timeout, tries: config.tries });
     if (config.server !== undefined) this.#resolver.setServers([config.server]);
   }
 
   /** Runs the first lookup, then polls every `interval`. Resolves after the first lookup, answered or not. */
   async start(sink: SnapshotSink): Promise<void> {
-    if (this.#running || this.#stopped) return;
-    this.#running = true;
+    if (this.#state !== undefined || this.#stopped) return;
     this.#sink = sink;
-    await this.#poll();
+    const { state, actions } = firstDns();
+    this.#state = state;
+    this.#run(actions);
+    await this.#lookup;
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#cancelTimer?.();
+    this.#cancelTimer = undefined;
     this.#resolver.cancel(); // an in-flight lookup fails with ECANCELLED and reports nothing
+    await this.#lookup;
   }
 
-  async #poll(): Promise<void> {
-    try {
-      const members = await this.#lookup();
-      if (this.#stopped) return;
-      this.#report(members);
-    } catch (error) {
-      if (this.#stopped) return;
-      const code = (error as NodeJS.ErrnoException).code ?? "";
-      if (emptyAnswerCodes.has(code)) this.#report([], error as Error);
-      else this.#sink?.down(lookupError(this.config, error));
-    } finally {
-      if (!this.#stopped) this.#timer = setTimeout(() => void this.#poll(), this.config.interval);
-    }
+  #feed(event: DnsEvent): void {
+    if (this.#stopped || this.#state === undefined) return;
+    const { state, actions } = nextDns(this.#state, event, this.config);
+    this.#state = state;
+    this.#run(actions);
   }
 
-  /** Reports an answer; an empty one after a non-empty view waits for `emptyAfter` in a row. */
-  #report(members: Member[], emptyCause?: Error): void {
+  #run(actions: DnsAction[]): void {
     const sink = this.#sink as SnapshotSink;
-    if (members.length > 0) {
-      this.#emptyStreak = 0;
-      this.#hadMembers = true;
-      sink.snapshot(members);
-      return;
-    }
-    if (this.#hadMembers) {
-      this.#emptyStreak++;
-      if (this.#emptyStreak < this.config.emptyAfter) {
-        const { name, type, emptyAfter } = this.config;
-        const why = (emptyCause as NodeJS.ErrnoException | undefined)?.code ?? "no records";
+    const { name, type, emptyAfter } = this.config;
+    for (const action of actions) {
+      if (action.type === "lookup") this.#lookup = this.#look();
+      else if (action.type === "schedule") {
+        this.#cancelTimer = this.#clock.setTimer(() => {
+          this.#cancelTimer = undefined;
+          this.#feed({ type: "due" });
+        }, action.delay);
+      } else if (action.type === "snapshot") sink.snapshot(action.members);
+      else if (action.type === "down") sink.down(action.error);
+      else {
+        const why = (action.cause as NodeJS.ErrnoException | undefined)?.code ?? "no records";
         sink.down(
-          new Error(`dns ${type} ${name}: ${why}, ${this.#emptyStreak} of ${emptyAfter} before the view empties`, {
-            cause: emptyCause,
-          }),
+          new SourceError(
+            "dns",
+            `dns ${type} ${name}: ${why}, ${action.streak} of ${emptyAfter} before the view empties`,
+            {
+              cause: action.cause,
+            },
+          ),
         );
-        return;
       }
-      this.#hadMembers = false;
     }
-    sink.snapshot([]);
   }
 
-  async #lookup(): Promise<Member[]> {
+  async #look(): Promise<void> {
+    let event: DnsEvent;
+    try {
+      event = { type: "answer", members: this.#valid(await this.#resolve()) };
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? "";
+      event = emptyAnswerCodes.has(code)
+        ? { type: "answer", members: [], cause: error as Error }
+        : { type: "failed", error: lookupError(this.config, error) };
+    }
+    this.#feed(event);
+  }
+
+  /** Members whose record makes a valid URL; the others are logged once and left out. */
+  #valid(members: Member[]): Member[] {
+    return members.filter((member) => {
+      const problem = memberUrlProblem(member.url);
+      if (problem === undefined) return true;
+      if (!this.#unusable.has(member.url)) {
+        this.#unusable.add(member.url);
+        this.#logger.warn(
+          { member: member.name, url: member.url, problem },
+          "dns record makes no usable member URL; left out",
+        );
+      }
+      return false;
+    });
+  }
+
+  async #resolve(): Promise<Member[]> {
     const { name, type, port, scheme } = this.config;
     if (type === "SRV") {
       const records = await this.#resolver.resolveSrv(name);
@@ -188,10 +230,10 @@ export function addressMembers(addresses: readonly string[], scheme: string, por
   return members;
 }
 
-function lookupError(config: DnsConfig, error: unknown): Error {
+function lookupError(config: DnsConfig, error: unknown): SourceError {
   const code = (error as NodeJS.ErrnoException)?.code ?? String(error);
   const server = config.server ?? "system resolver";
-  return new Error(`dns ${config.type} ${config.name} via ${server}: ${code}`, { cause: error });
+  return new SourceError("dns", `dns ${config.type} ${config.name} via ${server}: ${code}`, { cause: error });
 }
 
 const fields = ["name", "type", "port", "interval", "timeout", "tries", "server", "scheme", "emptyAfter"];

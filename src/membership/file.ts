@@ -3,7 +3,19 @@ import { readFile, stat } from "node:fs/promises";
 import { basename, dirname, extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ConfigError } from "../errors/config-error.ts";
-import { httpUrl, memberNames, tags } from "../utils/fields.ts";
+import { SourceError } from "../errors/source-error.ts";
+import { type Clock, systemClock } from "../utils/clock.ts";
+import { memberNames, tags } from "../utils/fields.ts";
+import { type Logger, silentLogger } from "../utils/logger.ts";
+import {
+  type FileStamp,
+  initialSettle,
+  nextSettle,
+  type SettleEvent,
+  type SettleState,
+  startSettle,
+} from "./file-settle.ts";
+import { memberUrl } from "./member-url.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 export interface FileSourceOptions {
@@ -13,50 +25,64 @@ export interface FileSourceOptions {
    * Milliseconds between stat() checks of the file. fs.watch catches most
    * changes at once; polling catches the rest (network filesystems, some
    * container mounts, a watcher that died), so a change applies within
-   * `pollInterval + debounce` even without events.
+   * `pollInterval + settle` even without events.
    */
   pollInterval?: number;
-  /** Milliseconds to wait after a change before reading, so a burst of writes is read once. */
-  debounce?: number;
+  /**
+   * Milliseconds the file must stand still (same size and mtime across two
+   * looks this far apart) before a change is read: a file written in pieces
+   * is never applied half-written. Default 200.
+   */
+  settle?: number;
   /** Use fs.watch besides polling (default true); false polls only. */
   watch?: boolean;
-  /** One line per file version that cannot be used. */
-  log?: (line: string) => void;
+  /** Runs the poll and settle timers; default the system clock. */
+  clock?: Clock;
+  /** Debug entries for each change noticed and read. Default: silent. */
+  logger?: Logger;
 }
 
+/** Default `membership.file.settle`, in milliseconds. */
+export const defaultFileSettle = 200;
+
 /**
- * Members from a file that is watched for changes. A file that cannot be
- * read or parsed (or lists nobody: most likely caught mid-write) keeps the
- * last good view: the source reports down, logs one line, and applies the
- * next good version.
+ * Members from a file that is watched for changes. A change is read once
+ * the file has been still for `settle` ms (./file-settle.ts) and applied
+ * only if it parses completely. A file that cannot be read or parsed (or
+ * lists nobody) keeps the last good view: the source reports down and
+ * applies the next good version.
  */
 export class FileSource implements MembershipSource {
   readonly kind = "file";
   readonly path: string;
   readonly #pollInterval: number;
-  readonly #debounce: number;
+  readonly #settle: number;
   readonly #useWatch: boolean;
-  readonly #log: (line: string) => void;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
   #sink: SnapshotSink | undefined;
   #watcher: FSWatcher | undefined;
-  #poll: NodeJS.Timeout | undefined;
-  #pending: NodeJS.Timeout | undefined;
-  #reading: Promise<void> | undefined;
-  #again = false;
-  /** Identity of the file at the last read; polling rereads when it changes. */
-  #statKey = "";
-  /** What was last acted on (text, or the error message), so nothing is applied or logged twice. */
+  #cancelPoll: (() => void) | undefined;
+  #cancelSettle: (() => void) | undefined;
+  #state: SettleState = initialSettle;
+  /** I/O in flight (a stat or a read), so stop() can wait for it. */
+  #busy = new Set<Promise<void>>();
+  #statting = false;
+  #statAgain = false;
+  /** What was last acted on (text, or the error message), so nothing is applied or reported twice. */
   #lastOutcome: string | undefined;
   #stopped = true;
 
   constructor(options: FileSourceOptions) {
     this.path = options.path;
     this.#pollInterval = options.pollInterval ?? 500;
-    this.#debounce = options.debounce ?? 50;
+    this.#settle = options.settle ?? defaultFileSettle;
     this.#useWatch = options.watch ?? true;
-    this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? silentLogger;
   }
 
+  /** Reads the file as it is now and resolves once that version is reported (or found unusable). */
   async start(sink: SnapshotSink): Promise<void> {
     if (!this.#stopped) return;
     this.#stopped = false;
@@ -66,81 +92,108 @@ export class FileSource implements MembershipSource {
     try {
       if (!this.#useWatch) throw new Error("polling only");
       this.#watcher = watch(dirname(this.path), { persistent: false }, (_event, filename) => {
-        if (filename === null || filename.toString() === basename(this.path)) this.#schedule();
+        if (filename === null || filename.toString() === basename(this.path)) this.#feed({ type: "look" });
       });
-      this.#watcher.on("error", () => {
+      this.#watcher.on("error", (error) => {
+        this.#logger.debug({ path: this.path, err: error }, "fs.watch failed; polling alone");
         this.#watcher?.close();
-        this.#watcher = undefined; // polling carries on alone
+        this.#watcher = undefined;
       });
     } catch {
       this.#watcher = undefined;
     }
-    this.#poll = setInterval(() => void this.#pollOnce(), this.#pollInterval);
-    await this.#read();
+    this.#schedulePoll();
+    const { state } = startSettle();
+    this.#state = state;
+    await this.#track(this.#read());
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#watcher?.close();
     this.#watcher = undefined;
-    if (this.#poll) clearInterval(this.#poll);
-    if (this.#pending) clearTimeout(this.#pending);
-    this.#poll = undefined;
-    this.#pending = undefined;
-    await this.#reading;
+    this.#cancelPoll?.();
+    this.#cancelSettle?.();
+    this.#cancelPoll = undefined;
+    this.#cancelSettle = undefined;
+    await Promise.all(this.#busy);
+    this.#state = initialSettle;
   }
 
-  #schedule(): void {
+  #schedulePoll(): void {
+    this.#cancelPoll = this.#clock.setTimer(() => {
+      if (this.#stopped) return;
+      this.#schedulePoll();
+      this.#feed({ type: "look" });
+    }, this.#pollInterval);
+  }
+
+  /** Feeds one event to the settle rule and carries out what it asks. */
+  #feed(event: SettleEvent, use?: () => void): void {
     if (this.#stopped) return;
-    if (this.#pending) clearTimeout(this.#pending);
-    this.#pending = setTimeout(() => {
-      this.#pending = undefined;
-      void this.#read();
-    }, this.#debounce);
-  }
-
-  async #pollOnce(): Promise<void> {
-    let key: string;
-    try {
-      const s = await stat(this.path);
-      key = `${s.ino}/${s.size}/${s.mtimeMs}`;
-    } catch (error) {
-      key = `missing/${(error as NodeJS.ErrnoException).code}`;
+    const { state, actions } = nextSettle(this.#state, event, this.#clock.now(), this.#settle);
+    this.#state = state;
+    for (const action of actions) {
+      if (action.type === "stat") this.#stat();
+      else if (action.type === "schedule") {
+        this.#cancelSettle?.();
+        this.#logger.debug(
+          { path: this.path, stamp: state.candidate?.stamp, wait: action.delay },
+          "members file changed; waiting for it to settle",
+        );
+        this.#cancelSettle = this.#clock.setTimer(() => {
+          this.#cancelSettle = undefined;
+          this.#feed({ type: "due" });
+        }, action.delay);
+      } else if (action.type === "read") void this.#track(this.#read());
+      else {
+        this.#logger.debug({ path: this.path, stamp: state.done }, "members file read whole");
+        use?.();
+      }
     }
-    if (key !== this.#statKey) this.#schedule();
   }
 
-  /** Reads and applies the file; reads that overlap are folded into one more read. */
-  #read(): Promise<void> {
-    if (this.#reading) {
-      this.#again = true;
-      return this.#reading;
+  /** One stat at a time; a look asked for meanwhile is made right after. */
+  #stat(): void {
+    if (this.#statting) {
+      this.#statAgain = true;
+      return;
     }
-    this.#reading = (async () => {
-      do {
-        this.#again = false;
-        await this.#readOnce();
-      } while (this.#again && !this.#stopped);
-    })().finally(() => {
-      this.#reading = undefined;
-    });
-    return this.#reading;
+    this.#statting = true;
+    void this.#track(
+      (async () => {
+        do {
+          this.#statAgain = false;
+          const stamp = await this.#stamp();
+          this.#logger.trace({ path: this.path, stamp }, "members file looked at");
+          this.#feed({ type: "stamp", stamp });
+        } while (this.#statAgain && !this.#stopped);
+        this.#statting = false;
+      })(),
+    );
   }
 
-  async #readOnce(): Promise<void> {
-    let text: string;
-    let members: Member[];
+  /** Reads the file between two stamps; the rule decides whether the content can be used. */
+  async #read(): Promise<void> {
+    const before = await this.#stamp();
+    let text: string | undefined;
+    let failure: SourceError | undefined;
     try {
-      const s = await stat(this.path);
-      this.#statKey = `${s.ino}/${s.size}/${s.mtimeMs}`;
       text = await readFile(this.path, "utf8");
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-      this.#statKey = `missing/${code}`;
-      this.#fail(new Error(`${this.path}: cannot read (${code})`));
-      return;
+      failure = new SourceError("file", `${this.path}: cannot read (${code})`, { cause: error });
     }
-    if (this.#stopped || text === this.#lastOutcome) return;
+    const after = await this.#stamp();
+    this.#feed({ type: "read", before, after }, () => {
+      if (failure !== undefined) this.#fail(failure);
+      else this.#use(text as string);
+    });
+  }
+
+  #use(text: string): void {
+    if (text === this.#lastOutcome) return;
+    let members: Member[];
     try {
       members = parseMembersFile(text, this.path);
     } catch (error) {
@@ -152,12 +205,24 @@ export class FileSource implements MembershipSource {
   }
 
   #fail(error: Error, text?: string): void {
-    if (this.#stopped) return;
     const outcome = `error:${error.message}:${text ?? ""}`;
     if (outcome === this.#lastOutcome) return;
     this.#lastOutcome = outcome;
-    this.#log(`ringroute: membership file ${error.message}; keeping the last good member list`);
     this.#sink?.down(error);
+  }
+
+  async #stamp(): Promise<FileStamp> {
+    try {
+      const s = await stat(this.path);
+      return `${s.ino}/${s.size}/${s.mtimeMs}`;
+    } catch (error) {
+      return `missing/${(error as NodeJS.ErrnoException).code ?? "?"}`;
+    }
+  }
+
+  #track(work: Promise<void>): Promise<void> {
+    this.#busy.add(work);
+    return work.finally(() => this.#busy.delete(work));
   }
 }
 
@@ -205,8 +270,8 @@ function membersFromData(data: object, path: string): Member[] {
   return list.map((entry, i) => {
     const field = `${path}: ${where}[${i}]`;
     if (typeof entry !== "object" || entry === null) throw new ConfigError(field, "must be a mapping {name, url}");
-    const { name, url, tags } = entry as Record<string, unknown>;
-    return checkedMember(field, name, url, tags, ".");
+    const { name, url, tags: raw } = entry as Record<string, unknown>;
+    return checkedMember(field, name, url, raw, ".");
   });
 }
 
@@ -228,7 +293,12 @@ function membersFromLines(text: string, path: string): Member[] {
 function checkedMember(field: string, name: unknown, url: unknown, raw: unknown, dot: "." | " "): Member {
   if (typeof name !== "string" || name === "")
     throw new ConfigError(`${field}${dot}name`, "must be a non-empty string");
-  return { name, url: httpUrl(url, `${field}${dot}url`), tags: tags(raw ?? {}, `${field}${dot}tags`), state: "alive" };
+  return {
+    name,
+    url: memberUrl(url, `${field}${dot}url`),
+    tags: tags(raw ?? {}, `${field}${dot}tags`),
+    state: "alive",
+  };
 }
 
 function firstLine(message: string): string {

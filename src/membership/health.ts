@@ -1,5 +1,8 @@
 import http from "node:http";
 import https from "node:https";
+import { type Clock, systemClock } from "../utils/clock.ts";
+import { type Logger, silentLogger } from "../utils/logger.ts";
+import { firstHealth, type HealthEvent, type HealthState, nextHealth } from "./health-state.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 /** Active HTTP health checks: how often, how patient, how sure. */
@@ -27,14 +30,19 @@ export function defaultHealthCheckOptions(): HealthCheckOptions {
   return { path: "/healthz", interval: 2000, timeout: 1000, rise: 2, fall: 3, reconnectInterval: 10_000 };
 }
 
-/** Checks one URL once: resolves if healthy, rejects with the reason otherwise. */
+/**
+ * Checks one URL once: resolves if healthy, rejects with the reason
+ * otherwise. `signal` aborts it when the check's `timeout` (run on the
+ * source's clock) has passed or the member went away.
+ */
 export type HealthProbe = (url: URL, timeout: number, signal: AbortSignal) => Promise<void>;
 
 /**
  * One GET on a fresh connection (no keep-alive), so a check also proves the
- * member still accepts connections. The body is discarded.
+ * member still accepts connections. The body is discarded. The deadline
+ * for connecting and answering is the caller's: it aborts `signal`.
  */
-export const httpProbe: HealthProbe = (url, timeout, signal) =>
+export const httpProbe: HealthProbe = (url, _timeout, signal) =>
   new Promise<void>((resolve, reject) => {
     const get = url.protocol === "https:" ? https.get : http.get;
     const request = get(url, {
@@ -42,18 +50,12 @@ export const httpProbe: HealthProbe = (url, timeout, signal) =>
       signal,
       headers: { "user-agent": "ringroute-health-check", connection: "close" },
     });
-    // One deadline for connecting and answering: an idle timeout alone lets a trickling server stall a check.
-    const deadline = setTimeout(() => request.destroy(new Error(`no answer within ${timeout} ms`)), timeout);
-    const settle = (error?: Error) => {
-      clearTimeout(deadline);
-      if (error) reject(error);
-      else resolve();
-    };
-    request.on("error", settle);
+    request.on("error", reject);
     request.on("response", (response) => {
       response.resume();
       const status = response.statusCode ?? 0;
-      settle(status >= 200 && status < 400 ? undefined : new Error(`HTTP ${status}`));
+      if (status >= 200 && status < 400) resolve();
+      else reject(new Error(`HTTP ${status}`));
       request.destroy();
     });
   });
@@ -61,20 +63,18 @@ export const httpProbe: HealthProbe = (url, timeout, signal) =>
 export interface HealthCheckedSourceOptions extends Partial<HealthCheckOptions> {
   /** Replaces the HTTP check (tests, other protocols). */
   probe?: HealthProbe;
-  /** One line per member going out or coming back in. */
-  log?: (line: string) => void;
+  /** Runs the check intervals and timeouts; default the system clock. */
+  clock?: Clock;
+  /** One entry per member going out or coming back in. Default: silent. */
+  logger?: Logger;
 }
 
 interface Tracked {
   member: Member;
-  up: boolean;
-  /** Whether the first check has answered; until then the member is not reported. */
-  known: boolean;
-  passes: number;
-  failures: number;
-  timer: NodeJS.Timeout | undefined;
+  health: HealthState;
+  cancelTimer: (() => void) | undefined;
+  /** The running check: aborting it also cancels its deadline. */
   inflight: AbortController | undefined;
-  lastError: string;
 }
 
 /**
@@ -87,12 +87,16 @@ interface Tracked {
  * `timeout`), so a member that is dead from the start never enters the ring
  * and a healthy one never waits `rise` intervals. Members the inner source
  * does not call alive are passed through and not probed.
+ *
+ * The rules live in ./health-state.ts; this class runs the checks and the
+ * timers they ask for, on the injected clock.
  */
 export class HealthCheckedSource implements MembershipSource {
   readonly options: Readonly<HealthCheckOptions>;
   readonly #inner: MembershipSource;
   readonly #probe: HealthProbe;
-  readonly #log: (line: string) => void;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
   #sink: SnapshotSink | undefined;
   /** The inner source's latest snapshot; undefined until it delivers. */
   #latest: readonly Member[] | undefined;
@@ -103,11 +107,12 @@ export class HealthCheckedSource implements MembershipSource {
   #stopped = false;
 
   constructor(inner: MembershipSource, options: HealthCheckedSourceOptions = {}) {
-    const { probe, log, ...rest } = options;
+    const { probe, clock, logger, ...rest } = options;
     this.#inner = inner;
     this.options = Object.freeze({ ...defaultHealthCheckOptions(), ...definedOnly(rest) });
     this.#probe = probe ?? httpProbe;
-    this.#log = log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#clock = clock ?? systemClock;
+    this.#logger = logger ?? silentLogger;
   }
 
   get kind(): string {
@@ -157,31 +162,54 @@ export class HealthCheckedSource implements MembershipSource {
         tracked.member = now;
       }
     }
+    const fresh: Tracked[] = [];
     for (const [name, member] of alive) {
       if (this.#tracked.has(name)) continue;
-      const tracked: Tracked = {
-        member,
-        up: false,
-        known: false,
-        passes: 0,
-        failures: 0,
-        timer: undefined,
-        inflight: undefined,
-        lastError: "",
-      };
+      const first = firstHealth(this.#clock.now());
+      const tracked: Tracked = { member, health: first.state, cancelTimer: undefined, inflight: undefined };
       this.#tracked.set(name, tracked);
-      this.#check(tracked);
+      fresh.push(tracked);
     }
+    // Every new member is tracked before any check starts: a probe that answers at once must not report early.
+    for (const tracked of fresh) this.#check(tracked);
     this.#report();
+  }
+
+  /** Feeds one event to a member's rules and carries out what they ask. */
+  #step(tracked: Tracked, event: HealthEvent): void {
+    if (this.#stopped || this.#tracked.get(tracked.member.name) !== tracked) return;
+    const { state, actions } = nextHealth(tracked.health, event, this.#clock.now(), this.options);
+    tracked.health = state;
+    let report = false;
+    for (const action of actions) {
+      if (action.type === "check") this.#check(tracked);
+      else if (action.type === "schedule") {
+        tracked.cancelTimer?.();
+        tracked.cancelTimer = this.#clock.setTimer(() => {
+          tracked.cancelTimer = undefined;
+          this.#step(tracked, { type: "due" });
+        }, action.delay);
+      } else if (action.type === "report") report = true;
+      else {
+        const { name, url } = tracked.member;
+        const { passes, failures, lastError } = state;
+        const fields =
+          state.status === "up" ? { member: name, url, passes } : { member: name, url, failures, error: lastError };
+        this.#logger[action.level](fields, action.message);
+      }
+    }
+    if (report) this.#report();
   }
 
   /** Reports the inner snapshot with health applied, once every member's first check has answered. */
   #report(): void {
     if (this.#stopped || this.#latest === undefined || this.#sink === undefined) return;
-    for (const tracked of this.#tracked.values()) if (!tracked.known) return;
+    for (const tracked of this.#tracked.values()) if (tracked.health.status === "pending") return;
     const view = this.#latest.map((member) => {
       const tracked = this.#tracked.get(member.name);
-      return tracked !== undefined && !tracked.up ? { ...member, state: "failed" as const } : member;
+      return tracked !== undefined && tracked.health.status === "down"
+        ? { ...member, state: "failed" as const }
+        : member;
     });
     // The inner source or a flip changed something; identical views are not re-sent.
     const fingerprint = JSON.stringify(view);
@@ -192,67 +220,45 @@ export class HealthCheckedSource implements MembershipSource {
     this.#firstReport = undefined;
   }
 
+  /** Runs one check with its deadline on the clock; its answer goes back to the rules. */
   #check(tracked: Tracked): void {
-    tracked.timer = undefined;
     const controller = new AbortController();
     tracked.inflight = controller;
+    const { timeout } = this.options;
+    let done = false;
+    const settle = (error: unknown) => {
+      if (done) return;
+      done = true;
+      cancelDeadline();
+      if (tracked.inflight !== controller) return; // cancelled: the member went away or the source stopped
+      tracked.inflight = undefined;
+      this.#step(tracked, error === undefined ? { type: "pass" } : { type: "fail", error: describe(error) });
+    };
+    const cancelDeadline = this.#clock.setTimer(() => {
+      settle(new Error(`no answer within ${timeout} ms`));
+      controller.abort();
+    }, timeout);
+    controller.signal.addEventListener("abort", () => settle(new Error("cancelled")));
     let url: URL;
     try {
       url = new URL(this.options.path, tracked.member.url);
     } catch (error) {
-      this.#settle(tracked, controller, error);
+      settle(error);
       return;
     }
-    this.#probe(url, this.options.timeout, controller.signal).then(
-      () => this.#settle(tracked, controller, undefined),
-      (error) => this.#settle(tracked, controller, error),
+    this.#probe(url, timeout, controller.signal).then(
+      () => settle(undefined),
+      (error) => settle(error),
     );
-  }
-
-  #settle(tracked: Tracked, controller: AbortController, error: unknown): void {
-    // A member removed or re-added meanwhile has a new record; this answer is stale.
-    if (this.#stopped || controller.signal.aborted || this.#tracked.get(tracked.member.name) !== tracked) return;
-    tracked.inflight = undefined;
-    const { name, url } = tracked.member;
-    const passed = error === undefined;
-    if (passed) {
-      tracked.passes++;
-      tracked.failures = 0;
-    } else {
-      tracked.failures++;
-      tracked.passes = 0;
-      tracked.lastError = describe(error);
-    }
-    const first = !tracked.known;
-    tracked.known = true;
-    const wasUp = tracked.up;
-    if (first) tracked.up = passed;
-    else if (wasUp && tracked.failures >= this.options.fall) tracked.up = false;
-    else if (!wasUp && tracked.passes >= this.options.rise) tracked.up = true;
-
-    if (first && !passed)
-      this.#log(
-        `ringroute: member ${name} (${url}) fails its health check (${tracked.lastError}); kept out of the ring`,
-      );
-    else if (wasUp && !tracked.up)
-      this.#log(
-        `ringroute: member ${name} (${url}) failed ${tracked.failures} health checks (${tracked.lastError}); out of the ring`,
-      );
-    else if (!wasUp && tracked.up && !first)
-      this.#log(`ringroute: member ${name} (${url}) passed ${tracked.passes} health checks; back in the ring`);
-
-    // A member that is out is retried slowly until it answers, then at the normal pace while it rises.
-    const delay = !tracked.up && tracked.passes === 0 ? this.options.reconnectInterval : this.options.interval;
-    tracked.timer = setTimeout(() => this.#check(tracked), delay);
-    if (first || wasUp !== tracked.up) this.#report();
   }
 }
 
 function cancel(tracked: Tracked): void {
-  if (tracked.timer !== undefined) clearTimeout(tracked.timer);
-  tracked.inflight?.abort();
-  tracked.timer = undefined;
+  tracked.cancelTimer?.();
+  const inflight = tracked.inflight;
+  tracked.cancelTimer = undefined;
   tracked.inflight = undefined;
+  inflight?.abort();
 }
 
 function describe(error: unknown): string {

@@ -1,3 +1,4 @@
+import { memberUrl } from "./member-url.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 /** A member as written in config: a name and a URL, optionally tags. */
@@ -9,14 +10,21 @@ export interface StaticMember {
 
 /**
  * A fixed member list. Every member is reported alive; wrap it in health
- * checks (./health.ts) to have failing members leave the ring.
+ * checks (./health.ts) to have failing members leave the ring. It has no
+ * timers and nothing to log, so it takes no clock or logger.
  */
 export class StaticSource implements MembershipSource {
   readonly kind = "static";
   readonly #members: Member[];
 
+  /** Throws ConfigError (`members[1].url`) for a URL that cannot be a member's. */
   constructor(members: readonly StaticMember[]) {
-    this.#members = members.map(({ name, url, tags }) => ({ name, url, tags: { ...tags }, state: "alive" }));
+    this.#members = members.map(({ name, url, tags }, i) => ({
+      name,
+      url: memberUrl(url, `members[${i}].url`),
+      tags: { ...tags },
+      state: "alive",
+    }));
   }
 
   async start(sink: SnapshotSink): Promise<void> {

@@ -3,7 +3,8 @@ import { ConfigError } from "../errors/config-error.ts";
 import { type KeyHashName, keyHashes, type Partitioner } from "../hash/index.ts";
 import { show } from "../utils/fields.ts";
 import { type MemberOrder, memberOrders, sortMembers } from "./order.ts";
-import { type PlacementName, placements } from "./placement/index.ts";
+import { balanceCap } from "./placement/balanced.ts";
+import { type BalanceFactor, type Placement, type PlacementName, placements } from "./placement/index.ts";
 
 /** What a ring is built from, besides its members. */
 export interface RingConfig {
@@ -13,15 +14,38 @@ export interface RingConfig {
   replicas: number;
   /** Key hash: FNV-1a 32 (libring's README) or 64 (libring's code), over UTF-8. */
   hash: KeyHashName;
-  /** How partitions are assigned to members. */
-  placement: PlacementName;
+  /**
+   * How partitions are assigned to members: a registered name, or (from code)
+   * your own Placement function, whose name goes into the checksum.
+   */
+  placement: PlacementName | Placement;
   /** How members are sorted before placement. */
   order: MemberOrder;
+  /** `balanced` only: how far above the mean a member's load may go (factor ≥ 1, or `auto`). */
+  balanceFactor: BalanceFactor;
+  /** `vnodes` only: virtual nodes a member. */
+  vnodes: number;
+  /** `libring` sets libring's code's choices: fnv1a64, lexical order, jump (and Serf's `tagMatch: any`). */
+  compat: RingCompat;
 }
 
+export type RingCompat = "none" | "libring";
+
 export function defaultRingConfig(): RingConfig {
-  return { partitions: 512, replicas: 3, hash: "fnv1a32", placement: "jump", order: "lexical" };
+  return {
+    partitions: 512,
+    replicas: 3,
+    hash: "fnv1a32",
+    placement: "jump",
+    order: "lexical",
+    balanceFactor: 1.25,
+    vnodes: 150,
+    compat: "none",
+  };
 }
+
+/** What `compat: libring` fixes: the choices libring's Go code makes. */
+export const libringRing = { hash: "fnv1a64", order: "lexical", placement: "jump" } as const;
 
 /** The largest partition count: the table takes 4·P·R bytes. */
 export const maxPartitions = 1 << 24;
@@ -44,6 +68,8 @@ export class Ring {
   readonly checksum: string;
   /** Primaries and replicas each member holds: loads.get(m)[r] is the number of partitions m holds at rank r. */
   readonly loads: ReadonlyMap<string, readonly number[]>;
+  /** `balanced` only: the most partitions of a rank one member may hold, from the balance factor; else undefined. */
+  readonly cap: number | undefined;
 
   /** Entry p·ownerCount + r is the index in `members` of rank r of partition p. */
   readonly #table: Uint32Array;
@@ -66,7 +92,14 @@ export class Ring {
       table ??
       (members.length === 0
         ? new Uint32Array(0)
-        : placements[config.placement](members, config.partitions, this.ownerCount));
+        : placementOf(config)(members, config.partitions, this.ownerCount, {
+            balanceFactor: config.balanceFactor,
+            vnodes: config.vnodes,
+          }));
+    this.cap =
+      config.placement === "balanced" && members.length > 0
+        ? balanceCap(config.partitions, members.length, config.balanceFactor)
+        : undefined;
 
     const rows = ownerRows(members, this.#table, config.partitions, this.ownerCount);
     this.#owners = rows.owners;
@@ -80,7 +113,7 @@ export class Ring {
    * duplicate member names. No members is allowed: such a ring owns nothing.
    */
   static build(members: Iterable<string>, config: Partial<RingConfig> = {}): Ring {
-    const full = validateRingConfig({ ...defaultRingConfig(), ...config });
+    const full = validateRingConfig(withCompat({ ...defaultRingConfig(), ...config }, config));
     const seen = new Set<string>();
     for (const member of members) {
       if (typeof member !== "string" || member === "") {
@@ -118,6 +151,11 @@ export class Ring {
   /** A ring with the same config and other members. */
   withMembers(members: Iterable<string>): Ring {
     return Ring.build(members, this.config);
+  }
+
+  /** The placement's name: a registered one, or the name of your own function. */
+  get placementName(): string {
+    return placementNameOf(this.config.placement);
   }
 
   get size(): number {
@@ -201,9 +239,50 @@ export function ownerRows(
   return { owners, loads: new Map(members.map((m, i) => [m, Object.freeze(loads[i] as number[])])) };
 }
 
+/**
+ * Applies `compat`'s choices to `config`. A field `given` explicitly that
+ * contradicts them is an error naming it, not silently overridden.
+ */
+export function withCompat(
+  config: RingConfig,
+  given: Partial<Record<keyof RingConfig, unknown>>,
+  prefix = "",
+): RingConfig {
+  if (config.compat !== "libring") return config;
+  for (const [field, value] of Object.entries(libringRing) as [keyof typeof libringRing, string][]) {
+    if (given[field] !== undefined && given[field] !== value) {
+      throw new ConfigError(
+        `${prefix}${field}`,
+        `must be ${value} with compat libring (libring's code), got ${show(given[field])}`,
+      );
+    }
+  }
+  return { ...config, ...libringRing };
+}
+
+/**
+ * A balance factor as written: a number ≥ 1 (canonical, 1.25), a percent from
+ * 100 up as HAProxy's `hash-balance-factor` and Envoy's `hash_balance_factor`
+ * take it (125 = 1.25), or `auto`. Strings of either form are accepted, as
+ * flags and environment variables give them.
+ */
+export function parseBalanceFactor(raw: unknown, field: string): BalanceFactor {
+  if (raw === "auto") return "auto";
+  const value = typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+  if (!Number.isFinite(value) || value < 1 || value > maxBalancePercent) {
+    throw new ConfigError(
+      field,
+      `must be a factor from 1 (e.g. 1.25), a percent from 100 (e.g. 125) or auto, got ${show(raw)}`,
+    );
+  }
+  return value >= 100 ? value / 100 : value;
+}
+
+const maxBalancePercent = 10000;
+
 /** Checks a full ring config, throwing ConfigError for the first bad field. */
 export function validateRingConfig(config: RingConfig, prefix = ""): RingConfig {
-  const { partitions, replicas, hash, placement, order } = config;
+  const { partitions, replicas, hash, placement, order, balanceFactor, vnodes, compat } = config;
   if (!Number.isSafeInteger(partitions) || partitions < 1 || partitions > maxPartitions) {
     throw new ConfigError(
       `${prefix}partitions`,
@@ -216,7 +295,14 @@ export function validateRingConfig(config: RingConfig, prefix = ""): RingConfig 
   if (!Object.hasOwn(keyHashes, hash)) {
     throw new ConfigError(`${prefix}hash`, `must be one of ${Object.keys(keyHashes).join(", ")}, got ${show(hash)}`);
   }
-  if (!Object.hasOwn(placements, placement)) {
+  if (typeof placement === "function") {
+    if (placement.name === "" || Object.hasOwn(placements, placement.name)) {
+      throw new ConfigError(
+        `${prefix}placement`,
+        `a placement function needs a name of its own (it goes into the checksum), got ${show(placement.name)}`,
+      );
+    }
+  } else if (!Object.hasOwn(placements, placement)) {
     throw new ConfigError(
       `${prefix}placement`,
       `must be one of ${Object.keys(placements).join(", ")}, got ${show(placement)}`,
@@ -225,13 +311,44 @@ export function validateRingConfig(config: RingConfig, prefix = ""): RingConfig 
   if (!memberOrders.includes(order)) {
     throw new ConfigError(`${prefix}order`, `must be one of ${memberOrders.join(", ")}, got ${show(order)}`);
   }
+  if (balanceFactor !== "auto" && (typeof balanceFactor !== "number" || !(balanceFactor >= 1 && balanceFactor < 100))) {
+    throw new ConfigError(
+      `${prefix}balanceFactor`,
+      `must be a factor from 1 to below 100 (e.g. 1.25) or auto, got ${show(balanceFactor)}`,
+    );
+  }
+  if (!Number.isSafeInteger(vnodes) || vnodes < 1 || vnodes > 10000) {
+    throw new ConfigError(`${prefix}vnodes`, `must be an integer from 1 to 10000, got ${show(vnodes)}`);
+  }
+  if (compat !== "none" && compat !== "libring") {
+    throw new ConfigError(`${prefix}compat`, `must be none or libring, got ${show(compat)}`);
+  }
   return config;
 }
 
+function placementOf(config: RingConfig): Placement {
+  return typeof config.placement === "function" ? config.placement : placements[config.placement];
+}
+
+function placementNameOf(placement: PlacementName | Placement): string {
+  return typeof placement === "function" ? placement.name : placement;
+}
+
+/**
+ * A digest of what decides the table. Settings only one placement reads enter
+ * it only for that placement, so a jump ring's checksum is the same as before
+ * they existed (a mixed-version fleet still agrees).
+ */
 function checksumOf(config: RingConfig, members: readonly string[], table: Uint32Array): string {
-  const { partitions, replicas, hash, placement, order } = config;
+  const { partitions, replicas, hash, order } = config;
+  const placement = placementNameOf(config.placement);
+  const settings: Record<string, unknown> = { partitions, replicas, hash, placement, order };
+  if (placement === "balanced") settings.balanceFactor = config.balanceFactor;
+  if (placement === "vnodes") settings.vnodes = config.vnodes;
+  if (typeof config.placement === "function") settings.custom = true;
+  settings.members = members;
   const digest = createHash("sha256");
-  digest.update(JSON.stringify({ partitions, replicas, hash, placement, order, members }));
+  digest.update(JSON.stringify(settings));
   // Little-endian on every platform, so big-endian hosts agree.
   const bytes = Buffer.alloc(table.length * 4);
   for (let i = 0; i < table.length; i++) bytes.writeUInt32LE(table[i] as number, i * 4);

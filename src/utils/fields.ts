@@ -114,14 +114,6 @@ export function memberNames(names: readonly unknown[], field: string): string[] 
   return names as string[];
 }
 
-/** An http(s) URL. */
-export function httpUrl(raw: unknown, field: string): string {
-  if (typeof raw !== "string" || !/^https?:\/\//.test(raw) || !URL.canParse(raw)) {
-    throw new ConfigError(field, `must be an http(s) URL, got ${show(raw)}`);
-  }
-  return raw;
-}
-
 /**
  * Tags: a mapping of names to strings. YAML reads `zone: 1` or `canary: true`
  * as a number or boolean; such scalars are kept as the text written, in every

@@ -2,8 +2,10 @@ import { createServer, type IncomingMessage, request, type Server, type ServerRe
 import type { AddressInfo } from "node:net";
 import { Cluster } from "../../src/cluster.ts";
 import { type ProxyConfig, parseConfig } from "../../src/config.ts";
-import type { Member, MembershipSource, SnapshotSink } from "../../src/membership/source.ts";
 import { createProxy, type RoutingProxy } from "../../src/proxy/server.ts";
+import { TestSource } from "./source.ts";
+
+export { TestSource };
 
 /** What a test backend saw of a request; its default answer echoes it as JSON. */
 export interface Seen {
@@ -79,33 +81,6 @@ export async function startBackends(names: string[]): Promise<Backend[]> {
         }),
     ),
   );
-}
-
-/** A membership source a test drives by hand. */
-export class TestSource implements MembershipSource {
-  readonly kind = "test";
-  #sink: SnapshotSink | undefined;
-  #members: Member[];
-
-  constructor(members: { name: string; url: string }[]) {
-    this.#members = members.map((m) => ({ ...m, tags: {}, state: "alive" }));
-  }
-
-  async start(sink: SnapshotSink): Promise<void> {
-    this.#sink = sink;
-    sink.snapshot(this.#members);
-  }
-
-  async stop(): Promise<void> {}
-
-  set(members: { name: string; url: string }[]): void {
-    this.#members = members.map((m) => ({ ...m, tags: {}, state: "alive" }));
-    this.#sink?.snapshot(this.#members);
-  }
-
-  fail(error: Error): void {
-    this.#sink?.down(error);
-  }
 }
 
 export interface Harness {

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import { until } from "./until.ts";
 
 /** The Debian package dnsmasq-base installs it here; CI installs the package. */
 export const dnsmasqPath = "/usr/sbin/dnsmasq";
@@ -98,10 +99,7 @@ export class Dnsmasq {
     await this.#writeFiles();
     const reads = this.#hostsReads();
     this.#child.kill("SIGHUP");
-    await until(
-      () => this.#hostsReads() > reads,
-      () => `dnsmasq did not reread its hosts file:\n${this.#log}`,
-    );
+    await until(() => this.#hostsReads() > reads, { what: "dnsmasq to reread its hosts file" });
   }
 
   /** Stops dnsmasq; the port then refuses queries (ECONNREFUSED). */
@@ -180,20 +178,21 @@ export class Dnsmasq {
     if (!spawned) throw new Error("dnsmasq did not start");
     const probe = new Resolver({ timeout: 200, tries: 1 });
     probe.setServers([this.server]);
-    await until(
+    const outcome = await until(
       async () => {
-        if (exited) throw new Error(`dnsmasq exited:\n${this.#log}`);
+        if (exited) return "exited";
         return probe
           .resolve4(probeName)
-          .then(() => true)
-          .catch(() => false);
+          .then(() => "answers")
+          .catch(() => undefined);
       },
-      () => `dnsmasq on ${this.server} did not answer:\n${this.#log}`,
-    ).catch(async (error) => {
+      { what: `dnsmasq on ${this.server} to answer`, interval: 20 },
+    ).catch((error: Error) => error);
+    if (outcome !== "answers") {
       this.#child = undefined;
       if (!exited) child.kill("SIGKILL");
-      throw error;
-    });
+      throw outcome === "exited" ? new Error(`dnsmasq exited:\n${this.#log}`) : outcome;
+    }
   }
 }
 
@@ -212,14 +211,5 @@ async function freePort(): Promise<number> {
     udp.close();
     if (free) await new Promise((resolve) => tcp.close(resolve));
     if (free) return port;
-  }
-}
-
-/** Polls `check` every 20 ms for up to 5 s. */
-export async function until(check: () => boolean | Promise<boolean>, message: () => string): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(message());
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

@@ -9,7 +9,12 @@
  */
 import { connect, type Socket } from "node:net";
 import { Decoder, encode } from "@msgpack/msgpack";
+import { SerfRpcError } from "../../errors/serf-rpc-error.ts";
+import { SourceError } from "../../errors/source-error.ts";
+import { type Clock, systemClock } from "../../utils/clock.ts";
 import { hostPort } from "../../utils/fields.ts";
+
+export { SerfRpcError };
 
 /** A member as the agent describes it. `Addr` is left out: ringroute takes addresses from tags. */
 export interface SerfMember {
@@ -29,11 +34,6 @@ export interface SerfMemberEvent {
 /** The member events ringroute subscribes to. */
 export const memberEventTypes = "member-join,member-leave,member-failed,member-update,member-reap";
 
-/** The agent answered a request with an error (bad auth key, unsupported command, ...). */
-export class SerfRpcError extends Error {
-  override name = "SerfRpcError";
-}
-
 export interface SerfRpcOptions {
   /** host:port of the agent's RPC listener (`-rpc-addr`), e.g. "127.0.0.1:7373" or "[::1]:7373". */
   address: string;
@@ -41,6 +41,8 @@ export interface SerfRpcOptions {
   authKey?: string | undefined;
   /** Milliseconds to connect and for each request to be answered. */
   timeout?: number;
+  /** Runs those deadlines; default the system clock. */
+  clock?: Clock;
 }
 
 interface Pending {
@@ -48,7 +50,7 @@ interface Pending {
   hasBody: boolean;
   resolve: (body: unknown) => void;
   reject: (error: Error) => void;
-  timer: NodeJS.Timeout;
+  cancelTimer: () => void;
 }
 
 /** Commands whose successful answer carries a body after the header. */
@@ -60,21 +62,23 @@ export class SerfRpcClient {
   readonly closed: Promise<Error>;
   readonly #socket: Socket;
   readonly #timeout: number;
+  readonly #clock: Clock;
   #seq = 0;
   #pending = new Map<number, Pending>();
   #streams = new Map<number, (event: SerfMemberEvent) => void>();
   #onClosed!: (error: Error) => void;
   #isClosed = false;
 
-  private constructor(socket: Socket, address: string, timeout: number) {
+  private constructor(socket: Socket, address: string, timeout: number, clock: Clock) {
     this.#socket = socket;
     this.address = address;
     this.#timeout = timeout;
+    this.#clock = clock;
     this.closed = new Promise((resolve) => {
       this.#onClosed = resolve;
     });
     socket.on("error", (error) => this.#close(error));
-    socket.on("close", () => this.#close(new Error(`serf agent at ${address} closed the connection`)));
+    socket.on("close", () => this.#close(new SourceError("serf", `serf agent at ${address} closed the connection`)));
     void this.#readLoop();
   }
 
@@ -82,24 +86,25 @@ export class SerfRpcClient {
   static async connect(options: SerfRpcOptions): Promise<SerfRpcClient> {
     const { host, port } = hostPort(options.address, "address", { dial: true });
     const timeout = options.timeout ?? 5000;
+    const clock = options.clock ?? systemClock;
     const socket = await new Promise<Socket>((resolve, reject) => {
       const socket = connect({ host, port });
-      const timer = setTimeout(
-        () => socket.destroy(new Error(`connecting to serf agent at ${options.address} timed out`)),
+      const cancelTimer = clock.setTimer(
+        () => socket.destroy(new SourceError("serf", `connecting to serf agent at ${options.address} timed out`)),
         timeout,
       );
       socket.once("connect", () => {
-        clearTimeout(timer);
+        cancelTimer();
         socket.removeListener("error", reject);
         resolve(socket);
       });
       socket.once("error", (error) => {
-        clearTimeout(timer);
+        cancelTimer();
         reject(error);
       });
     });
     socket.setNoDelay(true);
-    const client = new SerfRpcClient(socket, options.address, timeout);
+    const client = new SerfRpcClient(socket, options.address, timeout, clock);
     try {
       await client.request("handshake", { Version: 1 });
       if (options.authKey) await client.request("auth", { AuthKey: options.authKey });
@@ -146,18 +151,22 @@ export class SerfRpcClient {
 
   close(): void {
     this.#socket.destroy();
-    this.#close(new Error("closed by client"));
+    this.#close(new SourceError("serf", "closed by client"));
   }
 
   #send(command: string, seq: number, body: unknown, hasBody: boolean): Promise<unknown> {
-    if (this.#isClosed) return Promise.reject(new Error(`serf agent at ${this.address}: connection closed`));
+    if (this.#isClosed) {
+      return Promise.reject(new SourceError("serf", `serf agent at ${this.address}: connection closed`));
+    }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const cancelTimer = this.#clock.setTimer(() => {
         this.#pending.delete(seq);
-        reject(new Error(`serf agent at ${this.address} did not answer ${command} within ${this.#timeout} ms`));
+        reject(
+          new SourceError("serf", `serf agent at ${this.address} did not answer ${command} within ${this.#timeout} ms`),
+        );
         this.#socket.destroy();
       }, this.#timeout);
-      this.#pending.set(seq, { command, hasBody, resolve, reject, timer });
+      this.#pending.set(seq, { command, hasBody, resolve, reject, cancelTimer });
       this.#socket.write(Buffer.concat([encode({ Command: command, Seq: seq }), encode(body)]));
     });
   }
@@ -179,9 +188,8 @@ export class SerfRpcClient {
         const pending = this.#pending.get(seq);
         if (pending) {
           this.#pending.delete(seq);
-          clearTimeout(pending.timer);
-          if (error !== "")
-            pending.reject(new SerfRpcError(`serf agent at ${this.address}: ${pending.command}: ${error}`));
+          pending.cancelTimer();
+          if (error !== "") pending.reject(new SerfRpcError(this.address, pending.command, error));
           else if (pending.hasBody) awaitingBody = pending.resolve;
           else pending.resolve(undefined);
           continue;
@@ -196,9 +204,9 @@ export class SerfRpcClient {
           };
           continue;
         }
-        throw new Error(`serf agent at ${this.address} sent an answer to unknown request ${seq}`);
+        throw new SourceError("serf", `serf agent at ${this.address} sent an answer to unknown request ${seq}`);
       }
-      this.#close(new Error(`serf agent at ${this.address} closed the connection`));
+      this.#close(new SourceError("serf", `serf agent at ${this.address} closed the connection`));
     } catch (error) {
       this.#socket.destroy();
       this.#close(error as Error);
@@ -209,7 +217,7 @@ export class SerfRpcClient {
     if (this.#isClosed) return;
     this.#isClosed = true;
     for (const pending of this.#pending.values()) {
-      clearTimeout(pending.timer);
+      pending.cancelTimer();
       pending.reject(error);
     }
     this.#pending.clear();

@@ -1,3 +1,6 @@
+import { type Clock, systemClock } from "../../utils/clock.ts";
+import { type Logger, silentLogger } from "../../utils/logger.ts";
+import { memberUrlProblem } from "../member-url.ts";
 import type { Member, MemberState, MembershipSource, SnapshotSink } from "../source.ts";
 import { memberEventTypes, type SerfMember, type SerfMemberEvent, SerfRpcClient } from "./rpc.ts";
 
@@ -66,7 +69,8 @@ export class SerfSource implements MembershipSource {
   readonly kind = "serf";
   readonly options: Readonly<SerfSourceOptions>;
   readonly #filters: [string, RegExp][];
-  readonly #log: (line: string) => void;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
   #sink: SnapshotSink | undefined;
   #client: SerfRpcClient | undefined;
   /** The agent's member list (all statuses, unfiltered) as of the last sync plus events since. */
@@ -78,22 +82,22 @@ export class SerfSource implements MembershipSource {
   #holding = false;
   #up = false;
   #backoff: number;
-  #retry: NodeJS.Timeout | undefined;
-  #flush: NodeJS.Timeout | undefined;
+  #cancelRetry: (() => void) | undefined;
+  #cancelFlush: (() => void) | undefined;
   /** Members already logged for having no usable URL tag (name → tag value), to log each once. */
   #unusable = new Map<string, string>();
-  #everFailed = false;
   #stopped = true;
 
-  constructor(options: Partial<SerfSourceOptions> & { log?: (line: string) => void } = {}) {
-    const { log, ...rest } = options;
+  constructor(options: Partial<SerfSourceOptions> & { clock?: Clock; logger?: Logger } = {}) {
+    const { clock, logger, ...rest } = options;
     this.options = Object.freeze({
       ...defaultSerfSourceOptions(),
       ...(Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as Partial<SerfSourceOptions>),
     });
     this.#filters = Object.entries(this.options.tags).map(([tag, pattern]) => [tag, new RegExp(pattern)]);
     this.#backoff = this.options.reconnectMin;
-    this.#log = log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#clock = clock ?? systemClock;
+    this.#logger = logger ?? silentLogger;
   }
 
   /** Resolves after the first attempt to reach the agent, successful or not (it keeps retrying). */
@@ -106,22 +110,23 @@ export class SerfSource implements MembershipSource {
 
   async stop(): Promise<void> {
     this.#stopped = true;
-    if (this.#retry) clearTimeout(this.#retry);
-    if (this.#flush) clearTimeout(this.#flush);
-    this.#retry = undefined;
-    this.#flush = undefined;
+    this.#cancelRetry?.();
+    this.#cancelFlush?.();
+    this.#cancelRetry = undefined;
+    this.#cancelFlush = undefined;
     this.#client?.close();
     this.#client = undefined;
   }
 
   async #connect(): Promise<void> {
-    this.#retry = undefined;
+    this.#cancelRetry = undefined;
     let client: SerfRpcClient | undefined;
     try {
       client = await SerfRpcClient.connect({
         address: this.options.rpc,
         authKey: this.options.authKey,
         timeout: this.options.timeout,
+        clock: this.#clock,
       });
       if (this.#stopped) {
         client.close();
@@ -166,8 +171,9 @@ export class SerfSource implements MembershipSource {
     this.#synced = true;
     if (this.#knewCluster && this.#view.size <= 1) {
       this.#holding = true;
-      this.#log(
-        `ringroute: serf agent at ${this.options.rpc} knows only itself; keeping the last member list until it rejoins its cluster`,
+      this.#logger.warn(
+        { rpc: this.options.rpc },
+        "serf agent knows only itself; keeping the last member list until it rejoins its cluster",
       );
     }
     this.#emit();
@@ -178,9 +184,9 @@ export class SerfSource implements MembershipSource {
       if (event.Event === "member-reap") this.#view.delete(member.Name);
       else this.#view.set(member.Name, member);
     }
-    if (this.#flush === undefined) {
-      this.#flush = setTimeout(() => {
-        this.#flush = undefined;
+    if (this.#cancelFlush === undefined) {
+      this.#cancelFlush = this.#clock.setTimer(() => {
+        this.#cancelFlush = undefined;
         this.#emit();
       }, this.options.coalesce);
     }
@@ -195,7 +201,7 @@ export class SerfSource implements MembershipSource {
     if (this.#view.size > 1) this.#knewCluster = true;
     if (!this.#up) {
       this.#up = true;
-      this.#log(`ringroute: serf agent at ${this.options.rpc} reached; ${this.#view.size} members known`);
+      this.#logger.debug({ rpc: this.options.rpc, known: this.#view.size }, "serf agent reached");
     }
     this.#sink.snapshot(this.#snapshot());
   }
@@ -215,31 +221,29 @@ export class SerfSource implements MembershipSource {
   #urlOf(member: SerfMember): string | undefined {
     const value = member.Tags[this.options.urlTag] ?? "";
     const url = value.includes("://") ? value : `${this.options.urlScheme}://${value}`;
-    if (value !== "" && URL.canParse(url)) {
+    const problem = value === "" ? "missing" : memberUrlProblem(url);
+    if (problem === undefined) {
       this.#unusable.delete(member.Name);
       return url;
     }
     if (this.#unusable.get(member.Name) !== value) {
       this.#unusable.set(member.Name, value);
-      this.#log(
-        `ringroute: serf member ${member.Name} has no usable "${this.options.urlTag}" tag (${JSON.stringify(value)}); left out of the ring`,
+      this.#logger.warn(
+        { member: member.Name, tag: this.options.urlTag, value, problem },
+        "serf member has no usable URL tag; left out of the ring",
       );
     }
     return undefined;
   }
 
+  /** Reports down (the Cluster logs the outage once) and retries with backoff and jitter. */
   #failed(error: Error): void {
     if (this.#stopped) return;
-    if (this.#up || !this.#everFailed) {
-      this.#log(
-        `ringroute: serf agent at ${this.options.rpc} unreachable (${error.message}); keeping the last member list, retrying`,
-      );
-    }
-    this.#everFailed = true;
     this.#up = false;
     this.#sink?.down(error);
     const delay = this.#backoff * (0.75 + Math.random() * 0.5);
     this.#backoff = Math.min(this.#backoff * 2, this.options.reconnectMax);
-    this.#retry = setTimeout(() => void this.#connect(), delay);
+    this.#logger.debug({ rpc: this.options.rpc, err: error, retryIn: Math.round(delay) }, "serf agent unreachable");
+    this.#cancelRetry = this.#clock.setTimer(() => void this.#connect(), delay);
   }
 }

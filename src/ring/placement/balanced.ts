@@ -1,4 +1,4 @@
-import type { Placement } from "./placement.ts";
+import { type BalanceFactor, defaultPlacementOptions, type Placement } from "./placement.ts";
 
 /**
  * Balanced placement: rendezvous hashing with bounded loads, resolved as a
@@ -38,22 +38,26 @@ import type { Placement } from "./placement.ts";
  * member takes partitions that rank it first, and a bounce only happens where
  * some member would exceed its cap.
  *
- * Capacity. Every member gets the largest the balance bound allows,
- * max(ceil(P/n), floor(1.05·P/n)): slack is what ends bounce chains early.
- * Capacities that shrink smoothly with n (some members one below the cap, so
- * that the total spare never jumps where floor(1.05·P/n) steps down) were
- * measured with these scores: they lower the worst transitions but raise the
- * moves everywhere else by more. An assignment auction (Dimitri Bertsekas,
- * "The Auction Algorithm", 1988) maximising the total score was also measured
- * and moves more: its prices all shift on a join and move partitions between
- * members that kept their own.
+ * Capacity. Every member gets the largest the balance bound allows (see
+ * `balanceCap`): slack is what ends bounce chains early. With little slack
+ * (f = 1.05 at 20 partitions a member) every step of the integer cap forces
+ * the members at the old cap to shed one partition each, whatever the
+ * scheme, so movement there reaches several times the optimum; f = 1.25
+ * keeps it near the optimum from about 20 partitions a member (README,
+ * "placement: balanced"). Capacities that shrink smoothly with n (some
+ * members one below the cap, so that the total spare never jumps where the
+ * cap steps down) were measured with these scores: they lower the worst
+ * transitions but raise the moves everywhere else by more. An assignment
+ * auction (Dimitri Bertsekas, "The Auction Algorithm", 1988) maximising the
+ * total score was also measured and moves more: its prices all shift on a
+ * join and move partitions between members that kept their own.
  *
  * Replica ranks are matched one after another with the same capacity, each
  * partition skipping the members of its earlier ranks. Should a rank have no
  * complete matching under the cap (only when replicas is close to the member
  * count), that rank's cap is raised until it has.
  */
-export const balanced: Placement = (members, partitions, replicas) => {
+export const balanced: Placement = (members, partitions, replicas, options) => {
   const n = members.length;
   const table = new Uint32Array(partitions * replicas);
   if (partitions === 0 || replicas === 0) return table;
@@ -67,14 +71,33 @@ export const balanced: Placement = (members, partitions, replicas) => {
     seedLo[m] = lo;
   }
   const prefs = new Preferences(seedHi, seedLo, new Shuffle(partitions), Math.min(n, replicas + 3));
-  // Integer arithmetic, so that floor(1.05·P/n) never lands on the wrong side of a whole number.
-  const capacity = Math.max(Math.ceil(partitions / n), Math.floor((105 * partitions) / (100 * n)));
+  const capacity = balanceCap(partitions, n, options?.balanceFactor ?? defaultPlacementOptions().balanceFactor);
   for (let rank = 0; rank < replicas; rank++) {
     let cap = capacity;
     while (!matchRank(prefs, table, replicas, rank, cap)) cap++;
   }
   return table;
 };
+
+/**
+ * The most partitions of one rank a member may hold: max(⌈P/n⌉, ⌊f·P/n⌋), or
+ * with `auto` max(⌈P/n⌉, ⌊P/n + √(P/n)⌋). The factor is taken to six decimals
+ * and the floor computed on whole numbers, so every process gets the same cap
+ * even where f·P/n is a whole number that floating point would miss.
+ */
+export function balanceCap(partitions: number, n: number, factor: BalanceFactor): number {
+  const even = Math.ceil(partitions / n);
+  if (factor === "auto") {
+    const mean = partitions / n;
+    return Math.max(even, Math.floor(mean + Math.sqrt(mean)));
+  }
+  const numerator = Math.round(factor * 1e6) * partitions;
+  const denominator = 1e6 * n;
+  let cap = Math.floor(numerator / denominator);
+  if (cap * denominator > numerator) cap--;
+  else if ((cap + 1) * denominator <= numerator) cap++;
+  return Math.max(even, cap);
+}
 
 /**
  * Deferred acceptance for one replica rank. Writes each partition's member for

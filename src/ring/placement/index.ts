@@ -7,4 +7,4 @@ export const placements = { jump, balanced } satisfies Record<string, Placement>
 
 export type PlacementName = keyof typeof placements;
 
-export type { Placement } from "./placement.ts";
+export type { BalanceFactor, Placement, PlacementOptions } from "./placement.ts";

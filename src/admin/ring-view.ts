@@ -1,0 +1,98 @@
+/**
+ * What GET /ring answers, in three sizes: the full table (owner names per
+ * partition, as before), `table=compact` (owner indexes into `ring.members`,
+ * a flat list like Ring.table) and `table=false` (no table at all).
+ */
+import type { Cluster } from "../cluster.ts";
+
+export type TableForm = "full" | "compact" | "none";
+
+/** A `table=` value that is none of true, full, compact, false, none. */
+export class TableFormError extends Error {}
+
+export function parseTableForm(value: string | null): TableForm {
+  switch (value) {
+    case null:
+    case "":
+    case "true":
+    case "full":
+      return "full";
+    case "compact":
+      return "compact";
+    case "false":
+    case "none":
+      return "none";
+    default:
+      throw new TableFormError(`table must be true, compact or false, got "${value}"`);
+  }
+}
+
+/** How the page and operators read a member: up, down, ejected (skipped by the proxy) or draining (alive, out of the ring). */
+export type MemberStatus = "up" | "down" | "ejected" | "draining";
+
+export interface RingViewOptions {
+  ejected?: readonly string[];
+  /** Responses served and failed tries per member so far (from the metrics). */
+  totals?: ReadonlyMap<string, { requests: number; errors: number }>;
+  table?: TableForm;
+}
+
+export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
+  const ring = cluster.ring;
+  const skipped = new Set(options.ejected ?? []);
+  const totals = options.totals ?? new Map();
+  const form = options.table ?? "full";
+  const status = (name: string, state: string): MemberStatus => {
+    if (state !== "alive") return "down";
+    if (!ring.has(name)) return "draining";
+    return skipped.has(name) ? "ejected" : "up";
+  };
+  const known = cluster.knownMembers();
+  const byName = new Map(known.map((m) => [m.name, m]));
+  // Ring members first, in ring order (the compact table's indexes), then the rest.
+  const ordered = [...ring.members.map((name) => byName.get(name)), ...known.filter((m) => !ring.has(m.name))];
+  const members = ordered.flatMap((m) =>
+    m === undefined
+      ? []
+      : [
+          {
+            name: m.name,
+            url: m.url,
+            state: m.state,
+            status: status(m.name, m.state),
+            tags: m.tags,
+            inRing: ring.has(m.name),
+            ejected: skipped.has(m.name),
+            /** Partitions held at each rank, primary first. */
+            partitions: ring.loads.get(m.name) ?? [],
+            requests: totals.get(m.name)?.requests ?? 0,
+            errors: totals.get(m.name)?.errors ?? 0,
+          },
+        ],
+  );
+  const body: Record<string, unknown> = {
+    config: ring.config,
+    checksum: ring.checksum,
+    /** Most partitions a member may hold at one rank (balanced placement); null where the placement has no cap. */
+    cap: ring.cap ?? null,
+    synced: cluster.synced,
+    source: { kind: cluster.sourceKind, up: cluster.sourceUp },
+    counts: {
+      partitions: ring.config.partitions,
+      members: ring.size,
+      known: known.length,
+      ownerCount: ring.ownerCount,
+    },
+    members,
+  };
+  if (form === "full") {
+    const table: (readonly string[])[] = [];
+    for (let p = 0; p < ring.config.partitions; p++) table.push(ring.ownersOfPartition(p));
+    body.table = table;
+  } else if (form === "compact") {
+    body.ringMembers = ring.members;
+    body.ownerCount = ring.ownerCount;
+    body.table = Array.from(ring.table);
+  }
+  return body;
+}

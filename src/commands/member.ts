@@ -1,0 +1,183 @@
+import { once } from "node:events";
+import { parseArgs } from "node:util";
+import { pino } from "pino";
+import { parseRing } from "../config.ts";
+import { ConfigError } from "../errors/config-error.ts";
+import { endpoints, parseEtcdConfig } from "../membership/etcd/config.ts";
+import { EtcdMember } from "../membership/etcd/member.ts";
+import { EtcdSource } from "../membership/etcd/source.ts";
+import { duration } from "../utils/duration.ts";
+import type { Command } from "./command.ts";
+import { ringFlags } from "./flags.ts";
+import { usageError } from "./usage-error.ts";
+
+export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [flags]
+  Registers a backend (written in any language) in an etcd cluster and keeps
+  it there: a lease kept alive while this sidecar runs, ready while GET
+  URL+HEALTH-PATH answers 2xx, not ready (drained) while it fails; SIGTERM
+  or SIGINT leaves (revokes the lease). It also takes part in the leader
+  election and reports the member's hand-offs done at once.
+  --cluster NAME (ringroute)  --prefix /ringroute/NAME/  --ttl 10s
+  --tags k=v,k=v  --health-path /healthz  --health-interval 2s
+  --partitions P --replicas R --hash H --placement P --order O (the ring a leader publishes)
+  --username U --password P  --ca FILE --cert FILE --key FILE`;
+
+const options = {
+  etcd: { type: "string" },
+  name: { type: "string" },
+  url: { type: "string" },
+  cluster: { type: "string" },
+  prefix: { type: "string" },
+  ttl: { type: "string" },
+  tags: { type: "string" },
+  "health-path": { type: "string" },
+  "health-interval": { type: "string" },
+  partitions: { type: "string" },
+  replicas: { type: "string" },
+  hash: { type: "string" },
+  placement: { type: "string" },
+  order: { type: "string" },
+  username: { type: "string" },
+  password: { type: "string" },
+  ca: { type: "string" },
+  cert: { type: "string" },
+  key: { type: "string" },
+} as const;
+
+export async function member(args: string[]): Promise<void> {
+  let values: ReturnType<typeof parse>["values"];
+  try {
+    values = parse(args).values;
+  } catch (error) {
+    throw usageError(error);
+  }
+  if (values.etcd === undefined) throw new ConfigError("--etcd", "required: etcd URLs, comma-separated");
+  if (values.name === undefined || values.name === "" || values.name.includes("/")) {
+    throw new ConfigError("--name", "required: the member's name (no /)");
+  }
+  if (values.url === undefined || !/^https?:\/\//.test(values.url) || !URL.canParse(values.url)) {
+    throw new ConfigError("--url", `required: the member's http(s) URL, got ${JSON.stringify(values.url)}`);
+  }
+  const tls =
+    values.ca || values.cert || values.key ? { ca: values.ca, cert: values.cert, key: values.key } : undefined;
+  const config = parseEtcdConfig(
+    Object.fromEntries(
+      Object.entries({
+        endpoints: endpoints(values.etcd, "--etcd"),
+        cluster: values.cluster,
+        prefix: values.prefix,
+        username: values.username,
+        password: values.password,
+        tls: tls && Object.fromEntries(Object.entries(tls).filter(([, v]) => v !== undefined)),
+      }).filter(([, v]) => v !== undefined),
+    ),
+    "--etcd",
+  );
+  const ttl = values.ttl === undefined ? 10_000 : duration(values.ttl, "--ttl");
+  const interval =
+    values["health-interval"] === undefined ? 2000 : duration(values["health-interval"], "--health-interval");
+  const healthPath = values["health-path"];
+  if (healthPath !== undefined && !healthPath.startsWith("/")) {
+    throw new ConfigError("--health-path", `must start with "/", got ${JSON.stringify(healthPath)}`);
+  }
+  const { partitions, replicas, hash, placement, order } = values;
+  const given = Object.entries({ partitions, replicas, hash, placement, order }).filter(([, v]) => v !== undefined);
+  const ring = parseRing(Object.fromEntries(given), "ring");
+
+  const logger = pino({ base: { command: "member" } }, pino.destination(2));
+  const source = new EtcdSource({ ...config, logger });
+  const member = new EtcdMember(source, {
+    name: values.name,
+    url: values.url,
+    tags: tags(values.tags),
+    ttl,
+    ring,
+    logger,
+    ready: healthPath === undefined,
+  });
+  await source.start({ snapshot: () => {}, down: () => {} });
+  try {
+    await member.join();
+  } catch (error) {
+    await source.stop();
+    throw new ConfigError(
+      "--etcd",
+      `cannot register with etcd at ${config.endpoints.join(",")}: ${(error as Error).message}`,
+    );
+  }
+  logger.info({ name: values.name, url: values.url, prefix: config.prefix }, "registered");
+
+  let timer: NodeJS.Timeout | undefined;
+  if (healthPath !== undefined) {
+    const target = new URL(healthPath, values.url);
+    const check = async () => {
+      let ok = false;
+      try {
+        const response = await fetch(target, { signal: AbortSignal.timeout(Math.min(interval, 5000)) });
+        await response.arrayBuffer();
+        ok = response.ok;
+      } catch {}
+      if (ok !== member.ready) {
+        logger.info({ health: target.href, ready: ok }, ok ? "healthy: ready" : "health check failed: not ready");
+        await member.setReady(ok).catch((error) => logger.warn({ err: error }, "cannot update readiness"));
+      }
+      timer = setTimeout(check, interval);
+    };
+    await check();
+  }
+
+  await Promise.race([once(process, "SIGTERM"), once(process, "SIGINT")]);
+  clearTimeout(timer);
+  logger.info({ name: values.name }, "leaving");
+  await member.leave();
+  await source.stop();
+}
+
+function tags(value: string | undefined): Record<string, string> {
+  if (value === undefined || value.trim() === "") return {};
+  return Object.fromEntries(
+    value.split(",").map((pair) => {
+      const at = pair.indexOf("=");
+      if (at <= 0) throw new ConfigError("--tags", `expected k=v, got ${JSON.stringify(pair)}`);
+      return [pair.slice(0, at).trim(), pair.slice(at + 1).trim()];
+    }),
+  );
+}
+
+function parse(args: string[]) {
+  return parseArgs({ args, options, allowPositionals: false, strict: true });
+}
+
+/** `ringroute member` for the command table: its flags, for help and parsing. */
+export const memberCommand: Command = {
+  name: "member",
+  synopsis: "ringroute member --etcd URLS --name NAME --url URL [flags]",
+  description: memberUsage
+    .split("\n")
+    .slice(1, 6)
+    .map((line) => line.trim())
+    .join("\n"),
+  flags: [
+    { name: "etcd", value: "URLS", help: "etcd endpoints, comma-separated (required)" },
+    { name: "name", value: "NAME", help: "the member's name (required)" },
+    { name: "url", value: "URL", help: "the member's http(s) URL (required)" },
+    { name: "cluster", value: "NAME", help: "cluster name", shownDefault: "ringroute" },
+    { name: "prefix", value: "PREFIX", help: "key prefix", shownDefault: "/ringroute/NAME/" },
+    { name: "ttl", value: "DURATION", help: "lease time to live", shownDefault: "10s" },
+    { name: "tags", value: "k=v,…", help: "the member's tags" },
+    {
+      name: "health-path",
+      value: "PATH",
+      help: "ready while URL+PATH answers 2xx",
+      shownDefault: "none: always ready",
+    },
+    { name: "health-interval", value: "DURATION", help: "between health checks", shownDefault: "2s" },
+    ...ringFlags.filter((flag) => ["partitions", "replicas", "hash", "placement", "order"].includes(flag.name)),
+    { name: "username", value: "U", help: "etcd user" },
+    { name: "password", value: "P", help: "etcd password" },
+    { name: "ca", value: "FILE", help: "etcd CA certificate" },
+    { name: "cert", value: "FILE", help: "etcd client certificate" },
+    { name: "key", value: "FILE", help: "etcd client key" },
+  ],
+  run: (_line, args) => member(args),
+};

@@ -1,0 +1,86 @@
+import type { RingConfig } from "../../ring/ring.ts";
+
+/** `members/<name>`: a registered member. */
+export interface MemberRecord {
+  url: string;
+  tags: Record<string, string>;
+  /** Only ready members enter the ring; false drains the member. */
+  ready: boolean;
+}
+
+/** `versions/<n>`: a membership the leader published. */
+export interface VersionDoc {
+  version: number;
+  /** The ring's members, sorted. */
+  members: string[];
+  /** The previous version's members: where each moved partition comes from. */
+  previous: string[];
+  ring: RingConfig;
+  checksum: string;
+}
+
+/** Per rank (as a string, "0" = primary), partitions. */
+export type SlotLists = Record<string, number[]>;
+
+/** `handoff/<name>`: where a member stands in the hand-offs of `version`. */
+export interface HandoffDoc {
+  version: number;
+  /** Slots the member owns in `version` and holds ready. */
+  ready: SlotLists;
+  /** Slots the member let go (released, or never held) and has not taken back. */
+  released: SlotLists;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === "string");
+
+function json(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A member's value, or undefined when it is not the contract's JSON (such a member is left out). */
+export function parseMember(text: string): MemberRecord | undefined {
+  const value = json(text);
+  if (!isObject(value) || typeof value.url !== "string" || !/^https?:\/\//.test(value.url)) return undefined;
+  const tags: Record<string, string> = {};
+  if (isObject(value.tags)) for (const [k, v] of Object.entries(value.tags)) if (typeof v === "string") tags[k] = v;
+  return { url: value.url, tags, ready: value.ready === true };
+}
+
+export function parseVersion(text: string): VersionDoc | undefined {
+  const value = json(text);
+  if (!isObject(value) || !Number.isSafeInteger(value.version) || !isStrings(value.members)) return undefined;
+  if (!isObject(value.ring) || typeof value.checksum !== "string") return undefined;
+  return {
+    version: value.version as number,
+    members: value.members,
+    previous: isStrings(value.previous) ? value.previous : [],
+    ring: value.ring as unknown as RingConfig,
+    checksum: value.checksum,
+  };
+}
+
+function slotLists(value: unknown): SlotLists {
+  const lists: SlotLists = {};
+  if (!isObject(value)) return lists;
+  for (const [rank, partitions] of Object.entries(value)) {
+    if (/^\d+$/.test(rank) && Array.isArray(partitions)) lists[rank] = partitions.filter(Number.isSafeInteger);
+  }
+  return lists;
+}
+
+export function parseHandoff(text: string): HandoffDoc | undefined {
+  const value = json(text);
+  if (!isObject(value) || !Number.isSafeInteger(value.version)) return undefined;
+  return { version: value.version as number, ready: slotLists(value.ready), released: slotLists(value.released) };
+}
+
+/** A non-negative integer written as text (`ready/<name>`, `stable`). */
+export function parseNumber(text: string): number | undefined {
+  const n = Number(text.trim());
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}

@@ -1,0 +1,397 @@
+import type { Etcd3, IKeyValue, Watcher } from "etcd3";
+import type { Coordination } from "../../handoff/coordination.ts";
+import { mixRings } from "../../handoff/routing.ts";
+import { fromLists, type Slot } from "../../handoff/slots.ts";
+import { Ring } from "../../ring/ring.ts";
+import { type Clock, systemClock } from "../../utils/clock.ts";
+import { type Logger, silentLogger } from "../../utils/logger.ts";
+import type { Member, MembershipSource, SnapshotSink } from "../source.ts";
+import { createEtcdClient } from "./client.ts";
+import { defaultEtcdConfig, type EtcdConfig } from "./config.ts";
+import {
+  type HandoffDoc,
+  type MemberRecord,
+  parseHandoff,
+  parseMember,
+  parseNumber,
+  parseVersion,
+  type VersionDoc,
+} from "./documents.ts";
+import { parseKey } from "./keys.ts";
+
+export interface EtcdSourceOptions extends Partial<EtcdConfig> {
+  /** A client to share (a member and the source in one process); default: one made from the connection fields. */
+  client?: Etcd3;
+  clock?: Clock;
+  logger?: Logger;
+  /** First and longest wait between attempts to reach etcd, in milliseconds (doubling). */
+  retryMin?: number;
+  retryMax?: number;
+}
+
+/** A registered member as the source last read it. */
+export interface RegisteredMember extends MemberRecord {
+  name: string;
+  /** The member key's create revision (registration order). */
+  createRevision: bigint;
+}
+
+/** Everything under the prefix, as of the last watch event. Read-only for listeners. */
+export interface EtcdView {
+  members: ReadonlyMap<string, RegisteredMember>;
+  /** Election candidates → create revision of their `election/<name>` key. */
+  election: ReadonlyMap<string, bigint>;
+  versions: ReadonlyMap<number, VersionDoc>;
+  handoff: ReadonlyMap<string, HandoffDoc>;
+  ready: ReadonlyMap<string, number>;
+  stable: number | undefined;
+  /** The store revision this view reflects. */
+  revision: bigint;
+}
+
+/**
+ * Members from etcd: one read of the whole prefix, then one watch from the
+ * next revision. Compaction, a broken stream or a reconnect start over with
+ * a fresh read (a resync); while etcd cannot be reached the source reports
+ * down and the last view stands. Members vanish when their lease expires
+ * because etcd deletes their keys.
+ *
+ * With `handoff: coordinated` (the default) members enter the ring through
+ * the leader's versions, and `coordination` gives the Cluster the ring to
+ * route by while hand-offs run. With `immediate`, a member is in as soon as
+ * its key says ready.
+ */
+export class EtcdSource implements MembershipSource {
+  readonly kind = "etcd";
+  readonly config: Readonly<EtcdConfig>;
+  readonly client: Etcd3;
+  readonly coordination: Coordination | undefined;
+  readonly #ownsClient: boolean;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #filters: [string, RegExp][];
+  readonly #retryMin: number;
+  readonly #retryMax: number;
+  #retry: number;
+  #cancelRetry: (() => void) | undefined;
+  #sink: SnapshotSink | undefined;
+  #watcher: Watcher | undefined;
+  #stopped = true;
+  /** Bumped on every resync, so a late event from a replaced watcher changes nothing. */
+  #epoch = 0;
+  #members = new Map<string, RegisteredMember>();
+  /** Last known records of members that left etcd while still in the current version (their URL is still routed to). */
+  #departed = new Map<string, RegisteredMember>();
+  #election = new Map<string, bigint>();
+  #versions = new Map<number, VersionDoc>();
+  #handoff = new Map<string, HandoffDoc>();
+  #ready = new Map<string, number>();
+  #stable: number | undefined;
+  #revision = 0n;
+  #listeners = new Set<(view: EtcdView) => void>();
+  #routing = new RoutingState();
+
+  constructor(options: EtcdSourceOptions = {}) {
+    const { client, clock, logger, retryMin, retryMax, ...rest } = options;
+    const defined = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as Partial<EtcdConfig>;
+    const base = defaultEtcdConfig(defined.cluster);
+    this.config = Object.freeze({ ...base, ...defined });
+    this.#ownsClient = client === undefined;
+    this.client = client ?? createEtcdClient(this.config);
+    this.#clock = clock ?? systemClock;
+    this.#logger = logger ?? silentLogger;
+    this.#filters = Object.entries(this.config.tags).map(([tag, pattern]) => [tag, new RegExp(pattern)]);
+    this.#retryMin = retryMin ?? 100;
+    this.#retryMax = retryMax ?? 2000;
+    this.#retry = this.#retryMin;
+    this.coordination = this.config.handoff === "coordinated" ? this.#coordination() : undefined;
+  }
+
+  /** Resolves after the first attempt to read etcd, successful or not (it keeps retrying). */
+  async start(sink: SnapshotSink): Promise<void> {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#sink = sink;
+    await this.#resync();
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#epoch++;
+    this.#cancelRetry?.();
+    this.#cancelRetry = undefined;
+    const watcher = this.#watcher;
+    this.#watcher = undefined;
+    await watcher?.cancel().catch(() => {});
+    if (this.#ownsClient) this.client.close();
+  }
+
+  /** Called after every change to the view (and after each resync). Returns the function that removes it. */
+  onChange(listener: (view: EtcdView) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  get view(): EtcdView {
+    return {
+      members: this.#members,
+      election: this.#election,
+      versions: this.#versions,
+      handoff: this.#handoff,
+      ready: this.#ready,
+      stable: this.#stable,
+      revision: this.#revision,
+    };
+  }
+
+  /** Whether a registered member passes the tag filters. */
+  admits(member: MemberRecord): boolean {
+    return this.#filters.every(([tag, re]) => re.test(member.tags[tag] ?? ""));
+  }
+
+  /** The latest published version, if any. */
+  latestVersion(): VersionDoc | undefined {
+    let latest: VersionDoc | undefined;
+    for (const doc of this.#versions.values()) if (latest === undefined || doc.version > latest.version) latest = doc;
+    return latest;
+  }
+
+  async #resync(): Promise<void> {
+    if (this.#stopped) return;
+    const epoch = ++this.#epoch;
+    const previous = this.#watcher;
+    this.#watcher = undefined;
+    void previous?.cancel().catch(() => {});
+    try {
+      const response = await this.client.getAll().prefix(this.config.prefix).exec();
+      if (epoch !== this.#epoch) return;
+      const revision = BigInt(response.header.revision);
+      this.#clear();
+      for (const kv of response.kvs) this.#put(kv);
+      this.#revision = revision;
+      const watcher = await this.client
+        .watch()
+        .prefix(this.config.prefix)
+        .startRevision(String(revision + 1n))
+        .create();
+      if (epoch !== this.#epoch) {
+        void watcher.cancel().catch(() => {});
+        return;
+      }
+      this.#watcher = watcher;
+      let disconnected = false;
+      watcher.on("data", (res) => {
+        if (epoch !== this.#epoch) return;
+        for (const event of res.events) {
+          if (event.type === "Put") this.#put(event.kv);
+          else this.#delete(event.kv);
+        }
+        this.#revision = BigInt(res.header.revision);
+        this.#changed();
+      });
+      watcher.on("disconnected", (error: Error) => {
+        if (epoch !== this.#epoch || disconnected) return;
+        disconnected = true;
+        this.#failed(error);
+      });
+      // etcd3 re-attaches the watch by itself; a fresh read afterwards is
+      // simpler to trust than the events it may or may not replay.
+      watcher.on("connected", () => {
+        if (epoch !== this.#epoch || !disconnected) return;
+        this.#logger.info({ source: "etcd" }, "etcd watch reconnected, resyncing");
+        void this.#resync();
+      });
+      watcher.on("error", (error: Error) => {
+        if (epoch !== this.#epoch) return;
+        this.#logger.warn({ source: "etcd", err: error }, "etcd watch cancelled (compaction?), resyncing");
+        void this.#resync();
+      });
+      this.#retry = this.#retryMin;
+      this.#logger.debug({ source: "etcd", revision: String(revision) }, "etcd view read");
+      this.#changed();
+    } catch (error) {
+      if (epoch !== this.#epoch) return;
+      this.#failed(error as Error);
+    }
+  }
+
+  #failed(error: Error): void {
+    if (this.#stopped) return;
+    this.#logger.warn({ source: "etcd", err: error, retryIn: this.#retry }, "etcd unreachable, keeping the last view");
+    this.#sink?.down(error);
+    this.#cancelRetry?.();
+    const epoch = this.#epoch;
+    this.#cancelRetry = this.#clock.setTimer(() => {
+      this.#cancelRetry = undefined;
+      if (epoch === this.#epoch) void this.#resync();
+    }, this.#retry);
+    this.#retry = Math.min(this.#retry * 2, this.#retryMax);
+  }
+
+  #clear(): void {
+    for (const [name, member] of this.#members) this.#departed.set(name, member);
+    this.#members = new Map();
+    this.#election = new Map();
+    this.#versions = new Map();
+    this.#handoff = new Map();
+    this.#ready = new Map();
+    this.#stable = undefined;
+  }
+
+  #put(kv: IKeyValue): void {
+    const parsed = parseKey(this.config.prefix, kv.key.toString());
+    if (parsed === undefined) return;
+    const { section, name } = parsed;
+    const text = kv.value.toString();
+    if (section === "members") {
+      const record = parseMember(text);
+      if (record === undefined) {
+        this.#logger.warn({ source: "etcd", member: name }, "member value is not {url, tags, ready}: left out");
+        this.#members.delete(name);
+        return;
+      }
+      this.#members.set(name, { name, ...record, createRevision: BigInt(kv.create_revision) });
+      this.#departed.delete(name);
+    } else if (section === "election") this.#election.set(name, BigInt(kv.create_revision));
+    else if (section === "versions") {
+      const doc = parseVersion(text);
+      if (doc !== undefined) this.#versions.set(doc.version, doc);
+    } else if (section === "handoff") {
+      const doc = parseHandoff(text);
+      if (doc !== undefined) this.#handoff.set(name, doc);
+    } else if (section === "ready") {
+      const n = parseNumber(text);
+      if (n !== undefined) this.#ready.set(name, n);
+    } else if (section === "stable") this.#stable = parseNumber(text);
+  }
+
+  #delete(kv: IKeyValue): void {
+    const parsed = parseKey(this.config.prefix, kv.key.toString());
+    if (parsed === undefined) return;
+    const { section, name } = parsed;
+    if (section === "members") {
+      const member = this.#members.get(name);
+      if (member) this.#departed.set(name, member);
+      this.#members.delete(name);
+    } else if (section === "election") this.#election.delete(name);
+    else if (section === "versions") this.#versions.delete(Number(name));
+    else if (section === "handoff") this.#handoff.delete(name);
+    else if (section === "ready") this.#ready.delete(name);
+    else if (section === "stable") this.#stable = undefined;
+  }
+
+  #changed(): void {
+    if (this.#stopped) return;
+    const latest = this.latestVersion();
+    if (this.coordination) this.#routing.update(latest, this.#handoff, (m) => this.#members.has(m), this.#clock.now());
+    this.#sink?.snapshot(this.#snapshot(latest));
+    for (const listener of this.#listeners) {
+      try {
+        listener(this.view);
+      } catch (error) {
+        this.#logger.error({ source: "etcd", err: error }, "etcd view listener threw");
+      }
+    }
+  }
+
+  #snapshot(latest: VersionDoc | undefined): Member[] {
+    const members: Member[] = [];
+    if (this.coordination === undefined) {
+      for (const m of this.#members.values()) {
+        if (!this.admits(m)) continue;
+        members.push({ name: m.name, url: m.url, tags: m.tags, state: m.ready ? "alive" : "failed" });
+      }
+      return members;
+    }
+    // Coordinated: the ring is the latest version's, so every process that
+    // reads it builds the same ring; a member gone from etcd stays routed
+    // (by its last known URL) until the leader publishes a version without it.
+    const inVersion = new Set(latest?.members ?? []);
+    for (const m of this.#members.values()) {
+      members.push({ name: m.name, url: m.url, tags: m.tags, state: inVersion.has(m.name) ? "alive" : "failed" });
+    }
+    for (const name of inVersion) {
+      const gone = this.#departed.get(name);
+      if (!this.#members.has(name) && gone) members.push({ name, url: gone.url, tags: gone.tags, state: "alive" });
+    }
+    for (const name of this.#departed.keys()) if (!inVersion.has(name)) this.#departed.delete(name);
+    return members;
+  }
+
+  #coordination(): Coordination {
+    const source = this;
+    const routing = this.#routing;
+    return {
+      get version() {
+        return source.latestVersion()?.version;
+      },
+      get stableVersion() {
+        return source.#stable;
+      },
+      get consistent() {
+        const latest = source.latestVersion();
+        return latest?.members.every((m) => source.#ready.get(m) === latest.version) ?? false;
+      },
+      get partitionsInHandoff() {
+        return routing.pending.size;
+      },
+      routing: () => routing.ring,
+      set onHandoff(fn: ((seconds: number) => void) | undefined) {
+        routing.onSettled = fn;
+      },
+      get onHandoff() {
+        return routing.onSettled;
+      },
+    };
+  }
+}
+
+/** The proxy's side of hand-offs: the mixed ring, recomputed on every change. */
+class RoutingState {
+  ring: Ring | undefined;
+  /** Slot → when this process first saw it in hand-off (ms). */
+  pending = new Map<Slot, number>();
+  onSettled: ((seconds: number) => void) | undefined;
+  #version: number | undefined;
+  #target: Ring | undefined;
+  /** The routing ring when the current version arrived: old owners come from it. */
+  #base: Ring | undefined;
+
+  update(
+    latest: VersionDoc | undefined,
+    handoff: ReadonlyMap<string, HandoffDoc>,
+    alive: (member: string) => boolean,
+    now: number,
+  ): void {
+    if (latest === undefined) return;
+    if (latest.version !== this.#version) {
+      this.#version = latest.version;
+      this.#base = this.ring;
+      try {
+        this.#target = Ring.build(latest.members, latest.ring);
+      } catch {
+        return; // a version this process cannot build (unknown placement): keep routing as before
+      }
+    }
+    const target = this.#target as Ring;
+    const version = latest.version;
+    const readyCache = new Map<string, Set<Slot>>();
+    const settled = (slot: Slot, member: string): boolean => {
+      let ready = readyCache.get(member);
+      if (ready === undefined) {
+        const doc = handoff.get(member);
+        ready = doc !== undefined && doc.version >= version ? fromLists(doc.ready) : new Set();
+        readyCache.set(member, ready);
+      }
+      return ready.has(slot);
+    };
+    const { ring, pending } = mixRings(this.#base, target, settled, alive);
+    const still = new Map<Slot, number>();
+    for (const slot of pending) still.set(slot, this.pending.get(slot) ?? now);
+    for (const [slot, since] of this.pending) if (!still.has(slot)) this.onSettled?.((now - since) / 1000);
+    this.pending = still;
+    this.ring = ring;
+    if (pending.length === 0) this.#base = ring;
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * The ring-building thread: builds each requested ring and transfers its
+ * table back, so the thread that asked never runs the placement itself.
+ */
+import { parentPort } from "node:worker_threads";
+import { Ring } from "../ring/ring.ts";
+import type { BuildReply, BuildRequest } from "./ring-builder.ts";
+
+parentPort?.on("message", ({ id, members, config }: BuildRequest) => {
+  let reply: BuildReply;
+  try {
+    const ring = Ring.build(members, config);
+    // Transfer, not copy: the ring built here is dropped right after.
+    const table = ring.table.byteLength === ring.table.buffer.byteLength ? ring.table : ring.table.slice();
+    reply = { id, members: ring.members, table };
+    parentPort?.postMessage(reply, [table.buffer as ArrayBuffer]);
+  } catch (error) {
+    reply = { id, error: (error as Error)?.message ?? String(error) };
+    parentPort?.postMessage(reply);
+  }
+});

@@ -1,0 +1,250 @@
+import { type IncomingMessage, request } from "node:http";
+import { connect } from "node:net";
+import test from "ava";
+import { Metrics } from "../src/admin/metrics.ts";
+import { type AdminOptions, createAdminServer } from "../src/admin/server.ts";
+import { Cluster } from "../src/cluster.ts";
+import { diff, movement } from "../src/ring/diff.ts";
+import { Ring } from "../src/ring/ring.ts";
+import { send, TestSource } from "./helpers/backends.ts";
+import { ManualClock } from "./helpers/clock.ts";
+import { until } from "./helpers/until.ts";
+
+const member = (name: string) => ({ name, url: `http://127.0.0.1:1/${name}` });
+const members = (...names: string[]) => names.map(member);
+
+/** A cluster on a hand-driven source, with its admin server on an ephemeral port. */
+async function startAdmin(names: string[], options: Partial<AdminOptions> & { partitions?: number } = {}) {
+  const source = new TestSource(members(...names));
+  const cluster = new Cluster({ source, ring: { partitions: options.partitions ?? 64 } });
+  await cluster.start();
+  const metrics = new Metrics(cluster, { defaultMetrics: false });
+  const admin = createAdminServer({ cluster, metrics, ...options });
+  const { port } = await admin.listen(0, "127.0.0.1");
+  return {
+    source,
+    cluster,
+    admin,
+    base: `http://127.0.0.1:${port}`,
+    port,
+    async close() {
+      await admin.close();
+      metrics.close();
+      await cluster.stop();
+    },
+  };
+}
+
+interface Frame {
+  id?: string;
+  event?: string;
+  data?: unknown;
+  comment?: string;
+}
+
+/** An SSE client that parses frames as they come. */
+function subscribe(port: number, path: string, headers: Record<string, string> = {}) {
+  const frames: Frame[] = [];
+  let response: IncomingMessage | undefined;
+  let buffer = "";
+  let ended = false;
+  const req = request({ host: "127.0.0.1", port, path, headers, agent: false }, (res) => {
+    response = res;
+    res.setEncoding("utf8");
+    res.on("data", (chunk: string) => {
+      buffer += chunk;
+      let end = buffer.indexOf("\n\n");
+      while (end >= 0) {
+        const frame: Frame = {};
+        for (const line of buffer.slice(0, end).split("\n")) {
+          if (line.startsWith(":")) frame.comment = line.slice(1).trim();
+          else if (line.startsWith("id: ")) frame.id = line.slice(4);
+          else if (line.startsWith("event: ")) frame.event = line.slice(7);
+          else if (line.startsWith("data: ")) frame.data = JSON.parse(line.slice(6));
+        }
+        frames.push(frame);
+        buffer = buffer.slice(end + 2);
+        end = buffer.indexOf("\n\n");
+      }
+    });
+    res.on("end", () => (ended = true));
+    res.on("close", () => (ended = true));
+  });
+  req.on("error", () => (ended = true));
+  req.end();
+  return {
+    frames,
+    events: () => frames.filter((f) => f.event !== undefined),
+    get ended() {
+      return ended;
+    },
+    get status() {
+      return response?.statusCode;
+    },
+    connected: () => until(() => frames.some((f) => f.comment === "connected"), { what: "the stream to open" }),
+    close: () => req.destroy(),
+  };
+}
+
+test("/events by default sends memberUp and one ring summary per change, with moved counts and × optimum", async (t) => {
+  const all = await startAdmin(["alpha", "bravo"]);
+  t.teardown(() => all.close());
+  const stream = subscribe(all.port, "/events");
+  t.teardown(() => stream.close());
+  await stream.connected();
+  all.source.set(members("alpha", "bravo", "charlie"));
+  await until(() => stream.events().some((f) => f.event === "ring"), { what: "the ring event" });
+  const before = Ring.build(["alpha", "bravo"], { partitions: 64 });
+  const after = Ring.build(["alpha", "bravo", "charlie"], { partitions: 64 });
+  const moved = movement(before, after);
+  t.deepEqual(
+    stream.events().map((f) => f.event),
+    ["memberUp", "ring"],
+    "no per-partition events unless asked",
+  );
+  t.deepEqual(stream.events()[0]?.data, { ...member("charlie"), state: "alive", tags: {} });
+  const optimal = Math.ceil(64 / 3);
+  t.like(stream.events()[1]?.data, {
+    checksum: after.checksum,
+    previousChecksum: before.checksum,
+    added: ["charlie"],
+    removed: [],
+    size: 3,
+    moved: { primaries: moved.primaries, replicaSlots: moved.replicaSlots },
+    optimalPrimaries: optimal,
+    timesOptimum: Math.round((100 * moved.primaries) / optimal) / 100,
+  });
+  for (const frame of stream.events()) t.regex(frame.id ?? "", /^[0-9a-z]+\.\d+$/, "every event has an id");
+});
+
+test("/events?types=acquire,release streams exactly the ring diff, and nothing else", async (t) => {
+  const all = await startAdmin(["alpha", "bravo"]);
+  t.teardown(() => all.close());
+  const stream = subscribe(all.port, "/events?types=acquire,release");
+  t.teardown(() => stream.close());
+  await stream.connected();
+  all.source.set(members("alpha", "bravo", "charlie"));
+  const expected = diff(
+    Ring.build(["alpha", "bravo"], { partitions: 64 }),
+    Ring.build(["alpha", "bravo", "charlie"], { partitions: 64 }),
+  );
+  await until(() => stream.events().length >= expected.length, { what: `${expected.length} partition events` });
+  // The cluster reports every release of a change before its acquires.
+  const inOrder = [...expected.filter((e) => e.type === "release"), ...expected.filter((e) => e.type === "acquire")];
+  t.deepEqual(
+    stream.events().map((f) => JSON.stringify(f.data)),
+    inOrder.map((e) => JSON.stringify(e)),
+  );
+  t.true(
+    stream.events().every((f) => f.event === (f.data as { type: string }).type),
+    "each frame is named by its type",
+  );
+});
+
+test("/events rejects an unknown type with a JSON 400", async (t) => {
+  const all = await startAdmin(["alpha"]);
+  t.teardown(() => all.close());
+  const reply = await send(all.base, "/events?types=ring,nope");
+  t.is(reply.status, 400);
+  t.like(reply.json, { error: "bad_request", field: "types" });
+  t.regex(reply.json.message, /"nope"/);
+});
+
+test("a client that reconnects with Last-Event-ID gets the events it missed, in order", async (t) => {
+  const all = await startAdmin(["alpha", "bravo"]);
+  t.teardown(() => all.close());
+  const first = subscribe(all.port, "/events");
+  await first.connected();
+  all.source.set(members("alpha", "bravo", "charlie"));
+  await until(() => first.events().some((f) => f.event === "ring"), { what: "the first change" });
+  const lastId = first.events().at(-1)?.id as string;
+  first.close();
+  all.source.set(members("alpha", "charlie"));
+  all.source.set(members("alpha", "charlie", "delta"));
+
+  const resumed = subscribe(all.port, "/events", { "last-event-id": lastId });
+  t.teardown(() => resumed.close());
+  await until(() => resumed.events().filter((f) => f.event === "ring").length === 2, { what: "two missed changes" });
+  t.deepEqual(
+    resumed.events().map((f) => f.event),
+    ["memberDown", "ring", "memberUp", "ring"],
+  );
+  const ids = resumed.events().map((f) => Number(f.id?.split(".")[1]));
+  t.true(ids.every((id, i) => id > Number(lastId.split(".")[1]) && (i === 0 || id > (ids[i - 1] as number))));
+});
+
+test("a Last-Event-ID the history no longer holds gets a reset event", async (t) => {
+  const all = await startAdmin(["alpha"]);
+  t.teardown(() => all.close());
+  const stream = subscribe(all.port, "/events", { "last-event-id": "oldprocess.7" });
+  t.teardown(() => stream.close());
+  await until(() => stream.events().length > 0, { what: "the reset event" });
+  t.like(stream.events()[0], { event: "reset", data: { reason: "history_lost", lastEventId: "oldprocess.7" } });
+});
+
+test("the heartbeat runs on the injected clock", async (t) => {
+  const clock = new ManualClock();
+  const all = await startAdmin(["alpha"], { clock, events: { heartbeatMs: 15_000 } });
+  t.teardown(() => all.close());
+  const stream = subscribe(all.port, "/events");
+  t.teardown(() => stream.close());
+  await stream.connected();
+  clock.advance(14_999);
+  clock.advance(1);
+  await until(() => stream.frames.some((f) => f.comment === "keep-alive"), { what: "a keep-alive comment" });
+  t.is(stream.frames.filter((f) => f.comment === "keep-alive").length, 1);
+});
+
+test("a client that never reads is dropped once the history passes it; memory stays within the history bound", async (t) => {
+  const historyBytes = 256 * 1024;
+  const all = await startAdmin(["m0", "m1", "m2"], { partitions: 65536, events: { historyBytes } });
+  t.teardown(() => all.close());
+  // A raw socket that asks for every partition event and then never reads a byte.
+  const socket = connect(all.port, "127.0.0.1");
+  t.teardown(() => socket.destroy());
+  socket.pause();
+  socket.write("GET /events?types=acquire,release HTTP/1.1\r\nHost: x\r\n\r\n");
+  await until(() => all.admin.events.size === 1, { what: "the stream to be registered" });
+  // A reading client on the same stream keeps up: it is fed at its own pace, not dropped.
+  const reader = subscribe(all.port, "/events?types=ring");
+  t.teardown(() => reader.close());
+  await reader.connected();
+
+  for (let i = 3; i < 9; i++) {
+    all.source.set(members(...Array.from({ length: i + 1 }, (_, j) => `m${j}`)));
+    t.true(all.admin.events.historyBytes <= historyBytes, "the history stays within its bound");
+  }
+  // The server ends its side; the paused socket never reads far enough to see it.
+  await until(() => all.admin.events.size === 1, { what: "the server to drop the client that never reads" });
+  await until(() => reader.events().filter((f) => f.event === "ring").length === 6, { what: "six ring events" });
+  t.false(reader.ended, "the reading client is still connected");
+  t.is(all.admin.events.size, 1);
+});
+
+test("/ring?table=false leaves the table out; table=compact indexes the members list; a bad form is a 400", async (t) => {
+  const all = await startAdmin(["alpha", "bravo", "charlie"]);
+  t.teardown(() => all.close());
+  const ring = Ring.build(["alpha", "bravo", "charlie"], { partitions: 64 });
+  const none = await send(all.base, "/ring?table=false");
+  t.is(none.status, 200);
+  t.false("table" in none.json);
+  t.is(none.json.checksum, ring.checksum);
+  t.deepEqual(none.json.counts, { partitions: 64, members: 3, known: 3, ownerCount: 3 });
+  t.deepEqual(
+    none.json.members.map((m: { name: string; status: string }) => [m.name, m.status]),
+    [
+      ["alpha", "up"],
+      ["bravo", "up"],
+      ["charlie", "up"],
+    ],
+  );
+  const compact = (await send(all.base, "/ring?table=compact")).json;
+  t.is(compact.table.length, 64 * 3);
+  for (let p = 0; p < 64; p++) {
+    const owners = [0, 1, 2].map((r) => compact.ringMembers[compact.table[p * compact.ownerCount + r]]);
+    t.deepEqual(owners, ring.ownersOfPartition(p), `partition ${p}`);
+  }
+  const bad = await send(all.base, "/ring?table=yes");
+  t.is(bad.status, 400);
+  t.like(bad.json, { error: "bad_request", field: "table" });
+});

@@ -1,0 +1,76 @@
+import test from "ava";
+import { Metrics } from "../src/admin/metrics.ts";
+import { createAdminServer } from "../src/admin/server.ts";
+import { Cluster } from "../src/cluster.ts";
+import { Ring } from "../src/ring/ring.ts";
+import { send, TestSource } from "./helpers/backends.ts";
+import { ringroute } from "./helpers/cli.ts";
+
+const names = ["alpha", "bravo", "charlie", "delta"];
+
+async function startAdmin() {
+  const source = new TestSource(names.map((name) => ({ name, url: "http://127.0.0.1:1" })));
+  const cluster = new Cluster({ source, ring: { partitions: 1024, replicas: 2, placement: "balanced" } });
+  await cluster.start();
+  const metrics = new Metrics(cluster, { defaultMetrics: false });
+  const admin = createAdminServer({ cluster, metrics });
+  const { port } = await admin.listen(0, "127.0.0.1");
+  return {
+    base: `http://127.0.0.1:${port}`,
+    async close() {
+      await admin.close();
+      metrics.close();
+      await cluster.stop();
+    },
+  };
+}
+
+test("/plan answers what `ringroute plan --json` prints for the same change, plus the partitions that would move", async (t) => {
+  const all = await startAdmin();
+  t.teardown(() => all.close());
+  const reply = await send(all.base, "/plan?add=echo,foxtrot&remove=bravo");
+  t.is(reply.status, 200);
+  const cli = await ringroute([
+    "plan",
+    "--members",
+    names.join(","),
+    "--partitions",
+    "1024",
+    "--replicas",
+    "2",
+    "--placement",
+    "balanced",
+    "--add",
+    "echo,foxtrot",
+    "--remove",
+    "bravo",
+    "--json",
+  ]);
+  t.is(cli.code, 0, cli.stderr);
+  const { movedPartitions, checksum, afterChecksum, ...numbers } = reply.json;
+  t.deepEqual(numbers, JSON.parse(cli.stdout));
+  const before = Ring.build(names, { partitions: 1024, replicas: 2, placement: "balanced" });
+  const after = before.withMembers(["alpha", "charlie", "delta", "echo", "foxtrot"]);
+  const expected = [];
+  for (let p = 0; p < 1024; p++) if (before.owner(p, 0) !== after.owner(p, 0)) expected.push(p);
+  t.deepEqual(movedPartitions, expected);
+  t.is(movedPartitions.length, numbers.moved_primaries);
+  t.deepEqual([checksum, afterChecksum], [before.checksum, after.checksum]);
+});
+
+test("/plan refuses a bad change with a JSON 400 naming the field, and changes nothing", async (t) => {
+  const all = await startAdmin();
+  t.teardown(() => all.close());
+  const before = (await send(all.base, "/ring?table=false")).json.checksum;
+  for (const [query, field] of [
+    ["add=alpha", "add"],
+    ["remove=zulu", "remove"],
+    ["remove=alpha,bravo,charlie,delta", "remove"],
+    ["add=x,x", "add"],
+  ] as const) {
+    const reply = await send(all.base, `/plan?${query}`);
+    t.is(reply.status, 400, query);
+    t.like(reply.json, { error: "bad_request", field }, query);
+  }
+  t.is((await send(all.base, "/ring?table=false")).json.checksum, before);
+});
