@@ -78,8 +78,7 @@ export interface SourceState {
  * events. Lookups read the current ring; they never wait on the source.
  */
 export class Cluster {
-  /** The current ring. Replaced whole on every membership change, never mutated. */
-  ring: Ring;
+  #ring: Ring;
   /** Everything the source last reported, ring members or not, by name. */
   #known = new Map<string, Member>();
   #listeners = new Set<ClusterListener>();
@@ -90,7 +89,7 @@ export class Cluster {
   #started = false;
   /** Bumped on stop, so a late snapshot from a stopped source changes nothing. */
   #generation = 0;
-  readonly #source: MembershipSource;
+  #source: MembershipSource;
   readonly #local: string | undefined;
   readonly #filter: (member: Member) => boolean;
   readonly #build: ClusterOptions["build"];
@@ -109,7 +108,31 @@ export class Cluster {
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
     this.#sourceState = Object.freeze({ up: false, since: this.#clock.now() });
-    this.ring = Ring.build([], options.ring);
+    this.#ring = Ring.build([], options.ring);
+  }
+
+  /** The current ring. Replaced whole on every membership change, never mutated. */
+  get ring(): Ring {
+    return this.#ring;
+  }
+
+  /**
+   * Applies a reload: new ring settings rebuild the ring over the same
+   * members, reported like any membership change (events, then `ring`); a new
+   * source replaces the running one, and until it delivers, the ring and the
+   * members stay as they were.
+   */
+  async reconfigure(change: { ring?: Partial<RingConfig>; source?: MembershipSource }): Promise<void> {
+    if (change.ring !== undefined) {
+      const next = Ring.build([...this.#ring.members], { ...this.#ring.config, ...change.ring });
+      if (next.checksum !== this.#ring.checksum) this.#replace(next, this.#known, this.#known);
+    }
+    if (change.source !== undefined) {
+      const running = this.#started;
+      await this.stop();
+      this.#source = change.source;
+      if (running) await this.start();
+    }
   }
 
   /** Starts the source. Events flow from here on; `synced` turns true with its first snapshot. */
@@ -308,8 +331,13 @@ export class Cluster {
     if (this.#sameMembers(inRing)) return;
 
     const fits = built !== undefined && built.size === inRing.length && inRing.every((name) => built.has(name));
-    const next = fits ? built : previous.withMembers(inRing);
-    this.ring = next;
+    this.#replace(fits ? built : previous.withMembers(inRing), known, previousKnown);
+  }
+
+  /** Makes `next` the ring and tells listeners what changed: members down, up, releases, acquires, ring. */
+  #replace(next: Ring, known: Map<string, Member>, previousKnown: Map<string, Member>): void {
+    const previous = this.#ring;
+    this.#ring = next;
     for (const name of previous.members) {
       if (!next.has(name)) {
         const member = known.get(name) ?? ({ ...(previousKnown.get(name) as Member), state: "left" } as Member);

@@ -10,7 +10,7 @@ import { send, startProxy, TestSource } from "./helpers/backends.ts";
 const names = ["alpha", "bravo", "charlie"];
 
 /** A proxy with metrics, and its admin server, both on ephemeral ports. */
-async function startAll(members = names) {
+async function startAll(members = names, ejected?: () => string[]) {
   let metrics: Metrics | undefined;
   const h = await startProxy(members, {
     observer: {
@@ -20,7 +20,7 @@ async function startAll(members = names) {
       ejection: (member) => metrics?.ejection(member),
     },
   });
-  metrics = new Metrics(h.cluster, { ejected: h.proxy.ejected });
+  metrics = new Metrics(h.cluster, { ejected: ejected ?? h.proxy.ejected });
   const admin = createAdminServer({ cluster: h.cluster, metrics, ejected: h.proxy.ejected });
   const { port } = await admin.listen(0, "127.0.0.1");
   return {
@@ -103,9 +103,8 @@ test("a member that leaves keeps its counters; its gauges go", async (t) => {
 });
 
 test("ringroute_member_up is 0 for an ejected member; build_info carries the package version; in-flight follows the observer", async (t) => {
-  const all = await startAll();
+  const all = await startAll(names, () => ["bravo"]);
   t.teardown(() => all.close());
-  all.metrics.ejected = () => ["bravo"];
   all.metrics.requestStarted();
   all.metrics.requestStarted();
   all.metrics.requestEnded();

@@ -130,8 +130,8 @@ export interface MetricsOptions {
 
 export class Metrics implements ProxyObserver {
   readonly registry: Registry;
-  /** Members the proxy skips right now; set once the proxy exists. */
-  ejected: () => string[];
+  /** Members the proxy skips right now (the `ejected` option). */
+  readonly ejected: () => string[];
   readonly #upstreamErrors: Counter<"member" | "reason">;
   readonly #failovers: Counter;
   readonly #ejections: Counter<"member">;

@@ -16,7 +16,7 @@ Exit 0 when serve would start, 2 with the field that is wrong.`,
   async run(_line, args) {
     const config = loadConfig(args);
     checkFiles(config);
-    process.stdout.write(`${summary(config)}\n`);
+    process.stdout.write(`config ok: ${summary(config)}\n`);
   },
 };
 
@@ -43,7 +43,7 @@ export function checkFiles(config: Config, read = (path: string) => readFileSync
   }
 }
 
-/** One line: what serve would run. */
+/** One line: what serve runs (check prints it, serve logs it at start). */
 export function summary(config: Config): string {
   const { ring, membership } = config;
   const source =
@@ -60,7 +60,7 @@ export function summary(config: Config): string {
               : "none";
   const address = (a: { host: string; port: number }) => `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
   return [
-    `config ok: listen ${address(config.listen)}${config.tls ? " (https)" : ""}`,
+    `listen ${address(config.listen)}${config.tls ? " (https)" : ""}`,
     `admin ${address(config.admin)}`,
     `ring ${ring.partitions} partitions, ${ring.replicas} replicas, ${ring.placement}, ${ring.hash}`,
     `key ${keySourceText(config.key.from)}`,

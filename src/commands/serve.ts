@@ -1,15 +1,23 @@
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { pino } from "pino";
+import { Counter } from "prom-client";
 import { Metrics } from "../admin/metrics.ts";
 import { createAdminServer } from "../admin/server.ts";
 import { Cluster } from "../cluster.ts";
-import type { Config } from "../config.ts";
+import type { Config, KeySource } from "../config.ts";
 import { type DemoBackend, startDemoBackends } from "../demo/backends.ts";
 import { ConfigError } from "../errors/config-error.ts";
+import type { MembershipConfig } from "../membership/config.ts";
 import { createSource } from "../membership/index.ts";
-import { createProxy } from "../proxy/server.ts";
+import type { AccessRecord, ProxyObserver } from "../proxy/observer.ts";
+import { createProxy, type TlsMaterial } from "../proxy/server.ts";
+import { movement } from "../ring/diff.ts";
+import { type Clock, systemClock } from "../utils/clock.ts";
+import { type Logger, silentLogger } from "../utils/logger.ts";
+import { checkFiles, summary } from "./check.ts";
 import type { Command } from "./command.ts";
 import { loadConfig, serveFlags } from "./flags.ts";
+import { type AccessLog, createAccessLog, createLogging, type Logging } from "./logging.ts";
 
 /** A running `ringroute serve`: proxy, admin server, cluster and (with no membership) demo backends. */
 export interface Serving {
@@ -17,36 +25,100 @@ export interface Serving {
   admin: AddressInfo;
   cluster: Cluster;
   demo: DemoBackend[];
-  /** Graceful shutdown: stop accepting, finish in-flight requests within config.shutdownTimeout, close everything. */
+  /** Applies a new config (SIGHUP): what changed live, and what waits for a restart. */
+  reload(next: Config): Promise<Reloaded>;
+  /**
+   * Graceful shutdown: /readyz turns 503, traffic is served on for
+   * `shutdownDelay`, then the proxy stops accepting and requests in flight get
+   * `shutdownTimeout` to finish; then everything closes.
+   */
   close(): Promise<void>;
 }
 
+/** What a reload changed: sections applied live, and fields that need a restart. */
+export interface Reloaded {
+  applied: string[];
+  restart: string[];
+}
+
+export interface ServingOptions {
+  logger?: Logger;
+  /** Sets the log level of every component on reload (the Logging made by `serve`). */
+  setLogLevel?: Logging["setLevel"];
+  /** Access-log writer for a config's `access` section; default: one JSON line a request on stdout. */
+  accessLog?: (access: Config["access"]) => AccessLog | undefined;
+  clock?: Clock;
+}
+
+/** The PEM files of `tls`, read; a file that cannot be read is a ConfigError naming its field. */
+export function readTls(tls: NonNullable<Config["tls"]>): TlsMaterial {
+  const read = (path: string, field: string) => {
+    try {
+      return readFileSync(path);
+    } catch (error) {
+      throw new ConfigError(field, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`);
+    }
+  };
+  return {
+    cert: read(tls.cert, "tls.cert"),
+    key: read(tls.key, "tls.key"),
+    ca: tls.ca === undefined ? undefined : read(tls.ca, "tls.ca"),
+  };
+}
+
 /** Starts everything a config describes. Throws ConfigError when an address cannot be bound. */
-export async function startServing(config: Config, log: (line: string) => void = () => {}): Promise<Serving> {
+export async function startServing(config: Config, options: ServingOptions = {}): Promise<Serving> {
+  const logger = options.logger ?? silentLogger;
+  const clock = options.clock ?? systemClock;
+  const makeAccessLog = options.accessLog ?? ((access) => createAccessLog(access));
+  let current = config;
   let demo: DemoBackend[] = [];
-  let membership = config.membership;
-  if (membership === undefined) {
+  let demoMembership: MembershipConfig | undefined;
+  if (config.membership === undefined) {
     demo = await startDemoBackends();
-    membership = { static: { members: demo.map(({ name, url }) => ({ name, url })) } };
-    log(
-      `no membership configured: started ${demo.length} demo backends (${demo.map((d) => `${d.name} ${d.url}`).join(", ")})`,
+    demoMembership = { static: { members: demo.map(({ name, url }) => ({ name, url })) } };
+    logger.info(
+      { demo: demo.map(({ name, url }) => ({ name, url })) },
+      `no membership configured: started ${demo.length} demo backends`,
     );
   }
-  // Membership and cluster entries as serve's lines, until serve creates its pino logger.
-  const logger = pino(
-    { base: undefined, timestamp: false },
-    {
-      write(line: string) {
-        const { level: _, msg, ...fields } = JSON.parse(line);
-        log(Object.keys(fields).length === 0 ? msg : `${msg} ${JSON.stringify(fields)}`);
-      },
-    },
-  );
-  const cluster = new Cluster({ source: createSource(membership, { logger }), ring: config.ring, logger });
-  const metrics = new Metrics(cluster);
-  const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy }, observer: metrics });
-  metrics.ejected = proxy.ejected;
-  const admin = createAdminServer({ cluster, metrics, ejected: proxy.ejected, readiness: config.readiness });
+  const membershipOf = (c: Config) => c.membership ?? (demoMembership as MembershipConfig);
+  const sourceOf = (c: Config) => createSource(membershipOf(c), { logger: logger.child({ component: "membership" }) });
+  const cluster = new Cluster({
+    source: sourceOf(config),
+    ring: config.ring,
+    logger: logger.child({ component: "cluster" }),
+  });
+  logMembership(cluster, logger.child({ component: "ring" }));
+
+  const metrics = new Metrics(cluster, { ejected: () => proxy.ejected() });
+  const reloads = new Counter({
+    name: "ringroute_config_reloads_total",
+    help: "Config reloads (SIGHUP) by result: applied, or invalid (the running config stays).",
+    labelNames: ["result"],
+    registers: [metrics.registry],
+  });
+  reloads.inc({ result: "applied" }, 0);
+  reloads.inc({ result: "invalid" }, 0);
+  let accessLog = makeAccessLog(config.access);
+  const proxyLogger = logger.child({ component: "proxy" });
+  const observer = observe(metrics, proxyLogger, (record) => accessLog?.write(record));
+  const proxy = createProxy({
+    cluster,
+    config: { key: config.key, proxy: config.proxy },
+    observer,
+    logger: proxyLogger,
+    clock,
+    tls: config.tls === undefined ? undefined : readTls(config.tls),
+  });
+  const admin = createAdminServer({
+    cluster,
+    metrics,
+    ejected: () => proxy.ejected(),
+    readiness: config.readiness,
+    logger: logger.child({ component: "admin" }),
+    clock,
+  });
   const stopDemo = () => Promise.all(demo.map((d) => d.close()));
   try {
     await cluster.start();
@@ -58,14 +130,79 @@ export async function startServing(config: Config, log: (line: string) => void =
       admin: adminAddress,
       cluster,
       demo,
+      async reload(next) {
+        try {
+          // Everything is read and checked before anything changes: a bad file leaves the running config whole.
+          checkFiles(next);
+          const tls = next.tls === undefined ? undefined : readTls(next.tls);
+          const changed = (pick: (c: Config) => unknown) =>
+            JSON.stringify(pick(current)) !== JSON.stringify(pick(next));
+          const restart = (["listen", "admin", "workers", "readiness"] as const).filter((field) =>
+            changed((c) => c[field]),
+          ) as string[];
+          if ((current.tls === undefined) !== (next.tls === undefined)) restart.push("tls");
+          const applied: string[] = [];
+          if (changed((c) => c.log.level)) {
+            options.setLogLevel?.(next.log.level);
+            applied.push("log.level");
+          }
+          if (changed((c) => c.log.format)) restart.push("log.format");
+          if (changed((c) => [c.key, c.proxy])) {
+            proxy.reconfigure(next.proxy, next.key);
+            applied.push("key", "proxy");
+          }
+          if (tls !== undefined && current.tls !== undefined) {
+            proxy.reloadTls(tls);
+            applied.push("tls");
+          }
+          if (changed((c) => c.access)) {
+            accessLog?.flush();
+            accessLog = makeAccessLog(next.access);
+            applied.push("access");
+          }
+          if (changed((c) => c.ring)) {
+            await cluster.reconfigure({ ring: next.ring });
+            applied.push("ring");
+          }
+          if (changed(membershipOf)) {
+            await cluster.reconfigure({ source: sourceOf(next) });
+            applied.push("membership");
+          }
+          if (changed((c) => [c.shutdownTimeout, c.shutdownDelay])) applied.push("shutdown");
+          // Fields that need a restart keep their running values until then.
+          current = {
+            ...next,
+            listen: current.listen,
+            admin: current.admin,
+            workers: current.workers,
+            readiness: current.readiness,
+            log: { ...next.log, format: current.log.format },
+            tls: current.tls === undefined || next.tls === undefined ? current.tls : next.tls,
+          };
+          reloads.inc({ result: "applied" });
+          return { applied, restart };
+        } catch (error) {
+          reloads.inc({ result: "invalid" });
+          throw error;
+        }
+      },
       close() {
         closing ??= (async () => {
           admin.draining();
-          await proxy.close(config.shutdownTimeout);
+          if (current.shutdownDelay > 0) {
+            logger.info(
+              { shutdownDelay: current.shutdownDelay },
+              "draining: /readyz answers 503, serving on so load balancers notice first",
+            );
+            await new Promise<void>((resolve) => clock.setTimer(resolve, current.shutdownDelay));
+          }
+          logger.info({ shutdownTimeout: current.shutdownTimeout }, "stopped accepting; finishing requests in flight");
+          await proxy.close(current.shutdownTimeout);
           await admin.close();
           metrics.close();
           await cluster.stop();
           await stopDemo();
+          accessLog?.flush();
         })();
         return closing;
       },
@@ -77,6 +214,50 @@ export async function startServing(config: Config, log: (line: string) => void =
     await stopDemo();
     throw error;
   }
+}
+
+/** The metrics as the proxy's observer, plus the access log and a log line a ejection. */
+function observe(metrics: Metrics, logger: Logger, access: (record: AccessRecord) => void): ProxyObserver {
+  return {
+    requestStarted: () => metrics.requestStarted(),
+    requestEnded: () => metrics.requestEnded(),
+    request: (member, method, status, seconds) => metrics.request(member, method, status, seconds),
+    upstreamError: (member, reason) => metrics.upstreamError(member, reason),
+    failover: () => metrics.failover(),
+    ejection(member) {
+      metrics.ejection(member);
+      logger.warn({ member }, "member ejected: failing repeatedly, skipped for a while");
+    },
+    access,
+  };
+}
+
+/** One line a membership change: who joined or left and why, the new checksum, what moved. */
+function logMembership(cluster: Cluster, logger: Logger): void {
+  cluster.listen({
+    memberUp(member) {
+      logger.info({ member: member.name, url: member.url }, "member joined the ring");
+    },
+    memberDown(member) {
+      // alive but out: the tag filter or readiness left it out.
+      const why = member.state === "alive" ? "filtered out" : member.state;
+      logger.info({ member: member.name, why }, `member left the ring (${why})`);
+    },
+    ring(ring, previous) {
+      const moved = movement(previous, ring);
+      logger.info(
+        {
+          checksum: ring.checksum,
+          previous: previous.checksum,
+          members: ring.size,
+          partitions: ring.config.partitions,
+          moved: moved.primaries,
+          movedReplicaSlots: moved.replicaSlots,
+        },
+        "ring changed",
+      );
+    },
+  });
 }
 
 async function bind(
@@ -95,11 +276,27 @@ async function bind(
   }
 }
 
-function url(address: AddressInfo, forCurl: boolean): string {
+function url(address: AddressInfo, forCurl: boolean, scheme = "http"): string {
   let host = address.address;
   if (forCurl && (host === "0.0.0.0" || host === "::")) host = "127.0.0.1";
   if (host.includes(":")) host = `[${host}]`;
-  return `http://${host}:${address.port}`;
+  return `${scheme}://${host}:${address.port}`;
+}
+
+/** A curl that shows the routing with the configured key source. */
+export function tryHint(proxyUrl: string, from: KeySource): string {
+  switch (from.kind) {
+    case "path":
+      return `try: curl ${proxyUrl}/users/42   (the same path always reaches the same member)`;
+    case "header":
+      return `try: curl -H '${from.name}: 42' ${proxyUrl}/   (the same ${from.name} header always reaches the same member)`;
+    case "query":
+      return `try: curl '${proxyUrl}/?${from.name}=42'   (the same ${from.name} parameter always reaches the same member)`;
+    case "cookie":
+      return `try: curl -b '${from.name}=42' ${proxyUrl}/   (the same ${from.name} cookie always reaches the same member)`;
+    case "regex":
+      return `try: curl ${proxyUrl}/PATH with PATH matching /${from.pattern}/   (the same first group always reaches the same member)`;
+  }
 }
 
 /** `ringroute serve`: runs until SIGTERM or SIGINT, then shuts down gracefully and returns (exit 0). */
@@ -107,38 +304,70 @@ export const serve: Command = {
   name: "serve",
   synopsis: "ringroute serve [--config FILE] [flags]",
   description: `Runs the routing proxy and its admin server. With no membership configured
-it starts three demo backends in-process and routes to them.`,
+it starts three demo backends in-process and routes to them. Logs go to stderr,
+the access log to stdout; SIGHUP reloads the config, SIGTERM drains and stops.`,
   flags: serveFlags,
   run: (_line, args) => runServe(args),
 };
 
 async function runServe(args: string[]): Promise<void> {
   const config = loadConfig(args);
-  const log = (line: string) => process.stdout.write(`ringroute: ${line}\n`);
-  const serving = await startServing(config, log);
-  const proxyUrl = url(serving.proxy, true);
+  checkFiles(config);
+  const logging = await createLogging(config.log);
+  const { logger } = logging;
+  logger.info(`config: ${summary(config)}`);
+  const serving = await startServing(config, { logger, setLogLevel: logging.setLevel });
+  const scheme = config.tls === undefined ? "http" : "https";
+  const proxyUrl = url(serving.proxy, true, scheme);
   const adminUrl = url(serving.admin, true);
-  log(
-    `proxy listening on ${url(serving.proxy, false)}, ${serving.cluster.size} members, ring ${serving.cluster.ring.checksum}`,
+  const { checksum } = serving.cluster.ring;
+  // These two lines are stable: scripts and tests wait for them to learn the bound addresses.
+  logger.info(
+    { listen: url(serving.proxy, false, scheme), members: serving.cluster.size, checksum },
+    `proxy listening on ${url(serving.proxy, false, scheme)}, ${serving.cluster.size} members, ring ${checksum}`,
   );
-  log(`try: curl ${proxyUrl}/users/42   (the same path always reaches the same member)`);
-  log(`admin on ${adminUrl}: ${adminUrl}/metrics ${adminUrl}/ring ${adminUrl}/readyz ${adminUrl}/events`);
+  logger.info(
+    { admin: adminUrl },
+    `admin on ${adminUrl}: ${adminUrl}/metrics ${adminUrl}/ring ${adminUrl}/readyz ${adminUrl}/events`,
+  );
+  logger.info(tryHint(proxyUrl, config.key.from));
+
+  let reloading = Promise.resolve();
+  const reload = () => {
+    reloading = reloading.then(async () => {
+      let next: Config;
+      try {
+        next = loadConfig(args);
+        const { applied, restart } = await serving.reload(next);
+        logger.info(
+          { applied, restart, checksum: serving.cluster.ring.checksum },
+          restart.length === 0
+            ? "SIGHUP: config reloaded"
+            : `SIGHUP: config reloaded; ${restart.join(", ")} take effect at the next restart`,
+        );
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        logger.error({ field: error.field, problem: error.problem }, `SIGHUP: config not reloaded: ${error.message}`);
+      }
+    });
+  };
 
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) {
-        log(`${signal} again: exiting now`);
+        logger.warn(`${signal} again: exiting now`);
         process.exit(1);
       }
       stopping = true;
-      log(`${signal}: finishing requests in flight (up to ${config.shutdownTimeout} ms)`);
+      logger.info({ signal }, `${signal}: shutting down`);
       serving.close().then(() => {
-        log("stopped");
+        logger.info("stopped");
         resolve();
       });
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGHUP", reload);
   });
 }

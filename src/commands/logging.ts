@@ -1,0 +1,106 @@
+/**
+ * The process's loggers, made once at the edge by `serve`: the log on stderr
+ * (JSON, or pino-pretty's lines on a terminal) and the access log on stdout
+ * (one JSON object a request). Components get the logger and never print.
+ */
+import { type DestinationStream, type LevelWithSilent, type Logger, pino } from "pino";
+import type { Config } from "../config.ts";
+import type { AccessRecord } from "../proxy/observer.ts";
+
+export interface Logging {
+  logger: Logger;
+  /** Sets the level of the logger and every child made from it (a reload's `log.level`). */
+  setLevel(level: LevelWithSilent): void;
+}
+
+export interface LoggingOptions {
+  /** Where lines go; default stderr, written synchronously so nothing is lost at exit. */
+  destination?: DestinationStream;
+  /** Whether stderr is a terminal, for `format: auto`; default `process.stderr.isTTY`. */
+  isTTY?: boolean;
+}
+
+/** The format `auto` stands for: pretty on a terminal, JSON for machines. */
+export function logFormat(format: Config["log"]["format"], isTTY: boolean): "json" | "pretty" {
+  return format === "auto" ? (isTTY ? "pretty" : "json") : format;
+}
+
+/**
+ * The logger `log` describes. JSON lines carry an ISO time, the level by name
+ * and the pid (several workers share one stderr); pretty lines show the same.
+ */
+export async function createLogging(log: Config["log"], options: LoggingOptions = {}): Promise<Logging> {
+  const children = new Set<WeakRef<Logger>>();
+  const base: pino.LoggerOptions = {
+    level: log.level,
+    // pino calls onChild for children of children too, so a reload reaches every component.
+    onChild: (child) => {
+      children.add(new WeakRef(child));
+    },
+  };
+  const format = logFormat(log.format, options.isTTY ?? process.stderr.isTTY === true);
+  let logger: Logger;
+  if (format === "pretty") {
+    // Loaded only for people at a terminal: JSON logging pays nothing for it.
+    const { default: pretty } = await import("pino-pretty");
+    const stream =
+      options.destination ??
+      pretty({ destination: 2, sync: true, colorize: options.destination === undefined, ignore: "hostname" });
+    logger = pino({ ...base, base: { pid: process.pid } }, stream);
+  } else {
+    logger = pino(
+      {
+        ...base,
+        base: { pid: process.pid },
+        timestamp: pino.stdTimeFunctions.isoTime,
+        formatters: { level: (label) => ({ level: label }) },
+      },
+      options.destination ?? pino.destination({ fd: 2, sync: true }),
+    );
+  }
+  return {
+    logger,
+    setLevel(level) {
+      logger.level = level;
+      for (const ref of children) {
+        const child = ref.deref();
+        if (child === undefined) children.delete(ref);
+        else child.level = level;
+      }
+    },
+  };
+}
+
+/** Writes access records; `close` flushes what is buffered. */
+export interface AccessLog {
+  write(record: AccessRecord): void;
+  flush(): void;
+}
+
+/**
+ * The access log: one JSON line a request, `{"time", ...record}`, sampled at
+ * `access.sample`. Lines are built with one JSON.stringify and written through
+ * a buffered sonic-boom on stdout (no pino child: nothing but the record is
+ * wanted, and a level and pid per line would be noise).
+ */
+export function createAccessLog(
+  access: Config["access"],
+  destination: DestinationStream & { flushSync?(): void } = pino.destination({ fd: 1, sync: false, minLength: 4096 }),
+  random: () => number = Math.random,
+): AccessLog | undefined {
+  if (!access.log) return undefined;
+  const { sample } = access;
+  return {
+    write(record) {
+      if (sample < 1 && random() >= sample) return;
+      destination.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+    },
+    flush() {
+      try {
+        destination.flushSync?.();
+      } catch {
+        // stdout gone (a closed pipe): nothing left to save.
+      }
+    },
+  };
+}
