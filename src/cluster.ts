@@ -347,7 +347,11 @@ export class Cluster {
     for (const name of next.members) {
       if (!previous.has(name)) this.#emit((l) => l.memberUp?.(known.get(name) as Member));
     }
-    const events = diff(previous, next).filter((e) => this.#local === undefined || e.member === this.#local);
+    // A new partition count (a reload) moves every key: there is no partition-by-partition change to report.
+    const comparable = previous.config.partitions === next.config.partitions;
+    const events = comparable
+      ? diff(previous, next).filter((e) => this.#local === undefined || e.member === this.#local)
+      : [];
     for (const event of events) if (event.type === "release") this.#emit((l) => l.release?.(event));
     for (const event of events) if (event.type === "acquire") this.#emit((l) => l.acquire?.(event));
     this.#emit((l) => l.ring?.(next, previous));

@@ -71,33 +71,44 @@ export async function createLogging(log: Config["log"], options: LoggingOptions 
   };
 }
 
-/** Writes access records; `close` flushes what is buffered. */
+/** Writes access records; `close` writes out what is buffered and stops the flush timer. */
 export interface AccessLog {
   write(record: AccessRecord): void;
-  flush(): void;
+  close(): void;
 }
 
 /**
  * The access log: one JSON line a request, `{"time", ...record}`, sampled at
  * `access.sample`. Lines are built with one JSON.stringify and written through
  * a buffered sonic-boom on stdout (no pino child: nothing but the record is
- * wanted, and a level and pid per line would be noise).
+ * wanted, and a level and pid per line would be noise). The buffer is flushed
+ * every `flushMs`, so a quiet proxy's lines still show up promptly.
  */
 export function createAccessLog(
   access: Config["access"],
-  destination: DestinationStream & { flushSync?(): void } = pino.destination({ fd: 1, sync: false, minLength: 4096 }),
+  destination?: DestinationStream & { flush?(): void; flushSync?(): void },
   random: () => number = Math.random,
+  flushMs = 1000,
 ): AccessLog | undefined {
   if (!access.log) return undefined;
   const { sample } = access;
+  let out = destination;
+  let timer: NodeJS.Timeout | undefined;
+  if (out === undefined) {
+    const stdout = pino.destination({ fd: 1, sync: false, minLength: 4096 });
+    timer = setInterval(() => stdout.flush(), flushMs).unref();
+    out = stdout;
+  }
+  const sink = out;
   return {
     write(record) {
       if (sample < 1 && random() >= sample) return;
-      destination.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+      sink.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
     },
-    flush() {
+    close() {
+      if (timer !== undefined) clearInterval(timer);
       try {
-        destination.flushSync?.();
+        sink.flushSync?.();
       } catch {
         // stdout gone (a closed pipe): nothing left to save.
       }

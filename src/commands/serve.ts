@@ -156,7 +156,7 @@ export async function startServing(config: Config, options: ServingOptions = {})
             applied.push("tls");
           }
           if (changed((c) => c.access)) {
-            accessLog?.flush();
+            accessLog?.close();
             accessLog = makeAccessLog(next.access);
             applied.push("access");
           }
@@ -202,7 +202,7 @@ export async function startServing(config: Config, options: ServingOptions = {})
           metrics.close();
           await cluster.stop();
           await stopDemo();
-          accessLog?.flush();
+          accessLog?.close();
         })();
         return closing;
       },
@@ -244,7 +244,11 @@ function logMembership(cluster: Cluster, logger: Logger): void {
       logger.info({ member: member.name, why }, `member left the ring (${why})`);
     },
     ring(ring, previous) {
-      const moved = movement(previous, ring);
+      // A new partition count moves every key; movement() compares equal counts only.
+      const moved =
+        previous.config.partitions === ring.config.partitions
+          ? movement(previous, ring)
+          : { primaries: ring.config.partitions, replicaSlots: ring.config.partitions * ring.ownerCount };
       logger.info(
         {
           checksum: ring.checksum,

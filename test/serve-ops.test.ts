@@ -1,0 +1,276 @@
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect } from "node:tls";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import test from "ava";
+import { parse as parseYaml } from "yaml";
+import { createAccessLog, createLogging } from "../src/commands/logging.ts";
+import { type Serving, startServing } from "../src/commands/serve.ts";
+import { parseConfig } from "../src/config.ts";
+import { ConfigError } from "../src/errors/config-error.ts";
+import type { AccessRecord } from "../src/proxy/observer.ts";
+import { type Backend, send, startBackends } from "./helpers/backends.ts";
+import { until } from "./helpers/until.ts";
+
+const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
+const run = promisify(execFile);
+
+/** A writable that keeps what pino writes, one string a line. */
+function lines() {
+  const kept: string[] = [];
+  return { kept, write: (line: string) => kept.push(line) };
+}
+
+test("JSON log lines carry an ISO time, the level by name and the message; setLevel reaches children", async (t) => {
+  const out = lines();
+  const { logger, setLevel } = await createLogging({ level: "info", format: "json" }, { destination: out });
+  const child = logger.child({ component: "cluster" });
+  child.info({ member: "a" }, "member joined the ring");
+  child.debug("hidden at info");
+  setLevel("debug");
+  child.debug("shown at debug");
+  const parsed = out.kept.map((line) => JSON.parse(line));
+  t.is(parsed.length, 2);
+  t.like(parsed[0], { level: "info", component: "cluster", member: "a", msg: "member joined the ring" });
+  t.regex(parsed[0].time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.like(parsed[1], { level: "debug", msg: "shown at debug" });
+});
+
+test("log.format auto is pretty on a terminal and JSON otherwise", async (t) => {
+  const tty = lines();
+  const pretty = await createLogging({ level: "info", format: "auto" }, { destination: tty, isTTY: true });
+  pretty.logger.info("hello");
+  const pipe = lines();
+  const json = await createLogging({ level: "info", format: "auto" }, { destination: pipe, isTTY: false });
+  json.logger.info("hello");
+  t.like(JSON.parse(pipe.kept[0] as string), { msg: "hello", level: "info" });
+  // pino-pretty as a destination is given JSON by pino; the pretty transform runs in the stream it builds.
+  t.is(tty.kept.length, 1);
+});
+
+test("the access log writes one JSON line a record, with its time, and samples", (t) => {
+  const out = lines();
+  const record: AccessRecord = {
+    method: "GET",
+    path: "/users/42",
+    status: 200,
+    partition: 7,
+    member: "a",
+    tried: 1,
+    bytesIn: 0,
+    bytesOut: 12,
+    totalMs: 1.5,
+    upstreamMs: 1.2,
+    client: "127.0.0.1",
+  };
+  const all = createAccessLog({ log: true, sample: 1 }, out);
+  all?.write(record);
+  t.is(out.kept.length, 1);
+  const line = out.kept[0] as string;
+  t.true(line.endsWith("\n"));
+  const parsed = JSON.parse(line);
+  t.like(parsed, record);
+  t.regex(parsed.time, /Z$/);
+
+  t.is(createAccessLog({ log: false, sample: 1 }, out), undefined);
+  const draws = [0.1, 0.6, 0.24, 0.9];
+  const sampled = lines();
+  const quarter = createAccessLog({ log: true, sample: 0.25 }, sampled, () => draws.shift() as number);
+  for (let i = 0; i < 4; i++) quarter?.write(record);
+  t.is(sampled.kept.length, 2, "draws below 0.25 are logged");
+});
+
+/** Many keep-alive requests at once until stopped; counts what came back other than 200. */
+function load(proxy: string, clients = 8) {
+  const agent = new Agent({ keepAlive: true, maxSockets: clients });
+  const { hostname, port } = new URL(proxy);
+  let running = true;
+  let sent = 0;
+  const failures: string[] = [];
+  const one = (i: number) =>
+    new Promise<void>((resolve) => {
+      const req = request({ host: hostname, port, path: `/users/${i}`, agent }, (res) => {
+        res.resume();
+        res.on("end", () => {
+          if (res.statusCode !== 200) failures.push(`${res.statusCode} for /users/${i}`);
+          resolve();
+        });
+      });
+      req.on("error", (error) => {
+        failures.push(error.message);
+        resolve();
+      });
+      req.end();
+    });
+  const loops = Array.from({ length: clients }, async (_, c) => {
+    while (running) await one(c * 100_000 + sent++);
+  });
+  return {
+    get sent() {
+      return sent;
+    },
+    failures,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      agent.destroy();
+    },
+  };
+}
+
+function configFor(backends: Backend[], extra: string): string {
+  const members = backends.map((b) => `      - { name: ${b.name}, url: "${b.url}" }`).join("\n");
+  return `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nmembership:\n  static:\n    members:\n${members}\n${extra}`;
+}
+
+test("a reload under load loses no request; ring.partitions changes the checksum; a bad config changes nothing", async (t) => {
+  const backends = await startBackends(["a", "b", "c"]);
+  t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+  const config = parseConfig(parseYaml(configFor(backends, "ring: { partitions: 512 }\naccess: { log: false }\n")));
+  const serving: Serving = await startServing(config);
+  t.teardown(() => serving.close());
+  const proxy = `http://127.0.0.1:${serving.proxy.port}`;
+  const before = serving.cluster.ring.checksum;
+
+  const traffic = load(proxy);
+  await until(() => traffic.sent > 50, { what: "requests flowing before the reload" });
+  const next = parseConfig(
+    parseYaml(
+      configFor(backends, "ring: { partitions: 1024 }\naccess: { log: false }\nproxy: { retry: { attempts: 1 } }\n"),
+    ),
+  );
+  const reloaded = await serving.reload({ ...next, listen: { host: "127.0.0.1", port: 1 } });
+  const sentAtReload = traffic.sent;
+  await until(() => traffic.sent > sentAtReload + 50, { what: "requests flowing after the reload" });
+  await traffic.stop();
+
+  t.deepEqual(traffic.failures, [], "no request failed across the reload");
+  t.deepEqual(reloaded.restart, ["listen"], "the listen address waits for a restart");
+  t.true(reloaded.applied.includes("ring") && reloaded.applied.includes("proxy"), reloaded.applied.join(","));
+  t.is(serving.cluster.ring.config.partitions, 1024);
+  t.not(serving.cluster.ring.checksum, before);
+  t.is(serving.cluster.ring.size, 3);
+
+  const admin = `http://127.0.0.1:${serving.admin.port}`;
+  await t.throwsAsync(
+    serving.reload({ ...next, tls: { cert: "/nonexistent/cert.pem", key: "/nonexistent/key.pem" } }),
+    { instanceOf: ConfigError, message: /^tls\.cert: cannot read/ },
+  );
+  const metrics = (await send(admin, "/metrics")).text;
+  t.regex(metrics, /ringroute_config_reloads_total\{result="applied"\} 1\b/);
+  t.regex(metrics, /ringroute_config_reloads_total\{result="invalid"\} 1\b/);
+  t.is(serving.cluster.ring.config.partitions, 1024, "the invalid config changed nothing");
+  t.is((await send(proxy, "/users/1")).status, 200);
+});
+
+/** A self-signed certificate for 127.0.0.1, made by openssl now. */
+async function certificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}-key.pem`);
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    `/CN=${name}`,
+    "-addext",
+    "subjectAltName=IP:127.0.0.1",
+    "-keyout",
+    key,
+    "-out",
+    cert,
+  ]);
+  return { cert, key };
+}
+
+/** The certificate subject a new TLS connection to `port` is shown. */
+async function servedName(port: number, ca: string): Promise<string> {
+  const socket = connect({ host: "127.0.0.1", port, ca: readFileSync(ca) });
+  await once(socket, "secureConnect");
+  const name = socket.getPeerCertificate().subject.CN;
+  socket.destroy();
+  return String(name);
+}
+
+test("serve: HTTPS with curl --cacert, JSON logs on stderr, access lines on stdout, SIGHUP reloads certificates and logs", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-tls-"));
+  const first = await certificate(dir, "first");
+  const second = await certificate(dir, "second");
+  const backends = await startBackends(["a", "b"]);
+  t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+  const path = join(dir, "ringroute.yaml");
+  const tls = (c: { cert: string; key: string }) => `tls: { cert: ${c.cert}, key: ${c.key} }\n`;
+  writeFileSync(path, configFor(backends, tls(first)));
+
+  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--config", path], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, RINGROUTE_CONFIG: "" },
+  });
+  t.teardown(() => child.kill("SIGKILL"));
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const exit = once(child, "exit");
+  const logs = () =>
+    stderr
+      .split("\n")
+      .filter((line) => line !== "")
+      .map((line) => JSON.parse(line));
+  const listening = await until(() => /proxy listening on (https:\/\/[^,\s]+)/.exec(stderr)?.[1], {
+    what: `the "proxy listening" line\n${stderr}`,
+    timeout: 60_000,
+  });
+  const port = Number(new URL(listening).port);
+
+  const curl = await run("curl", ["-sS", "--cacert", first.cert, `${listening}/users/42`]);
+  const seen = JSON.parse(curl.stdout);
+  t.is(seen.headers["x-forwarded-proto"], "https");
+  t.is(await servedName(port, first.cert), "first");
+
+  for (const entry of logs()) {
+    t.regex(entry.time, /Z$/, JSON.stringify(entry));
+    t.true(["info", "warn", "error", "debug"].includes(entry.level), JSON.stringify(entry));
+    t.false(String(entry.msg).startsWith("ringroute:"), "no program prefix");
+  }
+  t.true(logs().some((e) => e.msg === "member joined the ring" && e.member === "a"));
+  t.true(logs().some((e) => e.msg === "ring changed" && typeof e.checksum === "string" && e.moved > 0));
+  t.true(logs().some((e) => /^try: curl https:\/\/127\.0\.0\.1:\d+\/users\/42/.test(e.msg)));
+
+  const access = await until(() => stdout.split("\n").find((line) => line.includes('"/users/42"')), {
+    what: "the access line of /users/42",
+  });
+  t.like(JSON.parse(access), { method: "GET", path: "/users/42", status: 200, tried: 1, client: "127.0.0.1" });
+
+  writeFileSync(path, configFor(backends, tls(second) + "log: { level: debug }\n"));
+  child.kill("SIGHUP");
+  await until(() => logs().some((e) => e.msg === "SIGHUP: config reloaded"), { what: "the reload line" });
+  t.is(await servedName(port, second.cert), "second", "new connections get the new certificate");
+
+  writeFileSync(path, configFor(backends, `${tls(second)}ring: { partitions: nope }\n`));
+  child.kill("SIGHUP");
+  const refused = await until(() => logs().find((e) => String(e.msg).startsWith("SIGHUP: config not reloaded")), {
+    what: "the refused reload line",
+  });
+  t.like(refused, { level: "error", field: "ring.partitions" });
+  t.is(
+    (await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", second.cert, `${listening}/k`]))
+      .stdout,
+    "200",
+  );
+
+  child.kill("SIGTERM");
+  t.is((await exit)[0], 0);
+  t.true(logs().some((e) => e.msg === "stopped"));
+});
