@@ -317,12 +317,12 @@ export class Cluster {
     this.#synced = true;
     this.#toldDown = false;
     if (!wasUp) {
-      const downSince = this.#sourceState.since;
+      const { since, lastError } = this.#sourceState;
       this.#sourceState = Object.freeze({ up: true, since: this.#clock.now() });
-      this.#logger.info(
-        { source: this.#source.kind, members: known.size, downFor: this.#sourceState.since - downSince },
-        "membership source up",
-      );
+      const fields = { source: this.#source.kind, members: known.size, downFor: this.#sourceState.since - since };
+      // Back after a failure is news; the first snapshot of a healthy start is not.
+      if (lastError !== undefined) this.#logger.info(fields, "membership source back up");
+      else this.#logger.debug(fields, "membership source synced");
       this.#emit((l) => l.source?.(true));
     }
 

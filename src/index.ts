@@ -4,11 +4,13 @@ export { Metrics } from "./admin/metrics.ts";
 // The proxy and its admin server, for embedding.
 export { type AdminServer, createAdminServer } from "./admin/server.ts";
 // Membership: sources produce whole snapshots; a Cluster turns them into rings and events.
-export { Cluster, type ClusterListener, type ClusterOptions } from "./cluster.ts";
+export { Cluster, type ClusterListener, type ClusterOptions, type SourceState } from "./cluster.ts";
 export { type Config, defaultConfig, type KeySource, parseConfig } from "./config.ts";
 // The ring: an immutable partition table and the exact moves between two of them.
 export { ConfigError } from "./errors/config-error.ts";
 export { KeyError } from "./errors/key-error.ts";
+export { SerfRpcError } from "./errors/serf-rpc-error.ts";
+export { SourceError } from "./errors/source-error.ts";
 export { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
 export { type DnsConfig, DnsSource, defaultDnsConfig } from "./membership/dns.ts";
 export { FileSource, type FileSourceOptions, parseMembersFile } from "./membership/file.ts";

@@ -197,14 +197,26 @@ test("a tight cap costs movement where it steps: f = 1.05 moves far more than f 
   t.true((tight.join.get(97) as number) > 1.5 * (loose.join.get(97) as number));
 });
 
-test("the table is a pure function of the member set", (t) => {
+test("the owners are a pure function of the member set: any input order gives the same owners by name", (t) => {
   const random = generator(2);
   const members = memberNames(random, 37);
-  const rebuilt = [...members].reverse().map((name) => `${name}`);
-  rebuilt.sort();
-  t.deepEqual(balanced(members, PARTITIONS, 3), balanced(members, PARTITIONS, 3));
-  t.deepEqual(balanced(rebuilt, PARTITIONS, 3), balanced(members, PARTITIONS, 3));
+  const expected = owners(members, PARTITIONS, 3);
+  const orders = [[...members].reverse(), shuffled(members, generator(3)), shuffled(members, generator(4))];
+  for (const order of orders) {
+    t.notDeepEqual(order, members, "a different input order");
+    t.deepEqual(owners(order, PARTITIONS, 3), expected, order.slice(0, 3).join());
+  }
 });
+
+/** A Fisher-Yates shuffle driven by `random`. */
+function shuffled(names: string[], random: () => number): string[] {
+  const out = [...names];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j] as string, out[i] as string];
+  }
+  return out;
+}
 
 test("a member joining in the middle of the order only takes partitions, it does not reshuffle the rest", (t) => {
   const members = ["node-a", "node-c", "node-e", "node-g", "node-i"];

@@ -265,7 +265,7 @@ test("the source going down is logged once with its error, and coming back once"
     told.map((e) => [e.level, e.msg, e.source, e.err?.message, e.downFor]),
     [
       ["warn", "membership source down; keeping the last member list", "test", "one", undefined],
-      ["info", "membership source up", "test", undefined, 2500],
+      ["info", "membership source back up", "test", undefined, 2500],
     ],
   );
 });

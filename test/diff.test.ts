@@ -1,9 +1,10 @@
 import test from "ava";
 import fc from "fast-check";
-import { diff, movement, type PartitionEvent } from "../src/ring/diff.ts";
+import { diff, movement } from "../src/ring/diff.ts";
 import { Ring } from "../src/ring/ring.ts";
+import { showEvent as show } from "./helpers/events.ts";
 
-/** The brute-force model: compare every (partition, rank) slot of both rings. */
+/** The brute-force model: compare every (partition, rank) slot of both rings, written as showEvent writes. */
 function expectedEvents(before: Ring, after: Ring): string[] {
   const events: string[] = [];
   const ranks = Math.max(before.ownerCount, after.ownerCount);
@@ -12,17 +13,12 @@ function expectedEvents(before: Ring, after: Ring): string[] {
       const was = before.ownersOfPartition(p)[r];
       const now = after.ownersOfPartition(p)[r];
       if (was === now) continue;
-      if (was) events.push(`release ${p} ${r} ${was} -> ${now ?? "-"}`);
-      if (now) events.push(`acquire ${p} ${r} ${now} <- ${was ?? "-"}`);
+      if (was) events.push(`release ${p}/${r} ${was} -> ${now ?? "-"}`);
+      if (now) events.push(`acquire ${p}/${r} ${now} <- ${was ?? "-"}`);
     }
   }
   return events.sort();
 }
-
-const show = (e: PartitionEvent) =>
-  e.type === "acquire"
-    ? `acquire ${e.partition} ${e.replica} ${e.member} <- ${e.from ?? "-"}`
-    : `release ${e.partition} ${e.replica} ${e.member} -> ${e.to ?? "-"}`;
 
 const memberSet = fc.uniqueArray(fc.constantFrom(..."abcdefghij".split("").map((c) => `node-${c}`)), {
   maxLength: 8,

@@ -3,12 +3,12 @@ import { once } from "node:events";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import test from "ava";
 import { Ring } from "../src/ring/ring.ts";
 import { send, startBackends } from "./helpers/backends.ts";
 import { ringroute } from "./helpers/cli.ts";
+import { until, within } from "./helpers/until.ts";
 
 const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 
@@ -31,15 +31,28 @@ async function serve(args: string[]): Promise<Running> {
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   const exit = once(child, "exit").then(([code]) => code as number | null);
-  for (let i = 0; i < 200; i++) {
+  // Waits for the "listening" lines themselves; the deadline only guards against a hang.
+  const addresses = () => {
     const proxy = /proxy listening on (http:\/\/[^,\s]+)/.exec(output)?.[1];
     const admin = /admin on (http:\/\/[\d.:]+):/.exec(output)?.[1];
-    if (proxy && admin) return { child, proxy, admin, output: () => output, exit };
-    if (child.exitCode !== null) break;
-    await sleep(50);
+    return proxy && admin ? { proxy, admin } : undefined;
+  };
+  const listening = new Promise<{ proxy: string; admin: string }>((resolve, reject) => {
+    const check = () => {
+      const found = addresses();
+      if (found) resolve(found);
+    };
+    child.stdout?.on("data", check);
+    child.stderr?.on("data", check);
+    void exit.then((code) => reject(new Error(`serve exited (${code}) before listening:\n${output}`)));
+  });
+  try {
+    const { proxy, admin } = await within(listening, { what: "serve's proxy and admin listening lines" });
+    return { child, proxy, admin, output: () => output, exit };
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw new Error(`${(error as Error).message}\n${output}`);
   }
-  child.kill("SIGKILL");
-  throw new Error(`serve did not start:\n${output}`);
 }
 
 test("an invalid value exits 2 with one line naming the field", async (t) => {
@@ -101,17 +114,17 @@ test("SIGTERM lets a request in flight finish, refuses new ones, and exits 0", a
   const running = await serve(["--members", members, "--shutdown-timeout", "20s"]);
   t.teardown(() => running.child.kill("SIGKILL"));
   const inFlight = send(running.proxy, "/slow/1");
-  while (backends.every((b) => b.seen.length === 0)) await sleep(20);
+  await until(() => backends.some((b) => b.seen.length > 0), { what: "the held request to reach a member" });
   running.child.kill("SIGTERM");
   // Wait until the proxy has stopped accepting before releasing the held response.
-  for (let i = 0; i < 100; i++) {
-    const refused = await send(running.proxy, "/new").then(
-      () => false,
-      () => true,
-    );
-    if (refused) break;
-    await sleep(20);
-  }
+  await until(
+    () =>
+      send(running.proxy, "/new").then(
+        () => false,
+        () => true,
+      ),
+    { what: "the proxy to refuse new connections after SIGTERM", interval: 20 },
+  );
   t.is(running.child.exitCode, null, "still running while the request is in flight");
   await t.throwsAsync(send(running.proxy, "/new"), undefined, "no new connections after SIGTERM");
   release();

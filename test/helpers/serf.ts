@@ -10,6 +10,7 @@ import { writeFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { until } from "./until.ts";
 
 const run = promisify(execFile);
 
@@ -71,7 +72,7 @@ export class SerfAgents {
     });
     failed.catch(() => {});
     this.agents.set(name, agent);
-    await Promise.race([waitForPort(rpcPort, 10_000), failed]);
+    await Promise.race([waitForPort(rpcPort, 30_000), failed]);
     return agent;
   }
 
@@ -153,9 +154,8 @@ export async function freePort(): Promise<number> {
 }
 
 async function waitForPort(port: number, timeout: number): Promise<void> {
-  const deadline = Date.now() + timeout;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+  const connects = () =>
+    new Promise<boolean>((resolve) => {
       const socket = connect(port, "127.0.0.1");
       socket.once("connect", () => {
         socket.destroy();
@@ -163,8 +163,5 @@ async function waitForPort(port: number, timeout: number): Promise<void> {
       });
       socket.once("error", () => resolve(false));
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeout} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  await until(connects, { what: `the serf agent's RPC port 127.0.0.1:${port}`, timeout, interval: 25 });
 }
