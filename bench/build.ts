@@ -1,8 +1,10 @@
 /**
- * Ring build time, median of several builds, for the sizes users run and the
- * large case the design targets (P = 65536, n = 1000, R = 3: well under 100 ms
- * with jump). The anchor is the bare placement, so the table shows what the
- * Ring adds on top (owner arrays, loads, checksum).
+ * Ring build time, for the sizes users run and the large case the design
+ * targets (P = 65536, n = 1000, R = 3). Every placement is measured in
+ * alternating rounds beside jump (the anchor) on the same members, so a busy
+ * machine slows both alike; the table gives medians of wall time and of the
+ * process's CPU time, and the ratio to jump. "Ring.build" adds what the Ring
+ * does on top of the placement (owner arrays, loads, checksum).
  *
  *   npm run bench:build
  */
@@ -10,31 +12,60 @@ import { type PlacementName, placements } from "../src/ring/placement/index.ts";
 import { Ring } from "../src/ring/ring.ts";
 import { markdownTable, median } from "./stats.ts";
 
-const cases: [number, number, number, PlacementName][] = [
-  [512, 10, 3, "jump"],
-  [2048, 100, 3, "jump"],
-  [65536, 1000, 3, "jump"],
-  [512, 10, 3, "balanced"],
-  [2048, 100, 3, "balanced"],
-  [65536, 1000, 3, "balanced"],
+const sizes: [number, number, number][] = [
+  [512, 10, 3],
+  [2048, 100, 3],
+  [65536, 1000, 3],
 ];
+const measured: PlacementName[] = ["jump", "balanced", "modulo", "vnodes"].filter((name) =>
+  Object.hasOwn(placements, name),
+) as PlacementName[];
 
-function ms(run: () => unknown, rounds: number): number {
-  const samples: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const start = process.hrtime.bigint();
-    run();
-    samples.push(Number(process.hrtime.bigint() - start) / 1e6);
-  }
-  return median(samples);
+interface Sample {
+  wall: number;
+  cpu: number;
+}
+
+function time(run: () => unknown): Sample {
+  const cpu = process.cpuUsage();
+  const start = process.hrtime.bigint();
+  run();
+  const wall = Number(process.hrtime.bigint() - start) / 1e6;
+  const used = process.cpuUsage(cpu);
+  return { wall, cpu: (used.user + used.system) / 1000 };
 }
 
 const rows: (string | number)[][] = [];
-for (const [partitions, n, replicas, placement] of cases) {
-  const members = Array.from({ length: n }, (_, i) => `node-${i}`);
-  const rounds = placement === "balanced" && partitions > 10000 ? 3 : 9;
-  const bare = ms(() => placements[placement](members, partitions, replicas), rounds);
-  const full = ms(() => Ring.build(members, { partitions, replicas, placement }), rounds);
-  rows.push([placement, partitions, n, replicas, bare.toFixed(2), full.toFixed(2)]);
+for (const [partitions, n, replicas] of sizes) {
+  const members = Array.from({ length: n }, (_, i) => `node-${i}`).sort();
+  const rounds = partitions > 10000 ? 5 : 9;
+  const samples = new Map(measured.map((name) => [name, { bare: [] as Sample[], full: [] as Sample[] }]));
+  for (let round = 0; round < rounds; round++) {
+    for (const name of measured) {
+      const entry = samples.get(name) as { bare: Sample[]; full: Sample[] };
+      entry.bare.push(time(() => placements[name](members, partitions, replicas)));
+      entry.full.push(time(() => Ring.build(members, { partitions, replicas, placement: name })));
+    }
+  }
+  const anchor = median((samples.get("jump")?.bare ?? []).map((s) => s.cpu));
+  for (const name of measured) {
+    const { bare, full } = samples.get(name) as { bare: Sample[]; full: Sample[] };
+    const cpu = median(bare.map((s) => s.cpu));
+    rows.push([
+      name,
+      partitions,
+      n,
+      replicas,
+      median(bare.map((s) => s.wall)).toFixed(1),
+      cpu.toFixed(1),
+      `${(cpu / anchor).toFixed(1)}×`,
+      median(full.map((s) => s.wall)).toFixed(1),
+    ]);
+  }
 }
-console.log(markdownTable(["placement", "P", "n", "R", "placement alone (ms)", "Ring.build (ms)"], rows));
+console.log(
+  markdownTable(
+    ["placement", "P", "n", "R", "placement (ms)", "placement CPU (ms)", "CPU × jump", "Ring.build (ms)"],
+    rows,
+  ),
+);

@@ -251,9 +251,19 @@ export class Cluster {
     return names.map((name) => this.#known.get(name) as Member);
   }
 
-  /** Whether the local member owns the key at any rank. */
+  /** Whether the local member owns the key at any rank (with R replicas, R members say yes). */
   isLocal(key: string): boolean {
     return this.#local !== undefined && this.ring.ownersOf(key).includes(this.#local);
+  }
+
+  /** Whether the local member is the key's primary: exactly one member says yes. */
+  isPrimary(key: string): boolean {
+    return this.ownsRank(key, 0);
+  }
+
+  /** Whether the local member holds the key at replica rank `rank` (0 is the primary). */
+  ownsRank(key: string, rank: number): boolean {
+    return this.#local !== undefined && this.ring.ownersOf(key)[rank] === this.#local;
   }
 
   /** Resolves once no ring build is running or waiting (at once without a `build` option). */

@@ -203,6 +203,10 @@ export function parseConfig(raw: unknown): Config {
   }
 
   if (root.membership !== undefined) config.membership = parseMembershipConfig(root.membership, "membership");
+  // ring.compat: libring also means libring's Serf tag rule, unless the serf section says otherwise.
+  const serf = config.membership?.serf;
+  const rawSerf = (root.membership as { serf?: { tagMatch?: unknown } | null } | undefined)?.serf;
+  if (config.ring.compat === "libring" && serf !== undefined && rawSerf?.tagMatch === undefined) serf.tagMatch = "any";
 
   if (root.proxy !== undefined) parseProxy(root.proxy, config.proxy);
   if (root.shutdownTimeout !== undefined)

@@ -29,5 +29,12 @@ export { createProxy, type ProxyOptions, type RoutingProxy } from "./proxy/serve
 export type { Acquire, Movement, PartitionEvent, Release } from "./ring/diff.ts";
 export { diff, movement } from "./ring/diff.ts";
 export type { MemberOrder } from "./ring/order.ts";
-export type { Placement, PlacementName } from "./ring/placement/index.ts";
+// Built-in placements by name; pass your own Placement function as `placement` to Ring.build or a Cluster.
+export {
+  type BalanceFactor,
+  type Placement,
+  type PlacementName,
+  type PlacementOptions,
+  placements,
+} from "./ring/placement/index.ts";
 export { defaultRingConfig, Ring, type RingConfig } from "./ring/ring.ts";

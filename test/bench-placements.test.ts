@@ -1,24 +1,24 @@
 import test from "ava";
-import { comparisonConfigurations, orderMatters } from "../bench/movement/configurations.ts";
+import { comparisonConfigurations, orderMatters, ringrouteConfigurations } from "../bench/movement/configurations.ts";
 import { balanceOf, moved } from "../bench/movement/metrics.ts";
 import { scenarios } from "../bench/movement/scenarios.ts";
 import { renderChart } from "../bench/movement/svg.ts";
 import { TableRing } from "../bench/movement/table-ring.ts";
-import { hashRing } from "../bench/placements/hash-ring.ts";
-import { modN } from "../bench/placements/mod-n.ts";
 import { rendezvous } from "../bench/placements/rendezvous.ts";
 import { movement } from "../src/ring/diff.ts";
 import { sortMembers } from "../src/ring/order.ts";
 import { jump } from "../src/ring/placement/jump.ts";
+import { modulo } from "../src/ring/placement/modulo.ts";
 import type { Placement } from "../src/ring/placement/placement.ts";
+import { vnodes } from "../src/ring/placement/vnodes.ts";
 import { Ring } from "../src/ring/ring.ts";
 
 const comparison: [string, Placement][] = [
-  ["mod-N", modN],
-  ["ring-150", hashRing],
+  ["modulo", modulo],
+  ["vnodes", vnodes],
   ["rendezvous", rendezvous],
 ];
-const hashed: [string, Placement][] = comparison.filter(([name]) => name !== "mod-N");
+const hashed: [string, Placement][] = comparison.filter(([name]) => name !== "modulo");
 
 const names = (n: number, prefix = "node-") =>
   sortMembers(
@@ -125,19 +125,19 @@ for (const [name, placement] of hashed) {
   });
 }
 
-test("mod-N: partition counts differ by at most one between members", (t) => {
+test("modulo: partition counts differ by at most one between members", (t) => {
   for (const n of [3, 7, 30]) {
     const counts = new Array(n).fill(0);
-    for (const i of modN(names(n), 2048, 1)) counts[i]++;
+    for (const i of modulo(names(n), 2048, 1)) counts[i]++;
     t.true(Math.max(...counts) - Math.min(...counts) <= 1);
   }
 });
 
-test("mod-N: a join moves every partition with p mod n ≠ p mod (n+1), about n/(n+1), even when the newcomer sorts last", (t) => {
+test("modulo: a join moves every partition with p mod n ≠ p mod (n+1), about n/(n+1), even when the newcomer sorts last", (t) => {
   for (const n of [3, 10, 30]) {
     const members = names(n, "a-");
-    const before = new TableRing(members, 2048, 1, modN, "lexical");
-    const after = new TableRing([...members, "z-last"], 2048, 1, modN, "lexical");
+    const before = new TableRing(members, 2048, 1, modulo, "lexical");
+    const after = new TableRing([...members, "z-last"], 2048, 1, modulo, "lexical");
     let expected = 0;
     for (let p = 0; p < 2048; p++) if (p % n !== p % (n + 1)) expected++;
     const primaries = moved(before, after).primaries;
@@ -182,7 +182,12 @@ test("jump's table depends on the member order; that is why it gets a column per
 
 test("every file in bench/placements joins the comparison under its own name", async (t) => {
   const found = (await comparisonConfigurations()).map((c) => c.name).sort();
-  t.deepEqual(found, ["mod-N", "rendezvous", "ring-150"]);
+  t.deepEqual(found, ["rendezvous"]);
+});
+
+test("the benchmark measures the run-time placements through Ring, under the names a config uses", (t) => {
+  const names = ringrouteConfigurations().map((c) => c.name);
+  for (const name of ["balanced", "vnodes", "jump+lexical", "modulo+lexical"]) t.true(names.includes(name), name);
 });
 
 test("scenarios: a join adds one new name, a leave drops one member, a replacement swaps one", (t) => {

@@ -35,6 +35,7 @@ test("a serf section reads with the documented defaults", (t) => {
     rpc: "127.0.0.1:7373",
     authKey: undefined,
     tags: {},
+    tagMatch: "all",
     urlTag: "http",
     urlScheme: "http",
     reconnectMin: 200,

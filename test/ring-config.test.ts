@@ -133,3 +133,44 @@ test("with the defaults (fnv1a32), most keys land on other partitions than libri
   const same = c.keys.filter((key, i) => ring.partitionOf(key) === c.partition[i]).length;
   t.true(same <= c.keys.length / 4, `${same} of ${c.keys.length} agree`);
 });
+
+test("placement modulo and vnodes run from config and flags; vnodes changes a vnodes ring's checksum", (t) => {
+  const config = parseConfig({ ring: { placement: "vnodes", vnodes: "40" } }).ring;
+  t.like(config, { placement: "vnodes", vnodes: 40 });
+  const ring = (vnodes: number) => Ring.build(members, { placement: "vnodes", vnodes });
+  t.not(ring(40).checksum, ring(150).checksum);
+  t.is(ringFromFlags({ members: members.join(","), placement: "vnodes", vnodes: "150" }).checksum, ring(150).checksum);
+  const modulo = Ring.build(members, { placement: "modulo", replicas: 2 });
+  t.deepEqual(modulo.ownersOfPartition(13), ["node-3", "node-4"]);
+  t.is(t.throws(() => parseConfig({ ring: { vnodes: 0 } }))?.message.split(":")[0], "ring.vnodes");
+});
+
+test("a library user can pass a Placement function of their own; its name goes into the checksum", (t) => {
+  // Every partition's owners: the members in ring order from p mod n, like modulo.
+  const ownRule = (list: readonly string[], partitions: number, replicas: number) => {
+    const table = new Uint32Array(partitions * replicas);
+    for (let p = 0; p < partitions; p++)
+      for (let r = 0; r < replicas; r++) table[p * replicas + r] = (p + r) % list.length;
+    return table;
+  };
+  const ring = Ring.build(members, { placement: ownRule, replicas: 2 });
+  t.is(ring.placementName, "ownRule");
+  t.deepEqual(ring.ownersOfPartition(13), ["node-3", "node-4"]);
+  const builtIn = Ring.build(members, { placement: "modulo", replicas: 2 });
+  t.not(ring.checksum, builtIn.checksum, "same table, other placement name");
+  const renamed = Object.defineProperty((...args: Parameters<typeof ownRule>) => ownRule(...args), "name", {
+    value: "zoneAware",
+  });
+  t.not(Ring.build(members, { placement: renamed, replicas: 2 }).checksum, ring.checksum);
+  t.is(
+    Ring.build(["node-2", ...members.filter((m) => m !== "node-2")], { placement: ownRule, replicas: 2 }).checksum,
+    ring.checksum,
+  );
+
+  for (const name of ["", "jump"]) {
+    const unnamed = Object.defineProperty((...args: Parameters<typeof ownRule>) => ownRule(...args), "name", {
+      value: name,
+    });
+    t.is(t.throws(() => Ring.build(members, { placement: unnamed }), { instanceOf: ConfigError })?.field, "placement");
+  }
+});

@@ -26,6 +26,8 @@ export interface Configuration {
 const descriptions: Record<string, string> = {
   jump: "libring's jump hash",
   balanced: "ringroute's balanced placement",
+  modulo: "partition mod n (Go cluster package, libring's Uniform)",
+  vnodes: "hash ring, 150 vnodes a member (Maggie, Cloister)",
 };
 
 /** Whether a placement's owners (by name) change with the member order, probed on names where the orders differ. */

@@ -5,8 +5,8 @@
  * at the price of n scores per partition.
  */
 import type { Placement } from "../../src/ring/placement/placement.ts";
+import { mix32, partitionPoint, pointOf } from "../../src/ring/placement/points.ts";
 import type { ComparisonPlacement } from "../movement/configuration.ts";
-import { mix32, partitionPoint, pointOf } from "../movement/point-hash.ts";
 
 export const rendezvous: Placement = (members, partitions, replicas) => {
   const n = members.length;

@@ -7,6 +7,7 @@ import { defaultFileSettle } from "./file.ts";
 import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
 import { memberUrl } from "./member-url.ts";
 import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
+import { type TagMatch, tagMatches } from "./serf/tags.ts";
 import type { StaticMember } from "./static.ts";
 
 /** Active health checks as configured: the options plus a switch. */
@@ -109,7 +110,7 @@ function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["fi
 }
 
 function parseSerf(raw: unknown, path: string): SerfSourceOptions {
-  const fields = ["rpc", "authKey", "tags", "urlTag", "urlScheme", "reconnectMax", "timeout"];
+  const fields = ["rpc", "authKey", "tags", "tagMatch", "urlTag", "urlScheme", "reconnectMax", "timeout"];
   const section = raw === null || raw === undefined ? {} : mapping(raw, path, fields);
   const options = defaultSerfSourceOptions();
   if (section.rpc !== undefined) {
@@ -129,6 +130,12 @@ function parseSerf(raw: unknown, path: string): SerfSourceOptions {
         throw new ConfigError(`${path}.tags.${tag}`, `not a regular expression (${(error as Error).message})`);
       }
     }
+  }
+  if (section.tagMatch !== undefined) {
+    if (!tagMatches.includes(section.tagMatch as TagMatch)) {
+      throw new ConfigError(`${path}.tagMatch`, `must be all or any, got ${JSON.stringify(section.tagMatch)}`);
+    }
+    options.tagMatch = section.tagMatch as TagMatch;
   }
   if (section.urlTag !== undefined) {
     if (typeof section.urlTag !== "string" || section.urlTag === "") {

@@ -3,6 +3,7 @@ import { type Logger, silentLogger } from "../../utils/logger.ts";
 import { memberUrlProblem } from "../member-url.ts";
 import type { Member, MemberState, MembershipSource, SnapshotSink } from "../source.ts";
 import { memberEventTypes, type SerfMember, type SerfMemberEvent, SerfRpcClient } from "./rpc.ts";
+import { type TagMatch, tagsMatch } from "./tags.ts";
 
 /** How ringroute follows a Serf cluster through a local agent. */
 export interface SerfSourceOptions {
@@ -17,6 +18,8 @@ export interface SerfSourceOptions {
    * whose tag stops matching leaves the ring: the way to drain a node.
    */
   tags: Record<string, string>;
+  /** `all` watched tags must match (missing = ""), or `any` one present tag (libring's rule); see ./tags.ts. */
+  tagMatch: TagMatch;
   /** The tag holding a member's address: `host:port` or a full URL. */
   urlTag: string;
   /** Scheme put in front of a `host:port` tag value. */
@@ -35,6 +38,7 @@ export function defaultSerfSourceOptions(): SerfSourceOptions {
     rpc: "127.0.0.1:7373",
     authKey: undefined,
     tags: {},
+    tagMatch: "all",
     urlTag: "http",
     urlScheme: "http",
     reconnectMin: 200,
@@ -210,7 +214,7 @@ export class SerfSource implements MembershipSource {
   #snapshot(): Member[] {
     const members: Member[] = [];
     for (const serf of this.#view.values()) {
-      if (!this.#filters.every(([tag, re]) => re.test(serf.Tags[tag] ?? ""))) continue;
+      if (!tagsMatch(this.#filters, serf.Tags, this.options.tagMatch)) continue;
       const url = this.#urlOf(serf);
       if (url === undefined) continue;
       members.push({ name: serf.Name, url, tags: serf.Tags, state: memberState(serf.Status) });

@@ -186,7 +186,89 @@ class Preferences {
     this.score = new Float64Array(partitions * width);
     this.filled = new Int32Array(partitions);
     this.offset = new Int32Array(partitions);
-    for (let p = 0; p < partitions; p++) this.fill(p, Number.POSITIVE_INFINITY, -1);
+    this.fillAll();
+  }
+
+  /**
+   * The first block of every partition, the same as `fill(p, +∞, -1)` gives
+   * for each p, without scoring every (partition, member) pair. The top
+   * `width` members of a partition are almost always among those that place
+   * it in their top `depth` positions, and those partitions are found by
+   * running each member's shuffle backwards from position P-1 down: about
+   * `expected` candidates a partition instead of n. A partition with fewer
+   * than `width` candidates gets the full scan. Members beyond the top depth
+   * score strictly lower than every candidate, and the top `width` of a strict
+   * order do not depend on the order members are visited in, so the blocks
+   * are exactly `fill`'s.
+   *
+   * Candidates come out in random partition order; inserting them straight
+   * into the blocks (megabytes at P = 65536) missed the cache on nearly every
+   * one. So each batch of members' candidates is first bucketed by partition
+   * range, and each bucket's blocks (a few kilobytes) are filled in one go.
+   */
+  private fillAll(): void {
+    const { partitions, width, shuffle } = this;
+    const n = this.seedHi.length;
+    const expected = 2 * width + 6;
+    const depth = Math.min(partitions, Math.ceil((expected * partitions) / n));
+    const shift = Math.max(0, Math.ceil(Math.log2(partitions)) - 7);
+    const buckets = (partitions >>> shift) + 1;
+    const batch = Math.max(1, Math.floor(candidateBatch / depth));
+    const size = Math.min(n, batch) * depth;
+    const found = new Int32Array(size);
+    const foundPosition = new Int32Array(size);
+    const foundMember = new Int32Array(size);
+    const sortedPartition = new Int32Array(size);
+    const sortedPosition = new Int32Array(size);
+    const sortedMember = new Int32Array(size);
+    const start = new Int32Array(buckets + 1);
+    for (let first = 0; first < n; first += batch) {
+      const end = Math.min(n, first + batch);
+      start.fill(0);
+      const k = topPositions(this.seedHi, this.seedLo, first, end, shuffle, depth, found, foundPosition, foundMember);
+      for (let i = 0; i < k; i++) {
+        const b = ((found[i] as number) >>> shift) + 1;
+        start[b] = (start[b] as number) + 1;
+      }
+      for (let b = 0; b < buckets; b++) start[b + 1] = (start[b + 1] as number) + (start[b] as number);
+      for (let i = 0; i < k; i++) {
+        const p = found[i] as number;
+        const at = start[p >>> shift] as number;
+        sortedPartition[at] = p;
+        sortedPosition[at] = foundPosition[i] as number;
+        sortedMember[at] = foundMember[i] as number;
+        start[p >>> shift] = at + 1;
+      }
+      for (let j = 0; j < k; j++) {
+        this.offer(sortedPartition[j] as number, sortedPosition[j] as number, sortedMember[j] as number);
+      }
+    }
+    if (depth === partitions) return;
+    for (let p = 0; p < partitions; p++)
+      if ((this.filled[p] as number) < width) this.fill(p, Number.POSITIVE_INFINITY, -1);
+  }
+
+  /** Puts member m, which places p at `position`, into p's first block if it is among the best `width`. */
+  private offer(p: number, position: number, m: number): void {
+    const { width, score, member, filled } = this;
+    const base = p * width;
+    const count = filled[p] as number;
+    const last = score[base + count - 1] as number;
+    // A lower position loses whatever the tie-break, so skip hashing it.
+    if (count === width && position * 0x20000000 < last - 0x1fffffff) return;
+    const hi = this.seedHi[m] as number;
+    const lo = this.seedLo[m] as number;
+    const s = position * 0x20000000 + (tieBreak(hi, lo, p) >>> 3);
+    if (count === width && !better(s, m, last, member[base + count - 1] as number)) return;
+    let i = count < width ? count : count - 1;
+    if (count < width) filled[p] = count + 1;
+    while (i > 0 && better(s, m, score[base + i - 1] as number, member[base + i - 1] as number)) {
+      score[base + i] = score[base + i - 1] as number;
+      member[base + i] = member[base + i - 1] as number;
+      i--;
+    }
+    score[base + i] = s;
+    member[base + i] = m;
   }
 
   /** Makes sure the cache holds the start of the partition's list again. */
@@ -240,6 +322,9 @@ class Preferences {
     this.filled[p] = filled;
   }
 }
+
+/** Candidates bucketed at a time by `Preferences.fillAll`: bounds its memory at any size. */
+const candidateBatch = 1 << 20;
 
 /**
  * Strict order on (score, id) pairs: higher score wins. Two members' scores
@@ -365,6 +450,90 @@ function pairScore(shuffle: Shuffle, hi: number, lo: number, p: number): number 
     x = (left << half) | right;
   } while (x >= partitions);
   return x * 0x20000000 + (tieBreak(hi, lo, p) >>> 3);
+}
+
+/**
+ * The partition the member with seed (hi, lo) puts at `position`: its shuffle
+ * run backwards (the Feistel rounds in reverse order, cycle walking down).
+ */
+function unshuffle(shuffle: Shuffle, hi: number, lo: number, position: number): number {
+  const { half, mask, partitions } = shuffle;
+  let x = position;
+  do {
+    let left = x >>> half;
+    let right = x & mask;
+    for (let round = 3; round >= 0; round--) {
+      const f = fmix32(left ^ Math.imul(round + 1, 0x9e3779b9) ^ (round & 1 ? lo : hi)) & mask;
+      const previous = right ^ f;
+      right = left;
+      left = previous;
+    }
+    x = (left << half) | right;
+  } while (x >= partitions);
+  return x;
+}
+
+/**
+ * For members first..end-1, the partitions each puts at its top `depth`
+ * positions, written to `found` with the position and the member; returns
+ * how many. Where it takes fewer hashes, a member's four round functions are
+ * tabulated first (4·2^half values instead of 4 a position).
+ */
+function topPositions(
+  seedHi: Int32Array,
+  seedLo: Int32Array,
+  first: number,
+  end: number,
+  shuffle: Shuffle,
+  depth: number,
+  found: Int32Array,
+  foundPosition: Int32Array,
+  foundMember: Int32Array,
+): number {
+  const { half, mask, partitions } = shuffle;
+  const tabled = mask < depth;
+  const rounds = new Int32Array(tabled ? 4 * (mask + 1) : 0);
+  let k = 0;
+  for (let m = first; m < end; m++) {
+    const hi = seedHi[m] as number;
+    const lo = seedLo[m] as number;
+    if (tabled) {
+      for (let round = 0; round < 4; round++) {
+        const key = Math.imul(round + 1, 0x9e3779b9) ^ (round & 1 ? lo : hi);
+        for (let v = 0; v <= mask; v++) rounds[(round << half) + v] = fmix32(v ^ key) & mask;
+      }
+    }
+    for (let position = partitions - 1; position >= partitions - depth; position--) {
+      found[k] = tabled
+        ? unshuffleTabled(rounds, half, mask, partitions, position)
+        : unshuffle(shuffle, hi, lo, position);
+      foundPosition[k] = position;
+      foundMember[k] = m;
+      k++;
+    }
+  }
+  return k;
+}
+
+/** `unshuffle` with the member's round functions read from `rounds` (round r at r·2^half). */
+function unshuffleTabled(rounds: Int32Array, half: number, mask: number, partitions: number, position: number): number {
+  let x = position;
+  do {
+    let left = x >>> half;
+    let right = x & mask;
+    let previous = right ^ (rounds[(3 << half) + left] as number);
+    right = left;
+    left = previous;
+    previous = right ^ (rounds[(2 << half) + left] as number);
+    right = left;
+    left = previous;
+    previous = right ^ (rounds[(1 << half) + left] as number);
+    right = left;
+    left = previous;
+    previous = right ^ (rounds[left] as number);
+    x = (previous << half) | left;
+  } while (x >= partitions);
+  return x;
 }
 
 /** 32 uniform bits for the pair (member seed, partition). */

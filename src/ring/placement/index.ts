@@ -1,9 +1,11 @@
 import { balanced } from "./balanced.ts";
 import { jump } from "./jump.ts";
+import { modulo } from "./modulo.ts";
 import type { Placement } from "./placement.ts";
+import { vnodes } from "./vnodes.ts";
 
 /** The placements a ring can be built with, by their config name. */
-export const placements = { jump, balanced } satisfies Record<string, Placement>;
+export const placements = { jump, balanced, modulo, vnodes } satisfies Record<string, Placement>;
 
 export type PlacementName = keyof typeof placements;
 

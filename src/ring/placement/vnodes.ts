@@ -1,16 +1,16 @@
+import { defaultPlacementOptions, type Placement } from "./placement.ts";
+import { partitionPoint, pointOf } from "./points.ts";
+
 /**
- * A consistent-hash ring with 150 virtual nodes per member, the default of
- * Maggie's and Cloister's HashRing (Karger et al., 1997): each member sits at
- * 150 hashed points, a partition belongs to the first point clockwise from
- * its own hash, and its replicas to the next distinct members clockwise.
+ * A consistent-hash ring with `vnodes` virtual nodes a member (150 is the
+ * default of Maggie's and Cloister's HashRing; David Karger et al., 1997):
+ * member m sits at the points of "m#0" … "m#149", a partition belongs to the
+ * first point clockwise from its own, and its replicas to the next distinct
+ * members clockwise. The points hash the name only, so owners never depend on
+ * the member order.
  */
-import type { Placement } from "../../src/ring/placement/placement.ts";
-import type { ComparisonPlacement } from "../movement/configuration.ts";
-import { partitionPoint, pointOf } from "../movement/point-hash.ts";
-
-export const virtualNodes = 150;
-
-export const hashRing: Placement = (members, partitions, replicas) => {
+export const vnodes: Placement = (members, partitions, replicas, options) => {
+  const virtualNodes = options?.vnodes ?? defaultPlacementOptions().vnodes;
   const count = members.length * virtualNodes;
   if (count > 2 ** 21)
     throw new RangeError(`a ${virtualNodes}-vnode ring packs at most ${(2 ** 21 / virtualNodes) | 0} members`);
@@ -58,11 +58,4 @@ export const hashRing: Placement = (members, partitions, replicas) => {
     }
   }
   return table;
-};
-
-export const comparison: ComparisonPlacement = {
-  name: "ring-150",
-  about: "hash ring, 150 vnodes a member (Maggie, Cloister)",
-  order: "lexical",
-  placement: hashRing,
 };

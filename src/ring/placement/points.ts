@@ -1,12 +1,13 @@
 /**
- * The 32-bit hashes the comparison placements put members and partitions on.
+ * The 32-bit hashes the vnode ring (and the benchmark's rendezvous) put
+ * members and partitions on.
  *
- * A vnode ring and rendezvous hashing are only as even as their hash is
- * uniform, so FNV-1a (weak in its high bits on short, similar strings such as
- * "node-1#17") is followed by MurmurHash3's 32-bit finalizer, which spreads
- * every input bit over the whole word.
+ * A vnode ring is only as even as its hash is uniform, so FNV-1a (weak in its
+ * high bits on short, similar strings such as "node-1#17") is followed by
+ * MurmurHash3's 32-bit finalizer, which spreads every input bit over the
+ * whole word.
  */
-import { fnv1a32 } from "../../src/hash/fnv.ts";
+import { fnv1a32 } from "../../hash/fnv.ts";
 
 /** MurmurHash3's fmix32: a bijection on 32-bit words with full avalanche. */
 export function mix32(value: number): number {
