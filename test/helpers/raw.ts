@@ -503,7 +503,9 @@ export const scripts = {
   closeDelimited(body: string): Script {
     return {
       answer(_request, c) {
-        c.socket.end(Buffer.from(`${head(200, "OK", [["Connection", "close"]])}${body}`, "latin1"));
+        c.socket.end(Buffer.from(`${head(200, "OK", [["Connection", "close"]])}${body}`, "latin1"), () =>
+          c.socket.destroy(),
+        );
       },
     };
   },
