@@ -156,7 +156,7 @@ test("a chunked POST arrives with the same body and exactly one framing header",
 });
 
 // Fails on today's main (a bare 400 with no body): flip to test() when the new engine lands.
-test.failing("the 400 for a smuggling attempt is JSON", async (t) => {
+test("the 400 for a smuggling attempt is JSON", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send("POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");

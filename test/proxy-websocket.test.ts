@@ -73,16 +73,22 @@ test("a WebSocket upgrade keyed by header follows the header, and without its ke
   t.is(JSON.parse((error as Error & { body: string }).body).error, "missing_key");
 });
 
-test("a WebSocket upgrade whose owner is down gets 502 with a JSON body", async (t) => {
+test("a WebSocket upgrade whose owner is down fails over like any GET; with every member down it gets a JSON 502", async (t) => {
   const h = await startWithWebSockets();
   t.teardown(() => h.close());
   const ring = Ring.build(names);
   const room = "/rooms/9";
-  const owner = ring.ownerOf(room) as string;
+  const [owner, next] = ring.preferenceList(room) as [string, string];
   await h.backend(owner).kill();
+  const { socket, hello } = await open(`${h.url.replace("http:", "ws:")}${room}`);
+  t.is(hello.backend, next, "the next member of the preference list took the upgrade");
+  socket.close();
+  for (const b of h.backends) if (b.name !== owner) await b.kill();
   const error = await t.throwsAsync(open(`${h.url.replace("http:", "ws:")}${room}`));
   t.is((error as Error & { status: number }).status, 502);
-  t.like(JSON.parse((error as Error & { body: string }).body), { error: "bad_gateway", member: owner });
+  const body = JSON.parse((error as Error & { body: string }).body);
+  t.like(body, { error: "upstream_unavailable", partition: ring.partitionOf(room), tried: names.length });
+  t.is(body.member, undefined, "member addresses stay out of the body unless proxy.errors.detail is on");
 });
 
 /** Sends a raw upgrade request and returns the first text frame the member sends back. */

@@ -1,10 +1,11 @@
 /**
  * Header rewriting between client and member: hop-by-hop headers stay on
- * their hop (RFC 9110 §7.6.1), X-Forwarded-* record the client's hop.
+ * their hop (RFC 9110 §7.6.1), headers a `Connection` header names too,
+ * X-Forwarded-* record the client's hop, and framing is written back in one
+ * canonical form. Heads are built as one latin1 string, written in one go.
  */
-import type { IncomingMessage } from "node:http";
 
-/** Hop-by-hop headers, plus `expect` (Node answers 100-continue itself) and the non-standard proxy-connection. */
+/** Hop-by-hop headers, plus the non-standard proxy-connection; framing headers are handled apart. */
 const hopByHop = new Set([
   "connection",
   "keep-alive",
@@ -12,100 +13,172 @@ const hopByHop = new Set([
   "proxy-authorization",
   "proxy-connection",
   "te",
-  "trailer",
   "transfer-encoding",
   "upgrade",
-  "expect",
 ]);
 
-/** Headers this hop sets itself; the client's values are dropped (X-Forwarded-For is appended to instead). */
-const forwardedHeaders = new Set(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"]);
-
-/** Header names the `Connection` header lists, which are hop-by-hop too. */
-function connectionTokens(value: string): Set<string> {
-  return new Set(
-    value
-      .split(",")
-      .map((token) => token.trim().toLowerCase())
-      .filter((token) => token !== ""),
-  );
-}
-
-/** Whether `name` (lower case) is one of the hop-by-hop headers (for the WebSocket path and tests). */
+/** Whether `name` (lower case) is a hop-by-hop header. */
 export function isHopByHop(name: string): boolean {
   return hopByHop.has(name);
 }
 
 /**
- * The headers to send to the member, pushed onto `out` as a flat
- * [name, value, …] list: the client's minus hop-by-hop ones, Host kept (the
- * member may serve several virtual hosts; it never picks the upstream), plus
- * X-Forwarded-* when `forwarded` is set. One pass over the raw headers, no
- * header object built. Returns whether the request has a body.
+ * Extra header names a Connection header lists, beyond the usual
+ * `keep-alive`/`close`/`upgrade` (already hop-by-hop); undefined when none,
+ * which is nearly always.
  */
-export function upstreamRequestHeaders(req: IncomingMessage, forwarded: boolean, out: string[]): boolean {
-  const raw = req.rawHeaders;
+export function connectionTokens(value: string): Set<string> | undefined {
   let listed: Set<string> | undefined;
-  let xff: string | undefined;
-  let host: string | undefined;
-  let hasBody = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    const value = raw[i + 1] as string;
-    const lower = name.toLowerCase();
-    if (lower === "content-length") hasBody ||= value !== "0";
-    else if (lower === "transfer-encoding") hasBody = true;
-    else if (lower === "host") host = value;
-    if (hopByHop.has(lower)) {
-      if (lower === "connection") listed = connectionTokens(value);
-      continue;
-    }
-    if (forwarded && forwardedHeaders.has(lower)) {
-      if (lower === "x-forwarded-for") xff = xff === undefined ? value : `${xff}, ${value}`;
-      continue;
-    }
-    out.push(name, value);
+  for (const raw of value.split(",")) {
+    const token = raw.trim().toLowerCase();
+    if (token === "" || token === "keep-alive" || token === "close" || token === "upgrade") continue;
+    listed ??= new Set();
+    listed.add(token);
   }
-  if (listed !== undefined) {
-    // Rare: the client named extra hop-by-hop headers in Connection; drop those too.
-    const kept = withoutListed(out, listed);
-    out.length = 0;
-    out.push(...kept);
-  }
-  if (forwarded) {
-    const client = req.socket.remoteAddress ?? "";
-    out.push("x-forwarded-for", xff === undefined ? client : `${xff}, ${client}`);
-    out.push("x-forwarded-proto", "encrypted" in req.socket && req.socket.encrypted ? "https" : "http");
-    if (host !== undefined) out.push("x-forwarded-host", host);
-  }
-  return hasBody;
+  return listed;
+}
+
+/** What the engine needs from a request head, read in one pass over its headers. */
+export interface RequestHead {
+  /** Host header values seen (more than one is refused). */
+  hosts: number;
+  host: string | undefined;
+  contentLength: string | undefined;
+  /** Transfer-Encoding lines, and the last value. */
+  transferEncodings: number;
+  transferEncoding: string | undefined;
+  expectContinue: boolean;
+  upgrade: string | undefined;
+  /** The end-to-end headers as `name: value\r\n` lines, framing and X-Forwarded-* not yet added. */
+  lines: string;
 }
 
 /**
- * The member's response headers (undici's raw Buffer pairs) as a flat list
- * for `writeHead`, minus hop-by-hop ones: Node frames the body for the client.
+ * Reads a request's headers and builds the lines the member gets: the
+ * client's minus hop-by-hop ones (Host kept: the member may serve several
+ * virtual hosts; it never picks the upstream), X-Forwarded-* replaced by
+ * this hop's when `forwarded` is on (X-Forwarded-For appended to).
  */
-export function clientResponseHeaders(raw: readonly Buffer[]): string[] {
-  const out: string[] = [];
+export function readRequestHead(
+  names: readonly string[],
+  values: readonly string[],
+  forwarded: boolean,
+  client: string,
+  proto: string,
+): RequestHead {
+  const head: RequestHead = {
+    hosts: 0,
+    host: undefined,
+    contentLength: undefined,
+    transferEncodings: 0,
+    transferEncoding: undefined,
+    expectContinue: false,
+    upgrade: undefined,
+    lines: "",
+  };
   let listed: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as Buffer).toString("latin1");
+  let xff: string | undefined;
+  let lines = "";
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const value = values[i] as string;
     const lower = name.toLowerCase();
-    if (lower === "connection") {
-      listed = connectionTokens((raw[i + 1] as Buffer).toString("latin1"));
-      continue;
+    switch (lower) {
+      case "host":
+        head.hosts++;
+        head.host = value;
+        break;
+      case "content-length":
+        head.contentLength = value;
+        continue;
+      case "transfer-encoding":
+        head.transferEncodings++;
+        head.transferEncoding = value;
+        continue;
+      case "expect":
+        if (value.toLowerCase() === "100-continue") head.expectContinue = true;
+        break;
+      case "upgrade":
+        head.upgrade = value;
+        continue;
+      case "connection":
+        listed = connectionTokens(value);
+        continue;
+      case "x-forwarded-for":
+        if (forwarded) {
+          xff = xff === undefined ? value : `${xff}, ${value}`;
+          continue;
+        }
+        break;
+      case "x-forwarded-proto":
+      case "x-forwarded-host":
+        if (forwarded) continue;
+        break;
+      default:
+        if (hopByHop.has(lower)) continue;
     }
-    if (hopByHop.has(lower)) continue;
-    out.push(name, (raw[i + 1] as Buffer).toString("latin1"));
+    lines += `${name}: ${value}\r\n`;
   }
-  return listed === undefined ? out : withoutListed(out, listed);
+  if (listed !== undefined) lines = withoutListed(lines, listed);
+  if (forwarded) {
+    lines += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\nx-forwarded-proto: ${proto}\r\n`;
+    if (head.host !== undefined) lines += `x-forwarded-host: ${head.host}\r\n`;
+  }
+  head.lines = lines;
+  return head;
 }
 
-/** A flat [name, value, …] list without the headers a Connection header listed. */
-function withoutListed(headers: readonly string[], listed: ReadonlySet<string>): string[] {
-  const kept: string[] = [];
-  for (let i = 0; i < headers.length; i += 2) {
-    if (!listed.has((headers[i] as string).toLowerCase())) kept.push(headers[i] as string, headers[i + 1] as string);
+/** Rebuilds `lines` without the headers a Connection header listed (rare: a second pass is fine). */
+function withoutListed(lines: string, listed: ReadonlySet<string>): string {
+  let kept = "";
+  for (const line of lines.split("\r\n")) {
+    if (line === "") continue;
+    const colon = line.indexOf(":");
+    if (!listed.has(line.slice(0, colon).toLowerCase())) kept += `${line}\r\n`;
   }
   return kept;
+}
+
+/** What the engine needs from a member's response head. */
+export interface ResponseHead {
+  chunked: boolean;
+  contentLength: boolean;
+  /** The member's headers for the client: hop-by-hop ones out, framing headers kept as the member sent them. */
+  lines: string;
+  upgrade: string | undefined;
+}
+
+/** Reads a member's response headers and builds the lines the client gets. */
+export function readResponseHead(names: readonly string[], values: readonly string[]): ResponseHead {
+  let lines = "";
+  let listed: Set<string> | undefined;
+  let chunked = false;
+  let contentLength = false;
+  let upgrade: string | undefined;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const value = values[i] as string;
+    // Most response headers are not hop-by-hop: test the length before lower-casing.
+    const n = name.length;
+    if (n === 10 || n === 17 || n === 14 || n === 7 || n === 2 || n === 16 || n === 18 || n === 19) {
+      const lower = name.toLowerCase();
+      if (lower === "connection") {
+        listed = connectionTokens(value);
+        continue;
+      }
+      if (lower === "content-length") contentLength = true;
+      else if (lower === "transfer-encoding") {
+        chunked = true;
+        lines += `${name}: ${value}\r\n`;
+        continue;
+      } else if (lower === "upgrade") {
+        upgrade = value;
+        continue;
+      }
+      if (hopByHop.has(lower)) continue;
+    }
+    lines += `${name}: ${value}\r\n`;
+  }
+  if (listed !== undefined) lines = withoutListed(lines, listed);
+  return { chunked, contentLength, lines, upgrade };
 }

@@ -4,11 +4,17 @@
  * `undefined` when the request has no key, or throws KeyError when the key
  * is there but unusable.
  */
-import type { IncomingMessage } from "node:http";
 import type { KeyConfig } from "../config.ts";
 import { KeyError } from "../errors/key-error.ts";
 
-export type KeyExtractor = (req: IncomingMessage) => string | undefined;
+/** What a key is read from: the request target as sent, and the header names and values (latin1, as received). */
+export interface KeyRequest {
+  url: string;
+  names: readonly string[];
+  values: readonly string[];
+}
+
+export type KeyExtractor = (req: KeyRequest) => string | undefined;
 
 export interface CompiledKey {
   extract: KeyExtractor;
@@ -27,21 +33,21 @@ export function compileKey(config: KeyConfig): CompiledKey {
       const source = "the URL path";
       return {
         source,
-        extract: (req) => checked(requestPath(req.url ?? "/", source), maxLength, 414, source),
+        extract: (req) => checked(requestPath(req.url, source), maxLength, 414, source),
       };
     }
     case "header": {
       const name = arg.toLowerCase();
       const source = `header ${JSON.stringify(name)}`;
-      return { source, extract: (req) => checked(headerValue(req.rawHeaders, name), maxLength, 431, source) };
+      return { source, extract: (req) => checked(headerValue(req.names, req.values, name), maxLength, 431, source) };
     }
     case "cookie": {
       const source = `cookie ${JSON.stringify(arg)}`;
-      return { source, extract: (req) => checked(cookieValue(req.rawHeaders, arg), maxLength, 431, source) };
+      return { source, extract: (req) => checked(cookieValue(req.names, req.values, arg), maxLength, 431, source) };
     }
     case "query": {
       const source = `query parameter ${JSON.stringify(arg)}`;
-      return { source, extract: (req) => checked(queryValue(req.url ?? "/", arg), maxLength, 414, source) };
+      return { source, extract: (req) => checked(queryValue(req.url, arg), maxLength, 414, source) };
     }
     case "regex": {
       const pattern = new RegExp(arg);
@@ -49,7 +55,7 @@ export function compileKey(config: KeyConfig): CompiledKey {
       return {
         source,
         extract: (req) => {
-          const path = requestPath(req.url ?? "/", source);
+          const path = requestPath(req.url, source);
           const match = pattern.exec(path);
           const key = match?.[1];
           return checked(key === "" ? undefined : key, maxLength, 414, source);
@@ -109,11 +115,11 @@ export function requestPath(url: string, source = "the URL path"): string {
 }
 
 /** The first value of header `name` (lower case), like Go's `Header.Get`, read as UTF-8. */
-export function headerValue(rawHeaders: string[], name: string): string | undefined {
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const header = rawHeaders[i] as string;
+export function headerValue(names: readonly string[], values: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < names.length; i++) {
+    const header = names[i] as string;
     if (header.length === name.length && header.toLowerCase() === name) {
-      const value = utf8(rawHeaders[i + 1] as string);
+      const value = utf8(values[i] as string);
       return value === "" ? undefined : value;
     }
   }
@@ -121,11 +127,11 @@ export function headerValue(rawHeaders: string[], name: string): string | undefi
 }
 
 /** The first cookie called `name`, quotes removed, like Go's `Request.Cookie`. */
-export function cookieValue(rawHeaders: string[], name: string): string | undefined {
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    const header = rawHeaders[i] as string;
+export function cookieValue(names: readonly string[], values: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < names.length; i++) {
+    const header = names[i] as string;
     if (header.length !== 6 || header.toLowerCase() !== "cookie") continue;
-    for (const pair of (rawHeaders[i + 1] as string).split(";")) {
+    for (const pair of (values[i] as string).split(";")) {
       const eq = pair.indexOf("=");
       if (eq < 0 || pair.slice(0, eq).trim() !== name) continue;
       let value = pair.slice(eq + 1).trim();

@@ -1,6 +1,30 @@
 /** Why a try against a member failed; the `reason` label of `ringroute_upstream_errors_total`. */
 export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "error";
 
+/** One line of the access log: what a request asked for and what became of it. */
+export interface AccessRecord {
+  method: string;
+  /** The request target's path as the client sent it (no query). */
+  path: string;
+  status: number;
+  /** The key's partition; -1 for a request without a key or one refused before routing. */
+  partition: number;
+  /** The member that answered, or `none` when ringroute answered itself. */
+  member: string;
+  /** Members tried. */
+  tried: number;
+  /** Request body bytes received from the client, response body bytes sent to it. */
+  bytesIn: number;
+  bytesOut: number;
+  totalMs: number;
+  /** From the first byte written to a member to the end of its response; 0 when none was reached. */
+  upstreamMs: number;
+  /** The client's address. */
+  client: string;
+  /** Why ringroute answered itself or cut the response (`upstream_unavailable`, `request_timeout`, `client_closed`…). */
+  reason?: string;
+}
+
 /**
  * What the proxy reports as it works; the admin server's metrics implement
  * it. Member labels are member names (or `none` when ringroute answered
@@ -15,4 +39,10 @@ export interface ProxyObserver {
   failover(): void;
   /** A member was ejected after failing repeatedly. */
   ejection(member: string): void;
+  /** A request head was received; every call is matched by one `requestEnded`. */
+  requestStarted?(): void;
+  /** The request's exchange ended (answered, refused, or cut short). */
+  requestEnded?(): void;
+  /** One record per request, after it ended. */
+  access?(record: AccessRecord): void;
 }

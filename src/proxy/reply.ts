@@ -1,26 +1,33 @@
-import type { ServerResponse } from "node:http";
+import { STATUS_CODES } from "node:http";
 
 /**
- * Answers with a small JSON error body: `{"error": code, "message": …}` plus
- * details. Every response ringroute makes itself goes through here, so
- * clients can tell them from a member's.
+ * A whole response ringroute makes itself: `{"error": code, …}` as JSON.
+ * Every response ringroute makes itself goes through here, so clients can
+ * tell them from a member's.
  */
-export function replyError(
-  res: ServerResponse,
-  status: number,
-  code: string,
-  message: string,
-  details?: Record<string, unknown>,
-): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify({ error: code, message, ...details });
-  res.writeHead(status, {
-    "content-type": "application/json; charset=utf-8",
-    "content-length": Buffer.byteLength(body),
-    "cache-control": "no-store",
-  });
-  res.end(body);
+export function errorResponse(status: number, body: Record<string, unknown>, close: boolean): string {
+  const text = JSON.stringify(body);
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n` +
+    "content-type: application/json; charset=utf-8\r\n" +
+    `content-length: ${Buffer.byteLength(text)}\r\n` +
+    "cache-control: no-store\r\n" +
+    (close ? "connection: close\r\n" : "") +
+    `\r\n${text}`
+  );
 }
+
+/** The short message each of ringroute's own error codes carries. */
+export const messages: Record<string, string> = {
+  bad_request: "the request is not valid HTTP/1.1",
+  request_timeout: "the request was not received in time",
+  uri_too_long: "the request target is too long",
+  headers_too_large: "the request head is too large or has too many header fields",
+  method_not_allowed: "CONNECT is not supported: ringroute is not a forward proxy",
+  bad_path: "the request path hides a dot-segment behind an encoded slash",
+  upstream_unavailable: "no member could answer the request",
+  upstream_timeout: "the member did not answer in time",
+  body_not_replayable: "the member failed after the request body was sent; it cannot be replayed",
+  no_members: "no live member to send the request to",
+  internal_error: "the proxy failed to handle the request",
+};

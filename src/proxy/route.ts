@@ -3,12 +3,11 @@
  * find the key, pick the member. One function, so the two paths cannot
  * drift apart in what they accept or how they refuse.
  */
-import type { IncomingMessage } from "node:http";
 import type { KeyConfig } from "../config.ts";
 import { KeyError } from "../errors/key-error.ts";
 import type { Ring } from "../ring/ring.ts";
 import { type AnyMember, type Ejections, firstChoice } from "./failover.ts";
-import type { CompiledKey } from "./key.ts";
+import type { CompiledKey, KeyRequest } from "./key.ts";
 
 /** Where a request goes: its first member, and its key's partition (-1 without a key). */
 export interface Route {
@@ -32,7 +31,7 @@ export interface Router {
   anyMember: AnyMember;
 }
 
-export function routeRequest(req: IncomingMessage, ring: Ring, router: Router): Route | Refusal {
+export function routeRequest(req: KeyRequest, ring: Ring, router: Router): Route | Refusal {
   const { key, keyConfig, ejections } = router;
   let k: string | undefined;
   try {

@@ -1,58 +1,119 @@
 /**
- * The routing proxy: an HTTP server that sends each request to the owner of
- * its key. Only ring members are ever contacted; neither the Host header nor
- * an absolute-form target chooses the upstream, so it is no open proxy.
+ * The routing proxy: an HTTP/1.1 engine on raw sockets that sends each
+ * request to the owner of its key. Only ring members are ever contacted;
+ * neither the Host header nor an absolute-form target chooses the upstream,
+ * so it is no open proxy.
  */
-
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
-import type { Cluster } from "../cluster.ts";
+import { type AddressInfo, createServer, type Server, type Socket } from "node:net";
+import { createSecureContext, createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { defaultConfig, type KeyConfig, type ProxyConfig } from "../config.ts";
-import { listen } from "../utils/listen.ts";
+import { type Clock, systemClock } from "../utils/clock.ts";
+import { type Logger, silentLogger } from "../utils/logger.ts";
+import { ClientConnection, type ClientServer } from "./client.ts";
+import { Deadlines } from "./deadlines.ts";
+import type { EngineContext, Tunnel } from "./exchange.ts";
 import { AnyMember, Ejections } from "./failover.ts";
-import { Exchange, type ForwardContext, forwardContext, Upstreams } from "./forward.ts";
-import { type CompiledKey, compileKey } from "./key.ts";
+import { compileKey } from "./key.ts";
 import type { ProxyObserver } from "./observer.ts";
-import { replyError } from "./reply.ts";
-import { type Refusal, type Router, routeRequest } from "./route.ts";
-import { WebSocketRouter } from "./websocket.ts";
+import { retryPolicy } from "./retry.ts";
+import type { Router } from "./route.ts";
+import { type PoolSettings, type ProxyCluster, Upstreams } from "./upstream.ts";
+
+export type { ProxyCluster } from "./upstream.ts";
+
+/** PEM certificate chain, key and optional CA bundle for HTTPS on the listener. */
+export interface TlsMaterial {
+  cert: string | Buffer;
+  key: string | Buffer;
+  ca?: string | Buffer | undefined;
+}
 
 export interface ProxyOptions {
-  /** The started cluster whose ring routes requests. */
-  cluster: Cluster;
+  /** The started cluster (or a worker's view of one) whose routing ring routes requests. */
+  cluster: ProxyCluster;
   /** Key and forwarding settings; defaults as in defaultConfig(). */
   config?: { key?: KeyConfig; proxy?: ProxyConfig };
   /** Receives request, failure and ejection reports (the admin metrics implement it). */
   observer?: ProxyObserver;
+  logger?: Logger;
+  clock?: Clock;
+  /** HTTPS on the listener; absent: plain HTTP. */
+  tls?: TlsMaterial;
 }
 
 export interface RoutingProxy {
-  /** The HTTP server; attach to it, or call listen(). */
+  /** The listening socket server (a tls.Server with `tls`). */
   readonly server: Server;
   /** Listens on host:port (port 0 picks one) and resolves with the bound address. */
   listen(port: number, host?: string): Promise<AddressInfo>;
   /**
-   * Stops accepting, lets requests in flight finish for up to `timeoutMs`,
-   * then cuts what is left and closes member connections. Resolves when done.
+   * Stops accepting; responses from now on carry `Connection: close`, idle
+   * keep-alive connections close between requests; at `timeoutMs` whatever
+   * is left (clients, members, tunnels) is destroyed. Resolves when done.
    */
   close(timeoutMs?: number): Promise<void>;
+  /** New key and proxy settings for requests that start from now on (SIGHUP). */
+  reconfigure(proxy: ProxyConfig, key: KeyConfig): void;
+  /** New certificate and key for new TLS connections; throws when the listener is plain HTTP. */
+  reloadTls(tls: TlsMaterial): void;
   /** Members skipped right now after failing repeatedly. */
   ejected(): string[];
-  /** WebSocket tunnels open right now. */
+  /** Upgrade tunnels open right now. */
   readonly tunnels: number;
+  /** Client connections open right now (tunnels not counted). */
+  readonly connections: number;
 }
 
 /** Creates the proxy for `cluster`. Nothing listens until `listen()`. */
 export function createProxy(options: ProxyOptions): RoutingProxy {
   const { cluster, observer } = options;
   const defaults = defaultConfig();
-  const keyConfig = options.config?.key ?? defaults.key;
-  const config = options.config?.proxy ?? defaults.proxy;
-  const key: CompiledKey = compileKey(keyConfig);
-  const ejections = new Ejections(config.eject.after, config.eject.for);
-  const upstreams = new Upstreams(cluster, config);
-  const ctx: ForwardContext = forwardContext(config, upstreams, ejections, observer);
-  const router: Router = { key, keyConfig, ejections, anyMember: new AnyMember() };
+  const logger = options.logger ?? silentLogger;
+  const clock = options.clock ?? systemClock;
+  let proxyConfig = options.config?.proxy ?? defaults.proxy;
+  let keyConfig = options.config?.key ?? defaults.key;
+  const deadlines = new Deadlines(clock, shortest(proxyConfig));
+  const ejections = new Ejections(proxyConfig.eject.after, proxyConfig.eject.for, () => clock.now());
+  const upstreams = new Upstreams(cluster, poolSettings(proxyConfig), deadlines);
+  const tunnels = new Set<Tunnel>();
+  const connections = new Set<ClientConnection>();
+  let onQuiet: (() => void) | undefined;
+  const quiet = () => {
+    if (connections.size === 0 && tunnels.size === 0) onQuiet?.();
+  };
+
+  const context = (config: ProxyConfig): EngineContext => ({
+    config,
+    upstreams,
+    ejections,
+    observer,
+    deadlines,
+    logger,
+    policy: retryPolicy(config.retry),
+    tunnels,
+    tunnelsEmpty: quiet,
+  });
+  const router = (key: KeyConfig): Router => ({
+    key: compileKey(key),
+    keyConfig: key,
+    ejections,
+    anyMember: new AnyMember(),
+  });
+
+  const state: ClientServer = {
+    ctx: context(proxyConfig),
+    router: router(keyConfig),
+    key: compileKey(keyConfig),
+    keyConfig,
+    cluster,
+    deadlines,
+    closing: false,
+    tls: options.tls !== undefined,
+    connectionClosed(conn) {
+      connections.delete(conn);
+      quiet();
+    },
+  };
 
   const stopListening = cluster.listen({
     memberDown(member) {
@@ -61,89 +122,100 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     },
   });
 
-  function handle(req: IncomingMessage, res: ServerResponse): void {
-    const ring = cluster.ring;
-    const route = routeRequest(req, ring, router);
-    if ("status" in route) {
-      rejectRequest(req, res, route);
+  const accept = (socket: Socket) => {
+    if (state.closing) {
+      socket.destroy();
       return;
     }
-    new Exchange(ctx, req, res, ring, route.partition).send(route.member);
+    connections.add(new ClientConnection(socket, state));
+  };
+  let server: Server;
+  let tlsServer: TlsServer | undefined;
+  if (options.tls !== undefined) {
+    tlsServer = createTlsServer({ ...tlsOptions(options.tls), allowHalfOpen: true }, accept);
+    // A handshake that fails is the client's problem, not ours.
+    tlsServer.on("tlsClientError", (_error, socket) => socket.destroy());
+    server = tlsServer;
+  } else {
+    server = createServer({ allowHalfOpen: true, noDelay: true }, accept);
   }
-
-  function rejectRequest(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
-    // The body (if any) is not wanted; drain it so the connection can be reused.
-    req.resume();
-    replyError(res, refusal.status, refusal.error, refusal.message, refusal.details);
-    observer?.request("none", req.method ?? "GET", refusal.status, 0);
-  }
-
-  const server = createServer({ keepAlive: true, noDelay: true }, (req, res) => {
-    try {
-      handle(req, res);
-    } catch (error) {
-      replyError(res, 500, "internal_error", (error as Error)?.message ?? String(error));
-    }
-  });
-  // A request routed by key may take longer than Node's default 300 s request timeout allows to be bounded otherwise.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
-  const websockets = new WebSocketRouter({ cluster, router, config, observer });
-  server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => websockets.route(req, socket, head));
-  server.on("clientError", (_error, socket: Socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
-    else socket.destroy();
-  });
 
   let closing: Promise<void> | undefined;
   return {
     server,
-    listen: (port: number, host?: string) => listen(server, port, host),
+    listen: (port: number, host?: string) =>
+      new Promise<AddressInfo>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          resolve(server.address() as AddressInfo);
+        });
+      }),
     close(timeoutMs = defaults.shutdownTimeout): Promise<void> {
-      closing ??= (async () => {
+      closing ??= new Promise<void>((resolve) => {
         stopListening();
-        await drain(server, timeoutMs, websockets);
-        await upstreams.close();
-        websockets.close();
-      })();
+        state.closing = true;
+        let finished = false;
+        let cancelDeadline: () => void = () => {};
+        const finish = () => {
+          if (finished) return;
+          finished = true;
+          cancelDeadline();
+          upstreams.destroy();
+          deadlines.stop();
+          resolve();
+        };
+        onQuiet = () => {
+          if (!server.listening) finish();
+        };
+        if (server.listening) server.close(() => quiet());
+        for (const conn of connections) conn.shutdown();
+        // The deadline: cut clients, tunnels and member connections, whatever they are doing.
+        cancelDeadline = clock.setTimer(() => {
+          for (const conn of [...connections]) conn.destroy();
+          for (const tunnel of [...tunnels]) tunnel.destroy();
+          finish();
+        }, timeoutMs);
+        if (!server.listening) quiet();
+      });
       return closing;
+    },
+    reconfigure(proxy: ProxyConfig, key: KeyConfig) {
+      proxyConfig = proxy;
+      keyConfig = key;
+      state.ctx = context(proxy);
+      state.router = router(key);
+      state.key = compileKey(key);
+      state.keyConfig = key;
+      upstreams.reconfigure(poolSettings(proxy));
+      deadlines.retune(shortest(proxy));
+    },
+    reloadTls(tls: TlsMaterial) {
+      if (tlsServer === undefined) throw new Error("the proxy listens on plain HTTP");
+      tlsServer.setSecureContext(tlsOptions(tls));
     },
     ejected: () => ejections.ejected(),
     get tunnels() {
-      return websockets.size;
+      return tunnels.size;
+    },
+    get connections() {
+      return connections.size;
     },
   };
 }
 
-/**
- * Stops accepting and waits for open requests to finish, closing keep-alive
- * connections as they go idle; after `timeoutMs` cuts whatever is left.
- */
-function drain(server: Server, timeoutMs: number, websockets: WebSocketRouter): Promise<void> {
-  return new Promise((resolve) => {
-    if (!server.listening) {
-      resolve();
-      return;
-    }
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      clearInterval(sweep);
-      clearTimeout(deadline);
-      resolve();
-    };
-    server.close(() => {
-      if (websockets.size === 0) finish();
-      else websockets.onEmpty = finish;
-    });
-    server.closeIdleConnections();
-    // A connection whose request just finished becomes idle; close it then, not at the deadline.
-    const sweep = setInterval(() => server.closeIdleConnections(), 50);
-    const deadline = setTimeout(() => {
-      server.closeAllConnections();
-      websockets.destroyAll();
-      finish();
-    }, timeoutMs);
-  });
+function tlsOptions(tls: TlsMaterial): { cert: string | Buffer; key: string | Buffer; ca?: string | Buffer } {
+  // Built once here so that a bad PEM fails at start or reload, not at the first handshake.
+  createSecureContext({ cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }) });
+  return { cert: tls.cert, key: tls.key, ...(tls.ca === undefined ? {} : { ca: tls.ca }) };
+}
+
+function poolSettings(config: ProxyConfig): PoolSettings {
+  const { timeouts, connections } = config;
+  return { connections, connect: timeouts.connect, response: timeouts.response, keepAlive: timeouts.keepAlive };
+}
+
+function shortest(config: ProxyConfig): number {
+  const t = config.timeouts;
+  return Math.min(t.connect, t.response, t.keepAlive, t.head, t.body, t.clientIdle);
 }

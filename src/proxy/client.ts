@@ -1,0 +1,397 @@
+/**
+ * One client connection: requests parsed by llhttp, one at a time. A
+ * pipelined request is not read until the response before it is complete,
+ * so responses go out in order and a bad request is answered only after
+ * every response before it, then the connection closes. Timeouts: the head
+ * (408), the body between chunks (408, the member's request aborted),
+ * keep-alive idle (closed quietly).
+ */
+import type { Socket } from "node:net";
+import type { KeyConfig } from "../config.ts";
+import type { Deadlines, Timed } from "./deadlines.ts";
+import { type ClientSide, type EngineContext, Exchange, type RequestInfo } from "./exchange.ts";
+import { readRequestHead } from "./headers.ts";
+import { type CompiledKey, originForm } from "./key.ts";
+import { OK, PAUSED, PAUSED_UPGRADE, Parser } from "./llhttp.ts";
+import { memberTarget, unsafePath } from "./path.ts";
+import { errorResponse, messages } from "./reply.ts";
+import { type Router, routeRequest } from "./route.ts";
+import type { ProxyCluster } from "./upstream.ts";
+
+/** What a client connection reads from its server; the server swaps `ctx` and `router` on reload. */
+export interface ClientServer {
+  ctx: EngineContext;
+  router: Router;
+  key: CompiledKey;
+  keyConfig: KeyConfig;
+  cluster: ProxyCluster;
+  deadlines: Deadlines;
+  /** Shutting down: every response closes its connection. */
+  closing: boolean;
+  tls: boolean;
+  connectionClosed(conn: ClientConnection): void;
+}
+
+type State = "idle" | "head" | "body" | "waiting" | "tunnel" | "closed";
+
+export class ClientConnection implements ClientSide, Timed {
+  readonly socket: Socket;
+  readonly address: string;
+  readonly #server: ClientServer;
+  readonly #parser: Parser;
+  state: State = "idle";
+  deadline = 0;
+  #exchange: Exchange | undefined;
+  /** Bytes received while a response was in progress, parsed once it is complete. */
+  #stash: Buffer | undefined;
+  #keepAlive = true;
+  /** Bytes of the next request seen (a connection that sent nothing is closed quietly). */
+  #started = false;
+  #bodyPaused = false;
+  /** The member a request just parsed goes to, once the rest of its read is parsed. */
+  #dispatch: string | undefined;
+
+  constructor(socket: Socket, server: ClientServer) {
+    this.socket = socket;
+    this.#server = server;
+    this.address = socket.remoteAddress ?? "";
+    this.#parser = new Parser("request", server.ctx.config.limits);
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => this.#data(chunk));
+    socket.on("drain", () => this.#exchange?.clientDrained());
+    socket.on("error", () => {});
+    socket.on("close", () => this.#closed());
+    socket.on("end", () => this.#ended());
+    this.deadline = server.deadlines.now() + server.ctx.config.timeouts.head;
+    server.deadlines.add(this);
+  }
+
+  get closeAfter(): boolean {
+    return !this.#keepAlive || this.#server.closing;
+  }
+
+  write(data: Buffer | string): boolean {
+    if (this.state === "closed") return true;
+    return typeof data === "string" ? this.socket.write(data, "latin1") : this.socket.write(data);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    this.#closed();
+  }
+
+  pauseBody(paused: boolean): void {
+    if (paused === this.#bodyPaused) return;
+    this.#bodyPaused = paused;
+    if (paused) this.socket.pause();
+    else if (this.#stash === undefined) this.socket.resume();
+  }
+
+  /** Shutdown: close now if between requests; otherwise after the response in progress. */
+  shutdown(): void {
+    if (this.state === "idle" && !this.#started) {
+      // Idle keep-alive connection: give a request already on its way a moment, then close.
+      this.deadline = Math.min(this.deadline || Number.MAX_SAFE_INTEGER, this.#server.deadlines.now() + 250);
+    }
+  }
+
+  expire(): void {
+    const timeouts = this.#server.ctx.config.timeouts;
+    switch (this.state) {
+      case "idle":
+        if (this.#started) this.#fail(408, "request_timeout");
+        else this.#end();
+        return;
+      case "head":
+        this.#fail(408, "request_timeout");
+        return;
+      case "body": {
+        // The body stalled: the member's request is aborted (its connection freed), not retried.
+        const exchange = this.#exchange;
+        if (exchange !== undefined) {
+          exchange.abort("request_timeout");
+          if (!exchange.responseStarted) {
+            this.#exchange = undefined;
+            this.#fail(408, "request_timeout");
+            return;
+          }
+        }
+        this.destroy();
+        return;
+      }
+      default:
+        void timeouts;
+    }
+  }
+
+  #data(chunk: Buffer): void {
+    if (this.state === "closed") return;
+    const exchange = this.#exchange;
+    if (exchange?.requestDone) {
+      // A pipelined request: kept until the response before it is complete.
+      this.#stash = this.#stash === undefined ? chunk : Buffer.concat([this.#stash, chunk]);
+      this.socket.pause();
+      return;
+    }
+    this.#feed(chunk);
+  }
+
+  #feed(data: Buffer): void {
+    this.#parse(data);
+    // The member hears of a request only after the bytes received with its head were parsed: framing that
+    // fails in the same read never reaches it.
+    const member = this.#dispatch;
+    if (member === undefined) return;
+    this.#dispatch = undefined;
+    const exchange = this.#exchange;
+    if (exchange !== undefined && this.state !== "closed") exchange.send(member);
+  }
+
+  #parse(data: Buffer): void {
+    const parser = this.#parser;
+    const server = this.#server;
+    let start = 0;
+    for (;;) {
+      if (this.state === "idle") {
+        if (start === data.length) return;
+        this.state = "head";
+        this.#started = true;
+        this.deadline = server.deadlines.now() + server.ctx.config.timeouts.head;
+      }
+      const inBody = this.state === "body";
+      const code = parser.execute(data, start);
+      const pos = parser.pos;
+      if (code !== OK && code !== PAUSED && code !== PAUSED_UPGRADE) {
+        this.#parseError();
+        return;
+      }
+      if (inBody && pos > start) {
+        this.#exchange?.clientBody(data, start, pos);
+        this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
+      }
+      if (code === OK) return;
+      start = pos;
+      if (code === PAUSED_UPGRADE) {
+        this.#stash = start < data.length ? data.subarray(start) : undefined;
+        this.socket.pause();
+        return;
+      }
+      if (parser.headReady) {
+        parser.headReady = false;
+        this.#head();
+        if (this.state === "closed") return;
+      }
+      if (parser.done) {
+        parser.done = false;
+        const exchange = this.#exchange;
+        this.state = "waiting";
+        this.deadline = 0;
+        if (exchange !== undefined && !exchange.responseDone) {
+          exchange.clientRequestDone();
+          if (this.#exchange === exchange && !exchange.responseDone) {
+            // Wait for the response; later bytes stay unread until it is complete.
+            if (start < data.length) this.#stash = data.subarray(start);
+            this.socket.pause();
+            return;
+          }
+        }
+        if (this.#next()) return;
+      }
+    }
+  }
+
+  /** A request head is complete: check it, route it, start its exchange (or answer it here). */
+  #head(): void {
+    const server = this.#server;
+    const ctx = server.ctx;
+    const parser = this.#parser;
+    const started = performance.now();
+    const method = parser.method;
+    const major = parser.versionMajor;
+    const minor = parser.versionMinor;
+    this.#keepAlive = parser.keepAlive;
+    ctx.observer?.requestStarted?.();
+    const head = readRequestHead(
+      parser.names,
+      parser.values,
+      ctx.config.headers.forwarded,
+      this.address,
+      server.tls ? "https" : "http",
+    );
+    const target = parser.target;
+    const info: RequestInfo = {
+      method,
+      target,
+      memberTarget: "",
+      head,
+      framing: "",
+      hasBody: false,
+      http10: minor === 0,
+      upgrade: parser.upgrade,
+      ring: server.cluster.routing,
+      partition: -1,
+      started,
+    };
+    const refuse = (status: number, error: string, extra?: Record<string, unknown>) =>
+      this.#local(info, status, error, extra);
+    if (major !== 1 || minor > 1) {
+      refuse(400, "bad_request");
+      return;
+    }
+    if (method === "CONNECT") {
+      refuse(405, "method_not_allowed");
+      return;
+    }
+    if (head.hosts > 1 || (head.hosts === 0 && minor === 1)) {
+      refuse(400, "bad_request");
+      return;
+    }
+    if (head.transferEncoding !== undefined) {
+      if (head.transferEncodings > 1 || head.transferEncoding.trim().toLowerCase() !== "chunked") {
+        refuse(400, "bad_request");
+        return;
+      }
+      info.framing = "transfer-encoding: chunked\r\n";
+      info.hasBody = true;
+    } else if (head.contentLength !== undefined) {
+      info.framing = `content-length: ${head.contentLength}\r\n`;
+      info.hasBody = !/^0+$/.test(head.contentLength);
+    }
+    if (target === "*" ? method !== "OPTIONS" : target.charCodeAt(0) !== 47 && !/^https?:\/\//i.test(target)) {
+      refuse(400, "bad_request");
+      return;
+    }
+    const cleaned = memberTarget(originForm(target));
+    if (cleaned === unsafePath) {
+      refuse(400, "bad_path");
+      return;
+    }
+    info.memberTarget = cleaned;
+    const route = routeRequest({ url: target, names: parser.names, values: parser.values }, info.ring, server.router);
+    if ("status" in route) {
+      refuse(route.status, route.error, { message: route.message, ...route.details });
+      return;
+    }
+    info.partition = route.partition;
+    const exchange = new Exchange(ctx, this, info);
+    this.#exchange = exchange;
+    this.state = "body";
+    this.deadline = info.hasBody ? server.deadlines.now() + ctx.config.timeouts.body : 0;
+    this.#dispatch = route.member;
+  }
+
+  /** Answers a request here: a refusal. Its body, if any, is not read: the connection closes after. */
+  #local(info: RequestInfo, status: number, error: string, extra?: Record<string, unknown>): void {
+    const exchange = new Exchange(this.#server.ctx, this, info);
+    this.#exchange = exchange;
+    this.state = "body";
+    this.deadline = 0;
+    if (info.hasBody || info.upgrade || status === 405 || error === "bad_request") this.#keepAlive = false;
+    exchange.reply(status, error, { extra });
+  }
+
+  /** The response is complete; `exchange` is over. */
+  exchangeDone(exchange: Exchange): void {
+    if (exchange !== this.#exchange) return;
+    if (!exchange.requestDone) {
+      // Answered before the request ended: the request's end comes through #feed, unless the connection closes now.
+      if (exchange.closeAfter || this.closeAfter) {
+        this.#exchange = undefined;
+        this.#end();
+      }
+      return;
+    }
+    if (this.#next()) return;
+    const stash = this.#stash;
+    this.#stash = undefined;
+    if (!this.#bodyPaused) this.socket.resume();
+    if (stash !== undefined) this.#feed(stash);
+  }
+
+  /** Between requests. Returns true when the connection closed instead. */
+  #next(): boolean {
+    const exchange = this.#exchange;
+    this.#exchange = undefined;
+    if (exchange?.closeAfter || this.closeAfter) {
+      this.#end();
+      return true;
+    }
+    this.state = "idle";
+    this.#started = false;
+    const server = this.#server;
+    const idle = server.closing ? 250 : server.ctx.config.timeouts.clientIdle;
+    this.deadline = server.deadlines.now() + idle;
+    return false;
+  }
+
+  takeTunnel(): { socket: Socket; rest: Buffer | undefined } {
+    const rest = this.#stash;
+    this.#stash = undefined;
+    this.state = "tunnel";
+    this.deadline = 0;
+    this.#exchange = undefined;
+    this.#server.deadlines.delete(this);
+    this.socket.removeAllListeners("data");
+    this.socket.removeAllListeners("drain");
+    this.socket.removeAllListeners("end");
+    this.#parser.free();
+    this.#server.connectionClosed(this);
+    return { socket: this.socket, rest };
+  }
+
+  /** A request llhttp refused: answered after any response in progress, then the connection closes. */
+  #parseError(): void {
+    const parser = this.#parser;
+    const exceeded = parser.exceeded;
+    const [status, error] =
+      exceeded === "url"
+        ? [414, "uri_too_long"]
+        : exceeded === "headers" || exceeded === "headerBytes"
+          ? [431, "headers_too_large"]
+          : [400, "bad_request"];
+    this.#server.ctx.logger.debug({ client: this.address, reason: parser.errorReason(), status }, "bad request");
+    this.#dispatch = undefined;
+    const exchange = this.#exchange;
+    if (exchange !== undefined) {
+      // Bad framing inside a body being forwarded: the member's request is cut, never completed.
+      exchange.abort("bad_request");
+      this.#exchange = undefined;
+      if (exchange.responseStarted) {
+        this.destroy();
+        return;
+      }
+    }
+    this.#fail(status, error);
+  }
+
+  /** Answers with one of ringroute's errors (no request to attach it to), then closes. */
+  #fail(status: number, error: string): void {
+    if (this.state === "closed") return;
+    this.write(errorResponse(status, { error, message: messages[error] ?? error }, true));
+    this.#end();
+  }
+
+  #end(): void {
+    if (this.state === "closed") return;
+    this.socket.end();
+    this.#closed();
+  }
+
+  #ended(): void {
+    // The client finished sending; a response in progress still goes out (half-close), then the connection closes.
+    this.#keepAlive = false;
+    if (this.#exchange === undefined && this.state !== "tunnel") this.#end();
+  }
+
+  #closed(): void {
+    if (this.state === "closed" || this.state === "tunnel") return;
+    this.state = "closed";
+    this.deadline = 0;
+    this.#server.deadlines.delete(this);
+    const exchange = this.#exchange;
+    this.#exchange = undefined;
+    exchange?.abort("client_closed");
+    this.#parser.free();
+    this.#server.connectionClosed(this);
+  }
+}

@@ -1,0 +1,475 @@
+/**
+ * One request and the attempts made for it: the head written to a member in
+ * one write, the body passed on as received (framing included), the
+ * response head rewritten and its body passed back the same way. A member
+ * that fails before its response began is replaced by the next member of the
+ * preference list when the retry policy allows; after that, the response is
+ * cut short and the failure counts against the member.
+ */
+import type { Socket } from "node:net";
+import type { ProxyConfig } from "../config.ts";
+import type { Ring } from "../ring/ring.ts";
+import type { Logger } from "../utils/logger.ts";
+import type { Deadlines, Timed } from "./deadlines.ts";
+import { type Ejections, nextChoice } from "./failover.ts";
+import { type RequestHead, readResponseHead } from "./headers.ts";
+import type { Parser } from "./llhttp.ts";
+import type { AccessRecord, ProxyObserver, UpstreamFailure } from "./observer.ts";
+import { errorResponse, messages } from "./reply.ts";
+import { type BodyState, decide, type Forward, type Reply, type RetryPolicy } from "./retry.ts";
+import type { ResponseSink, UpstreamConnection, UpstreamPool, Upstreams } from "./upstream.ts";
+
+/** What every exchange shares; replaced as a whole on reload. */
+export interface EngineContext {
+  config: ProxyConfig;
+  upstreams: Upstreams;
+  ejections: Ejections;
+  observer: ProxyObserver | undefined;
+  deadlines: Deadlines;
+  logger: Logger;
+  /** `proxy.retry`, compiled. */
+  policy: RetryPolicy;
+  tunnels: Set<Tunnel>;
+  /** Called when the last tunnel closes. */
+  tunnelsEmpty: () => void;
+}
+
+/** The client side of an exchange (a ClientConnection). */
+export interface ClientSide {
+  readonly socket: Socket;
+  readonly address: string;
+  /** Whether the response must end the connection (client asked, HTTP/1.0, shutting down). */
+  readonly closeAfter: boolean;
+  write(data: Buffer | string): boolean;
+  /** The response is complete. */
+  exchangeDone(exchange: Exchange): void;
+  /** The client's bytes after the request head now belong to an Upgrade tunnel. */
+  takeTunnel(): { socket: Socket; rest: Buffer | undefined };
+  /** Stop or restart reading the client's request body (backpressure). */
+  pauseBody(paused: boolean): void;
+  /** Cut the connection (a response cannot be completed). */
+  destroy(): void;
+}
+
+/** What the client connection learnt from the request head. */
+export interface RequestInfo {
+  method: string;
+  /** The target as sent (for the access log). */
+  target: string;
+  /** The target the member gets, dot-segments removed, before the member's prefix. */
+  memberTarget: string;
+  head: RequestHead;
+  /** The framing header the member gets (content-length or transfer-encoding), or "". */
+  framing: string;
+  hasBody: boolean;
+  http10: boolean;
+  upgrade: boolean;
+  ring: Ring;
+  partition: number;
+  started: number;
+}
+
+const pendingLimit = 64 * 1024;
+
+export class Exchange implements ResponseSink {
+  readonly #ctx: EngineContext;
+  readonly #client: ClientSide;
+  readonly request: RequestInfo;
+  readonly #tried: string[] = [];
+  #member = "none";
+  #pool: UpstreamPool | undefined;
+  #conn: UpstreamConnection | undefined;
+  /** Body bytes received before a member connection was ready. */
+  #pending: Buffer[] | undefined;
+  #pendingBytes = 0;
+  #bodySent = false;
+  requestDone = false;
+  responseStarted = false;
+  responseDone = false;
+  /** The client connection must close after this response. */
+  closeAfter = false;
+  status = 0;
+  #bytesIn = 0;
+  #bytesOut = 0;
+  #upstreamStarted = 0;
+  #reason: string | undefined;
+  #ended = false;
+  /** The member answered with a status `retry.on` lists: a failure, even when relayed. */
+  #failedStatus = false;
+
+  constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
+    this.#ctx = ctx;
+    this.#client = client;
+    this.request = request;
+    this.closeAfter = client.closeAfter || request.http10;
+  }
+
+  get tried(): number {
+    return this.#tried.length;
+  }
+
+  /** Sends the request to `member`. */
+  send(member: string): void {
+    this.#tried.push(member);
+    this.#member = member;
+    const pool = this.#ctx.upstreams.get(member);
+    if (pool === undefined) {
+      // Left the cluster between lookup and now: as if its connection was refused.
+      this.upstreamFailed(undefined, "connect", new Error(`member ${member} is gone`));
+      return;
+    }
+    this.#pool = pool;
+    pool.acquire(this);
+  }
+
+  upstreamReady(conn: UpstreamConnection): void {
+    if (this.#ended) {
+      // Aborted while the connection was being opened: it goes back unused.
+      conn.sink = undefined;
+      conn.pool.release(conn);
+      return;
+    }
+    this.#conn = conn;
+    const request = this.request;
+    const pool = conn.pool;
+    const target = request.memberTarget === "*" ? "*" : pool.prefix + request.memberTarget;
+    let extra = "";
+    if (request.upgrade) extra = `connection: upgrade\r\nupgrade: ${request.head.upgrade}\r\n`;
+    const head = `${request.method} ${target} HTTP/1.1\r\n${request.head.lines}${request.framing}${extra}\r\n`;
+    conn.expectNoBody(request.method === "HEAD");
+    if (this.#upstreamStarted === 0) this.#upstreamStarted = performance.now();
+    const pending = this.#pending;
+    if (pending === undefined) {
+      conn.write(head);
+    } else {
+      conn.socket.cork();
+      conn.write(head);
+      for (const chunk of pending) conn.write(chunk);
+      conn.socket.uncork();
+      this.#pending = undefined;
+      this.#pendingBytes = 0;
+      this.#bodySent = true;
+      this.#client.pauseBody(false);
+    }
+    if (this.requestDone) conn.armResponse();
+  }
+
+  /** Request body bytes from the client, framing included. */
+  clientBody(buffer: Buffer, start: number, end: number): void {
+    this.#bytesIn += end - start;
+    const chunk = buffer.subarray(start, end);
+    const conn = this.#conn;
+    if (conn !== undefined) {
+      this.#bodySent = true;
+      if (!conn.write(chunk)) this.#client.pauseBody(true);
+      return;
+    }
+    if (this.responseDone) return;
+    this.#pending ??= [];
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes > pendingLimit) this.#client.pauseBody(true);
+  }
+
+  upstreamDrained(): void {
+    this.#client.pauseBody(false);
+  }
+
+  /** The client sent the whole request. */
+  clientRequestDone(): void {
+    this.requestDone = true;
+    this.#conn?.armResponse();
+  }
+
+  batch(start: boolean): void {
+    const socket = this.#client.socket;
+    if (start) socket.cork();
+    else socket.uncork();
+  }
+
+  upstreamHead(conn: UpstreamConnection, parser: Parser, rest: Buffer, pos: number): boolean {
+    const ctx = this.#ctx;
+    const status = parser.status;
+    if (status < 200) {
+      if (status === 101 && this.request.upgrade) return this.#tunnel(conn, parser, rest, pos);
+      // Informational: 100 only to a client that asked for it; others (103) always.
+      if (status !== 101 && (status !== 100 || this.request.head.expectContinue)) {
+        const head = readResponseHead(parser.names, parser.values);
+        this.#client.write(`HTTP/1.1 ${status} ${parser.reason}\r\n${head.lines}\r\n`);
+      }
+      return true;
+    }
+    if (ctx.policy.statuses[status] === 1) {
+      const member = this.#member;
+      const decision = decide(ctx.policy, {
+        outcome: { kind: "status", status },
+        method: this.request.method,
+        body: this.#bodyState(),
+        tried: this.#tried.length,
+        responseStarted: false,
+      });
+      this.#failedStatus = decision.eject;
+      if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
+      if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
+      const next = decision.action === "retry" ? this.#next() : undefined;
+      if (next !== undefined) {
+        // The member's answer is dropped with its connection; the next member gets the request.
+        this.#conn = undefined;
+        conn.destroy();
+        this.#sendNext(next);
+        return false;
+      }
+    }
+    this.status = status;
+    this.responseStarted = true;
+    const head = readResponseHead(parser.names, parser.values);
+    // A body that ends at EOF, or a response to an Upgrade that did not switch, ends the client connection too.
+    if (parser.needsEof || this.request.upgrade || !this.requestDone) this.closeAfter = true;
+    if (!parser.keepAlive) conn.noReuse();
+    let lines = head.lines;
+    if (this.request.http10 && head.chunked) {
+      // An HTTP/1.0 client cannot read chunked framing: pass the decoded body on, close-delimited.
+      lines = lines.replace(/^transfer-encoding:[^\r]*\r\n/gim, "");
+      parser.onBody = (buffer, start, end) => this.upstreamBody(buffer, start, end);
+      this.closeAfter = true;
+    }
+    if (ctx.config.headers.ringInfo) {
+      if (this.request.partition >= 0) lines += `x-ringroute-partition: ${this.request.partition}\r\n`;
+      lines += `x-ringroute-member: ${this.#member}\r\n`;
+    }
+    if (this.closeAfter || this.#client.closeAfter) {
+      this.closeAfter = true;
+      lines += "connection: close\r\n";
+    }
+    this.#client.write(`HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`);
+    return true;
+  }
+
+  upstreamBody(buffer: Buffer, start: number, end: number): void {
+    this.#bytesOut += end - start;
+    if (!this.#client.write(buffer.subarray(start, end))) this.#conn?.socket.pause();
+  }
+
+  /** The client's socket drained: the member's response may flow again. */
+  clientDrained(): void {
+    this.#conn?.socket.resume();
+  }
+
+  upstreamDone(conn: UpstreamConnection): void {
+    if (conn === this.#conn) this.#conn = undefined;
+    if (!this.#failedStatus) this.#ctx.ejections.success(this.#member);
+    this.responseDone = true;
+    this.#end(undefined);
+  }
+
+  upstreamFailed(conn: UpstreamConnection | undefined, failure: UpstreamFailure, error: Error): void {
+    // A connection this exchange already dropped cannot report (its sink is cleared); a new one may fail before it is ready.
+    if (conn !== undefined && this.#conn !== undefined && conn !== this.#conn) return;
+    this.#conn = undefined;
+    const ctx = this.#ctx;
+    const member = this.#member;
+    ctx.logger.debug({ member, failure, err: error.message, partition: this.request.partition }, "member failed");
+    const decision = decide(ctx.policy, {
+      outcome: { kind: failure === "status" ? "error" : failure },
+      method: this.request.method,
+      body: this.#bodyState(),
+      tried: this.#tried.length,
+      responseStarted: this.responseStarted,
+    });
+    if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
+    if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
+    if (decision.action === "cut" || decision.action === "forward") {
+      // The response had begun: all that is left is to cut it short.
+      this.#reason = "upstream_truncated";
+      this.#client.destroy();
+      this.#end(undefined);
+      return;
+    }
+    let answer: Reply | Forward = decision.action === "retry" ? decision.otherwise : decision;
+    if (decision.action === "retry") {
+      const next = this.#next();
+      if (next !== undefined) {
+        this.#sendNext(next);
+        return;
+      }
+    }
+    if (answer.action === "forward")
+      answer = { action: "reply", status: 502, error: "upstream_unavailable", message: "" };
+    ctx.logger.warn(
+      { member, failure, err: error.message, partition: this.request.partition, tried: this.#tried },
+      "no member could answer",
+    );
+    this.reply(answer.status, answer.error, {
+      message: answer.message,
+      detail: { member, tried: this.#tried, cause: `member ${member}: ${error.message}` },
+    });
+  }
+
+  #bodyState(): BodyState {
+    return this.request.hasBody ? (this.#bodySent ? "sent" : "unsent") : "none";
+  }
+
+  /** The next member of the preference list to try, if any. */
+  #next(): string | undefined {
+    const next = nextChoice(this.request.ring, this.request.partition, this.#tried, this.#ctx.ejections);
+    return next === this.#member ? undefined : next;
+  }
+
+  #sendNext(next: string): void {
+    this.#ctx.observer?.failover();
+    this.send(next);
+  }
+
+  /** Answers the client with one of ringroute's own errors. */
+  reply(
+    status: number,
+    code: string,
+    options: {
+      message?: string;
+      detail?: { member: string; tried: string[]; cause: string };
+      extra?: Record<string, unknown>;
+    } = {},
+  ): void {
+    if (this.responseStarted) {
+      this.#client.destroy();
+      this.#end(code);
+      return;
+    }
+    const { detail, extra } = options;
+    const body: Record<string, unknown> = { error: code, message: options.message || messages[code] || code, ...extra };
+    if (this.request.partition >= 0) body.partition = this.request.partition;
+    if (detail !== undefined) {
+      body.tried = detail.tried.length;
+      // Member names, addresses and errnos only when asked for: they help an attacker more than a client.
+      if (this.#ctx.config.errors.detail) {
+        Object.assign(body, { member: detail.member, members: detail.tried, cause: detail.cause });
+      }
+    }
+    this.status = status;
+    this.responseStarted = true;
+    this.responseDone = true;
+    if (!this.requestDone && this.request.hasBody) this.closeAfter = true;
+    this.closeAfter ||= this.#client.closeAfter;
+    this.#client.write(errorResponse(status, body, this.closeAfter));
+    this.#end(code);
+  }
+
+  /** The client went away, or its body stalled: drop the member's side without blaming the member. */
+  abort(reason: string): void {
+    if (this.#ended) return;
+    this.#reason = reason;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    if (conn !== undefined) conn.destroy();
+    else this.#pool?.cancel(this);
+    this.#end(reason);
+  }
+
+  #end(reason: string | undefined): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (reason !== undefined) this.#reason ??= reason;
+    const ctx = this.#ctx;
+    const observer = ctx.observer;
+    if (observer !== undefined) {
+      const now = performance.now();
+      const member = this.#reason === undefined ? this.#member : this.#tried.length > 0 ? this.#member : "none";
+      observer.request(member, this.request.method, this.status, (now - this.request.started) / 1000);
+      if (observer.access !== undefined) observer.access(this.#record(now));
+      observer.requestEnded?.();
+    }
+    if (this.responseDone) this.#client.exchangeDone(this);
+  }
+
+  #record(now: number): AccessRecord {
+    const target = this.request.target;
+    const q = target.indexOf("?");
+    const record: AccessRecord = {
+      method: this.request.method,
+      path: q < 0 ? target : target.slice(0, q),
+      status: this.status,
+      partition: this.request.partition,
+      member: this.#tried.length > 0 ? this.#member : "none",
+      tried: this.#tried.length,
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#bytesOut,
+      totalMs: now - this.request.started,
+      upstreamMs: this.#upstreamStarted === 0 ? 0 : now - this.#upstreamStarted,
+      client: this.#client.address,
+    };
+    if (this.#reason !== undefined) record.reason = this.#reason;
+    return record;
+  }
+
+  /** The member switched protocols: its 101 goes to the client, then bytes flow both ways untouched. */
+  #tunnel(conn: UpstreamConnection, parser: Parser, rest: Buffer, pos: number): boolean {
+    const head = readResponseHead(parser.names, parser.values);
+    const upgrade = head.upgrade ?? this.request.head.upgrade ?? "";
+    this.#conn = undefined;
+    this.status = 101;
+    this.responseStarted = true;
+    this.responseDone = true;
+    const upstream = conn.detach();
+    const { socket: client, rest: early } = this.#client.takeTunnel();
+    client.write(`HTTP/1.1 101 ${parser.reason}\r\n${head.lines}connection: upgrade\r\nupgrade: ${upgrade}\r\n\r\n`);
+    if (pos < rest.length) client.write(rest.subarray(pos));
+    if (early !== undefined && early.length > 0) upstream.write(early);
+    const tunnel = new Tunnel(this.#ctx, client, upstream);
+    this.#ctx.tunnels.add(tunnel);
+    this.#ctx.ejections.success(this.#member);
+    this.#ended = true;
+    const observer = this.#ctx.observer;
+    if (observer !== undefined) {
+      const now = performance.now();
+      observer.request(this.#member, this.request.method, 101, (now - this.request.started) / 1000);
+      observer.access?.(this.#record(now));
+      observer.requestEnded?.();
+    }
+    return false;
+  }
+}
+
+/** An Upgrade tunnel: both sockets piped into each other, closed together, cut after `tunnel` ms without bytes. */
+export class Tunnel implements Timed {
+  deadline = 0;
+  readonly #ctx: EngineContext;
+  readonly #client: Socket;
+  readonly #upstream: Socket;
+  #closed = false;
+
+  constructor(ctx: EngineContext, client: Socket, upstream: Socket) {
+    this.#ctx = ctx;
+    this.#client = client;
+    this.#upstream = upstream;
+    const touch = () => {
+      this.deadline = ctx.deadlines.now() + ctx.config.timeouts.tunnel;
+    };
+    touch();
+    ctx.deadlines.add(this);
+    client.on("data", touch);
+    upstream.on("data", touch);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const close = () => this.destroy();
+    client.on("close", close);
+    upstream.on("close", close);
+    client.on("error", close);
+    upstream.on("error", close);
+    client.resume();
+    upstream.resume();
+  }
+
+  expire(): void {
+    this.destroy();
+  }
+
+  destroy(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#ctx.deadlines.delete(this);
+    this.#client.destroy();
+    this.#upstream.destroy();
+    this.#ctx.tunnels.delete(this);
+    if (this.#ctx.tunnels.size === 0) this.#ctx.tunnelsEmpty();
+  }
+}
