@@ -61,7 +61,7 @@ async function pipelinedBehindGood(t: ExecutionContext, bad: string, status = 40
   t.deepEqual(await memberTargets(h), ["GET /a", "GET /after"]);
 }
 
-test.failing("a bad request line behind a slow response: the response arrives whole, then 400 JSON, then close", async (t) => {
+test("a bad request line behind a slow response: the response arrives whole, then 400 JSON, then close", async (t) => {
   const h = await proxy(t);
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
@@ -80,7 +80,7 @@ test.failing("a bad request line behind a slow response: the response arrives wh
   t.deepEqual(await memberTargets(h), ["GET /a", "GET /after"]);
 });
 
-test.failing("a POST the member executed is answered with its response, not with the 400 of what follows it", async (t) => {
+test("a POST the member executed is answered with its response, not with the 400 of what follows it", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send("POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiBAD REQUEST LINE\r\n\r\n");
@@ -92,19 +92,19 @@ test.failing("a POST the member executed is answered with its response, not with
   t.is(post?.body.toString(), "hi");
 });
 
-test.failing("a request without Host behind a good one: 200, then 400 JSON, then close", async (t) => {
+test("a request without Host behind a good one: 200, then 400 JSON, then close", async (t) => {
   await pipelinedBehindGood(t, "GET /b HTTP/1.1\r\n\r\n");
 });
 
-test.failing("an HTTP/2.0 request line behind a good one: 200, then 400 JSON, then close", async (t) => {
+test("an HTTP/2.0 request line behind a good one: 200, then 400 JSON, then close", async (t) => {
   await pipelinedBehindGood(t, "GET /b HTTP/2.0\r\nHost: x\r\n\r\n");
 });
 
-test.failing("a duplicate Host behind a good one: 200, then 400 JSON, then close", async (t) => {
+test("a duplicate Host behind a good one: 200, then 400 JSON, then close", async (t) => {
   await pipelinedBehindGood(t, "GET /b HTTP/1.1\r\nHost: x\r\nHost: evil.example\r\n\r\n");
 });
 
-test.failing("CONNECT gets a JSON 405 (or 501) and reaches no member", async (t) => {
+test("CONNECT gets a JSON 405 (or 501) and reaches no member", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send("CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n");
@@ -119,7 +119,7 @@ test.failing("CONNECT gets a JSON 405 (or 501) and reaches no member", async (t)
   t.deepEqual(await memberTargets(h), ["GET /after"]);
 });
 
-test.failing("OPTIONS * is forwarded to a member as OPTIONS * or answered by ringroute, never a 502", async (t) => {
+test("OPTIONS * is forwarded to a member as OPTIONS * or answered by ringroute, never a 502", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -151,7 +151,7 @@ test("100 header fields (the limit) are forwarded, every one of them", async (t)
   for (let i = 0; i < 99; i++) t.is(header(request as Message, `x-h-${i}`), String(i));
 });
 
-test.failing("101 header fields get 431 JSON and reach no member", async (t) => {
+test("101 header fields get 431 JSON and reach no member", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send(withFields(101));
@@ -161,7 +161,7 @@ test.failing("101 header fields get 431 JSON and reach no member", async (t) => 
   t.deepEqual(await memberTargets(h), ["GET /after"]);
 });
 
-test.failing("a request head over 16 KiB gets 431 JSON and reaches no member", async (t) => {
+test("a request head over 16 KiB gets 431 JSON and reaches no member", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send(`GET /big HTTP/1.1\r\nHost: x\r\nX-Big: ${"b".repeat(17_000)}\r\n\r\n`);
@@ -181,7 +181,7 @@ test("a request target of 8,000 bytes (under the limit) is forwarded unchanged",
   t.is(h.backend("solo").requests[0]?.url, target);
 });
 
-test.failing("a request target over 8 KiB gets 414 JSON and reaches no member", async (t) => {
+test("a request target over 8 KiB gets 414 JSON and reaches no member", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send(`GET /k?q=${"a".repeat(9_000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
@@ -191,7 +191,7 @@ test.failing("a request target over 8 KiB gets 414 JSON and reaches no member", 
   t.deepEqual(await memberTargets(h), ["GET /after"]);
 });
 
-test.failing("a request head not finished within timeouts.head gets 408 JSON and close", async (t) => {
+test("a request head not finished within timeouts.head gets 408 JSON and close", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send("GET /slow HTTP/1.1\r\nHost: x\r\n");
@@ -201,7 +201,7 @@ test.failing("a request head not finished within timeouts.head gets 408 JSON and
   t.deepEqual(await memberTargets(h), ["GET /after"]);
 });
 
-test.failing("a slowloris head (a byte at a time, never finished) is cut with 408 JSON", async (t) => {
+test("a slowloris head (a byte at a time, never finished) is cut with 408 JSON", async (t) => {
   const h = await proxy(t);
   const client = await h.connect();
   const head = `GET /slow HTTP/1.1\r\nHost: x\r\n${"X-Drip: 1\r\n".repeat(1_000)}`;

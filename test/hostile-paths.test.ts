@@ -47,7 +47,7 @@ const escapes = [
 ];
 
 for (const target of escapes) {
-  test.failing(`GET ${target} against a member at /api never reaches outside /api`, async (t) => {
+  test(`GET ${target} against a member at /api never reaches outside /api`, async (t) => {
     const h = await proxy(t);
     const { reply, client } = await send(h, target);
     const member = h.backend("solo");
@@ -83,7 +83,7 @@ test("an ordinary path and query arrive under the prefix byte for byte", async (
   );
 });
 
-test.failing("dot-segments inside the path are removed before the prefix is applied", async (t) => {
+test("dot-segments inside the path are removed before the prefix is applied", async (t) => {
   const h = await proxy(t);
   const { reply } = await send(h, "/a/./b/../c?q=/../x");
   t.is(reply?.status, 200);

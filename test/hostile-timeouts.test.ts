@@ -25,7 +25,7 @@ async function expect408(client: RawClient): Promise<void> {
   json(reply);
 }
 
-test.failing("more stalled uploads than proxy.connections: a GET to the same member still succeeds, and each upload gets 408", async (t) => {
+test("more stalled uploads than proxy.connections: a GET to the same member still succeeds, and each upload gets 408", async (t) => {
   const h = await startRawProxy(["solo"], {
     proxy(c) {
       c.connections = 4;
@@ -58,10 +58,14 @@ test.failing("more stalled uploads than proxy.connections: a GET to the same mem
     () => member.connections.filter((c) => c.requests.some((r) => r.method === "POST")).every((c) => c.closed),
     { what: "every member connection that carried a stalled upload to be closed", timeout: 10_000 },
   );
-  t.deepEqual(member.errors, []);
+  // A cut upload ends mid-body at the member: that EOF is the only error it may see.
+  t.deepEqual(
+    member.errors.filter((e) => !e.startsWith("HPE_INVALID_EOF_STATE")),
+    [],
+  );
 });
 
-test.failing("a stalled PUT is cut with 408 and not retried on the next member", async (t) => {
+test("a stalled PUT is cut with 408 and not retried on the next member", async (t) => {
   const names = ["alpha", "bravo"];
   const h = await startRawProxy(names, {
     proxy(c) {
@@ -94,7 +98,7 @@ test.failing("a stalled PUT is cut with 408 and not retried on the next member",
   t.is(alpha.requests[0]?.body.toString(), "abc");
 });
 
-test.failing("a member that resets after its response headers is ejected after eject.after failures", async (t) => {
+test("a member that resets after its response headers is ejected after eject.after failures", async (t) => {
   const names = ["alpha", "bravo"];
   const h = await startRawProxy(names, {
     proxy(c) {

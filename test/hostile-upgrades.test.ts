@@ -54,7 +54,7 @@ async function upgradeOrPlain(t: ExecutionContext, protocol: string, request: st
   }
 }
 
-test.failing("an h2c Upgrade (curl --http2) gets the member's 200 when the member declines it", async (t) => {
+test("an h2c Upgrade (curl --http2) gets the member's 200 when the member declines it", async (t) => {
   const h = await startRawProxy(["solo"]);
   t.teardown(() => h.close());
   const client = await h.connect();
@@ -70,7 +70,7 @@ test.failing("an h2c Upgrade (curl --http2) gets the member's 200 when the membe
   );
 });
 
-test.failing("an h2c Upgrade is tunnelled after the member's 101, or forwarded without the Upgrade", async (t) => {
+test("an h2c Upgrade is tunnelled after the member's 101, or forwarded without the Upgrade", async (t) => {
   await upgradeOrPlain(
     t,
     "h2c",
@@ -78,7 +78,7 @@ test.failing("an h2c Upgrade is tunnelled after the member's 101, or forwarded w
   );
 });
 
-test.failing("a custom Upgrade token is tunnelled after the member's 101, or forwarded without the Upgrade", async (t) => {
+test("a custom Upgrade token is tunnelled after the member's 101, or forwarded without the Upgrade", async (t) => {
   await upgradeOrPlain(t, "custom/1", "GET /x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: custom/1\r\n\r\n");
 });
 
@@ -105,7 +105,7 @@ test("a WebSocket upgrade reaches the member with its key, and bytes sent with t
   t.true(wire.endsWith("\r\n\r\nearlyping"), "the member got the head, then exactly the client's bytes");
 });
 
-test.failing("an idle tunnel is closed after timeouts.tunnel, both sides", async (t) => {
+test("an idle tunnel is closed after timeouts.tunnel, both sides", async (t) => {
   const h = await startRawProxy(["solo"], {
     proxy(c) {
       c.timeouts.tunnel = 300;

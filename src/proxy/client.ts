@@ -48,6 +48,8 @@ export class ClientConnection implements ClientSide, Timed {
   /** Bytes of the next request seen (a connection that sent nothing is closed quietly). */
   #started = false;
   #bodyPaused = false;
+  /** The member a request just parsed goes to, once the rest of its read is parsed. */
+  #dispatch: string | undefined;
 
   constructor(socket: Socket, server: ClientServer) {
     this.socket = socket;
@@ -135,6 +137,17 @@ export class ClientConnection implements ClientSide, Timed {
   }
 
   #feed(data: Buffer): void {
+    this.#parse(data);
+    // The member hears of a request only after the bytes received with its head were parsed: framing that
+    // fails in the same read never reaches it.
+    const member = this.#dispatch;
+    if (member === undefined) return;
+    this.#dispatch = undefined;
+    const exchange = this.#exchange;
+    if (exchange !== undefined && this.state !== "closed") exchange.send(member);
+  }
+
+  #parse(data: Buffer): void {
     const parser = this.#parser;
     const server = this.#server;
     let start = 0;
@@ -264,7 +277,7 @@ export class ClientConnection implements ClientSide, Timed {
     this.#exchange = exchange;
     this.state = "body";
     this.deadline = info.hasBody ? server.deadlines.now() + ctx.config.timeouts.body : 0;
-    exchange.send(route.member);
+    this.#dispatch = route.member;
   }
 
   /** Answers a request here: a refusal. Its body, if any, is not read: the connection closes after. */
@@ -337,6 +350,7 @@ export class ClientConnection implements ClientSide, Timed {
           ? [431, "headers_too_large"]
           : [400, "bad_request"];
     this.#server.ctx.logger.debug({ client: this.address, reason: parser.errorReason(), status }, "bad request");
+    this.#dispatch = undefined;
     const exchange = this.#exchange;
     if (exchange !== undefined) {
       // Bad framing inside a body being forwarded: the member's request is cut, never completed.

@@ -123,6 +123,12 @@ export class Exchange implements ResponseSink {
   }
 
   upstreamReady(conn: UpstreamConnection): void {
+    if (this.#ended) {
+      // Aborted while the connection was being opened: it goes back unused.
+      conn.sink = undefined;
+      conn.pool.release(conn);
+      return;
+    }
     this.#conn = conn;
     const request = this.request;
     const pool = conn.pool;

@@ -57,6 +57,13 @@ interface LatinSlicing {
 
 const wasm = instantiate();
 
+/** A view of the WebAssembly memory, made again only when the memory grows (its buffer changes). */
+let view = new Uint8Array(wasm.memory.buffer);
+function memoryView(): Uint8Array {
+  if (view.buffer !== wasm.memory.buffer) view = new Uint8Array(wasm.memory.buffer);
+  return view;
+}
+
 function instantiate(): Exports {
   const module = new WebAssembly.Module(require("undici/lib/llhttp/llhttp-wasm.js"));
   const slice = (at: number, len: number): string => {
@@ -151,7 +158,7 @@ export class Parser {
       inputSize = Math.max(len, 65536);
       inputPtr = wasm.malloc(inputSize);
     }
-    new Uint8Array(wasm.memory.buffer, inputPtr, len).set(data.subarray(start));
+    data.copy(memoryView(), inputPtr, start);
     const outer = current;
     const outerBuffer = inputBuffer;
     const outerBase = inputBase;

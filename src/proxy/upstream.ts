@@ -135,7 +135,8 @@ export class UpstreamConnection implements Timed {
     if (this.state !== "connecting") return;
     this.state = "busy";
     this.deadline = 0;
-    this.sink?.upstreamReady(this);
+    if (this.sink === undefined) this.pool.release(this);
+    else this.sink.upstreamReady(this);
   }
 
   #data(chunk: Buffer): void {
@@ -294,6 +295,7 @@ export class UpstreamPool {
   cancel(sink: ResponseSink): void {
     const i = this.#waiting.indexOf(sink);
     if (i >= 0) this.#waiting.splice(i, 1);
+    else for (const conn of this.#all) if (conn.sink === sink && conn.state === "connecting") conn.sink = undefined;
   }
 
   release(conn: UpstreamConnection): void {
