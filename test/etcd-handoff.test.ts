@@ -1,4 +1,5 @@
 import test from "ava";
+import { Metrics } from "../src/admin/metrics.ts";
 import { defaultConfig } from "../src/config.ts";
 import { createProxy } from "../src/proxy/server.ts";
 import { Ring } from "../src/ring/ring.ts";
@@ -93,6 +94,8 @@ test("a release that takes 2 s keeps the proxy on the old owner; no request reac
   await settledOn([a], ["a"], ring, "a alone, stable");
 
   const proxyCluster = await n.observer();
+  const metrics = new Metrics(proxyCluster, { defaultMetrics: false });
+  t.teardown(() => metrics.close());
   const config = defaultConfig();
   const proxy = createProxy({ cluster: proxyCluster, config: { key: config.key, proxy: config.proxy } });
   const { port } = await proxy.listen(0, "127.0.0.1");
@@ -159,6 +162,14 @@ test("a release that takes 2 s keeps the proxy on the old owner; no request reac
   t.true(keptOnA.length > 0, "moving partitions were served by a while it released them");
   const firstAtB = Math.min(...atB.map((x) => x.at));
   t.true(firstAtB - releaseStarted >= 2000, "b got nothing during a's 2 s release");
+  const text = await metrics.text();
+  t.regex(text, new RegExp(`^ringroute_ring_version ${proxyCluster.version}$`, "m"));
+  t.regex(text, new RegExp(`^ringroute_stable_version ${proxyCluster.version}$`, "m"));
+  t.regex(text, /^ringroute_partitions_in_handoff 0$/m);
+  const observed = Number(/^ringroute_handoff_duration_seconds_count (\d+)$/m.exec(text)?.[1]);
+  t.is(observed, moving.size, "one hand-off duration per moved slot");
+  const over2s = Number(/^ringroute_handoff_duration_seconds_bucket\{le="1"\} (\d+)$/m.exec(text)?.[1]);
+  t.is(over2s, 0, "every moved slot waited out a's 2 s release");
   t.log(
     `b joined → first request routed to b ${(firstAtB - joinedAt).toFixed(0)} ms (release 2000 ms, acquire 50 ms); ${keptOnA.length} requests kept on a meanwhile`,
   );

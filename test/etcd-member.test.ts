@@ -158,3 +158,26 @@ test("the sidecar marks its backend not ready while the health check fails and l
   t.is(code, 0);
   t.is(await etcd.ctl("get", "--prefix", "--keys-only", `${n.prefix}members/web-1`), "", "leaving revoked the lease");
 });
+
+test("ringroute member: -h prints its usage; a bad or missing flag exits 2 naming it", async (t) => {
+  const { ringroute } = await import("./helpers/cli.ts");
+  const help = await ringroute(["member", "-h"]);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /ringroute member --etcd URLS --name NAME --url URL/);
+  const cases: [string[], string][] = [
+    [["--name=a", "--url=http://x"], "--etcd"],
+    [["--etcd=http://127.0.0.1:1", "--url=http://x"], "--name"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=x"], "--url"],
+    [["--etcd=127.0.0.1:1", "--name=a", "--url=http://x"], "--etcd"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--ttl=5"], "--ttl"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--health-path=healthz"], "--health-path"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--bogus"], "--bogus"],
+  ];
+  const runs = await Promise.all(cases.map(([args]) => ringroute(["member", ...args])));
+  for (const [i, [args, flag]] of cases.entries()) {
+    const run = runs[i] as Awaited<ReturnType<typeof ringroute>>;
+    t.is(run.code, 2, args.join(" "));
+    t.regex(run.stderr, new RegExp(`^ringroute: ${flag}: `), args.join(" "));
+    t.is(run.stderr.trim().split("\n").length, 1);
+  }
+});

@@ -6,6 +6,7 @@
  */
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
+import { registerHandoffMetrics } from "../handoff/metrics.ts";
 import type { ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
 
 /** Upper bounds of the request duration histogram, in seconds. */
@@ -207,6 +208,7 @@ export class Metrics implements ProxyObserver {
       registers,
     });
     sourceErrors.inc({ source: cluster.sourceKind }, 0);
+    registerHandoffMetrics(cluster, registers);
 
     this.#unsubscribe = cluster.listen({
       ring: () => ringChanges.inc(),
