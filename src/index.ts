@@ -9,8 +9,13 @@ export { type Config, defaultConfig, loadConfig, parseConfig } from "./config.ts
 // The ring: an immutable partition table and the exact moves between two of them.
 export { ConfigError } from "./errors/config-error.ts";
 export { KeyError } from "./errors/key-error.ts";
+export type { Coordination } from "./handoff/coordination.ts";
+export type { HandoffHandlers } from "./handoff/runner.ts";
 export { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
 export { type DnsConfig, DnsSource, defaultDnsConfig } from "./membership/dns.ts";
+export { type EtcdConfig, parseEtcdConfig } from "./membership/etcd/config.ts";
+export { EtcdMember, type EtcdMemberOptions } from "./membership/etcd/member.ts";
+export { EtcdSource, type EtcdSourceOptions } from "./membership/etcd/source.ts";
 export { FileSource, type FileSourceOptions, parseMembersFile } from "./membership/file.ts";
 export {
   defaultHealthCheckOptions,
