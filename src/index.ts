@@ -11,8 +11,13 @@ export { ConfigError } from "./errors/config-error.ts";
 export { KeyError } from "./errors/key-error.ts";
 export { SerfRpcError } from "./errors/serf-rpc-error.ts";
 export { SourceError } from "./errors/source-error.ts";
+export type { Coordination } from "./handoff/coordination.ts";
+export type { HandoffHandlers } from "./handoff/runner.ts";
 export { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
 export { type DnsConfig, DnsSource, defaultDnsConfig } from "./membership/dns.ts";
+export { type EtcdConfig, parseEtcdConfig } from "./membership/etcd/config.ts";
+export { EtcdMember, type EtcdMemberOptions } from "./membership/etcd/member.ts";
+export { EtcdSource, type EtcdSourceOptions } from "./membership/etcd/source.ts";
 export { FileSource, type FileSourceOptions, parseMembersFile } from "./membership/file.ts";
 export {
   defaultHealthCheckOptions,

@@ -31,7 +31,9 @@ test("join registers the member under a lease, setReady(false) drains it, leave 
   await until(() => a.cluster.stableVersion !== undefined && a.cluster.ring.size === 2, {
     what: "a stable version of a and b",
   });
-  const value = JSON.parse(await etcd.ctl("get", "--print-value-only", `${n.prefix}members/b`));
+  const value = JSON.parse(
+    await until(() => etcd.ctl("get", "--print-value-only", `${n.prefix}members/b`), { what: "b's key" }),
+  );
   t.deepEqual(value, { url: "http://127.0.0.1:1/b", tags: {}, ready: true });
   const leases = await etcd.ctl("get", `${n.prefix}members/b`, "-w", "json");
   t.not(JSON.parse(leases).kvs[0].lease, undefined, "the member key is attached to a lease");
@@ -102,9 +104,9 @@ test("a SIGKILLed sidecar leaves the ring within TTL + 2 s; its leadership passe
   const first = n.sidecar("side-1", "http://127.0.0.1:1");
   const registered = async (name: string) =>
     (await etcd.ctl("get", "--keys-only", `${n.prefix}election/${name}`)) !== "";
-  await until(() => registered("side-1"), { what: "side-1 registered", interval: 100 });
+  await until(() => registered("side-1"), { what: "side-1 registered", interval: 100, timeout: 60_000 });
   n.sidecar("side-2", "http://127.0.0.1:2");
-  await until(() => registered("side-2"), { what: "side-2 registered", interval: 100 });
+  await until(() => registered("side-2"), { what: "side-2 registered", interval: 100, timeout: 60_000 });
   const observer = await n.member("observer", { ready: false });
   await until(() => observer.member.leader === "side-1", { what: "side-1 leading" });
   await until(() => observer.cluster.has("side-1") && observer.cluster.has("side-2"), {
@@ -143,7 +145,7 @@ test("the sidecar marks its backend not ready while the health check fails and l
   const n = nodes(t);
   const observer = await n.member("observer", { ready: false });
   const child = n.sidecar("web-1", url, ["--health-path=/healthz", "--health-interval=100ms"]);
-  await until(() => observer.cluster.has("web-1"), { what: "web-1 ready in the ring" });
+  await until(() => observer.cluster.has("web-1"), { what: "web-1 ready in the ring", timeout: 60_000 });
   healthy = false;
   await until(() => !observer.cluster.has("web-1") && observer.cluster.member("web-1")?.state === "failed", {
     what: "web-1 drained while unhealthy",
@@ -155,4 +157,27 @@ test("the sidecar marks its backend not ready while the health check fails and l
   const [code] = await exited;
   t.is(code, 0);
   t.is(await etcd.ctl("get", "--prefix", "--keys-only", `${n.prefix}members/web-1`), "", "leaving revoked the lease");
+});
+
+test("ringroute member: -h prints its usage; a bad or missing flag exits 2 naming it", async (t) => {
+  const { ringroute } = await import("./helpers/cli.ts");
+  const help = await ringroute(["member", "-h"]);
+  t.is(help.code, 0);
+  t.regex(help.stdout, /ringroute member --etcd URLS --name NAME --url URL/);
+  const cases: [string[], string][] = [
+    [["--name=a", "--url=http://x"], "--etcd"],
+    [["--etcd=http://127.0.0.1:1", "--url=http://x"], "--name"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=x"], "--url"],
+    [["--etcd=127.0.0.1:1", "--name=a", "--url=http://x"], "--etcd"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--ttl=5"], "--ttl"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--health-path=healthz"], "--health-path"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--bogus"], "--bogus"],
+  ];
+  const runs = await Promise.all(cases.map(([args]) => ringroute(["member", ...args])));
+  for (const [i, [args, flag]] of cases.entries()) {
+    const run = runs[i] as Awaited<ReturnType<typeof ringroute>>;
+    t.is(run.code, 2, args.join(" "));
+    t.regex(run.stderr, new RegExp(`^ringroute: ${flag}: `), args.join(" "));
+    t.is(run.stderr.trim().split("\n").length, 1);
+  }
 });

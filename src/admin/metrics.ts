@@ -8,6 +8,7 @@
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
+import { registerHandoffMetrics } from "../handoff/metrics.ts";
 import type { ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
 
 /** Upper bounds of the request duration histogram, in seconds. */
@@ -266,6 +267,7 @@ export class Metrics implements ProxyObserver {
       registers,
     });
     sourceErrors.inc({ source: cluster.sourceKind }, 0);
+    registerHandoffMetrics(cluster, registers);
 
     this.#unsubscribe = cluster.listen({
       ring: () => ringChanges.inc(),

@@ -23,6 +23,7 @@ export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [
   --username U --password P  --ca FILE --cert FILE --key FILE`;
 
 const options = {
+  help: { type: "boolean", short: "h" },
   etcd: { type: "string" },
   name: { type: "string" },
   url: { type: "string" },
@@ -50,6 +51,10 @@ export async function member(args: string[]): Promise<void> {
     values = parse(args).values;
   } catch (error) {
     throw usageError(error);
+  }
+  if (values.help) {
+    process.stdout.write(`usage: ${memberUsage}\n`);
+    return;
   }
   if (values.etcd === undefined) throw new ConfigError("--etcd", "required: etcd URLs, comma-separated");
   if (values.name === undefined || values.name === "" || values.name.includes("/")) {

@@ -4,15 +4,18 @@ import type { Clock } from "../utils/clock.ts";
 import type { Logger } from "../utils/logger.ts";
 import { fromLists, partitionOf, rankOf, type Slot, slotOf, toLists } from "./slots.ts";
 
-/** Release marks as sets, parsed once per document. */
-const releasedSets = new WeakMap<HandoffDoc, Set<Slot>>();
-function releasedIn(doc: HandoffDoc): Set<Slot> {
-  let set = releasedSets.get(doc);
-  if (set === undefined) {
-    set = fromLists(doc.released);
-    releasedSets.set(doc, set);
+/** Release marks (slot → version), parsed once per document. */
+const releasedMaps = new WeakMap<HandoffDoc, Map<Slot, number>>();
+function releasedIn(doc: HandoffDoc): Map<Slot, number> {
+  let map = releasedMaps.get(doc);
+  if (map === undefined) {
+    map = new Map();
+    for (const [version, lists] of Object.entries(doc.released)) {
+      for (const slot of fromLists(lists)) map.set(slot, Math.max(map.get(slot) ?? 0, Number(version)));
+    }
+    releasedMaps.set(doc, map);
   }
-  return set;
+  return map;
 }
 
 /**
@@ -59,8 +62,8 @@ interface Waiter {
 export class HandoffRunner {
   /** Slots this member holds ready. */
   readonly held = new Set<Slot>();
-  /** Slots this member let go and has not taken back: its release marks. */
-  readonly released = new Set<Slot>();
+  /** Slots this member let go and has not taken back, with the version that let them go: its release marks. */
+  readonly released = new Map<Slot, number>();
   /** Hand-offs that gave up waiting for a release. */
   timeouts = 0;
   #chains = new Map<Slot, Promise<void>>();
@@ -104,13 +107,12 @@ export class HandoffRunner {
             if (!this.#chains.has(slot)) this.#schedule(slot, () => this.#acquire(slot, null));
             continue;
           }
-          this.released.delete(slot);
           this.#schedule(slot, async () => {
             await this.#waitForRelease(from, version, slot);
             await this.#acquire(slot, from);
           });
         } else if (from === me || this.held.has(slot) || this.#chains.has(slot)) {
-          this.#schedule(slot, () => this.#release(slot, to));
+          this.#schedule(slot, () => this.#release(slot, to, version));
         }
       }
     }
@@ -174,7 +176,7 @@ export class HandoffRunner {
     this.held.add(slot);
   }
 
-  async #release(slot: Slot, to: string | null): Promise<void> {
+  async #release(slot: Slot, to: string | null, version: number): Promise<void> {
     if (this.held.has(slot)) {
       this.held.delete(slot);
       const partition = partitionOf(slot);
@@ -185,7 +187,7 @@ export class HandoffRunner {
         this.#options.logger.error({ err: error, partition, rank, to }, "release failed; letting the partition go");
       }
     }
-    this.released.add(slot);
+    this.released.set(slot, version);
   }
 
   /** Resolves when `from` has marked the slot released for `version` (or later), is gone, or the timeout passes. */
@@ -195,8 +197,7 @@ export class HandoffRunner {
     const check = () => {
       if (!alive(from)) return true;
       const doc = progress(from);
-      if (doc === undefined || doc.version < version) return false;
-      return releasedIn(doc).has(slot);
+      return doc !== undefined && (releasedIn(doc).get(slot) ?? 0) >= version;
     };
     if (check()) return Promise.resolve();
     return new Promise((resolve) => {
@@ -226,6 +227,13 @@ export class HandoffRunner {
     const me = this.#options.name;
     const ready: Slot[] = [];
     for (const slot of this.held) if (ring.owner(partitionOf(slot), rankOf(slot)) === me) ready.push(slot);
-    this.#options.publish({ version, ready: toLists(ready), released: toLists(this.released) }, this.#busy === 0);
+    const byVersion = new Map<number, Slot[]>();
+    for (const [slot, v] of this.released) {
+      const slots = byVersion.get(v);
+      if (slots) slots.push(slot);
+      else byVersion.set(v, [slot]);
+    }
+    const released = Object.fromEntries([...byVersion].map(([v, slots]) => [String(v), toLists(slots)]));
+    this.#options.publish({ version, ready: toLists(ready), released }, this.#busy === 0);
   }
 }

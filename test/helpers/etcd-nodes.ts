@@ -45,7 +45,7 @@ export class Nodes {
     const member = new EtcdMember(source, {
       name,
       url: `http://127.0.0.1:1/${name}`,
-      ttl: 2000,
+      ttl: 5000,
       ring: this.ring,
       ...rest,
     });
@@ -71,12 +71,14 @@ export class Nodes {
     return cluster;
   }
 
-  /** `ringroute member` as a child process (a sidecar), to SIGKILL. */
+  /**
+   * `ringroute member` as a child process (a sidecar), to SIGKILL. Runs the
+   * built CLI (`npm test` builds first): starting from source through tsx
+   * takes many seconds on a loaded machine.
+   */
   sidecar(name: string, url: string, extra: string[] = []): ChildProcess {
-    const cli = fileURLToPath(new URL("../../src/cli.ts", import.meta.url));
+    const cli = fileURLToPath(new URL("../../dist/cli.js", import.meta.url));
     const args = [
-      "--import",
-      "tsx",
       cli,
       "member",
       `--etcd=${this.etcd.endpoint}`,

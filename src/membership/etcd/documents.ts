@@ -27,8 +27,12 @@ export interface HandoffDoc {
   version: number;
   /** Slots the member owns in `version` and holds ready. */
   ready: SlotLists;
-  /** Slots the member let go (released, or never held) and has not taken back. */
-  released: SlotLists;
+  /**
+   * Slots the member let go (released, or never held) and has not taken
+   * back, by the version whose hand-off let them go: a new owner in version
+   * n waits for its slot under a version ≥ n.
+   */
+  released: Record<string, SlotLists>;
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
@@ -76,7 +80,12 @@ function slotLists(value: unknown): SlotLists {
 export function parseHandoff(text: string): HandoffDoc | undefined {
   const value = json(text);
   if (!isObject(value) || !Number.isSafeInteger(value.version)) return undefined;
-  return { version: value.version as number, ready: slotLists(value.ready), released: slotLists(value.released) };
+  const released: Record<string, SlotLists> = {};
+  if (isObject(value.released)) {
+    for (const [version, lists] of Object.entries(value.released))
+      if (/^\d+$/.test(version)) released[version] = slotLists(lists);
+  }
+  return { version: value.version as number, ready: slotLists(value.ready), released };
 }
 
 /** A non-negative integer written as text (`ready/<name>`, `stable`). */
