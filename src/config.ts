@@ -182,6 +182,7 @@ export const overrides: readonly Override[] = [
   { flag: "response-timeout", env: "RINGROUTE_RESPONSE_TIMEOUT", field: "proxy.timeouts.response" },
   { flag: "ring-info", env: "RINGROUTE_RING_INFO", field: "proxy.headers.ringInfo" },
   { flag: "shutdown-timeout", env: "RINGROUTE_SHUTDOWN_TIMEOUT", field: "shutdownTimeout" },
+  { flag: "workers", env: "RINGROUTE_WORKERS", field: "workers" },
 ];
 
 export const serveUsage = `ringroute serve [--config FILE] [flags]

@@ -15,6 +15,8 @@ export interface AdminOptions {
   metrics: Metrics;
   /** Members the proxy is skipping right now (shown in /ring). */
   ejected?: () => string[];
+  /** More fields for /ring (with workers: each worker's pid and ring checksum). */
+  ring?: () => Record<string, unknown>;
 }
 
 export interface AdminServer {
@@ -81,7 +83,7 @@ export function createAdminServer(options: AdminOptions): AdminServer {
         return;
       }
       case "/ring":
-        json(res, 200, ringJson(cluster, ejected()));
+        json(res, 200, { ...ringJson(cluster, ejected()), ...options.ring?.() });
         return;
       case "/events":
         events.subscribe(res);

@@ -7,6 +7,7 @@ import { type DemoBackend, startDemoBackends } from "../demo/backends.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import { createSource } from "../membership/index.ts";
 import { createProxy } from "../proxy/server.ts";
+import { workerCount } from "../workers/count.ts";
 
 export { serveUsage };
 
@@ -22,6 +23,7 @@ export interface Serving {
 
 /** Starts everything a config describes. Throws ConfigError when an address cannot be bound. */
 export async function startServing(config: Config, log: (line: string) => void = () => {}): Promise<Serving> {
+  if (workerCount(config.workers) > 1) return (await import("../workers/primary.ts")).startWorkers(config, log);
   let demo: DemoBackend[] = [];
   let membership = config.membership;
   if (membership === undefined) {
