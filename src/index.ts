@@ -29,3 +29,5 @@ export { diff, movement } from "./ring/diff.ts";
 export type { MemberOrder } from "./ring/order.ts";
 export type { Placement, PlacementName } from "./ring/placement/index.ts";
 export { defaultRingConfig, Ring, type RingConfig } from "./ring/ring.ts";
+// Ring builds on a worker thread, for ClusterOptions.build.
+export { RingBuilder, type RingBuilderOptions } from "./workers/ring-builder.ts";
