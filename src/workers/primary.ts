@@ -67,12 +67,16 @@ export async function startWorkers(config: Config, log: (line: string) => void =
 
   // Scrapes: each worker answers with its registry as JSON.
   let nextScrape = 1;
-  const scrapes = new Map<number, { answers: WorkerScrape[]; pending: number; done: () => void }>();
+  const scrapes = new Map<number, { answers: WorkerScrape[]; pending: Set<number>; done: () => void }>();
   const scrapeWorkers = (): Promise<WorkerScrape[]> =>
     new Promise((resolve) => {
       const id = nextScrape++;
       const targets = [...states.values()].filter((s) => s.worker.isConnected());
-      const scrape = { answers: [] as WorkerScrape[], pending: targets.length, done: () => {} };
+      const scrape = {
+        answers: [] as WorkerScrape[],
+        pending: new Set(targets.map((s) => s.worker.id)),
+        done: () => {},
+      };
       const timer = setTimeout(() => scrape.done(), scrapeTimeout);
       scrape.done = () => {
         clearTimeout(timer);
@@ -157,14 +161,18 @@ export async function startWorkers(config: Config, log: (line: string) => void =
           const scrape = scrapes.get(message.id);
           if (scrape === undefined) return;
           scrape.answers.push({ metrics: message.metrics, ejected: message.ejected });
-          if (--scrape.pending === 0) scrape.done();
+          scrape.pending.delete(worker.id);
+          if (scrape.pending.size === 0) scrape.done();
           return;
         }
       }
     });
     worker.on("exit", (code, signal) => {
       states.delete(worker.id);
-      for (const scrape of scrapes.values()) if (--scrape.pending === 0) scrape.done();
+      // A worker that died will not answer; its requests are gone with it.
+      for (const scrape of scrapes.values()) {
+        if (scrape.pending.delete(worker.id) && scrape.pending.size === 0) scrape.done();
+      }
       if (stopping) return;
       listening({ error: new Error(`worker ${worker.process.pid} exited (${signal ?? code}) before listening`) });
       metrics.restarts.inc();
