@@ -43,3 +43,5 @@ export {
   placements,
 } from "./ring/placement/index.ts";
 export { defaultRingConfig, Ring, type RingConfig } from "./ring/ring.ts";
+// Ring builds on a worker thread, for ClusterOptions.build.
+export { RingBuilder, type RingBuilderOptions } from "./workers/ring-builder.ts";

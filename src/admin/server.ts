@@ -33,6 +33,8 @@ export interface AdminOptions {
   logger?: Logger;
   /** Event stream settings (history size, heartbeat). */
   events?: { heartbeatMs?: number; historyBytes?: number };
+  /** More fields for /ring (with workers: each worker's pid and ring checksum). */
+  ring?: () => Record<string, unknown>;
 }
 
 export interface AdminServer {
@@ -154,7 +156,10 @@ export function createAdminServer(options: AdminOptions): AdminServer {
           json(res, 400, { error: "bad_request", field: "table", message: error.message });
           return;
         }
-        json(res, 200, ringJson(cluster, { ejected: ejected(), totals: metrics.memberTotals(), table }));
+        json(res, 200, {
+          ...ringJson(cluster, { ejected: ejected(), totals: metrics.memberTotals(), table }),
+          ...options.ring?.(),
+        });
         return;
       }
       case "/plan":

@@ -139,6 +139,13 @@ export const serveFlags: readonly Flag[] = [
     help: "in-flight requests get this long on SIGTERM",
   },
   {
+    name: "workers",
+    value: "N|auto",
+    env: "RINGROUTE_WORKERS",
+    field: "workers",
+    help: "proxy processes (auto: one per core)",
+  },
+  {
     name: "shutdown-delay",
     value: "DURATION",
     env: "RINGROUTE_SHUTDOWN_DELAY",

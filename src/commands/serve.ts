@@ -14,6 +14,7 @@ import { createProxy, type TlsMaterial } from "../proxy/server.ts";
 import { movement } from "../ring/diff.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
 import { type Logger, silentLogger } from "../utils/logger.ts";
+import { workerCount } from "../workers/count.ts";
 import { checkFiles, summary } from "./check.ts";
 import type { Command } from "./command.ts";
 import { loadConfig, serveFlags } from "./flags.ts";
@@ -71,6 +72,10 @@ export async function startServing(config: Config, options: ServingOptions = {})
   const logger = options.logger ?? silentLogger;
   const clock = options.clock ?? systemClock;
   const makeAccessLog = options.accessLog ?? ((access) => createAccessLog(access));
+  if (workerCount(config.workers) > 1) {
+    const { startWorkers } = await import("../workers/primary.ts");
+    return startWorkers(config, logger);
+  }
   let current = config;
   let demo: DemoBackend[] = [];
   let demoMembership: MembershipConfig | undefined;

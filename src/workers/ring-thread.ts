@@ -2,9 +2,21 @@
  * The ring-building thread: builds each requested ring and transfers its
  * table back, so the thread that asked never runs the placement itself.
  */
+import { readlinkSync } from "node:fs";
+import { setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import { Ring } from "../ring/ring.ts";
 import type { BuildReply, BuildRequest } from "./ring-builder.ts";
+
+// The lowest CPU priority for this thread only (on Linux a thread has its own nice value,
+// addressed by its thread id): where cores are scarce, a build waits for traffic, not
+// the other way round.
+try {
+  const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 19);
+} catch {
+  // not Linux, or not allowed: the build runs at the process's priority
+}
 
 parentPort?.on("message", ({ id, members, config }: BuildRequest) => {
   let reply: BuildReply;

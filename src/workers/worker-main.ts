@@ -1,0 +1,4 @@
+// The script node:cluster forks for each worker process.
+import { runWorker } from "./worker.ts";
+
+runWorker();
