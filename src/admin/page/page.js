@@ -25,7 +25,7 @@
   const ready = new Promise((resolve) => {
     resolveReady = resolve;
   });
-  window.ringPage = { ready, timings, colorOf, layoutOf: () => layout };
+  window.ringPage = { ready, timings, colorOf, layoutOf: () => layout, animating: () => flash !== null };
 
   // ---- colours: each member keeps the colour it was first given (golden-angle hues in order of
   // appearance), so a change recolours only the cells that moved.
