@@ -25,7 +25,19 @@
   const ready = new Promise((resolve) => {
     resolveReady = resolve;
   });
-  window.ringPage = { ready, timings, colorOf, layoutOf: () => layout, animating: () => flash !== null };
+  window.ringPage = {
+    ready,
+    timings,
+    colorOf,
+    layoutOf: () => layout,
+    animating: () => flash !== null,
+    /** Draws the ring once more; returns the milliseconds it took (for the page benchmark). */
+    redraw: () => {
+      const started = performance.now();
+      draw();
+      return performance.now() - started;
+    },
+  };
 
   // ---- colours: each member keeps the colour it was first given (golden-angle hues in order of
   // appearance), so a change recolours only the cells that moved.
