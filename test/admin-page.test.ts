@@ -58,6 +58,7 @@ async function checkCanvasMatchesRing(t: ExecutionContext, page: RingPage) {
   }
   t.deepEqual(Object.fromEntries(countByColour(cells.slice(0, P))), Object.fromEntries(expected));
   // And the owners as text match /ring's table, in replica order.
+  await page.page.waitForSelector(`#owners[data-checksum="${ring.checksum}"]`, { state: "attached" });
   const owners = await page.page.$$eval("#owners li", (items) =>
     items.map((li) => JSON.parse((li as HTMLElement).dataset.owners as string)),
   );
