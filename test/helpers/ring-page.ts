@@ -51,7 +51,7 @@ export async function openRingPage(
   try {
     browser = await launchBrowser(viewport);
     const page = await browser.context.newPage();
-    page.setDefaultTimeout(30_000);
+    page.setDefaultTimeout(120_000);
     await page.goto(`${admin}/`);
     await page.waitForFunction(
       (checksum) => document.body.dataset.checksum === checksum,
