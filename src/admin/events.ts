@@ -79,7 +79,8 @@ export function ringSummary(ring: Ring, previous: Ring) {
 interface Entry {
   seq: number;
   type: EventType;
-  frame: string;
+  /** Encoded once, written to every client as is. */
+  frame: Buffer;
 }
 
 interface Client {
@@ -105,6 +106,8 @@ export class EventStream {
   #start = 0;
   #bytes = 0;
   #nextSeq = 1;
+  /** The first sequence number the history is complete from. */
+  #oldest = 1;
   /** Clients that want acquire/release; those are recorded only while there is one. */
   #partitionClients = 0;
   /** First sequence number from which acquire/release are complete in the history. */
@@ -189,8 +192,7 @@ export class EventStream {
     const [epoch, seqText] = id.split(".");
     const seq = Number(seqText);
     if (epoch !== this.#epoch || !Number.isSafeInteger(seq) || seq < 0 || seq >= this.#nextSeq) return undefined;
-    const oldest = this.#history[this.#start]?.seq ?? this.#nextSeq;
-    if (seq + 1 < oldest) return undefined;
+    if (seq + 1 < this.#oldest) return undefined;
     // This client's subscription (just counted) may be what turned recording on.
     if (wantsPartitions && seq + 1 < this.#partitionsSince) return undefined;
     return seq + 1;
@@ -199,7 +201,7 @@ export class EventStream {
   #append(type: EventType, data: unknown): void {
     if (this.#closed) return;
     const seq = this.#nextSeq++;
-    const frame = `id: ${this.#epoch}.${seq}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`;
+    const frame = Buffer.from(`id: ${this.#epoch}.${seq}\nevent: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
     this.#history.push({ seq, type, frame });
     this.#bytes += frame.length;
     while (this.#bytes > this.#historyBytes && this.#history.length - this.#start > 1) this.#evict();
@@ -210,6 +212,7 @@ export class EventStream {
     const entry = this.#history[this.#start] as Entry;
     this.#history[this.#start] = undefined as unknown as Entry;
     this.#start++;
+    this.#oldest = entry.seq + 1;
     this.#bytes -= entry.frame.length;
     if (this.#start > 1024 && this.#start * 2 > this.#history.length) {
       this.#history = this.#history.slice(this.#start);
@@ -232,11 +235,10 @@ export class EventStream {
 
   /** Writes the client's next wanted entries until its socket pushes back. */
   #pump(client: Client): void {
-    const last = this.#nextSeq - 1;
-    const first = this.#history[this.#start]?.seq ?? this.#nextSeq;
-    while (client.next <= last) {
-      const entry = this.#history[this.#start + (client.next - first)] as Entry;
-      client.next++;
+    const history = this.#history;
+    for (let i = this.#indexOf(client.next); i < history.length; i++) {
+      const entry = history[i] as Entry;
+      client.next = entry.seq + 1;
       if (!client.types.has(entry.type)) continue;
       if (!client.res.write(entry.frame)) {
         client.blocked = true;
@@ -249,9 +251,31 @@ export class EventStream {
     }
   }
 
+  /** The index of the first kept entry with a sequence number of at least `seq`. */
+  #indexOf(seq: number): number {
+    let low = this.#start;
+    let high = this.#history.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if ((this.#history[mid] as Entry).seq < seq) low = mid + 1;
+      else high = mid;
+    }
+    return low;
+  }
+
   #remove(client: Client): void {
     if (!this.#clients.delete(client)) return;
-    if ([...client.types].some((t) => partitionTypes.has(t))) this.#partitionClients--;
+    if (![...client.types].some((t) => partitionTypes.has(t))) return;
+    // With no one following them, partition events can no longer be resumed (a new follower
+    // starts from #partitionsSince), so their memory goes now.
+    if (--this.#partitionClients === 0) this.#purgePartitionEvents();
+  }
+
+  #purgePartitionEvents(): void {
+    const kept = this.#history.slice(this.#start).filter((entry) => !partitionTypes.has(entry.type));
+    this.#history = kept;
+    this.#start = 0;
+    this.#bytes = kept.reduce((sum, entry) => sum + entry.frame.length, 0);
   }
 
   // A comment now and then keeps idle proxies and load balancers from closing the stream.

@@ -1,0 +1,185 @@
+import test, { type ExecutionContext } from "ava";
+import { movement } from "../src/ring/diff.ts";
+import { Ring } from "../src/ring/ring.ts";
+import { send } from "./helpers/backends.ts";
+import { ringroute } from "./helpers/cli.ts";
+import { background, fakeMember, openRingPage, type RingPage, readCanvas } from "./helpers/ring-page.ts";
+import { within } from "./helpers/until.ts";
+
+// Each test starts its own Chromium, one at a time; on a busy shared machine that is slow,
+// so each gets a generous timeout (never a speed assertion).
+const serial = (title: string, body: (t: ExecutionContext) => Promise<void>) =>
+  test.serial(title, async (t) => {
+    t.timeout(180_000);
+    await body(t);
+  });
+
+const names = (n: number, prefix = "node") => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+
+/** The members table's colour for each member in the ring, as the page shows it. */
+function colours(page: RingPage["page"]) {
+  return page.$$eval("#members tbody tr", (rows) =>
+    Object.fromEntries(
+      rows
+        .filter((row) => (row as HTMLElement).dataset.color !== "transparent")
+        .map((row) => [(row as HTMLElement).dataset.member, (row as HTMLElement).dataset.color]),
+    ),
+  ) as Promise<Record<string, string>>;
+}
+
+/** How many cells each colour covers, from the canvas. */
+function countByColour(cells: string[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const cell of cells) counts.set(cell, (counts.get(cell) ?? 0) + 1);
+  return counts;
+}
+
+async function checkCanvasMatchesRing(t: ExecutionContext, page: RingPage) {
+  const ring = (await send(page.admin, "/ring")).json;
+  const P = ring.config.partitions;
+  const cells = await readCanvas(page.page);
+  t.true(
+    cells.slice(0, P).every((c) => c !== background),
+    "every partition is drawn",
+  );
+  t.true(
+    cells.slice(P).every((c) => c === background),
+    "no cell beyond the last partition",
+  );
+  // Each member's colour covers as many cells as /ring says it holds as primary.
+  const colour = await colours(page.page);
+  const expected = new Map<string, number>();
+  for (const member of ring.members) {
+    if (!member.inRing) continue;
+    if (member.partitions[0] === 0) continue;
+    const c = colour[member.name] as string;
+    t.truthy(c, `${member.name} has a colour`);
+    expected.set(c, (expected.get(c) ?? 0) + (member.partitions[0] as number));
+  }
+  t.deepEqual(Object.fromEntries(countByColour(cells.slice(0, P))), Object.fromEntries(expected));
+  // And the owners as text match /ring's table, in replica order.
+  await page.page.waitForSelector(`#owners[data-checksum="${ring.checksum}"]`, { state: "attached" });
+  const owners = await page.page.$$eval("#owners li", (items) =>
+    items.map((li) => JSON.parse((li as HTMLElement).dataset.owners as string)),
+  );
+  t.is(owners.length, P);
+  t.deepEqual(owners, ring.table);
+}
+
+serial(
+  "the page draws one cell per partition, each in its primary owner's colour, and lists every partition's owners",
+  async (t) => {
+    const page = await openRingPage(names(5).map(fakeMember), { partitions: 1000, replicas: 3 });
+    t.teardown(() => page.close());
+    await checkCanvasMatchesRing(t, page);
+    const rows = await page.page.$$eval("#members tbody tr", (trs) =>
+      trs.map((tr) => [(tr as HTMLElement).dataset.member, (tr as HTMLElement).dataset.status]),
+    );
+    t.deepEqual(
+      rows,
+      names(5).map((n) => [n, "up"]),
+    );
+    t.is(await page.page.textContent("#config-checksum"), page.serving.cluster.ring.checksum);
+    t.is(await page.page.textContent("#config-partitions"), "1000");
+  },
+);
+
+for (const [partitions, n] of [
+  [1, 2],
+  [65536, 7],
+] as const) {
+  serial(`P = ${partitions} draws exactly its partitions`, async (t) => {
+    const page = await openRingPage(names(n).map(fakeMember), { partitions });
+    t.teardown(() => page.close());
+    await checkCanvasMatchesRing(t, page);
+  });
+}
+
+serial(
+  "a member added through the membership source shows on the page, moved cells and a change log line",
+  async (t) => {
+    const before = names(4);
+    const page = await openRingPage(before.map(fakeMember), { partitions: 2048 });
+    t.teardown(() => page.close());
+    const after = [...before, "node-new"];
+    const changed = new Promise<number>((resolve) => {
+      const stop = page.serving.cluster.listen({
+        ring: () => {
+          stop();
+          resolve(Date.now());
+        },
+      });
+    });
+    await page.setMembers(after.map(fakeMember));
+    await within(changed, { what: "the server to apply the new members file" });
+    const expected = Ring.build(after, { partitions: 2048 });
+    // The target is 2 s; the deadline is generous because the machine may be busy (the latency is logged).
+    await page.page.waitForFunction((checksum) => document.body.dataset.checksum === checksum, expected.checksum, {
+      timeout: 30_000,
+    });
+    t.log(`page updated ${Date.now() - (await changed)} ms after the ring changed`);
+    const moved = movement(Ring.build(before, { partitions: 2048 }), expected).primaries;
+    const line = await page.page.$eval("#log li", (li) => ({
+      text: li.textContent,
+      moved: (li as HTMLElement).dataset.moved,
+    }));
+    t.regex(line.text ?? "", /\+node-new/);
+    t.is(line.moved, String(moved));
+    // Wait out the fade of the moved cells, then the canvas must match the new ring exactly.
+    await page.page.waitForFunction("!window.ringPage.animating()");
+    await checkCanvasMatchesRing(t, page);
+  },
+);
+
+serial("the what-if form shows the numbers `ringroute plan --json` prints for the same change", async (t) => {
+  const members = names(6);
+  const ring = { partitions: 4096, replicas: 2, placement: "balanced" as const };
+  const page = await openRingPage(members.map(fakeMember), ring);
+  t.teardown(() => page.close());
+  await page.page.fill('#whatif input[name="add"]', "node-x, node-y");
+  await page.page.fill('#whatif input[name="remove"]', "node-2");
+  await page.page.click('#whatif button[type="submit"]');
+  await page.page.waitForSelector("#plan-moved");
+  const shown = {
+    moved: Number(await page.page.textContent("#plan-moved")),
+    optimal: Number(await page.page.textContent("#plan-optimal")),
+    slots: Number(await page.page.textContent("#plan-slots")),
+    plan: JSON.parse((await page.page.getAttribute("#plan", "data-plan")) as string),
+  };
+  const cli = await ringroute([
+    "plan",
+    "--members",
+    members.join(","),
+    "--partitions",
+    "4096",
+    "--replicas",
+    "2",
+    "--placement",
+    "balanced",
+    "--add",
+    "node-x,node-y",
+    "--remove",
+    "node-2",
+    "--json",
+  ]);
+  t.is(cli.code, 0, cli.stderr);
+  const expected = JSON.parse(cli.stdout);
+  t.deepEqual(
+    [shown.moved, shown.optimal, shown.slots],
+    [expected.moved_primaries, expected.optimal_primaries, expected.moved_replica_slots],
+  );
+  const { checksum, afterChecksum, ...plan } = shown.plan;
+  t.deepEqual(plan, expected);
+  // The cells that would move stay coloured; the rest are dimmed.
+  const cells = await readCanvas(page.page);
+  const colour = await colours(page.page);
+  const known = new Set(Object.values(colour));
+  const bright = cells.slice(0, 4096).filter((c) => known.has(c)).length;
+  t.is(bright, expected.moved_primaries);
+  // A bad change is refused in words, not numbers.
+  await page.page.fill('#whatif input[name="add"]', "node-1");
+  await page.page.fill('#whatif input[name="remove"]', "");
+  await page.page.click('#whatif button[type="submit"]');
+  await page.page.waitForSelector("#plan .error");
+  t.regex((await page.page.textContent("#plan .error")) ?? "", /already a member/);
+});
