@@ -44,7 +44,7 @@ export async function openRingPage(
   config.listen = { host: "127.0.0.1", port: 0 };
   config.admin = { host: "127.0.0.1", port: 0 };
   Object.assign(config.ring, ring);
-  config.membership = { file: { path, pollInterval: 100 } };
+  config.membership = { file: { path, pollInterval: 100, settle: 50 } };
   const serving = await startServing(config);
   const admin = `http://127.0.0.1:${serving.admin.port}`;
   let browser: Browser | undefined;
