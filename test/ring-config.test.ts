@@ -110,9 +110,21 @@ test("compat libring sets fnv1a64, lexical order and jump; a field that contradi
 test("lookup --compat libring agrees with libring's Go code on the reference vectors", async (t) => {
   const libring = goVectors.cases.filter((c) => c.hash === "fnv1a64");
   t.true(libring.length >= 4);
-  for (const c of libring) {
-    const flags = ["--members", c.members.join(","), "--partitions", `${c.partitions}`, "--replicas", `${c.replicas}`];
-    const run = await ringroute(["lookup", ...flags, "--compat", "libring", "--", ...c.keys]);
+  const runs = await Promise.all(
+    libring.map((c) => {
+      const flags = [
+        "--members",
+        c.members.join(","),
+        "--partitions",
+        `${c.partitions}`,
+        "--replicas",
+        `${c.replicas}`,
+      ];
+      return ringroute(["lookup", ...flags, "--compat", "libring", "--", ...c.keys]);
+    }),
+  );
+  for (const [i, c] of libring.entries()) {
+    const run = runs[i] as Awaited<ReturnType<typeof ringroute>>;
     t.is(run.code, 0, run.stderr);
     const lines = run.stdout
       .trim()
@@ -120,7 +132,7 @@ test("lookup --compat libring agrees with libring's Go code on the reference vec
       .map((line) => JSON.parse(line));
     t.deepEqual(
       lines,
-      c.keys.map((key, i) => ({ key, partition: c.partition[i], owners: c.owners[i] })),
+      c.keys.map((key, k) => ({ key, partition: c.partition[k], owners: c.owners[k] })),
     );
   }
 });

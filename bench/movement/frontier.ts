@@ -159,6 +159,7 @@ export function frontierChart(
     "#e377c2",
     "#7f7f7f",
     "#bcbd22",
+    "#000000",
   ];
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
@@ -191,6 +192,11 @@ export function frontierChart(
       `<circle cx="${x(r.busiest)}" cy="${y(typical)}" r="5" fill="${color}"/>`,
       `<circle cx="${x(r.busiest)}" cy="${y(r.worst)}" r="5" fill="#fff" stroke="${color}" stroke-width="2"/>`,
     );
+    if (r.name.startsWith("balanced ")) {
+      parts.push(
+        `<text x="${x(r.busiest) + 8}" y="${y(r.worst) + 4}" font-size="11" fill="${color}">${escapeXml(r.name.slice(9))}</text>`,
+      );
+    }
     const ly = box.top + 10 + i * 20;
     parts.push(
       `<circle cx="${width - box.right + 20}" cy="${ly}" r="5" fill="${color}"/>`,
