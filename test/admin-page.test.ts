@@ -10,7 +10,7 @@ import { within } from "./helpers/until.ts";
 // so each gets a generous timeout (never a speed assertion).
 const serial = (title: string, body: (t: ExecutionContext) => Promise<void>) =>
   test.serial(title, async (t) => {
-    t.timeout(180_000);
+    t.timeout(300_000);
     await body(t);
   });
 

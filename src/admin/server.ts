@@ -12,6 +12,7 @@ import { comparePlan, ringAfter } from "../commands/plan.ts";
 import { memberList } from "../commands/ring-flags.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import { diff } from "../ring/diff.ts";
+import type { Ring } from "../ring/ring.ts";
 import type { Clock } from "../utils/clock.ts";
 import { listen } from "../utils/listen.ts";
 import { type Logger, silentLogger } from "../utils/logger.ts";
@@ -70,6 +71,7 @@ export function createAdminServer(options: AdminOptions): AdminServer {
     logger,
   });
   const pages = new Map<string, Promise<Buffer>>();
+  const compactTables = new WeakMap<Ring, string>();
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -156,10 +158,26 @@ export function createAdminServer(options: AdminOptions): AdminServer {
           json(res, 400, { error: "bad_request", field: "table", message: error.message });
           return;
         }
-        json(res, 200, {
-          ...ringJson(cluster, { ejected: ejected(), totals: metrics.memberTotals(), table }),
+        const view = { ejected: ejected(), totals: metrics.memberTotals() };
+        if (table !== "compact") {
+          json(res, 200, { ...ringJson(cluster, { ...view, table }), ...options.ring?.() });
+          return;
+        }
+        // The compact table is the same for every page load until the ring changes: encoded once.
+        const ring = cluster.ring;
+        let encoded = compactTables.get(ring);
+        if (encoded === undefined) {
+          encoded = `[${ring.table.join(",")}]`;
+          compactTables.set(ring, encoded);
+        }
+        const body = {
+          ...ringJson(cluster, { ...view, table: "none" }),
           ...options.ring?.(),
-        });
+          ringMembers: ring.members,
+          ownerCount: ring.ownerCount,
+        };
+        res.writeHead(200, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
+        res.end(`${JSON.stringify(body).slice(0, -1)},"table":${encoded}}`);
         return;
       }
       case "/plan":
