@@ -115,6 +115,7 @@ const keys = Array.from({ length: 24 }, (_, i) => `/users/${i}`);
 test.serial(
   "two workers forward each key to its owner and route by the primary's ring, also after a membership change",
   async (t) => {
+    t.timeout(180_000, "three processes starting under tsx on a busy machine");
     const backends = await startBackends(["a", "b", "c"]);
     t.teardown(() => Promise.all(backends.map((b) => b.kill())));
     const running = await serveWorkers(backends.slice(0, 2));
@@ -146,6 +147,7 @@ test.serial(
 );
 
 test.serial("/metrics shows the sum of both workers' requests, and the cluster's gauges once", async (t) => {
+  t.timeout(180_000, "three processes starting under tsx on a busy machine");
   const backends = await startBackends(["a", "b"]);
   t.teardown(() => Promise.all(backends.map((b) => b.kill())));
   const running = await serveWorkers(backends);
@@ -161,6 +163,7 @@ test.serial("/metrics shows the sum of both workers' requests, and the cluster's
 });
 
 test.serial("a worker that dies is replaced, counted, and gets the current ring", async (t) => {
+  t.timeout(180_000, "three processes starting under tsx on a busy machine");
   const backends = await startBackends(["a", "b"]);
   t.teardown(() => Promise.all(backends.map((b) => b.kill())));
   const running = await serveWorkers(backends);
@@ -185,6 +188,7 @@ test.serial("a worker that dies is replaced, counted, and gets the current ring"
 });
 
 test.serial("SIGTERM drains every worker and the primary exits 0 once they are done", async (t) => {
+  t.timeout(180_000, "three processes starting under tsx on a busy machine");
   const backends = await startBackends(["a", "b"]);
   t.teardown(() => Promise.all(backends.map((b) => b.kill())));
   for (const b of backends) {

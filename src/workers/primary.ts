@@ -27,8 +27,8 @@ interface WorkerState {
   worker: Worker;
   /** The checksum of the ring the worker last reported routing by. */
   checksum: string | undefined;
-  /** The checksum of the last ring sent to it. */
-  sent: string | undefined;
+  /** Checksums of the rings sent to it and not yet confirmed, oldest first; undefined before its start message. */
+  sent: string[] | undefined;
   error: string | undefined;
 }
 
@@ -113,7 +113,7 @@ export async function startWorkers(config: Config, log: (line: string) => void =
       for (const s of states.values()) {
         // A worker not yet started gets the current ring with its start message.
         if (s.sent === undefined) continue;
-        s.sent = message.checksum;
+        s.sent.push(message.checksum);
         send(s.worker, { type: "ringroute:ring", ring: message });
       }
     },
@@ -133,7 +133,7 @@ export async function startWorkers(config: Config, log: (line: string) => void =
       switch (message.type) {
         case "ringroute:hello": {
           const ring = current();
-          state.sent = ring.checksum;
+          state.sent = [ring.checksum];
           send(worker, { type: "ringroute:start", config, ring });
           return;
         }
@@ -148,15 +148,17 @@ export async function startWorkers(config: Config, log: (line: string) => void =
             ),
           });
           return;
-        case "ringroute:ring-applied":
+        case "ringroute:ring-applied": {
+          // Rings are applied in the order sent: this answer is to the oldest unconfirmed one.
+          const expected = state.sent?.shift();
           state.checksum = message.checksum;
           state.error = message.error;
-          // Rings arrive in the order sent, so the answer to the latest is the one to check.
-          if (message.error !== undefined || message.checksum !== state.sent) {
-            state.error ??= `routes by ring ${message.checksum}, sent ${state.sent}`;
+          if (message.error !== undefined || message.checksum !== expected) {
+            state.error ??= `routes by ring ${message.checksum}, was sent ${expected}`;
             log(`worker ${worker.process.pid}: ${state.error}`);
           }
           return;
+        }
         case "ringroute:scrape": {
           const scrape = scrapes.get(message.id);
           if (scrape === undefined) return;
