@@ -58,6 +58,10 @@ async function serveWorkers(backends: Backend[], args: string[] = []): Promise<R
     ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RINGROUTE_CONFIG: "" } },
   );
+  // Should the test process end early (a timeout), the primary goes with it; its workers follow on disconnect.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  child.once("exit", () => process.off("exit", killOnExit));
   let output = "";
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
