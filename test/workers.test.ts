@@ -58,6 +58,10 @@ async function serveWorkers(backends: Backend[], args: string[] = []): Promise<R
     ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RINGROUTE_CONFIG: "" } },
   );
+  // Should the test process end early (a timeout), the primary goes with it; its workers follow on disconnect.
+  const killOnExit = () => child.kill("SIGKILL");
+  process.once("exit", killOnExit);
+  child.once("exit", () => process.off("exit", killOnExit));
   let output = "";
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
@@ -148,7 +152,6 @@ test.serial(
 
 test.serial("/metrics shows the sum of both workers' requests, and the cluster's gauges once", async (t) => {
   t.timeout(180_000, "three processes starting under tsx on a busy machine");
-  t.timeout(180_000, "three processes starting under tsx on a busy machine");
   const backends = await startBackends(["a", "b"]);
   t.teardown(() => Promise.all(backends.map((b) => b.kill())));
   const running = await serveWorkers(backends);
@@ -164,7 +167,6 @@ test.serial("/metrics shows the sum of both workers' requests, and the cluster's
 });
 
 test.serial("a worker that dies is replaced, counted, and gets the current ring", async (t) => {
-  t.timeout(180_000, "three processes starting under tsx on a busy machine");
   t.timeout(180_000, "three processes starting under tsx on a busy machine");
   const backends = await startBackends(["a", "b"]);
   t.teardown(() => Promise.all(backends.map((b) => b.kill())));
@@ -190,7 +192,6 @@ test.serial("a worker that dies is replaced, counted, and gets the current ring"
 });
 
 test.serial("SIGTERM drains every worker and the primary exits 0 once they are done", async (t) => {
-  t.timeout(180_000, "three processes starting under tsx on a busy machine");
   t.timeout(180_000, "three processes starting under tsx on a busy machine");
   const backends = await startBackends(["a", "b"]);
   t.teardown(() => Promise.all(backends.map((b) => b.kill())));

@@ -30,7 +30,7 @@ const source: MembershipSource & { sink?: SnapshotSink } = {
   },
   async stop() {},
 };
-const builder = mode === "thread" ? new RingBuilder() : undefined;
+const builder = mode === "thread" ? new RingBuilder({ nice: 19 }) : undefined;
 const cluster = new Cluster({
   source,
   ring: { partitions: Number(partitions), replicas: 3, placement: "balanced" },

@@ -24,16 +24,26 @@ interface Waiting {
 }
 
 /** Starts the thread: the compiled .js from dist, or the .ts source through tsx (tests, benchmarks). */
-function startThread(): Worker {
-  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./ring-thread.js", import.meta.url));
+function startThread(nice: number): Worker {
+  const options = { workerData: { nice } };
+  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./ring-thread.js", import.meta.url), options);
   // A worker thread does not inherit the --import=tsx hook, so it registers tsx itself.
   const tsx = JSON.stringify(import.meta.resolve("tsx/esm/api"));
   const script = JSON.stringify(new URL("./ring-thread.ts", import.meta.url).href);
-  return new Worker(`import(${tsx}).then((tsx) => { tsx.register(); return import(${script}); })`, { eval: true });
+  return new Worker(`import(${tsx}).then((tsx) => { tsx.register(); return import(${script}); })`, {
+    ...options,
+    eval: true,
+  });
 }
 
 export interface RingBuilderOptions {
   logger?: Logger;
+  /**
+   * Nice value for the build thread alone (Linux; default 0: the process's
+   * priority). 19 makes a build wait for traffic where cores are scarce, but
+   * on a saturated machine it can starve the build for minutes.
+   */
+  nice?: number;
 }
 
 /** One long-lived thread, started on the first build and again after it dies. */
@@ -42,10 +52,12 @@ export class RingBuilder {
   #nextId = 1;
   readonly #waiting = new Map<number, Waiting>();
   readonly #logger: Logger;
+  readonly #nice: number;
   #closed = false;
 
   constructor(options: RingBuilderOptions = {}) {
     this.#logger = options.logger ?? silentLogger;
+    this.#nice = options.nice ?? 0;
   }
 
   /** The ring `Ring.build(members, config)` would give, built on the thread. */
@@ -72,7 +84,7 @@ export class RingBuilder {
 
   #start(): Worker {
     if (this.#thread !== undefined) return this.#thread;
-    const thread = startThread();
+    const thread = startThread(this.#nice);
     thread.on("message", (reply: BuildReply) => this.#reply(reply));
     thread.on("error", (error) => {
       this.#logger.error({ err: error }, "ring build thread failed");

@@ -4,18 +4,20 @@
  */
 import { readlinkSync } from "node:fs";
 import { setPriority } from "node:os";
-import { parentPort } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { Ring } from "../ring/ring.ts";
 import type { BuildReply, BuildRequest } from "./ring-builder.ts";
 
-// The lowest CPU priority for this thread only (on Linux a thread has its own nice value,
-// addressed by its thread id): where cores are scarce, a build waits for traffic, not
-// the other way round.
-try {
-  const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
-  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 19);
-} catch {
-  // not Linux, or not allowed: the build runs at the process's priority
+// A lower CPU priority for this thread only, when asked (on Linux a thread has its own nice
+// value, addressed by its thread id).
+const nice = (workerData as { nice?: number } | undefined)?.nice ?? 0;
+if (nice !== 0) {
+  try {
+    const tid = Number(readlinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+  } catch {
+    // not Linux, or not allowed: the build runs at the process's priority
+  }
 }
 
 parentPort?.on("message", ({ id, members, config }: BuildRequest) => {
