@@ -78,7 +78,8 @@ function start(command: string, args: string[]): ChildProcess {
 }
 
 async function waitForHttp(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
+  // A minute: a ringroute started from source under tsx takes a while on a busy machine.
+  for (let i = 0; i < 600; i++) {
     try {
       const res = await fetch(`http://127.0.0.1:${port}/users/1`);
       await res.arrayBuffer();
@@ -91,6 +92,8 @@ async function waitForHttp(port: number): Promise<void> {
 
 interface Result {
   rps: number;
+  /** Requests per CPU-second of the proxy's process (undefined where its pid is not the one doing the work). */
+  perCpu: number | undefined;
   p50: number;
   p99: number;
   errors: number;
@@ -104,7 +107,19 @@ function ms(text: string): number {
   return Number(match[1]) * (scale[match[2] as string] as number);
 }
 
-function wrk(port: number, seconds: number): Result {
+const ticks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+
+/** CPU seconds (user + system) process `pid` has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8")
+    .replace(/^.*\) /, "")
+    .split(" ");
+  // After the command name: field 14 (utime) and 15 (stime) of proc(5) are at 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / ticks;
+}
+
+function wrk(port: number, seconds: number, pid?: number): Result {
+  const cpuBefore = pid === undefined ? 0 : cpuSeconds(pid);
   const out = execFileSync(
     "wrk",
     ["-t1", `-c${connections}`, `-d${seconds}s`, "--latency", "-s", here("paths.lua"), `http://127.0.0.1:${port}`],
@@ -116,7 +131,9 @@ function wrk(port: number, seconds: number): Result {
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
   const errors = non2xx + (socketErrors ? socketErrors.slice(1).reduce((n, v) => n + Number(v), 0) : 0);
-  return { rps, p50, p99, errors };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1]);
+  const perCpu = pid === undefined ? undefined : requests / (cpuSeconds(pid) - cpuBefore);
+  return { rps, perCpu, p50, p99, errors };
 }
 
 let stopping = false;
@@ -145,23 +162,33 @@ async function main(): Promise<void> {
   start("nginx", ["-p", `${dir}/`, "-c", join(dir, "backends.conf")]);
   for (const port of backendPorts) await waitForHttp(port);
 
-  const targets: { name: string; port: number }[] = [];
+  const targets: { name: string; port: number; pid?: number }[] = [];
 
-  const ringroutePort = await freePort();
   const members = backendPorts.map((port, i) => `b${i + 1}=http://127.0.0.1:${port}`).join(",");
-  start(process.execPath, [
-    "--import",
-    "tsx",
-    cli,
-    "serve",
-    "--listen",
-    `127.0.0.1:${ringroutePort}`,
-    "--admin",
-    "127.0.0.1:0",
-    "--members",
-    members,
-  ]);
-  targets.push({ name: "ringroute", port: ringroutePort });
+  // With and without the access log (one JSON line a request to stdout, here /dev/null): its cost per request.
+  for (const [name, accessLog] of [
+    ["ringroute", "true"],
+    ["ringroute, access log off", "false"],
+  ] as const) {
+    const port = await freePort();
+    const child = start(process.execPath, [
+      "--import",
+      "tsx",
+      cli,
+      "serve",
+      "--listen",
+      `127.0.0.1:${port}`,
+      "--admin",
+      "127.0.0.1:0",
+      "--members",
+      members,
+      "--access-log",
+      accessLog,
+      "--log-level",
+      "warn",
+    ]);
+    targets.push({ name, port, pid: child.pid });
+  }
 
   if (installed("haproxy")) {
     const port = await freePort();
@@ -170,8 +197,8 @@ async function main(): Promise<void> {
       SERVERS: backendPorts.map((p, i) => `    server b${i + 1} 127.0.0.1:${p}`).join("\n"),
     });
     writeFileSync(join(dir, "haproxy.cfg"), cfg);
-    start("haproxy", ["-db", "-f", join(dir, "haproxy.cfg")]);
-    targets.push({ name: "haproxy", port });
+    const child = start("haproxy", ["-db", "-f", join(dir, "haproxy.cfg")]);
+    targets.push({ name: "haproxy", port, pid: child.pid });
   } else {
     process.stderr.write("haproxy not installed: its row is left out\n");
   }
@@ -196,7 +223,7 @@ async function main(): Promise<void> {
   const results = new Map<string, Result[]>(targets.map((t) => [t.name, []]));
   for (let run = 0; run < runs; run++) {
     for (const target of targets) {
-      const result = wrk(target.port, duration);
+      const result = wrk(target.port, duration, target.pid);
       results.get(target.name)?.push(result);
       process.stderr.write(
         `run ${run + 1}/${runs} ${target.name}: ${result.rps.toFixed(0)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms${result.errors ? `, ${result.errors} errors` : ""}\n`,
@@ -208,6 +235,7 @@ async function main(): Promise<void> {
     const r = results.get(name) ?? [];
     return {
       rps: median(r.map((x) => x.rps)),
+      perCpu: r.every((x) => x.perCpu !== undefined) ? median(r.map((x) => x.perCpu as number)) : undefined,
       p50: median(r.map((x) => x.p50)),
       p99: median(r.map((x) => x.p99)),
       errors: r.reduce((n, x) => n + x.errors, 0),
@@ -219,6 +247,7 @@ async function main(): Promise<void> {
     return [
       name,
       s.rps.toFixed(0),
+      s.perCpu === undefined ? "-" : s.perCpu.toFixed(0),
       s.p50.toFixed(2),
       s.p99.toFixed(2),
       haproxy ? `${(s.rps / haproxy.rps).toFixed(2)}×` : "-",
@@ -232,7 +261,7 @@ async function main(): Promise<void> {
       `3 nginx backends (one worker); ${cpu}\n\n`,
   );
   process.stdout.write(
-    `${markdownTable(["target", "req/s", "p50 ms", "p99 ms", "req/s vs HAProxy", "p99 vs HAProxy", "errors"], rows)}\n`,
+    `${markdownTable(["target", "req/s", "req/CPU-s", "p50 ms", "p99 ms", "req/s vs HAProxy", "p99 vs HAProxy", "errors"], rows)}\n`,
   );
 }
 

@@ -518,6 +518,8 @@ test("the longest release name helm accepts still gives valid resource names", a
 test("NOTES.txt renders the DNS name it polls", async (t) => {
   const notes = (await render()).find((r) => r.source.endsWith("NOTES.txt"));
   t.regex(notes?.manifest ?? "", /DNS SRV _http\._tcp\.backend\.shop\.svc\.cluster\.local/);
+  t.regex(notes?.manifest ?? "", /port-forward service\/release-name-ringroute-admin 9090:9090\n/, "the admin Service");
+  t.notRegex(notes?.manifest ?? "", /no value/);
 });
 
 // values.schema.json: helm validates values against it on install. A small

@@ -9,6 +9,7 @@ import test from "ava";
 import { Ring } from "../src/ring/ring.ts";
 import { send, startBackends } from "./helpers/backends.ts";
 import { ringroute } from "./helpers/cli.ts";
+import { until } from "./helpers/until.ts";
 
 const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 
@@ -31,15 +32,20 @@ async function serve(args: string[]): Promise<Running> {
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   const exit = once(child, "exit").then(([code]) => code as number | null);
-  for (let i = 0; i < 200; i++) {
-    const proxy = /proxy listening on (http:\/\/[^,\s]+)/.exec(output)?.[1];
-    const admin = /admin on (http:\/\/[\d.:]+):/.exec(output)?.[1];
-    if (proxy && admin) return { child, proxy, admin, output: () => output, exit };
-    if (child.exitCode !== null) break;
-    await sleep(50);
-  }
-  child.kill("SIGKILL");
-  throw new Error(`serve did not start:\n${output}`);
+  // The two stable start-up lines name the bound addresses; a busy machine may take a while to get there.
+  const started = await until(
+    () => {
+      if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}`);
+      const proxy = /proxy listening on (http:\/\/[^,\s]+)/.exec(output)?.[1];
+      const admin = /admin on (http:\/\/[\d.:]+):/.exec(output)?.[1];
+      return proxy && admin ? { proxy, admin } : undefined;
+    },
+    { what: "the proxy listening and admin lines", timeout: 60_000 },
+  ).catch((error) => {
+    child.kill("SIGKILL");
+    throw new Error(`serve did not start: ${error.message}\n${output}`);
+  });
+  return { child, ...started, output: () => output, exit };
 }
 
 test("an invalid value exits 2 with one line naming the field", async (t) => {
@@ -65,7 +71,9 @@ test("an address already in use exits 2 naming listen", async (t) => {
     "127.0.0.1:0",
   ]);
   t.is(run.code, 2);
-  t.regex(run.stderr, /^ringroute: listen: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)\n$/);
+  // Log lines may come first (the config, the demo backends); the error is the last line, once.
+  t.regex(run.stderr, /(^|\n)ringroute: listen: cannot listen on 127\.0\.0\.1:\d+ \(EADDRINUSE\)\n$/);
+  t.is(run.stderr.split("ringroute: ").length, 2);
 });
 
 test("with no membership, serve runs three demo backends that answer with their name and the key", async (t) => {
