@@ -8,7 +8,9 @@
 # Helm chart mounts a ConfigMap); in a container, set `admin: 0.0.0.0:9090`
 # so probes and Prometheus can reach the admin server.
 
-ARG NODE_IMAGE=node:20-bookworm-slim
+# Node 22, an LTS line in support (Node 20 reached its end of life on 2026-04-30);
+# the package itself still runs on Node 20.10 and later (package.json engines).
+ARG NODE_IMAGE=node:22-bookworm-slim
 
 # Compile TypeScript with the dev dependencies.
 FROM ${NODE_IMAGE} AS build

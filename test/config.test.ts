@@ -163,3 +163,11 @@ test("the example config in examples/ringroute.yaml is valid and spells out the 
   t.deepEqual({ ...config, membership: undefined }, defaults);
   t.is(config.membership?.static?.members.length, 3);
 });
+
+test("RINGROUTE_SERF_AUTH_KEY sets the Serf source's auth key, and only a Serf source's", (t) => {
+  const serf = file('membership:\n  serf: { rpc: "127.0.0.1:7373" }\n');
+  const config = loadConfig(["--config", serf], { env: { RINGROUTE_SERF_AUTH_KEY: "c2VjcmV0c2VjcmV0c2VjcmV0MTI=" } });
+  t.is(config.membership?.serf?.authKey, "c2VjcmV0c2VjcmV0c2VjcmV0MTI=");
+  const other = loadConfig(["--config", file("ring: { partitions: 64 }\n")], { env: { RINGROUTE_SERF_AUTH_KEY: "x" } });
+  t.is(other.membership, undefined, "no Serf section: nothing is made up");
+});

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import test from "ava";
 import { parse as parseYaml } from "yaml";
+import { loadConfig } from "../src/commands/flags.ts";
 import { parseConfig } from "../src/config.ts";
 import { parseDnsConfig } from "../src/membership/dns.ts";
 
@@ -119,6 +120,9 @@ function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): 
     Service: "v1",
     ConfigMap: "v1",
     ServiceMonitor: "monitoring.coreos.com/v1",
+    Secret: "v1",
+    ServiceAccount: "v1",
+    NetworkPolicy: "networking.k8s.io/v1",
     PodDisruptionBudget: "policy/v1",
     HorizontalPodAutoscaler: "autoscaling/v2",
   };
@@ -134,6 +138,7 @@ function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): 
     ports.set(p.containerPort, p.containerPort);
   }
   for (const [probe, path] of [
+    ["startupProbe", "/healthz"],
     ["livenessProbe", "/healthz"],
     ["readinessProbe", "/readyz"],
   ] as const) {
@@ -152,9 +157,35 @@ function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): 
   t.true(configArg.startsWith(`${mount.mountPath}/`), "--config points into the mounted ConfigMap");
   t.true(configArg.endsWith("/ringroute.yaml"));
 
-  const service = one(docs, "Service");
-  t.true(selects(service.spec.selector, pod.metadata.labels), "Service selector matches the pods");
-  for (const p of service.spec.ports) t.true(ports.has(p.targetPort), `Service targetPort ${p.targetPort}`);
+  const services = byKind(docs, "Service");
+  t.is(services.length, 2, "a traffic Service and an admin Service");
+  const isAdmin = (s: K8sObject) => s.metadata.labels["app.kubernetes.io/component"] === "admin";
+  const service = services.find((s) => !isAdmin(s));
+  const adminService = services.find(isAdmin);
+  for (const s of services) {
+    t.true(selects(s.spec.selector, pod.metadata.labels), `${s.metadata.name} selects the pods`);
+    for (const p of s.spec.ports) t.true(ports.has(p.targetPort), `Service targetPort ${p.targetPort}`);
+  }
+  t.deepEqual(
+    service.spec.ports.map((p: K8sObject) => p.targetPort),
+    ["proxy"],
+    "the traffic Service carries the proxy port only",
+  );
+  t.is(adminService.spec.type, "ClusterIP", "the admin port never leaves the cluster");
+  t.deepEqual(
+    adminService.spec.ports.map((p: K8sObject) => p.targetPort),
+    ["admin"],
+  );
+
+  const seconds = (d: unknown) => {
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(String(d));
+    return m ? Number(m[1]) * { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] as "s"] : Number(d ?? 0);
+  };
+  const yaml = ringrouteYaml(docs);
+  t.true(
+    pod.spec.terminationGracePeriodSeconds > seconds(yaml.shutdownDelay) + seconds(yaml.shutdownTimeout ?? "10s"),
+    "the kubelet waits longer than the drain",
+  );
 
   // The admin server must listen where the kubelet's probes and the Service reach it.
   const config = ringrouteYaml(docs);
@@ -162,8 +193,9 @@ function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): 
   t.regex(config.listen as string, new RegExp(`^0\\.0\\.0\\.0:${ports.get("proxy")}$`));
 
   for (const monitor of byKind(docs, "ServiceMonitor")) {
-    t.true(selects(monitor.spec.selector.matchLabels, service.metadata.labels), "ServiceMonitor selects the Service");
-    const portNames = service.spec.ports.map((p: K8sObject) => p.name);
+    t.true(selects(monitor.spec.selector.matchLabels, adminService.metadata.labels), "ServiceMonitor selects admin");
+    t.false(selects(monitor.spec.selector.matchLabels, service.metadata.labels), "and not the traffic Service");
+    const portNames = adminService.spec.ports.map((p: K8sObject) => p.name);
     for (const e of monitor.spec.endpoints) t.true(portNames.includes(e.port), `ServiceMonitor port ${e.port}`);
   }
   for (const pdb of byKind(docs, "PodDisruptionBudget")) {
@@ -194,7 +226,7 @@ const modes: Record<string, object> = {
 for (const [mode, values] of Object.entries(modes)) {
   test(`membership ${mode}: every document is a valid Kubernetes object and the parts fit together`, async (t) => {
     const docs = await objects(values);
-    t.deepEqual(docs.map((d) => d.kind).sort(), ["ConfigMap", "Deployment", "Service"]);
+    t.deepEqual(docs.map((d) => d.kind).sort(), ["ConfigMap", "Deployment", "Service", "Service"]);
     checkKubernetes(t, docs);
   });
 }
@@ -274,6 +306,142 @@ test("missing required values fail with a message naming the value", async (t) =
   await t.throwsAsync(render({ membership: { source: "static" } }), { message: /membership\.static\.members/ });
   await t.throwsAsync(render({ membership: { source: "etcd" } }), { message: /membership\.source/ });
   await t.throwsAsync(render({ podDisruptionBudget: { enabled: true, maxUnavailable: 1 } }), { message: /not both/ });
+  await t.throwsAsync(render({ networkPolicy: { enabled: true, monitoringNamespace: "" } }), {
+    message: /networkPolicy\.monitoringNamespace/,
+  });
+});
+
+/** The ringroute container of the Deployment. */
+function container(docs: K8sObject[]): K8sObject {
+  return one(docs, "Deployment").spec.template.spec.containers.find((c: K8sObject) => c.name === "ringroute");
+}
+
+const serf = { source: "serf", serf: { rpc: "127.0.0.1:7373" } };
+
+test("the Serf auth key reaches the pod from a Secret, never through the ConfigMap", async (t) => {
+  const key = "QUJDREVGR0hJSktMTU5PUA==";
+  const docs = await objects({ membership: { ...serf, serf: { ...serf.serf, authKey: key } } });
+  checkKubernetes(t, docs);
+  const configMap = one(docs, "ConfigMap");
+  t.false(JSON.stringify(configMap).includes(key), "not in the ConfigMap");
+  t.false(JSON.stringify(one(docs, "Deployment")).includes(key), "not in the Deployment");
+  const secret = one(docs, "Secret");
+  t.is(Buffer.from(secret.data["serf-auth-key"], "base64").toString(), key);
+  const env = container(docs).env.find((e: K8sObject) => e.name === "RINGROUTE_SERF_AUTH_KEY");
+  t.deepEqual(env.valueFrom.secretKeyRef, { name: secret.metadata.name, key: "serf-auth-key" });
+
+  // ringroute reads the two together as one Serf source with that key.
+  const dir = await mkdtemp(join(tmpdir(), "ringroute-helm-config-"));
+  const path = join(dir, "ringroute.yaml");
+  await writeFile(path, configMap.data["ringroute.yaml"]);
+  const config = loadConfig(["--config", path], { env: { RINGROUTE_SERF_AUTH_KEY: key } });
+  t.is(config.membership?.serf?.authKey, key);
+  await rm(dir, { recursive: true });
+
+  const existing = await objects({
+    membership: { ...serf, serf: { ...serf.serf, existingSecret: "serf-keys", existingSecretKey: "key" } },
+  });
+  t.deepEqual(byKind(existing, "Secret"), [], "no Secret made when one exists");
+  t.deepEqual(
+    container(existing).env.find((e: K8sObject) => e.name === "RINGROUTE_SERF_AUTH_KEY").valueFrom.secretKeyRef,
+    { name: "serf-keys", key: "key" },
+  );
+  t.is(container(await objects({ membership: serf })).env, undefined, "no key, no variable");
+});
+
+test("a LoadBalancer traffic Service carries the proxy port only; the admin port stays on a ClusterIP Service", async (t) => {
+  const docs = await objects({ service: { type: "LoadBalancer" }, adminService: { port: 9191 } });
+  checkKubernetes(t, docs);
+  const [admin, traffic] = byKind(docs, "Service").sort((a: K8sObject, b: K8sObject) =>
+    a.metadata.name.endsWith("-admin") ? -1 : b.metadata.name.endsWith("-admin") ? 1 : 0,
+  );
+  t.is(traffic.spec.type, "LoadBalancer");
+  t.deepEqual(
+    traffic.spec.ports.map((p: K8sObject) => p.name),
+    ["http"],
+  );
+  t.is(admin.spec.type, "ClusterIP");
+  t.deepEqual(
+    admin.spec.ports.map((p: K8sObject) => [p.name, p.port]),
+    [["admin", 9191]],
+  );
+});
+
+test("shutdownDelay is in the config and the grace period must outlast the drain", async (t) => {
+  const docs = await objects({
+    config: { shutdownDelay: "8s", shutdownTimeout: "15s" },
+    terminationGracePeriodSeconds: 30,
+  });
+  checkKubernetes(t, docs);
+  const config = parseConfig(ringrouteYaml(docs));
+  t.is(config.shutdownDelay, 8000);
+  t.is(config.shutdownTimeout, 15_000);
+  t.is(parseConfig(ringrouteYaml(await objects())).shutdownDelay, 5000, "the chart's default delay");
+  await t.throwsAsync(render({ config: { shutdownDelay: "20s", shutdownTimeout: "10s" } }), {
+    message:
+      /terminationGracePeriodSeconds: must be larger than config\.shutdownDelay \+ config\.shutdownTimeout \(30 s\), got 30/,
+  });
+  await t.throwsAsync(render({ config: { shutdownDelay: "500ms", shutdownTimeout: "1m" } }), {
+    message: /terminationGracePeriodSeconds/,
+  });
+  await t.notThrowsAsync(
+    render({ config: { shutdownDelay: "500ms", shutdownTimeout: "1m" }, terminationGracePeriodSeconds: 61 }),
+  );
+});
+
+test("startupProbe, extraEnv, podAnnotations and an image digest reach the pod", async (t) => {
+  const digest = `sha256:${"ab".repeat(32)}`;
+  const docs = await objects({
+    image: { repository: "registry.example.com/ringroute", tag: "9.9.9", digest },
+    extraEnv: [{ name: "RINGROUTE_LOG_LEVEL", value: "debug" }],
+    podAnnotations: { "example.com/team": "routing" },
+    startupProbe: { periodSeconds: 3, failureThreshold: 20 },
+  });
+  checkKubernetes(t, docs);
+  const c = container(docs);
+  t.is(c.image, `registry.example.com/ringroute@${digest}`, "the digest wins over the tag");
+  t.deepEqual(c.env, [{ name: "RINGROUTE_LOG_LEVEL", value: "debug" }]);
+  t.like(c.startupProbe, { httpGet: { path: "/healthz", port: "admin" }, periodSeconds: 3, failureThreshold: 20 });
+  t.is(one(docs, "Deployment").spec.template.metadata.annotations["example.com/team"], "routing");
+  t.is(container(await objects({ image: { tag: "1.2.3" } })).image, "ringroute:1.2.3");
+});
+
+test("a ServiceAccount is made only when asked; a named one is used as is", async (t) => {
+  const made = await objects({ serviceAccount: { create: true, annotations: { "example.com/role": "r" } } });
+  checkKubernetes(t, made);
+  const account = one(made, "ServiceAccount");
+  t.is(account.metadata.annotations["example.com/role"], "r");
+  t.false(account.automountServiceAccountToken);
+  const pod = one(made, "Deployment").spec.template.spec;
+  t.is(pod.serviceAccountName, account.metadata.name);
+  t.false(pod.automountServiceAccountToken);
+
+  const named = await objects({ serviceAccount: { name: "shared" } });
+  t.deepEqual(byKind(named, "ServiceAccount"), []);
+  t.is(one(named, "Deployment").spec.template.spec.serviceAccountName, "shared");
+  t.is(one(await objects(), "Deployment").spec.template.spec.serviceAccountName, undefined);
+});
+
+test("the NetworkPolicy opens the proxy port to all and the admin port to the monitoring namespace only", async (t) => {
+  const docs = await objects({
+    networkPolicy: { enabled: true, monitoringNamespace: "observability", monitoringPodLabels: { app: "prometheus" } },
+  });
+  checkKubernetes(t, docs);
+  const policy = one(docs, "NetworkPolicy");
+  const pod = one(docs, "Deployment").spec.template;
+  t.true(selects(policy.spec.podSelector.matchLabels, pod.metadata.labels));
+  t.deepEqual(policy.spec.policyTypes, ["Ingress"]);
+  const [traffic, admin] = policy.spec.ingress;
+  t.is(traffic.from, undefined, "traffic from anywhere");
+  t.deepEqual(traffic.ports, [{ port: "proxy", protocol: "TCP" }]);
+  t.deepEqual(admin.from, [
+    {
+      namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "observability" } },
+      podSelector: { matchLabels: { app: "prometheus" } },
+    },
+  ]);
+  t.deepEqual(admin.ports, [{ port: "admin", protocol: "TCP" }]);
+  t.deepEqual(byKind(await objects(), "NetworkPolicy"), [], "off by default");
 });
 
 test("the config checksum on the pod template changes exactly when the config does", async (t) => {
@@ -316,6 +484,7 @@ test("ServiceMonitor, PodDisruptionBudget and HorizontalPodAutoscaler appear onl
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
     "Service",
+    "Service",
     "ServiceMonitor",
   ]);
   checkKubernetes(t, docs);
@@ -349,6 +518,8 @@ test("the longest release name helm accepts still gives valid resource names", a
 test("NOTES.txt renders the DNS name it polls", async (t) => {
   const notes = (await render()).find((r) => r.source.endsWith("NOTES.txt"));
   t.regex(notes?.manifest ?? "", /DNS SRV _http\._tcp\.backend\.shop\.svc\.cluster\.local/);
+  t.regex(notes?.manifest ?? "", /port-forward service\/release-name-ringroute-admin 9090:9090\n/, "the admin Service");
+  t.notRegex(notes?.manifest ?? "", /no value/);
 });
 
 // values.schema.json: helm validates values against it on install. A small

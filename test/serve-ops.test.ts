@@ -15,6 +15,7 @@ import { parseConfig } from "../src/config.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
 import type { AccessRecord } from "../src/proxy/observer.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
+import { ManualClock } from "./helpers/clock.ts";
 import { until } from "./helpers/until.ts";
 
 const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
@@ -253,7 +254,7 @@ test("serve: HTTPS with curl --cacert, JSON logs on stderr, access lines on stdo
   });
   t.like(JSON.parse(access), { method: "GET", path: "/users/42", status: 200, tried: 1, client: "127.0.0.1" });
 
-  writeFileSync(path, configFor(backends, tls(second) + "log: { level: debug }\n"));
+  writeFileSync(path, configFor(backends, `${tls(second)}log: { level: debug }\n`));
   child.kill("SIGHUP");
   await until(() => logs().some((e) => e.msg === "SIGHUP: config reloaded"), { what: "the reload line" });
   t.is(await servedName(port, second.cert), "second", "new connections get the new certificate");
@@ -273,4 +274,33 @@ test("serve: HTTPS with curl --cacert, JSON logs on stderr, access lines on stdo
   child.kill("SIGTERM");
   t.is((await exit)[0], 0);
   t.true(logs().some((e) => e.msg === "stopped"));
+});
+
+test("an ejection and its end are logged", async (t) => {
+  const backends = await startBackends(["a", "b"]);
+  t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+  const out = lines();
+  const { logger } = await createLogging({ level: "info", format: "json" }, { destination: out });
+  const clock = new ManualClock(Date.now());
+  const yaml = configFor(backends, "access: { log: false }\nproxy: { eject: { after: 2, for: 10s } }\n");
+  const serving = await startServing(parseConfig(parseYaml(yaml)), { logger, clock });
+  t.teardown(() => serving.close());
+  const proxy = `http://127.0.0.1:${serving.proxy.port}`;
+  await backends[0]?.kill();
+  // Keys until member a, now gone, has failed twice in a row; failover answers each from b.
+  for (let i = 0; !out.kept.some((l) => l.includes("member ejected")); i++) {
+    t.is((await send(proxy, `/k/${i}`)).status, 200);
+    if (i > 200) t.fail("a was never ejected");
+  }
+  const logs = () => out.kept.map((l) => JSON.parse(l));
+  t.like(
+    logs().find((e) => e.msg.startsWith("member ejected")),
+    { level: "warn", member: "a" },
+  );
+  t.false(logs().some((e) => e.msg === "member back from ejection"));
+  await clock.tick(11_000);
+  t.like(
+    logs().find((e) => e.msg === "member back from ejection"),
+    { level: "info", member: "a" },
+  );
 });

@@ -175,6 +175,15 @@ export const serveFlags: readonly Flag[] = [
   },
 ];
 
+/**
+ * Variables with no flag: secrets, which a command line would show to every
+ * user of the machine. Each applies only where the config has the section
+ * (a Serf auth key for a Serf source).
+ */
+export const secretVariables: readonly { env: string; field: string }[] = [
+  { env: "RINGROUTE_SERF_AUTH_KEY", field: "membership.serf.authKey" },
+];
+
 export const helpFlag: Flag = { name: "help", help: "print this help and exit" };
 
 export interface ConfigInputs {
@@ -222,6 +231,15 @@ export function rawConfig(
   for (const flag of flags) {
     const value = values[flag.name];
     if (flag.field !== undefined && typeof value === "string") setField(raw, flag.field, value);
+  }
+  for (const { env: name, field } of secretVariables) {
+    const value = env[name];
+    const path = field.split(".");
+    let section: unknown = raw;
+    for (const part of path.slice(0, -1)) section = (section as Record<string, unknown> | undefined)?.[part];
+    if (value && typeof section === "object" && section !== null && !Array.isArray(section)) {
+      (section as Record<string, unknown>)[path[path.length - 1] as string] = value;
+    }
   }
   return raw;
 }

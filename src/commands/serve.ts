@@ -125,8 +125,20 @@ export async function startServing(config: Config, options: ServingOptions = {})
     clock,
   });
   const stopDemo = () => Promise.all(demo.map((d) => d.close()));
+  // The proxy reports an ejection, not its end: a look each second at who is still skipped logs each return.
+  let ejectedBefore = new Set<string>();
+  let stopWatching = () => {};
+  const watchEjections = () => {
+    const now = new Set(proxy.ejected());
+    for (const member of ejectedBefore) {
+      if (!now.has(member)) proxyLogger.info({ member }, "member back from ejection");
+    }
+    ejectedBefore = now;
+    stopWatching = clock.setTimer(watchEjections, 1000);
+  };
   try {
     await cluster.start();
+    watchEjections();
     const proxyAddress = await bind("listen", config.listen, (port, host) => proxy.listen(port, host));
     const adminAddress = await bind("admin", config.admin, (port, host) => admin.listen(port, host));
     let closing: Promise<void> | undefined;
@@ -201,6 +213,7 @@ export async function startServing(config: Config, options: ServingOptions = {})
             );
             await new Promise<void>((resolve) => clock.setTimer(resolve, current.shutdownDelay));
           }
+          stopWatching();
           logger.info({ shutdownTimeout: current.shutdownTimeout }, "stopped accepting; finishing requests in flight");
           await proxy.close(current.shutdownTimeout);
           await admin.close();
@@ -213,6 +226,7 @@ export async function startServing(config: Config, options: ServingOptions = {})
       },
     };
   } catch (error) {
+    stopWatching();
     await proxy.close(0);
     await admin.close();
     await cluster.stop();

@@ -74,7 +74,7 @@ A/AAAA <service>.<namespace>.svc.<clusterDomain>.
 {{- $_ := set $out "static" (dict "members" $m.static.members) }}
 {{- else if eq $m.source "serf" }}
 {{- $serf := dict "rpc" (required "membership.serf.rpc: the Serf agent's RPC address" $m.serf.rpc) "urlTag" $m.serf.urlTag }}
-{{- with $m.serf.authKey }}{{ $_ := set $serf "authKey" . }}{{ end }}
+{{- /* The auth key reaches the pod from a Secret (RINGROUTE_SERF_AUTH_KEY), never through this ConfigMap. */}}
 {{- with $m.serf.tags }}{{ $_ := set $serf "tags" . }}{{ end }}
 {{- $_ := set $out "serf" $serf }}
 {{- else }}
@@ -101,4 +101,47 @@ traffic to the proxy port, and the kubelet probes the admin port.
 {{- end }}
 {{- $_ := set $config "membership" (include "ringroute.membership" . | fromYaml) }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* Whether the Serf auth key comes from a Secret, and which one: existingSecret, or the one the chart makes. */}}
+{{- define "ringroute.serfSecret" -}}
+{{- $serf := .Values.membership.serf }}
+{{- if and (eq .Values.membership.source "serf") (or $serf.existingSecret $serf.authKey) }}
+{{- $serf.existingSecret | default (include "ringroute.suffixed" (list . "serf")) }}
+{{- end }}
+{{- end }}
+
+{{/* A duration of ringroute's config ("500ms", "5s", "1m", "1h", 0) in seconds. */}}
+{{- define "ringroute.seconds" -}}
+{{- $d := toString . }}
+{{- if hasSuffix "ms" $d }}{{ divf (trimSuffix "ms" $d | float64) 1000 }}
+{{- else if hasSuffix "s" $d }}{{ trimSuffix "s" $d | float64 }}
+{{- else if hasSuffix "m" $d }}{{ mulf (trimSuffix "m" $d | float64) 60 }}
+{{- else if hasSuffix "h" $d }}{{ mulf (trimSuffix "h" $d | float64) 3600 }}
+{{- else }}{{ $d | float64 }}
+{{- end }}
+{{- end }}
+
+{{/* The image: repository@digest when a digest is given, else repository:tag. */}}
+{{- define "ringroute.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{- define "ringroute.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- .Values.serviceAccount.name | default (include "ringroute.fullname" .) }}
+{{- else }}
+{{- .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* fullname-SUFFIX, the full name shortened so the whole still fits a DNS label. */}}
+{{- define "ringroute.suffixed" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- printf "%s-%s" (include "ringroute.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix }}
 {{- end }}
