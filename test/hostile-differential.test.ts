@@ -18,6 +18,9 @@
  *   names compare case-insensitively.
  * - Responses keep status, reason phrase and fields in order (the backend
  *   always sends Date, so no hop adds one).
+ * - A response that ends its connection (Connection: close, or a body
+ *   delimited by the close) is the last on it: requests pipelined behind it
+ *   get no response and must not have reached the member.
  *
  * Random malformed requests get a 4xx and reach no backend.
  */
@@ -217,16 +220,26 @@ async function exchange(h: RawHarness, specs: RequestSpec[], close: boolean): Pr
     const methods = specs.map((s) => s.method);
     const memberSaw = () =>
       JSON.stringify(member.connections.map((c) => c.bytes.toString("latin1").slice(0, 300)).slice(-specs.length));
+    const finals = () => client.responses(methods).messages.filter((m) => m.status >= 200);
+    // Every response, or the connection closed after one that ends it.
     await client.when(
-      () => client.responses(methods).messages.filter((m) => m.complete && m.status >= 200).length >= specs.length,
+      () => finals().filter((m) => m.complete).length >= specs.length || (client.ended && endsConnection(finals())),
       `${specs.length} responses; got ${JSON.stringify(client.preview)}; the member saw ${memberSaw()}`,
       15_000,
     );
-    const replies = client.responses(methods).messages.filter((m) => m.status >= 200);
+    const replies = finals().filter((m) => m.complete);
     const received = new Map<string, Message>();
     for (const r of member.requests) received.set(headerValues(r, "x-t-id")[0] ?? "", r);
+    // A response that closes the connection (Connection: close, or a body delimited by the close) is the last
+    // one: the requests pipelined behind it get no response, so they must not have reached the member either.
+    const last = replies.findIndex((m) => closes(m));
+    const answered = last === -1 ? specs.length : last + 1;
+    if (replies.length !== answered) return `${replies.length} responses for ${specs.length} requests`;
+    for (let i = answered; i < specs.length; i++) {
+      if (received.has(ids[i] as string)) return `request ${i + 1} reached the member but was never answered`;
+    }
 
-    for (const [i, spec] of specs.entries()) {
+    for (const [i, spec] of specs.slice(0, answered).entries()) {
       const id = ids[i] as string;
       const where = `request ${i + 1}/${specs.length} (${spec.method} ${spec.target}, ${spec.body.framing})`;
       // At the member.
@@ -267,6 +280,18 @@ async function exchange(h: RawHarness, specs: RequestSpec[], close: boolean): Pr
   } finally {
     client.close();
   }
+}
+
+/** Whether a response ends its connection: Connection: close, or a body only the close delimits. */
+function closes(m: Message): boolean {
+  const connection = headerValues(m, "connection").flatMap((v) => v.split(",").map((t) => t.trim().toLowerCase()));
+  if (connection.includes("close")) return true;
+  return !m.keepAlive;
+}
+
+/** Whether the responses so far include a complete one that ends the connection. */
+function endsConnection(replies: Message[]): boolean {
+  return replies.some((m) => m.complete && closes(m));
 }
 
 function serialised(spec: RequestSpec, id: string): string[] {

@@ -123,3 +123,19 @@ test("a member that resets after its response headers is ejected after eject.aft
   t.is(alpha.requests.length, 3, "three failures, then alpha is skipped");
   t.deepEqual(h.proxy.ejected(), ["alpha"]);
 });
+
+test("a close-delimited response ended by the member's FIN alone (half-close) reaches the client whole", async (t) => {
+  const h = await startRawProxy(["solo"]);
+  t.teardown(() => h.close());
+  h.backend("solo").script = {
+    answer(_request, c) {
+      // FIN only: the member keeps reading, as a half-closing server may.
+      c.socket.end("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it");
+    },
+  };
+  const client = await h.connect();
+  await client.send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+  const [reply] = await client.waitForResponses(1, [], 10_000);
+  t.is(reply?.status, 200);
+  t.is(reply?.body.toString(), "all of it");
+});
