@@ -70,6 +70,8 @@ export interface RequestInfo {
 }
 
 const pendingLimit = 64 * 1024;
+/** Bodies up to this size go out in one buffer with their head (a copy is cheaper than a second write). */
+const combineLimit = 16 * 1024;
 
 export class Exchange implements ResponseSink {
   readonly #ctx: EngineContext;
@@ -96,6 +98,8 @@ export class Exchange implements ResponseSink {
   #ended = false;
   /** The member answered with a status `retry.on` lists: a failure, even when relayed. */
   #failedStatus = false;
+  /** The response head, written with the first body bytes (or at the end of the read that brought it). */
+  #heldHead: string | undefined;
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -182,9 +186,15 @@ export class Exchange implements ResponseSink {
   }
 
   batch(start: boolean): void {
-    const socket = this.#client.socket;
-    if (start) socket.cork();
-    else socket.uncork();
+    if (!start) this.#flushHead();
+  }
+
+  /** Writes a response head still held back for the body bytes that usually arrive with it. */
+  #flushHead(): void {
+    const head = this.#heldHead;
+    if (head === undefined) return;
+    this.#heldHead = undefined;
+    this.#client.write(head);
   }
 
   upstreamHead(conn: UpstreamConnection, parser: Parser, rest: Buffer, pos: number): boolean {
@@ -241,13 +251,32 @@ export class Exchange implements ResponseSink {
       this.closeAfter = true;
       lines += "connection: close\r\n";
     }
-    this.#client.write(`HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`);
+    // Held until the body bytes of this read are known: head and body then go out in one write.
+    this.#heldHead = `HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`;
     return true;
   }
 
   upstreamBody(buffer: Buffer, start: number, end: number): void {
     this.#bytesOut += end - start;
-    if (!this.#client.write(buffer.subarray(start, end))) this.#conn?.socket.pause();
+    const head = this.#heldHead;
+    let ok: boolean;
+    if (head === undefined) {
+      ok = this.#client.write(buffer.subarray(start, end));
+    } else if (end - start <= combineLimit) {
+      this.#heldHead = undefined;
+      const out = Buffer.allocUnsafe(head.length + end - start);
+      out.write(head, 0, "latin1");
+      buffer.copy(out, head.length, start, end);
+      ok = this.#client.write(out);
+    } else {
+      this.#heldHead = undefined;
+      const socket = this.#client.socket;
+      socket.cork();
+      this.#client.write(head);
+      ok = this.#client.write(buffer.subarray(start, end));
+      socket.uncork();
+    }
+    if (!ok) this.#conn?.socket.pause();
   }
 
   /** The client's socket drained: the member's response may flow again. */
@@ -256,6 +285,7 @@ export class Exchange implements ResponseSink {
   }
 
   upstreamDone(conn: UpstreamConnection): void {
+    this.#flushHead();
     if (conn === this.#conn) this.#conn = undefined;
     if (!this.#failedStatus) this.#ctx.ejections.success(this.#member);
     this.responseDone = true;

@@ -28,6 +28,8 @@ export function isHopByHop(name: string): boolean {
  * which is nearly always.
  */
 export function connectionTokens(value: string): Set<string> | undefined {
+  // Nearly every member says `keep-alive` or `close`: nothing to split.
+  if (value.length <= 10 && /^(?:keep-alive|close|upgrade)$/i.test(value)) return undefined;
   let listed: Set<string> | undefined;
   for (const raw of value.split(",")) {
     const token = raw.trim().toLowerCase();
