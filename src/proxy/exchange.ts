@@ -100,6 +100,7 @@ export class Exchange implements ResponseSink {
   #failedStatus = false;
   /** The response head, written with the first body bytes (or at the end of the read that brought it). */
   #heldHead: string | undefined;
+  #awaitBody = false;
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -186,7 +187,7 @@ export class Exchange implements ResponseSink {
   }
 
   batch(start: boolean): void {
-    if (!start) this.#flushHead();
+    if (!start && !this.#awaitBody) this.#flushHead();
   }
 
   /** Writes a response head still held back for the body bytes that usually arrive with it. */
@@ -251,7 +252,9 @@ export class Exchange implements ResponseSink {
       this.closeAfter = true;
       lines += "connection: close\r\n";
     }
-    // Held until the body bytes of this read are known: head and body then go out in one write.
+    // Held until the body bytes of this read are known: head and body then go out in one write. A small sized
+    // body that did not come with its head (a member that writes its head, then sends a file) is waited for.
+    this.#awaitBody = head.contentLength > 0 && head.contentLength <= combineLimit && parser.onBody === undefined;
     this.#heldHead = `HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`;
     return true;
   }
