@@ -5,6 +5,7 @@
  */
 import test, { type ExecutionContext } from "ava";
 import { header, headerValues, json, type Message, parse, type RawHarness, startRawProxy } from "./helpers/raw.ts";
+import { until } from "./helpers/until.ts";
 
 async function proxy(t: ExecutionContext): Promise<RawHarness> {
   const h = await startRawProxy(["solo"]);
@@ -13,12 +14,15 @@ async function proxy(t: ExecutionContext): Promise<RawHarness> {
 }
 
 /**
- * Sends `bytes` on a new connection; expects a 400 with a JSON body and the
- * connection closed. Then, to show nothing of it reached the member, sends a
- * plain GET on a new connection and checks that it is the only request the
- * member ever received, framed exactly as sent.
+ * Sends `bytes` on a new connection; expects a 400 and the connection
+ * closed (the JSON body is checked once, below). Then, to show nothing of it
+ * reached the member, sends a plain GET on a new connection and checks that
+ * it is the only complete request the member ever received. With `brokenBody`
+ * (the head is valid, only the body breaks) a streaming proxy may have passed
+ * the head on: the member may hold that head, never a complete request, and
+ * the connection that carried it must be closed.
  */
-async function rejected(t: ExecutionContext, bytes: string): Promise<void> {
+async function rejected(t: ExecutionContext, bytes: string, brokenBody = false): Promise<void> {
   const h = await proxy(t);
   const client = await h.connect();
   await client.send(bytes);
@@ -33,11 +37,24 @@ async function rejected(t: ExecutionContext, bytes: string): Promise<void> {
   t.is(reply?.status, 200);
   const member = h.backend("solo");
   t.deepEqual(
-    member.requests.map((r) => `${r.method} ${r.url}`),
+    member.requests.filter((r) => r.complete).map((r) => `${r.method} ${r.url}`),
     ["GET /after"],
-    "only the later GET reached the member",
+    "only the later GET reached the member whole",
   );
-  t.deepEqual(member.errors, []);
+  const partial = member.connections.filter((c) => c.requests.some((r) => !r.complete));
+  if (brokenBody) {
+    await until(() => partial.every((c) => c.closed), {
+      what: "the member connection holding the broken request's head to close",
+      timeout: 10_000,
+    });
+  } else {
+    t.deepEqual(partial, [], "not even a head reached the member");
+  }
+  // A head passed on and then cut shows at the member as a request ended early, nothing else.
+  t.deepEqual(
+    member.errors.filter((e) => !e.startsWith("HPE_INVALID_EOF_STATE")),
+    [],
+  );
   for (const c of member.connections) t.is(c.parser.rest.length, 0, "no bytes beyond the parsed requests");
 }
 
@@ -103,11 +120,12 @@ test("a chunk size that overflows 64 bits: refused", async (t) => {
   await rejected(
     t,
     "POST /s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000004\r\nabcd\r\n0\r\n\r\n",
+    true,
   );
 });
 
 test("a chunk size that is not hex: refused", async (t) => {
-  await rejected(t, "POST /s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4g\r\nabcd\r\n0\r\n\r\n");
+  await rejected(t, "POST /s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4g\r\nabcd\r\n0\r\n\r\n", true);
 });
 
 test("a GET whose body holds a whole request reaches the member as one GET with that body", async (t) => {
@@ -151,4 +169,25 @@ test("the 400 for a smuggling attempt is JSON", async (t) => {
   t.is(reply?.status, 400);
   t.regex(header(reply as Message, "content-type") ?? "", /^application\/json/);
   t.is(typeof json(reply as Message).error, "string");
+});
+
+test("a chunked body that breaks after its head was forwarded: 400, and the member connection is closed", async (t) => {
+  const h = await proxy(t);
+  const member = h.backend("solo");
+  const client = await h.connect();
+  await client.send("POST /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n");
+  await member.waitForRequests(1);
+  await client.send("zz\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+  await client.waitForEnd("the proxy to close after the broken chunk", 10_000);
+  const [reply] = client.responses().messages;
+  t.is(reply?.status, 400, client.preview);
+  await until(() => member.connections.every((c) => c.closed), {
+    what: "the member connection holding the broken request to close",
+    timeout: 10_000,
+  });
+  t.deepEqual(
+    member.requests.map((r) => `${r.method} ${r.url} ${r.complete}`),
+    ["POST /b false"],
+  );
+  t.deepEqual(member.errors, ["HPE_INVALID_EOF_STATE: Invalid EOF state"], "the member saw its request cut short");
 });

@@ -253,15 +253,51 @@ export class RawClient {
   /** The connection was reset (ECONNRESET/EPIPE) rather than closed cleanly. */
   reset = false;
 
+  readonly #waiters = new Set<() => void>();
+
   private constructor(socket: Socket) {
     this.socket = socket;
-    socket.on("data", (chunk: Buffer) => this.#chunks.push(chunk));
-    socket.on("end", () => (this.ended = true));
+    const changed = () => {
+      for (const waiter of this.#waiters) waiter();
+    };
+    socket.on("data", (chunk: Buffer) => {
+      this.#chunks.push(chunk);
+      changed();
+    });
+    socket.on("end", () => {
+      this.ended = true;
+      changed();
+    });
     socket.on("error", () => (this.reset = true));
     socket.on("close", () => {
       this.ended = true;
       this.closed = true;
+      changed();
     });
+  }
+
+  /** Resolves with `check()`'s first truthy value, checked whenever bytes or the end arrive; rejects after `timeout`. */
+  async when<T>(check: () => T, what: string, timeout = 30_000): Promise<NonNullable<T>> {
+    let waiter: (() => void) | undefined;
+    try {
+      return await within(
+        new Promise<NonNullable<T>>((resolve, reject) => {
+          waiter = () => {
+            try {
+              const value = check();
+              if (value) resolve(value as NonNullable<T>);
+            } catch (error) {
+              reject(error);
+            }
+          };
+          this.#waiters.add(waiter);
+          waiter();
+        }),
+        { what, timeout },
+      );
+    } finally {
+      if (waiter !== undefined) this.#waiters.delete(waiter);
+    }
   }
 
   static async connect(port: number): Promise<RawClient> {
@@ -467,7 +503,9 @@ export const scripts = {
   closeDelimited(body: string): Script {
     return {
       answer(_request, c) {
-        c.socket.end(Buffer.from(`${head(200, "OK", [["Connection", "close"]])}${body}`, "latin1"));
+        c.socket.end(Buffer.from(`${head(200, "OK", [["Connection", "close"]])}${body}`, "latin1"), () =>
+          c.socket.destroy(),
+        );
       },
     };
   },
