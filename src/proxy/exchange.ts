@@ -101,6 +101,8 @@ export class Exchange implements ResponseSink {
   /** The response head, written with the first body bytes (or at the end of the read that brought it). */
   #heldHead: string | undefined;
   #awaitBody = false;
+  /** The member's body ends at EOF; the client gets it chunked. */
+  #rechunk = false;
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -235,9 +237,15 @@ export class Exchange implements ResponseSink {
     this.responseStarted = true;
     const head = readResponseHead(parser.names, parser.values);
     // A body that ends at EOF, or a response to an Upgrade that did not switch, ends the client connection too.
-    if (parser.needsEof || this.request.upgrade || !this.requestDone) this.closeAfter = true;
+    // A body that ends at EOF is re-framed chunked for an HTTP/1.1 client, so its connection lives on.
+    this.#rechunk = parser.needsEof && !this.request.http10 && !this.request.upgrade;
+    if ((parser.needsEof && !this.#rechunk) || this.request.upgrade || !this.requestDone) this.closeAfter = true;
     if (!parser.keepAlive) conn.noReuse();
     let lines = head.lines;
+    if (this.#rechunk) {
+      lines += "transfer-encoding: chunked\r\n";
+      parser.onBody = (buffer, start, end) => this.#chunk(buffer, start, end);
+    }
     if (this.request.http10 && head.chunked) {
       // An HTTP/1.0 client cannot read chunked framing: pass the decoded body on, close-delimited.
       lines = lines.replace(/^transfer-encoding:[^\r]*\r\n/gim, "");
@@ -287,7 +295,20 @@ export class Exchange implements ResponseSink {
     this.#conn?.socket.resume();
   }
 
+  /** One chunk of a close-delimited body, re-framed. */
+  #chunk(buffer: Buffer, start: number, end: number): void {
+    if (end === start) return;
+    this.#flushHead();
+    this.#client.write(`${(end - start).toString(16)}\r\n`);
+    this.upstreamBody(buffer, start, end);
+    this.#client.write("\r\n");
+  }
+
   upstreamDone(conn: UpstreamConnection): void {
+    if (this.#rechunk) {
+      this.#flushHead();
+      this.#client.write("0\r\n\r\n");
+    }
     this.#flushHead();
     if (conn === this.#conn) this.#conn = undefined;
     if (!this.#failedStatus) this.#ctx.ejections.success(this.#member);
