@@ -29,8 +29,14 @@ export { createSource } from "./membership/index.ts";
 export { defaultSerfSourceOptions, SerfSource, type SerfSourceOptions } from "./membership/serf/source.ts";
 export type { Member, MemberState, MembershipSource, SnapshotSink } from "./membership/source.ts";
 export { type StaticMember, StaticSource } from "./membership/static.ts";
-export type { ProxyObserver, UpstreamFailure } from "./proxy/observer.ts";
-export { createProxy, type ProxyOptions, type RoutingProxy } from "./proxy/server.ts";
+export type { AccessRecord, ProxyObserver, UpstreamFailure } from "./proxy/observer.ts";
+export {
+  createProxy,
+  type ProxyCluster,
+  type ProxyOptions,
+  type RoutingProxy,
+  type TlsMaterial,
+} from "./proxy/server.ts";
 export type { Acquire, Movement, PartitionEvent, Release } from "./ring/diff.ts";
 export { diff, movement } from "./ring/diff.ts";
 export type { MemberOrder } from "./ring/order.ts";

@@ -70,6 +70,8 @@ export interface RequestInfo {
 }
 
 const pendingLimit = 64 * 1024;
+/** Bodies up to this size go out in one buffer with their head (a copy is cheaper than a second write). */
+const combineLimit = 16 * 1024;
 
 export class Exchange implements ResponseSink {
   readonly #ctx: EngineContext;
@@ -96,6 +98,11 @@ export class Exchange implements ResponseSink {
   #ended = false;
   /** The member answered with a status `retry.on` lists: a failure, even when relayed. */
   #failedStatus = false;
+  /** The response head, written with the first body bytes (or at the end of the read that brought it). */
+  #heldHead: string | undefined;
+  #awaitBody = false;
+  /** The member's body ends at EOF; the client gets it chunked. */
+  #rechunk = false;
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -182,9 +189,15 @@ export class Exchange implements ResponseSink {
   }
 
   batch(start: boolean): void {
-    const socket = this.#client.socket;
-    if (start) socket.cork();
-    else socket.uncork();
+    if (!start && !this.#awaitBody) this.#flushHead();
+  }
+
+  /** Writes a response head still held back for the body bytes that usually arrive with it. */
+  #flushHead(): void {
+    const head = this.#heldHead;
+    if (head === undefined) return;
+    this.#heldHead = undefined;
+    this.#client.write(head);
   }
 
   upstreamHead(conn: UpstreamConnection, parser: Parser, rest: Buffer, pos: number): boolean {
@@ -224,9 +237,15 @@ export class Exchange implements ResponseSink {
     this.responseStarted = true;
     const head = readResponseHead(parser.names, parser.values);
     // A body that ends at EOF, or a response to an Upgrade that did not switch, ends the client connection too.
-    if (parser.needsEof || this.request.upgrade || !this.requestDone) this.closeAfter = true;
+    // A body that ends at EOF is re-framed chunked for an HTTP/1.1 client, so its connection lives on.
+    this.#rechunk = parser.needsEof && !this.request.http10 && !this.request.upgrade;
+    if ((parser.needsEof && !this.#rechunk) || this.request.upgrade || !this.requestDone) this.closeAfter = true;
     if (!parser.keepAlive) conn.noReuse();
     let lines = head.lines;
+    if (this.#rechunk) {
+      lines += "transfer-encoding: chunked\r\n";
+      parser.onBody = (buffer, start, end) => this.#chunk(buffer, start, end);
+    }
     if (this.request.http10 && head.chunked) {
       // An HTTP/1.0 client cannot read chunked framing: pass the decoded body on, close-delimited.
       lines = lines.replace(/^transfer-encoding:[^\r]*\r\n/gim, "");
@@ -241,13 +260,34 @@ export class Exchange implements ResponseSink {
       this.closeAfter = true;
       lines += "connection: close\r\n";
     }
-    this.#client.write(`HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`);
+    // Held until the body bytes of this read are known: head and body then go out in one write. A small sized
+    // body that did not come with its head (a member that writes its head, then sends a file) is waited for.
+    this.#awaitBody = head.contentLength > 0 && head.contentLength <= combineLimit && parser.onBody === undefined;
+    this.#heldHead = `HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`;
     return true;
   }
 
   upstreamBody(buffer: Buffer, start: number, end: number): void {
     this.#bytesOut += end - start;
-    if (!this.#client.write(buffer.subarray(start, end))) this.#conn?.socket.pause();
+    const head = this.#heldHead;
+    let ok: boolean;
+    if (head === undefined) {
+      ok = this.#client.write(buffer.subarray(start, end));
+    } else if (end - start <= combineLimit) {
+      this.#heldHead = undefined;
+      const out = Buffer.allocUnsafe(head.length + end - start);
+      out.write(head, 0, "latin1");
+      buffer.copy(out, head.length, start, end);
+      ok = this.#client.write(out);
+    } else {
+      this.#heldHead = undefined;
+      const socket = this.#client.socket;
+      socket.cork();
+      this.#client.write(head);
+      ok = this.#client.write(buffer.subarray(start, end));
+      socket.uncork();
+    }
+    if (!ok) this.#conn?.socket.pause();
   }
 
   /** The client's socket drained: the member's response may flow again. */
@@ -255,7 +295,21 @@ export class Exchange implements ResponseSink {
     this.#conn?.socket.resume();
   }
 
+  /** One chunk of a close-delimited body, re-framed. */
+  #chunk(buffer: Buffer, start: number, end: number): void {
+    if (end === start) return;
+    this.#flushHead();
+    this.#client.write(`${(end - start).toString(16)}\r\n`);
+    this.upstreamBody(buffer, start, end);
+    this.#client.write("\r\n");
+  }
+
   upstreamDone(conn: UpstreamConnection): void {
+    if (this.#rechunk) {
+      this.#flushHead();
+      this.#client.write("0\r\n\r\n");
+    }
+    this.#flushHead();
     if (conn === this.#conn) this.#conn = undefined;
     if (!this.#failedStatus) this.#ctx.ejections.success(this.#member);
     this.responseDone = true;

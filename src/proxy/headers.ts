@@ -28,6 +28,8 @@ export function isHopByHop(name: string): boolean {
  * which is nearly always.
  */
 export function connectionTokens(value: string): Set<string> | undefined {
+  // Nearly every member says `keep-alive` or `close`: nothing to split.
+  if (value.length <= 10 && /^(?:keep-alive|close|upgrade)$/i.test(value)) return undefined;
   let listed: Set<string> | undefined;
   for (const raw of value.split(",")) {
     const token = raw.trim().toLowerCase();
@@ -142,7 +144,8 @@ function withoutListed(lines: string, listed: ReadonlySet<string>): string {
 /** What the engine needs from a member's response head. */
 export interface ResponseHead {
   chunked: boolean;
-  contentLength: boolean;
+  /** The member's Content-Length (llhttp checked it is one number), or -1. */
+  contentLength: number;
   /** The member's headers for the client: hop-by-hop ones out, framing headers kept as the member sent them. */
   lines: string;
   upgrade: string | undefined;
@@ -153,7 +156,7 @@ export function readResponseHead(names: readonly string[], values: readonly stri
   let lines = "";
   let listed: Set<string> | undefined;
   let chunked = false;
-  let contentLength = false;
+  let contentLength = -1;
   let upgrade: string | undefined;
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
@@ -166,7 +169,7 @@ export function readResponseHead(names: readonly string[], values: readonly stri
         listed = connectionTokens(value);
         continue;
       }
-      if (lower === "content-length") contentLength = true;
+      if (lower === "content-length") contentLength = Number(value);
       else if (lower === "transfer-encoding") {
         chunked = true;
         lines += `${name}: ${value}\r\n`;

@@ -84,6 +84,7 @@ export class UpstreamConnection implements Timed {
 
   /** Hands the connection to an exchange (from the pool's idle list). */
   assign(sink: ResponseSink): void {
+    this.socket.resume();
     this.sink = sink;
     this.state = "busy";
     this.reused = true;
@@ -245,6 +246,8 @@ export class UpstreamConnection implements Timed {
 
   /** Back in the pool's idle list, waiting for the next request. */
   idle(): void {
+    // Paused for a slow client by the exchange that just ended: the next one starts flowing.
+    this.socket.resume();
     this.state = "idle";
     this.reused = true;
     this.deadline = this.pool.deadlines.now() + this.pool.settings.keepAlive;
