@@ -186,7 +186,7 @@ test("SRV targets become members named by host, with the record's port, in natur
   t.teardown(() => Promise.all([cluster.stop(), dns.stop()]));
   await cluster.start();
 
-  t.true(cluster.synced);
+  t.true(cluster.synced, cluster.sourceState.lastError);
   // Written out by hand: the order a StatefulSet grows in.
   t.deepEqual(
     [...cluster.ring.members],
