@@ -31,7 +31,8 @@ async function serve(args: string[]): Promise<Running> {
   child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   const exit = once(child, "exit").then(([code]) => code as number | null);
-  // Waits for the "listening" lines themselves; the deadline only guards against a hang.
+  // Waits for the "listening" lines themselves; the deadline only guards against a hang. Generous:
+  // on a loaded 2-core machine, starting the CLI under tsx alone was measured at up to 60 s.
   const addresses = () => {
     const proxy = /proxy listening on (http:\/\/[^,\s]+)/.exec(output)?.[1];
     const admin = /admin on (http:\/\/[\d.:]+):/.exec(output)?.[1];
@@ -47,7 +48,10 @@ async function serve(args: string[]): Promise<Running> {
     void exit.then((code) => reject(new Error(`serve exited (${code}) before listening:\n${output}`)));
   });
   try {
-    const { proxy, admin } = await within(listening, { what: "serve's proxy and admin listening lines" });
+    const { proxy, admin } = await within(listening, {
+      what: "serve's proxy and admin listening lines",
+      timeout: 120_000,
+    });
     return { child, proxy, admin, output: () => output, exit };
   } catch (error) {
     child.kill("SIGKILL");
