@@ -362,3 +362,18 @@ test("membership.file in config builds a watching file source with its settle pe
   t.deepEqual(cluster.ring.members, ["a"]);
   await cluster.stop();
 });
+
+test("a source stopped and started again reports the file again", async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), "ringroute-file-"));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, "members.txt");
+  await writeFile(path, "a http://127.0.0.1:1\n");
+  const source = new FileSource({ path, watch: false, clock: new ManualClock() });
+  const seen: string[] = [];
+  const sink = { snapshot: (m: readonly { name: string }[]) => seen.push(m.map((x) => x.name).join()), down: () => {} };
+  await source.start(sink);
+  await source.stop();
+  await source.start(sink);
+  await source.stop();
+  t.deepEqual(seen, ["a", "a"]);
+});

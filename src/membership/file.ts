@@ -87,6 +87,7 @@ export class FileSource implements MembershipSource {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#sink = sink;
+    this.#lastOutcome = undefined; // a new start reports the file even if it is unchanged
     // Watch the directory, not the file: editors and config tools replace a
     // file by renaming a new one over it, which a watch on the file misses.
     try {
