@@ -146,7 +146,7 @@ test.serial("the sidecar marks its backend not ready while the health check fail
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const n = nodes(t);
   const observer = await n.member("observer", { ready: false });
-  const child = n.sidecar("web-1", url, ["--health-path=/healthz", "--health-interval=100ms"]);
+  const child = n.sidecar("web-1", url, ["--health-path=/healthz", "--health-interval=200ms", "--health-timeout=5s"]);
   await until(() => observer.cluster.has("web-1"), { what: "web-1 ready in the ring", timeout: 120_000 });
   healthy = false;
   await until(() => !observer.cluster.has("web-1") && observer.cluster.member("web-1")?.state === "failed", {
