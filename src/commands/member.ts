@@ -134,7 +134,7 @@ export async function member(args: string[]): Promise<void> {
         logger.info({ health: target.href, ready: ok }, ok ? "healthy: ready" : "health check failed: not ready");
         await member.setReady(ok).catch((error) => logger.warn({ err: error }, "cannot update readiness"));
       }
-      timer = setTimeout(check, interval);
+      if (!leaving) timer = setTimeout(check, interval);
     };
     await check();
   }
