@@ -21,7 +21,7 @@ test("the etcd cache example hands its partitions over on scale-out and scale-in
     await rm(store, { recursive: true, force: true });
   });
   const start = async (name: string) => {
-    const service = await startCacheService({ name, port: 0, etcd: [etcd.endpoint], store, ttl: 5000 });
+    const service = await startCacheService({ name, port: 0, etcd: [etcd.endpoint], store, ttl: 10_000 });
     services.push(service);
     return service;
   };

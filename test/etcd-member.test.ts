@@ -99,14 +99,15 @@ test("the first member leads; versions follow membership; a version is stable on
   );
 });
 
-test("a SIGKILLed sidecar leaves the ring within TTL + 2 s; its leadership passes within a TTL", async (t) => {
+test.serial("a SIGKILLed sidecar leaves the ring within TTL + 2 s; its leadership passes within a TTL", async (t) => {
+  t.timeout(240_000, "starting two sidecar processes on a loaded machine");
   const n = nodes(t);
   const first = n.sidecar("side-1", "http://127.0.0.1:1");
   const registered = async (name: string) =>
     (await etcd.ctl("get", "--keys-only", `${n.prefix}election/${name}`)) !== "";
-  await until(() => registered("side-1"), { what: "side-1 registered", interval: 100, timeout: 60_000 });
+  await until(() => registered("side-1"), { what: "side-1 registered", interval: 100, timeout: 120_000 });
   n.sidecar("side-2", "http://127.0.0.1:2");
-  await until(() => registered("side-2"), { what: "side-2 registered", interval: 100, timeout: 60_000 });
+  await until(() => registered("side-2"), { what: "side-2 registered", interval: 100, timeout: 120_000 });
   const observer = await n.member("observer", { ready: false });
   await until(() => observer.member.leader === "side-1", { what: "side-1 leading" });
   await until(() => observer.cluster.has("side-1") && observer.cluster.has("side-2"), {
@@ -132,7 +133,8 @@ test("a SIGKILLed sidecar leaves the ring within TTL + 2 s; its leadership passe
   t.true(failover <= 4000, `failover took ${failover} ms`);
 });
 
-test("the sidecar marks its backend not ready while the health check fails and leaves on SIGTERM", async (t) => {
+test.serial("the sidecar marks its backend not ready while the health check fails and leaves on SIGTERM", async (t) => {
+  t.timeout(240_000, "starting a sidecar process on a loaded machine");
   const { createServer } = await import("node:http");
   let healthy = true;
   const server = createServer((req, res) => {
@@ -144,8 +146,8 @@ test("the sidecar marks its backend not ready while the health check fails and l
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
   const n = nodes(t);
   const observer = await n.member("observer", { ready: false });
-  const child = n.sidecar("web-1", url, ["--health-path=/healthz", "--health-interval=100ms"]);
-  await until(() => observer.cluster.has("web-1"), { what: "web-1 ready in the ring", timeout: 60_000 });
+  const child = n.sidecar("web-1", url, ["--health-path=/healthz", "--health-interval=200ms", "--health-timeout=5s"]);
+  await until(() => observer.cluster.has("web-1"), { what: "web-1 ready in the ring", timeout: 120_000 });
   healthy = false;
   await until(() => !observer.cluster.has("web-1") && observer.cluster.member("web-1")?.state === "failed", {
     what: "web-1 drained while unhealthy",
@@ -159,7 +161,8 @@ test("the sidecar marks its backend not ready while the health check fails and l
   t.is(await etcd.ctl("get", "--prefix", "--keys-only", `${n.prefix}members/web-1`), "", "leaving revoked the lease");
 });
 
-test("ringroute member: -h prints its usage; a bad or missing flag exits 2 naming it", async (t) => {
+test.serial("ringroute member: -h prints its usage; a bad or missing flag exits 2 naming it", async (t) => {
+  t.timeout(240_000, "eight CLI processes on a loaded machine");
   const { ringroute } = await import("./helpers/cli.ts");
   const help = await ringroute(["member", "-h"]);
   t.is(help.code, 0);

@@ -71,7 +71,7 @@ test("a member registered with etcdctl under a lease is in the ring while ready 
   await until(() => cluster.synced, { what: "first etcd snapshot" });
   t.is(cluster.size, 0);
 
-  const lease = await etcd.grant(2);
+  const lease = await etcd.grant(6); // long enough for a slow etcdctl start on a loaded machine
   await etcd.ctl("put", "--lease", lease, `/ringroute/${name}/members/go-1`, member("http://10.0.0.1:8080"));
   await etcd.ctl("put", `/ringroute/${name}/members/py-1`, member("http://10.0.0.2:8080"));
   await until(() => cluster.size === 2, { what: "go-1 and py-1 in the ring" });

@@ -18,7 +18,7 @@ export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [
   or SIGINT leaves (revokes the lease). It also takes part in the leader
   election and reports the member's hand-offs done at once.
   --cluster NAME (ringroute)  --prefix /ringroute/NAME/  --ttl 10s
-  --tags k=v,k=v  --health-path /healthz  --health-interval 2s
+  --tags k=v,k=v  --health-path /healthz  --health-interval 2s  --health-timeout 1s
   --partitions P --replicas R --hash H --placement P --order O (the ring a leader publishes)
   --username U --password P  --ca FILE --cert FILE --key FILE`;
 
@@ -33,6 +33,7 @@ const options = {
   tags: { type: "string" },
   "health-path": { type: "string" },
   "health-interval": { type: "string" },
+  "health-timeout": { type: "string" },
   partitions: { type: "string" },
   replicas: { type: "string" },
   hash: { type: "string" },
@@ -81,6 +82,8 @@ export async function member(args: string[]): Promise<void> {
   const ttl = values.ttl === undefined ? 10_000 : duration(values.ttl, "--ttl");
   const interval =
     values["health-interval"] === undefined ? 2000 : duration(values["health-interval"], "--health-interval");
+  const timeout =
+    values["health-timeout"] === undefined ? 1000 : duration(values["health-timeout"], "--health-timeout");
   const healthPath = values["health-path"];
   if (healthPath !== undefined && !healthPath.startsWith("/")) {
     throw new ConfigError("--health-path", `must start with "/", got ${JSON.stringify(healthPath)}`);
@@ -113,25 +116,28 @@ export async function member(args: string[]): Promise<void> {
   logger.info({ name: values.name, url: values.url, prefix: config.prefix }, "registered");
 
   let timer: NodeJS.Timeout | undefined;
+  let leaving = false;
   if (healthPath !== undefined) {
     const target = new URL(healthPath, values.url);
     const check = async () => {
       let ok = false;
       try {
-        const response = await fetch(target, { signal: AbortSignal.timeout(Math.min(interval, 5000)) });
+        const response = await fetch(target, { signal: AbortSignal.timeout(timeout) });
         await response.arrayBuffer();
         ok = response.ok;
       } catch {}
+      if (leaving) return;
       if (ok !== member.ready) {
         logger.info({ health: target.href, ready: ok }, ok ? "healthy: ready" : "health check failed: not ready");
         await member.setReady(ok).catch((error) => logger.warn({ err: error }, "cannot update readiness"));
       }
-      timer = setTimeout(check, interval);
+      if (!leaving) timer = setTimeout(check, interval);
     };
     await check();
   }
 
   await Promise.race([once(process, "SIGTERM"), once(process, "SIGINT")]);
+  leaving = true;
   clearTimeout(timer);
   logger.info({ name: values.name }, "leaving");
   await member.leave();

@@ -45,7 +45,7 @@ export class Nodes {
     const member = new EtcdMember(source, {
       name,
       url: `http://127.0.0.1:1/${name}`,
-      ttl: 5000,
+      ttl: 10_000,
       ring: this.ring,
       ...rest,
     });
