@@ -223,7 +223,7 @@ test.serial("SIGTERM drains every worker and the primary exits 0 once they are d
     ring.workers.some((w) => alive(w.pid)),
     "no worker outlives the primary",
   );
-  t.regex(running.output(), /SIGTERM: finishing requests in flight/);
+  t.regex(running.output(), /SIGTERM: shutting down/);
 });
 
 test("--workers takes a count or auto; anything else exits 2 naming the field", async (t) => {

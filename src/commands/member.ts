@@ -183,6 +183,7 @@ export const memberCommand: Command = {
       shownDefault: "none: always ready",
     },
     { name: "health-interval", value: "DURATION", help: "between health checks", shownDefault: "2s" },
+    { name: "health-timeout", value: "DURATION", help: "a health check's answer", shownDefault: "1s" },
     ...ringFlags.filter((flag) => ["partitions", "replicas", "hash", "placement", "order"].includes(flag.name)),
     { name: "username", value: "U", help: "etcd user" },
     { name: "password", value: "P", help: "etcd password" },
