@@ -81,6 +81,16 @@ serial(
     );
     t.is(await page.page.textContent("#config-checksum"), page.serving.cluster.ring.checksum);
     t.is(await page.page.textContent("#config-partitions"), "1000");
+    // Hovering the first cell names partition 0, its owners in replica order, and keys that land there.
+    await page.page.hover("#ring", { position: { x: 1, y: 1 } });
+    await page.page.waitForSelector("#tip .examples", { timeout: 60_000 });
+    const tip = (await page.page.textContent("#tip")) ?? "";
+    const ring = page.serving.cluster.ring;
+    t.regex(tip, /^partition 0primary: /);
+    t.true(tip.includes(`primary:  ${ring.ownersOfPartition(0)[0]}`), tip);
+    const keys = tip.replace(/^.*keys here: /, "").split(", ");
+    t.is(keys.length, 3);
+    for (const key of keys) t.is(ring.partitionOf(key), 0, `${key} lands in partition 0`);
   },
 );
 

@@ -74,3 +74,23 @@ test("/plan refuses a bad change with a JSON 400 naming the field, and changes n
   }
   t.is((await send(all.base, "/ring?table=false")).json.checksum, before);
 });
+
+test("/partition names a partition's owners in replica order and keys that hash into it; a bad number is a JSON 400", async (t) => {
+  const all = await startAdmin();
+  t.teardown(() => all.close());
+  const ring = Ring.build(names, { partitions: 1024, replicas: 2, placement: "balanced" });
+  for (const p of [0, 517, 1023]) {
+    const reply = await send(all.base, `/partition?p=${p}`);
+    t.is(reply.status, 200);
+    const body = JSON.parse(reply.text) as { partition: number; owners: string[]; examples: string[] };
+    t.is(body.partition, p);
+    t.deepEqual(body.owners, [...ring.ownersOfPartition(p)]);
+    t.is(body.examples.length, 3);
+    for (const key of body.examples) t.is(ring.partitionOf(key), p, `${key} lands in ${p}`);
+  }
+  for (const bad of ["1024", "-1", "x", ""]) {
+    const reply = await send(all.base, `/partition?p=${bad}`);
+    t.is(reply.status, 400, `p=${bad}`);
+    t.like(JSON.parse(reply.text), { error: "bad_request", field: "p" });
+  }
+});

@@ -4,6 +4,7 @@
  * a flat list like Ring.table) and `table=false` (no table at all).
  */
 import type { Cluster } from "../cluster.ts";
+import type { Ring } from "../ring/ring.ts";
 
 export type TableForm = "full" | "compact" | "none";
 
@@ -95,4 +96,20 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
     body.table = Array.from(ring.table);
   }
   return body;
+}
+
+/**
+ * Keys that land in `partition`, for the ring page's hover: `/users/0`,
+ * `/users/1`, … tried in order until `count` are found. A partition takes
+ * P tries a key on average, so the search stops after `count`·P·8 tries
+ * (a few milliseconds even at P = 65,536) and returns what it found.
+ */
+export function exampleKeys(ring: Ring, partition: number, count = 3): string[] {
+  const found: string[] = [];
+  const limit = count * ring.config.partitions * 8;
+  for (let i = 0; i < limit && found.length < count; i++) {
+    const key = `/users/${i}`;
+    if (ring.partitionOf(key) === partition) found.push(key);
+  }
+  return found;
 }

@@ -19,7 +19,7 @@ import { type Logger, silentLogger } from "../utils/logger.ts";
 import { EventStream, EventTypeError, parseTypes } from "./events.ts";
 import type { Metrics } from "./metrics.ts";
 import { Readiness } from "./readiness.ts";
-import { parseTableForm, ringJson, TableFormError } from "./ring-view.ts";
+import { exampleKeys, parseTableForm, ringJson, TableFormError } from "./ring-view.ts";
 
 export { ringJson } from "./ring-view.ts";
 
@@ -183,6 +183,18 @@ export function createAdminServer(options: AdminOptions): AdminServer {
       case "/plan":
         plan(url, res);
         return;
+      case "/partition": {
+        const ring = cluster.routing;
+        const raw = url.searchParams.get("p") ?? "";
+        const p = /^\d+$/.test(raw) ? Number(raw) : -1;
+        if (p < 0 || p >= ring.config.partitions) {
+          const message = `must be a partition number from 0 to ${ring.config.partitions - 1}, got ${JSON.stringify(raw)}`;
+          json(res, 400, { error: "bad_request", field: "p", message });
+          return;
+        }
+        json(res, 200, { partition: p, owners: ring.ownersOfPartition(p), examples: exampleKeys(ring, p) });
+        return;
+      }
       case "/events": {
         let types: ReturnType<typeof parseTypes>;
         try {

@@ -226,6 +226,7 @@
             )
             .join("<br>"));
     tip.hidden = false;
+    showExamples(p);
     const left = event.clientX - rect.left + 14;
     tip.style.left = `${Math.min(left, rect.width - tip.offsetWidth - 4)}px`;
     tip.style.top = `${event.clientY - rect.top + 14}px`;
@@ -233,6 +234,33 @@
   canvas.addEventListener("mouseleave", () => {
     tip.hidden = true;
   });
+  // Example keys of the hovered partition, asked of the server (it hashes as the proxy does), once per partition and ring.
+  const examples = new Map();
+  function showExamples(p) {
+    const key = `${view.checksum}/${p}`;
+    const known = examples.get(key);
+    const line = (keys) => {
+      if (tip.hidden || tip.dataset.partition !== String(p)) return;
+      tip.querySelector(".examples")?.remove();
+      if (keys.length === 0) return;
+      const div = document.createElement("div");
+      div.className = "examples";
+      div.textContent = `keys here: ${keys.join(", ")}`;
+      tip.appendChild(div);
+    };
+    tip.dataset.partition = String(p);
+    if (known) {
+      line(known);
+      return;
+    }
+    fetch(`partition?p=${p}`)
+      .then((res) => (res.ok ? res.json() : { examples: [] }))
+      .then((body) => {
+        examples.set(key, body.examples);
+        line(body.examples);
+      })
+      .catch(() => {});
+  }
   function ownersOf(p, shown = view) {
     const owners = [];
     for (let r = 0; r < shown.ownerCount; r++) owners.push(shown.names[shown.table[p * shown.ownerCount + r]]);
