@@ -1,7 +1,9 @@
 import test from "ava";
 import { Metrics } from "../src/admin/metrics.ts";
+import { handoffSlots } from "../src/admin/ring-view.ts";
 import { createAdminServer } from "../src/admin/server.ts";
 import { Cluster } from "../src/cluster.ts";
+import { diff } from "../src/ring/diff.ts";
 import { Ring } from "../src/ring/ring.ts";
 import { send, TestSource } from "./helpers/backends.ts";
 import { ringroute } from "./helpers/cli.ts";
@@ -93,4 +95,14 @@ test("/partition names a partition's owners in replica order and keys that hash 
     t.is(reply.status, 400, `p=${bad}`);
     t.like(JSON.parse(reply.text), { error: "bad_request", field: "p" });
   }
+});
+
+test("a member in a hand-off is every member named by a slot the routing ring still holds differently: as many slots as the diff names it", (t) => {
+  const before = Ring.build(["a", "b", "c"], { partitions: 256, replicas: 2 });
+  const after = before.withMembers(["a", "b", "c", "d"]);
+  t.deepEqual([...handoffSlots(after, after)], [], "no hand-off when routing is the ring");
+  const expected = new Map<string, number>();
+  for (const event of diff(before, after)) expected.set(event.member, (expected.get(event.member) ?? 0) + 1);
+  t.true(expected.size > 0);
+  t.deepEqual(Object.fromEntries(handoffSlots(after, before)), Object.fromEntries(expected));
 });

@@ -28,8 +28,35 @@ export function parseTableForm(value: string | null): TableForm {
   }
 }
 
-/** How the page and operators read a member: up, down, ejected (skipped by the proxy) or draining (alive, out of the ring). */
-export type MemberStatus = "up" | "down" | "ejected" | "draining";
+/**
+ * How the page and operators read a member: up, down, ejected (skipped by the
+ * proxy), draining (alive, out of the ring) or handoff (giving or taking
+ * partitions that are still routed to their old owner: coordinated etcd hand-offs).
+ */
+export type MemberStatus = "up" | "down" | "ejected" | "draining" | "handoff";
+
+/**
+ * Slots (partition, rank) each member is handing over or taking over: where
+ * the ring the proxy routes by still differs from the cluster's ring. Empty
+ * unless hand-offs are coordinated and under way.
+ */
+export function handoffSlots(ring: Ring, routing: Ring): Map<string, number> {
+  const slots = new Map<string, number>();
+  if (routing === ring) return slots;
+  const add = (name: string | undefined) => {
+    if (name !== undefined) slots.set(name, (slots.get(name) ?? 0) + 1);
+  };
+  for (let p = 0; p < ring.config.partitions; p++) {
+    const target = ring.ownersOfPartition(p);
+    const current = p < routing.config.partitions ? routing.ownersOfPartition(p) : [];
+    for (let r = 0; r < Math.max(target.length, current.length); r++) {
+      if (target[r] === current[r]) continue;
+      add(target[r]);
+      add(current[r]);
+    }
+  }
+  return slots;
+}
 
 export interface RingViewOptions {
   ejected?: readonly string[];
@@ -43,8 +70,10 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
   const skipped = new Set(options.ejected ?? []);
   const totals = options.totals ?? new Map();
   const form = options.table ?? "full";
+  const handoff = handoffSlots(ring, cluster.routing);
   const status = (name: string, state: string): MemberStatus => {
     if (state !== "alive") return "down";
+    if (handoff.has(name)) return "handoff";
     if (!ring.has(name)) return "draining";
     return skipped.has(name) ? "ejected" : "up";
   };
@@ -66,6 +95,8 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
             ejected: skipped.has(m.name),
             /** Partitions held at each rank, primary first. */
             partitions: ring.loads.get(m.name) ?? [],
+            /** Slots (partition, rank) this member is still handing over or taking over. */
+            handoff: handoff.get(m.name) ?? 0,
             requests: totals.get(m.name)?.requests ?? 0,
             errors: totals.get(m.name)?.errors ?? 0,
           },
