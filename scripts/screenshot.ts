@@ -35,6 +35,8 @@ try {
   process.stdout.write(`requests so far: ${totals.join(", ")}\n`);
   const box = await ring.page.locator("#ring").boundingBox();
   if (box) await ring.page.mouse.move(box.x + box.width * 0.37, box.y + box.height * 0.3);
+  // The hover's example keys come from the server: wait for them so the picture shows them.
+  await ring.page.waitForSelector("#tip .examples", { timeout: 30_000 });
   await ring.page.screenshot({ path: out });
   running = false;
   await steady;
