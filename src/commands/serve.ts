@@ -386,6 +386,9 @@ async function runServe(args: string[]): Promise<void> {
       logger.info({ signal }, `${signal}: shutting down`);
       serving.close().then(() => {
         logger.info("stopped");
+        // Everything ringroute opened is closed and the logs are written (synchronously). A
+        // handle something else left open must not hold the exit past the shutdown deadline.
+        setTimeout(() => process.exit(process.exitCode ?? 0), 250).unref();
         resolve();
       });
     };
