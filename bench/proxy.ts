@@ -19,13 +19,13 @@
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { parseArgs, promisify } from "node:util";
 import { markdownTable, median } from "./stats.ts";
+import { freePort, installed } from "./workers/common.ts";
 
 const { values } = parseArgs({
   options: {
@@ -64,26 +64,6 @@ const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "ringroute-bench-"));
 const children: ChildProcess[] = [];
 const ticks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-
-function installed(program: string): boolean {
-  try {
-    execFileSync("sh", ["-c", `command -v ${program}`], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 function template(name: string, fill: Record<string, string>): string {
   let text = readFileSync(here(name), "utf8");

@@ -31,9 +31,9 @@ export interface AccessRecord {
  * itself), never keys or paths.
  */
 export interface ProxyObserver {
-  /** A client request arrived; it is in flight until the matching `requestEnded`. */
+  /** A request head was received; it is in flight until the matching `requestEnded`. */
   requestStarted?(): void;
-  /** The request `requestStarted` reported is done: answered, failed or abandoned by the client (exactly once each). */
+  /** The request `requestStarted` reported is done: answered, refused, failed or cut short (exactly once each). */
   requestEnded?(): void;
   /** A response went to the client: who served it, its status, and the time from request to response end. */
   request(member: string, method: string, status: number, seconds: number): void;
@@ -43,10 +43,6 @@ export interface ProxyObserver {
   failover(): void;
   /** A member was ejected after failing repeatedly. */
   ejection(member: string): void;
-  /** A request head was received; every call is matched by one `requestEnded`. */
-  requestStarted?(): void;
-  /** The request's exchange ended (answered, refused, or cut short). */
-  requestEnded?(): void;
   /** One record per request, after it ended. */
   access?(record: AccessRecord): void;
 }
