@@ -158,7 +158,10 @@ export class Exchange implements ResponseSink {
       this.#bodySent = true;
       this.#client.pauseBody(false);
     }
-    if (this.requestDone) conn.armResponse();
+    if (this.requestDone) {
+      conn.requestWritten = true;
+      conn.armResponse();
+    }
   }
 
   /** Request body bytes from the client, framing included. */
@@ -185,7 +188,10 @@ export class Exchange implements ResponseSink {
   /** The client sent the whole request. */
   clientRequestDone(): void {
     this.requestDone = true;
-    this.#conn?.armResponse();
+    const conn = this.#conn;
+    if (conn === undefined) return;
+    conn.requestWritten = true;
+    conn.armResponse();
   }
 
   batch(start: boolean): void {

@@ -64,6 +64,10 @@ export class UpstreamConnection implements Timed {
   responding = false;
   /** Whether a request was already answered on this connection (a reused one may be stale). */
   reused = false;
+  /** The whole request (head and body) was written: with the response fully read, the connection may be reused. */
+  requestWritten = false;
+  /** A byte of the current response arrived. */
+  responseBytes = false;
   #inBody = false;
   #reusable = true;
 
@@ -89,6 +93,8 @@ export class UpstreamConnection implements Timed {
     this.state = "busy";
     this.reused = true;
     this.responding = false;
+    this.requestWritten = false;
+    this.responseBytes = false;
     this.deadline = 0;
     sink.upstreamReady(this);
   }
@@ -148,6 +154,7 @@ export class UpstreamConnection implements Timed {
       return;
     }
     if (this.deadline !== 0) this.armResponse();
+    this.responseBytes = true;
     const parser = this.parser;
     sink.batch(true);
     let start = 0;
@@ -192,7 +199,9 @@ export class UpstreamConnection implements Timed {
     this.deadline = 0;
     this.parser.skipBody = false;
     this.parser.onBody = undefined;
-    if (reusable && this.#reusable) this.pool.release(this);
+    // Reused only when both directions ended cleanly (Go's wroteRequest, undici's rule): a member that answered
+    // early still expects the rest of the body, and the next request would be read as that body.
+    if (reusable && this.#reusable && this.requestWritten) this.pool.release(this);
     else this.destroy();
     sink.upstreamDone(this);
   }
