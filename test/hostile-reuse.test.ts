@@ -7,7 +7,17 @@
  * not picked, and a client that goes away mid-body frees its member at once.
  */
 import test from "ava";
-import { fixed, parse, type RawClient, scripts, startRawProxy } from "./helpers/raw.ts";
+import {
+  fixed,
+  header,
+  json,
+  type Message,
+  parse,
+  type RawClient,
+  Reports,
+  scripts,
+  startRawProxy,
+} from "./helpers/raw.ts";
 import { until } from "./helpers/until.ts";
 
 test("an early response: the member connection still expecting body bytes is closed, and the next client's request reaches the member as itself", async (t) => {
@@ -74,4 +84,129 @@ test("a response completed after the whole request: the connection is reused", a
       ["/p2", "abc", true],
     ],
   );
+});
+
+test("a client that sends FIN mid-body frees its member connection at once, without blaming the member", async (t) => {
+  const reports = new Reports();
+  const h = await startRawProxy(["solo"], {
+    observer: reports,
+    proxy(c) {
+      c.connections = 1;
+      c.timeouts.body = 60_000;
+    },
+  });
+  t.teardown(() => h.close());
+  const member = h.backend("solo");
+  for (const how of ["FIN", "RST"] as const) {
+    const upload = await h.connect();
+    await upload.send("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 300\r\n\r\n0123456789");
+    await member.waitForRequests(how === "FIN" ? 1 : 2);
+    if (how === "FIN") upload.finish();
+    else upload.socket.resetAndDestroy();
+    // Long before timeouts.body (60 s): the member's connection is closed and the one slot is free again.
+    await until(() => member.connections.every((c) => c.closed), {
+      what: `the member connection of the upload aborted by ${how} to close`,
+      timeout: 10_000,
+    });
+    const get = await h.connect();
+    await get.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    const [reply] = await get.waitForResponses(1, [], 10_000);
+    t.is(reply?.status, 200, how);
+    get.close();
+  }
+  t.deepEqual(reports.upstreamErrors, []);
+  t.deepEqual(reports.clientErrors, ["aborted", "aborted"]);
+  t.deepEqual(
+    reports.records.filter((r) => r.method === "POST").map((r) => r.outcome),
+    ["aborted", "aborted"],
+  );
+});
+
+test("a request waits timeouts.queue for a connection, then gets 503 with Retry-After", async (t) => {
+  const reports = new Reports();
+  const h = await startRawProxy(["solo"], {
+    observer: reports,
+    proxy(c) {
+      c.connections = 1;
+      c.timeouts.queue = 300;
+    },
+  });
+  t.teardown(() => h.close());
+  const member = h.backend("solo");
+  member.script = {
+    answer(request, c) {
+      if (request.url !== "/slow") c.socket.write(fixed(200, "ok"));
+    },
+  };
+  const slow = await h.connect();
+  await slow.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+  await member.waitForRequests(1);
+  const queued = await h.connect();
+  await queued.send("GET /queued HTTP/1.1\r\nHost: x\r\n\r\n");
+  const [reply] = await queued.waitForResponses(1, [], 10_000);
+  t.is(reply?.status, 503);
+  t.is(header(reply as Message, "retry-after"), "1");
+  t.is(json(reply as Message).error, "queue_timeout");
+  t.deepEqual(reports.queueTimeouts, ["solo"]);
+  t.deepEqual(reports.upstreamErrors, [], "waiting for a connection is not the member's failure");
+  t.deepEqual(
+    member.requests.map((r) => r.url),
+    ["/slow"],
+  );
+});
+
+test("an idle connection the member closed (its keep-alive timeout) is not picked for the next request", async (t) => {
+  const reports = new Reports();
+  const h = await startRawProxy(["solo"], { observer: reports });
+  t.teardown(() => h.close());
+  const member = h.backend("solo");
+  member.script = {
+    answer(request, c) {
+      c.socket.write(fixed(200, request.url));
+      // Like nginx's keepalive_timeout: the member closes the connection soon after answering.
+      setTimeout(() => c.socket.end(), 50);
+    },
+  };
+  const client = await h.connect();
+  for (let i = 0; i < 5; i++) {
+    await client.send(`GET /r${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await client.waitForResponses(i + 1);
+    await until(() => member.connections.every((c) => c.closed), { what: "the member to close its idle connection" });
+  }
+  const statuses = client.responses().messages.map((m) => m.status);
+  t.deepEqual(statuses, [200, 200, 200, 200, 200]);
+  t.deepEqual(reports.upstreamErrors, []);
+  t.is(member.connections.length, 5, "one fresh connection for each request");
+});
+
+test("a kept-alive connection the member closes as the next request arrives: a GET is resent on a fresh connection", async (t) => {
+  const reports = new Reports();
+  const h = await startRawProxy(["solo"], { observer: reports });
+  t.teardown(() => h.close());
+  const member = h.backend("solo");
+  member.script = {
+    answer(request, c) {
+      // The first request on each connection is answered; a second one finds the connection closing.
+      if (c.requests.indexOf(request) === 0) c.socket.write(fixed(200, request.url));
+      else c.socket.destroy();
+    },
+  };
+  const client = await h.connect();
+  await client.send("GET /one HTTP/1.1\r\nHost: x\r\n\r\n");
+  await client.waitForResponses(1);
+  await client.send("GET /two HTTP/1.1\r\nHost: x\r\n\r\n");
+  const replies = await client.waitForResponses(2);
+  t.deepEqual(
+    replies.map((m) => [m.status, m.body.toString()]),
+    [
+      [200, "/one"],
+      [200, "/two"],
+    ],
+  );
+  // At the member: /two on the reused connection (dropped), then again on a new one.
+  t.deepEqual(
+    member.connections.map((c) => c.requests.map((r) => r.url)),
+    [["/one", "/two"], ["/two"]],
+  );
+  t.deepEqual(reports.upstreamErrors, [{ member: "solo", reason: "reset" }]);
 });
