@@ -201,8 +201,10 @@ export class ClientConnection implements ClientSide, Timed {
         return;
       }
       if (inBody && pos > start) {
+        // Re-armed only while the body flows: paused, the client waits on the member, which is timed instead.
+        if (!this.#bodyPaused && !this.#writeStalled)
+          this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
         this.#exchange?.clientBody(data, start, pos);
-        this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
       }
       if (code === OK) return;
       start = pos;
