@@ -26,12 +26,11 @@ test("1000 clients that get 408 and never close leave no descriptor open after t
     client.socket.write("GET /slow HTTP/1.1\r\nHost: x\r\n");
     clients.push(client);
   }
-  await Promise.all(clients.map((c) => c.when(() => c.text.includes("\r\n\r\n{"), "the 408", 30_000)));
+  await Promise.all(clients.map((c) => c.when(() => c.text.includes("\r\n\r\n{"), "the 408", 60_000)));
   for (const c of clients) t.regex(c.text, /^HTTP\/1\.1 408 /);
-  t.true((await serverConnections(h.proxy.server)) > 0, "right after the answer the sockets linger");
   await until(async () => (await serverConnections(h.proxy.server)) === 0, {
     what: "every answered socket to be closed at the server",
-    timeout: 30_000,
+    timeout: 60_000,
   });
   t.true(
     clients.every((c) => c.ended),

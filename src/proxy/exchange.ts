@@ -12,6 +12,7 @@ import type { Ring } from "../ring/ring.ts";
 import type { Logger } from "../utils/logger.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type Ejections, nextChoice } from "./failover.ts";
+import { type BodyMode, chunkPrefix, chunkSuffix, framedLines, lastChunk, responseFraming } from "./framing.ts";
 import { type RequestHead, readResponseHead } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
 import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
@@ -118,8 +119,8 @@ export class Exchange implements ResponseSink {
   /** The response head, written with the first body bytes (or at the end of the read that brought it). */
   #heldHead: string | undefined;
   #awaitBody = false;
-  /** The member's body ends at EOF; the client gets it chunked. */
-  #rechunk = false;
+  /** How the response body is delimited to the client (framing.ts). */
+  #body: BodyMode = "verbatim";
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -269,22 +270,19 @@ export class Exchange implements ResponseSink {
     this.status = status;
     this.responseStarted = true;
     const head = readResponseHead(parser.names, parser.values);
-    // A body that ends at EOF, or a response to an Upgrade that did not switch, ends the client connection too.
-    // A body that ends at EOF is re-framed chunked for an HTTP/1.1 client, so its connection lives on.
-    this.#rechunk = parser.needsEof && !this.request.http10 && !this.request.upgrade;
-    if ((parser.needsEof && !this.#rechunk) || this.request.upgrade || !this.requestDone) this.closeAfter = true;
+    const framing = responseFraming({
+      needsEof: parser.needsEof,
+      chunked: head.chunked,
+      http10: this.request.http10,
+      upgrade: this.request.upgrade,
+    });
+    this.#body = framing.body;
+    // A client whose body is unread cannot go on either: its next bytes would be read as a request.
+    if (framing.close || !this.requestDone) this.closeAfter = true;
     if (!parser.keepAlive) conn.noReuse();
-    let lines = head.lines;
-    if (this.#rechunk) {
-      lines += "transfer-encoding: chunked\r\n";
-      parser.onBody = (buffer, start, end) => this.#chunk(buffer, start, end);
-    }
-    if (this.request.http10 && head.chunked) {
-      // An HTTP/1.0 client cannot read chunked framing: pass the decoded body on, close-delimited.
-      lines = lines.replace(/^transfer-encoding:[^\r]*\r\n/gim, "");
-      parser.onBody = (buffer, start, end) => this.upstreamBody(buffer, start, end);
-      this.closeAfter = true;
-    }
+    // Decoded spans come from the parser only for `dechunk`; the other modes take the raw bytes.
+    parser.decode = framing.body === "dechunk";
+    let lines = framedLines(framing.body, head.lines);
     if (ctx.config.headers.ringInfo) {
       if (this.request.partition >= 0) lines += `x-ringroute-partition: ${this.request.partition}\r\n`;
       lines += `x-ringroute-member: ${this.#member}\r\n`;
@@ -295,12 +293,18 @@ export class Exchange implements ResponseSink {
     }
     // Held until the body bytes of this read are known: head and body then go out in one write. A small sized
     // body that did not come with its head (a member that writes its head, then sends a file) is waited for.
-    this.#awaitBody = head.contentLength > 0 && head.contentLength <= combineLimit && parser.onBody === undefined;
+    this.#awaitBody = head.contentLength > 0 && head.contentLength <= combineLimit && framing.body === "verbatim";
     this.#heldHead = `HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`;
     return true;
   }
 
   upstreamBody(buffer: Buffer, start: number, end: number): void {
+    if (this.#body === "rechunk") this.#chunk(buffer, start, end);
+    else this.#pass(buffer, start, end);
+  }
+
+  /** Body bytes to the client as they are (with the held head, in one write when small). */
+  #pass(buffer: Buffer, start: number, end: number): void {
     this.#bytesOut += end - start;
     const head = this.#heldHead;
     let ok: boolean;
@@ -337,15 +341,15 @@ export class Exchange implements ResponseSink {
   #chunk(buffer: Buffer, start: number, end: number): void {
     if (end === start) return;
     this.#flushHead();
-    this.#client.write(`${(end - start).toString(16)}\r\n`);
-    this.upstreamBody(buffer, start, end);
-    this.#client.write("\r\n");
+    this.#client.write(chunkPrefix(end - start));
+    this.#pass(buffer, start, end);
+    this.#client.write(chunkSuffix);
   }
 
   upstreamDone(conn: UpstreamConnection): void {
-    if (this.#rechunk) {
+    if (this.#body === "rechunk") {
       this.#flushHead();
-      this.#client.write("0\r\n\r\n");
+      this.#client.write(lastChunk);
     }
     this.#flushHead();
     if (conn === this.#conn) this.#conn = undefined;

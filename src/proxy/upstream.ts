@@ -182,7 +182,16 @@ export class UpstreamConnection implements Timed {
         this.#fail("bad_response", new Error(`member sent invalid HTTP: ${parser.errorReason()}`));
         return;
       }
-      if (inBody && pos > start && parser.onBody === undefined) sink.upstreamBody(chunk, start, pos);
+      if (inBody && pos > start) {
+        if (!parser.decode) sink.upstreamBody(chunk, start, pos);
+        else {
+          // Decoded spans, collected during execute(), passed on now that llhttp has returned.
+          const spans = parser.spans;
+          for (let i = 0; i < spans.length; i += 2)
+            sink.upstreamBody(chunk, spans[i] as number, spans[i + 1] as number);
+          spans.length = 0;
+        }
+      }
       if (code === OK) break;
       start = pos;
       if (parser.headReady) {
@@ -213,7 +222,8 @@ export class UpstreamConnection implements Timed {
     this.responding = false;
     this.deadline = 0;
     this.parser.skipBody = false;
-    this.parser.onBody = undefined;
+    this.parser.decode = false;
+    this.parser.spans.length = 0;
     // Reused only when both directions ended cleanly (Go's wroteRequest, undici's rule): a member that answered
     // early still expects the rest of the body, and the next request would be read as that body.
     if (reusable && this.#reusable && this.requestWritten) this.pool.release(this);
