@@ -66,7 +66,10 @@ export class ClientConnection implements ClientSide, Timed {
     this.#parser = new Parser("request", server.ctx.config.limits);
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#data(chunk));
-    socket.on("drain", () => this.#exchange?.clientDrained());
+    socket.on("drain", () => {
+      this.writeStalled(false);
+      this.#exchange?.clientDrained();
+    });
     socket.on("error", () => {});
     socket.on("close", () => this.#closed());
     socket.on("end", () => this.#ended());
@@ -100,13 +103,16 @@ export class ClientConnection implements ClientSide, Timed {
   }
 
   writeStalled(stalled: boolean): void {
-    if (stalled === this.#writeStalled || this.state === "closed") return;
+    if (stalled === this.#writeStalled || this.state === "closed" || this.state === "tunnel") return;
     this.#writeStalled = stalled;
     const server = this.#server;
-    if (stalled) this.deadline = server.deadlines.now() + server.ctx.config.timeouts.clientWrite;
-    else if (this.state === "body" && !this.#bodyPaused)
-      this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
-    else if (this.state !== "idle") this.deadline = 0;
+    const now = server.deadlines.now();
+    const timeouts = server.ctx.config.timeouts;
+    if (stalled) this.deadline = now + timeouts.clientWrite;
+    else if (this.state === "body") this.deadline = this.#bodyPaused ? 0 : now + timeouts.body;
+    else if (this.state === "idle") this.deadline = now + (server.closing ? 250 : timeouts.clientIdle);
+    else if (this.state === "head") this.deadline = now + timeouts.head;
+    else this.deadline = 0;
   }
 
   /** Shutdown: close now if between requests; otherwise after the response in progress. */
@@ -357,7 +363,8 @@ export class ClientConnection implements ClientSide, Timed {
     this.#started = false;
     const server = this.#server;
     const idle = server.closing ? 250 : server.ctx.config.timeouts.clientIdle;
-    this.deadline = server.deadlines.now() + idle;
+    // A response still waiting in the socket for a client that is not reading keeps the write deadline.
+    this.deadline = server.deadlines.now() + (this.#writeStalled ? server.ctx.config.timeouts.clientWrite : idle);
     return false;
   }
 
@@ -426,7 +433,16 @@ export class ClientConnection implements ClientSide, Timed {
     const server = this.#server;
     const deadlines = server.deadlines;
     server.lingering.add(socket);
-    const linger: Timed = { deadline: deadlines.now() + lingerMs, expire: () => socket.destroy() };
+    // The wait starts once our last bytes left (a slow reader still gets its response, within clientWrite).
+    const linger: Timed = { deadline: 0, expire: () => socket.destroy() };
+    const arm = () => {
+      linger.deadline = deadlines.now() + lingerMs;
+    };
+    if (socket.writableFinished) arm();
+    else {
+      linger.deadline = deadlines.now() + server.ctx.config.timeouts.clientWrite;
+      socket.once("finish", arm);
+    }
     deadlines.add(linger);
     socket.removeAllListeners("data");
     socket.on("data", () => {});
