@@ -209,4 +209,6 @@ test("a kept-alive connection the member closes as the next request arrives: a G
     [["/one", "/two"], ["/two"]],
   );
   t.deepEqual(reports.upstreamErrors, [{ member: "solo", reason: "reset" }]);
+  // The resend succeeded: the exchange is logged as ok, with both tries.
+  t.like(reports.records[1], { path: "/two", status: 200, tried: 2, outcome: "ok" });
 });

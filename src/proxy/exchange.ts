@@ -256,7 +256,10 @@ export class Exchange implements ResponseSink {
         responseStarted: false,
       });
       this.#failedStatus = decision.eject;
-      if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
+      if (decision.reason !== undefined) {
+        ctx.observer?.upstreamError(member, decision.reason);
+        this.#outcome = "upstream_status";
+      }
       if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
       const next = decision.action === "retry" ? this.#next() : undefined;
       if (next !== undefined) {
@@ -430,6 +433,8 @@ export class Exchange implements ResponseSink {
   }
 
   #sendNext(next: string): void {
+    // What the failed attempt would have been blamed on no longer describes the exchange.
+    this.#outcome = undefined;
     this.#ctx.observer?.failover();
     this.send(next);
   }
