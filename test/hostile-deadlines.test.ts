@@ -6,10 +6,19 @@
  * keeps its good name.
  */
 import test from "ava";
-import { type BackendConnection, head, type Message, Reports, startRawProxy } from "./helpers/raw.ts";
+import { type BackendConnection, head, type Message, type RawClient, Reports, startRawProxy } from "./helpers/raw.ts";
 import { until } from "./helpers/until.ts";
 
 const size = 8 * 1024 * 1024;
+
+/** Counts the bytes a raw client receives (cheaply: an 8 MB response arrives in many reads). */
+function receivedBytes(client: RawClient): () => number {
+  let bytes = 0;
+  client.socket.on("data", (chunk: Buffer) => {
+    bytes += chunk.length;
+  });
+  return () => bytes;
+}
 
 /** A member answering every request with `size` bytes, Content-Length framed. */
 function bigAnswer(request: Message, c: BackendConnection): void {
@@ -22,7 +31,7 @@ test("a client that pauses reading longer than timeouts.response still gets the 
   const h = await startRawProxy(["solo"], {
     observer: reports,
     proxy(c) {
-      c.timeouts.response = 200;
+      c.timeouts.response = 1_000;
       c.eject.after = 1;
     },
   });
@@ -30,14 +39,16 @@ test("a client that pauses reading longer than timeouts.response still gets the 
   const member = h.backend("solo");
   member.script = { answer: bigAnswer };
   const client = await h.connect();
+  const bytes = receivedBytes(client);
   client.socket.pause();
   await client.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
   await until(() => member.connections[0]?.socket.writableLength, {
     what: "the member's response to back up behind the paused client",
   });
-  // The client's pause: many times timeouts.response.
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  // The client's pause: several times timeouts.response.
+  await new Promise((resolve) => setTimeout(resolve, 3_500));
   client.socket.resume();
+  await until(() => bytes() > size || client.ended, { what: "the whole response", timeout: 60_000 });
   const [reply] = await client.waitForResponses(1, [], 60_000);
   t.is(reply?.status, 200);
   t.is(reply?.body.length, size);
@@ -53,7 +64,7 @@ test("a client that stops reading is cut after timeouts.clientWrite: slow_reader
   const h = await startRawProxy(["solo"], {
     observer: reports,
     proxy(c) {
-      c.timeouts.response = 200;
+      c.timeouts.response = 10_000;
       c.timeouts.clientWrite = 500;
       c.eject.after = 1;
     },
@@ -81,7 +92,7 @@ test("a member that reads the upload late: the client's body deadline does not r
   const h = await startRawProxy(["solo"], {
     observer: reports,
     proxy(c) {
-      c.timeouts.body = 300;
+      c.timeouts.body = 1_000;
       c.timeouts.response = 20_000;
     },
   });
@@ -92,7 +103,7 @@ test("a member that reads the upload late: the client's body deadline does not r
     async answer(request, c) {
       // A member busy elsewhere: it reads the upload only after several times timeouts.body.
       c.socket.pause();
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      await new Promise((resolve) => setTimeout(resolve, 3_500));
       c.socket.resume();
       await until(() => request.complete, { what: "the whole upload at the member" });
       c.socket.write(`${head(200, "OK", [["Content-Length", "2"]])}ok`);

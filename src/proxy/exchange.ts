@@ -169,14 +169,17 @@ export class Exchange implements ResponseSink {
     } else {
       conn.socket.cork();
       conn.write(head);
-      for (const chunk of pending) conn.write(chunk);
+      let flowing = true;
+      for (const chunk of pending) flowing = conn.write(chunk);
       conn.socket.uncork();
       // A whole body that was at hand before it was sent is kept: a failed attempt can send it again.
       if (this.requestDone && this.#pendingBytes <= pendingLimit) this.#replay = pending;
       this.#pending = undefined;
       this.#pendingBytes = 0;
       this.#bodySent = true;
-      this.#client.pauseBody(false);
+      // Still paused if the member did not take it all: then the member is timed until it drains.
+      if (flowing) this.#client.pauseBody(false);
+      else if (!this.requestDone) conn.armResponse();
     }
     if (this.requestDone) this.#written(conn);
   }
