@@ -217,6 +217,7 @@ export class ClientConnection implements ClientSide, Timed {
       ctx.config.headers.forwarded,
       this.address,
       server.tls ? "https" : "http",
+      minor === 0,
     );
     const target = parser.target;
     const info: RequestInfo = {
