@@ -63,12 +63,14 @@ export interface ProxyConfig {
   };
   /** What a client's request head may hold. */
   limits: {
-    /** Most header fields in a request; more gets 431. */
+    /** Most header fields in a request (431) or in a member's response (502). */
     headers: number;
     /** Most bytes in a request head (request line and headers); more gets 431. */
     headerBytes: number;
     /** Longest request target, in bytes; longer gets 414. */
     url: number;
+    /** Most bytes in a member's response head (status line and headers; trailers count too); more gets 502. */
+    responseHeaderBytes: number;
   };
   /** Whether ringroute's own 5xx bodies include member addresses and errors (they always go to the log). */
   errors: { detail: boolean };
@@ -147,7 +149,7 @@ export function defaultConfig(): Config {
         clientIdle: 5_000,
         tunnel: 3_600_000,
       },
-      limits: { headers: 100, headerBytes: 16_384, url: 8_192 },
+      limits: { headers: 100, headerBytes: 16_384, url: 8_192, responseHeaderBytes: 65_536 },
       errors: { detail: false },
       connections: 128,
       retry: {
@@ -286,10 +288,12 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
     }
   }
   if (s.limits !== undefined) {
-    const l = mapping(s.limits, "proxy.limits", ["headers", "headerBytes", "url"]);
+    const l = mapping(s.limits, "proxy.limits", ["headers", "headerBytes", "url", "responseHeaderBytes"]);
     if (l.headers !== undefined) proxy.limits.headers = integer(l.headers, "proxy.limits.headers", 1);
     if (l.headerBytes !== undefined) proxy.limits.headerBytes = integer(l.headerBytes, "proxy.limits.headerBytes", 256);
     if (l.url !== undefined) proxy.limits.url = integer(l.url, "proxy.limits.url", 16);
+    if (l.responseHeaderBytes !== undefined)
+      proxy.limits.responseHeaderBytes = integer(l.responseHeaderBytes, "proxy.limits.responseHeaderBytes", 256);
   }
   if (s.errors !== undefined) {
     const e = mapping(s.errors, "proxy.errors", ["detail"]);

@@ -112,6 +112,10 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     ],
     [{ proxy: { retry: { attempts: -1 } } }, "proxy.retry.attempts: must be a non-negative integer, got -1"],
     [
+      { proxy: { limits: { responseHeaderBytes: 100 } } },
+      "proxy.limits.responseHeaderBytes: must be an integer of at least 256, got 100",
+    ],
+    [
       { proxy: { retyr: {} } },
       "proxy.retyr: unknown field (expected one of timeouts, limits, errors, connections, retry, eject, headers)",
     ],

@@ -158,7 +158,7 @@ export class Metrics implements ProxyObserver {
     registry.registerMetric(this.#requestStats.durationMetric() as never);
     this.#upstreamErrors = new Counter({
       name: "ringroute_upstream_errors_total",
-      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), error.",
+      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response (unparseable or over proxy.limits), error.",
       labelNames: ["member", "reason"],
       registers,
     });

@@ -74,7 +74,7 @@ function instantiate(): Exports {
     env: {
       wasm_on_message_begin: () => (current as Parser).begin(),
       wasm_on_url: (_p: number, at: number, len: number) => (current as Parser).url(slice(at, len), len),
-      wasm_on_status: (_p: number, at: number, len: number) => (current as Parser).statusText(slice(at, len)),
+      wasm_on_status: (_p: number, at: number, len: number) => (current as Parser).statusText(slice(at, len), len),
       wasm_on_header_field: (_p: number, at: number, len: number) => (current as Parser).field(slice(at, len), len),
       wasm_on_header_value: (_p: number, at: number, len: number) => (current as Parser).value(slice(at, len), len),
       wasm_on_headers_complete: (_p: number, status: number, upgrade: number, keepAlive: number) =>
@@ -214,9 +214,9 @@ export class Parser {
     return this.#count(len);
   }
 
-  statusText(text: string): number {
+  statusText(text: string, len: number): number {
     this.reason += text;
-    return 0;
+    return this.#count(len);
   }
 
   field(text: string, len: number): number {

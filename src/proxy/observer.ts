@@ -1,5 +1,8 @@
-/** Why a try against a member failed; the `reason` label of `ringroute_upstream_errors_total`. */
-export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "error";
+/**
+ * Why a try against a member failed; the `reason` label of `ringroute_upstream_errors_total`.
+ * `bad_response`: what the member sent is not HTTP llhttp accepts, or its head is over `proxy.limits`.
+ */
+export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "bad_response" | "error";
 
 /** One line of the access log: what a request asked for and what became of it. */
 export interface AccessRecord {

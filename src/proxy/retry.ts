@@ -33,7 +33,9 @@ export type Outcome =
   | { kind: "reset" }
   /** The member did not answer (or stalled its body) within `timeouts.response`. */
   | { kind: "timeout" }
-  /** Anything else on the member's side, e.g. a response that did not parse. */
+  /** A response that did not parse, or whose head is over `proxy.limits`. */
+  | { kind: "bad_response" }
+  /** Anything else on the member's side. */
   | { kind: "error" }
   /** The client's request body stalled for `timeouts.body`. */
   | { kind: "body-timeout" };
@@ -146,10 +148,11 @@ export function decide(policy: RetryPolicy, input: RetryInput): Decision {
         ? { action: "retry", otherwise: forward, reason: "status", eject: true }
         : { ...forward, reason: "status", eject: true };
     }
+    case "bad_response":
     case "error":
       // Not retried: a member whose responses do not parse is not the kind of failure failover is for.
-      if (input.responseStarted) return { action: "cut", reason: "error", eject: false };
-      return { ...replies.error, reason: "error", eject: false };
+      if (input.responseStarted) return { action: "cut", reason: outcome.kind, eject: false };
+      return { ...replies.error, reason: outcome.kind, eject: false };
     default: {
       const kind = outcome.kind;
       if (input.responseStarted) return { action: "cut", reason: kind, eject: true };

@@ -211,8 +211,14 @@ function tlsOptions(tls: TlsMaterial): { cert: string | Buffer; key: string | Bu
 }
 
 function poolSettings(config: ProxyConfig): PoolSettings {
-  const { timeouts, connections } = config;
-  return { connections, connect: timeouts.connect, response: timeouts.response, keepAlive: timeouts.keepAlive };
+  const { timeouts, connections, limits } = config;
+  return {
+    connections,
+    connect: timeouts.connect,
+    response: timeouts.response,
+    keepAlive: timeouts.keepAlive,
+    limits: { headers: limits.headers, headerBytes: limits.responseHeaderBytes, url: Number.MAX_SAFE_INTEGER },
+  };
 }
 
 function shortest(config: ProxyConfig): number {

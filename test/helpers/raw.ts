@@ -9,6 +9,7 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { Cluster } from "../../src/cluster.ts";
 import { type Config, defaultConfig, type KeyConfig, type ProxyConfig } from "../../src/config.ts";
+import type { ProxyObserver } from "../../src/proxy/observer.ts";
 import { createProxy, type RoutingProxy } from "../../src/proxy/server.ts";
 import { TestSource } from "./backends.ts";
 import { until, within } from "./until.ts";
@@ -612,6 +613,8 @@ export interface RawHarnessOptions {
   proxy?: (config: ProxyConfig) => void;
   /** Member URL for each backend (default its origin), e.g. to add a path prefix. */
   memberUrl?: (backend: RecordingBackend) => string;
+  /** Receives the proxy's reports (the admin metrics, or a test's recorder). */
+  observer?: ProxyObserver;
 }
 
 /** Recording backends `names` behind a proxy routed by a ring of them. */
@@ -623,7 +626,11 @@ export async function startRawProxy(names: string[], options: RawHarnessOptions 
   const config: Config = defaultConfig();
   Object.assign(config.key, options.key);
   options.proxy?.(config.proxy);
-  const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy } });
+  const proxy = createProxy({
+    cluster,
+    config: { key: config.key, proxy: config.proxy },
+    ...(options.observer === undefined ? {} : { observer: options.observer }),
+  });
   const { port } = await proxy.listen(0, "127.0.0.1");
   const clients: RawClient[] = [];
   return {
