@@ -16,9 +16,9 @@ export type { HostPort } from "./utils/fields.ts";
 /**
  * Where a request's key comes from, parsed from `key.from`: `path` (the URL
  * path without the query, percent-decoded: Go's `r.URL.Path`, as in libring's
- * example), `header:NAME` (NAME kept in lower case), `query:NAME`,
- * `cookie:NAME`, or `regex:PATTERN` (its first capture group, matched against
- * the path).
+ * example, but with dot-segments removed, as the member receives it),
+ * `header:NAME` (NAME kept in lower case), `query:NAME`, `cookie:NAME`, or
+ * `regex:PATTERN` (its first capture group, matched against that path).
  */
 export type KeySource =
   | { kind: "path" }
