@@ -118,6 +118,10 @@ export interface Config {
     /** `json` (one object a line) or `pretty` (for people); default pretty when stderr is a terminal. */
     format: "json" | "pretty" | "auto";
   };
+  metrics: {
+    /** Milliseconds a departed member's series (requests, errors, ejections) are kept before they are dropped. */
+    memberRetention: number;
+  };
   access: {
     /** One JSON line a request on stdout. */
     log: boolean;
@@ -165,6 +169,7 @@ export function defaultConfig(): Config {
     readiness: { sourceDown: "ready" },
     workers: 1,
     log: { level: "info", format: "auto" },
+    metrics: { memberRetention: 3_600_000 },
     access: { log: true, sample: 1 },
     tls: undefined,
   };
@@ -189,6 +194,7 @@ export function parseConfig(raw: unknown): Config {
     "readiness",
     "workers",
     "log",
+    "metrics",
     "access",
     "tls",
   ]);
@@ -227,6 +233,11 @@ export function parseConfig(raw: unknown): Config {
     const l = mapping(root.log, "log", ["level", "format"]);
     if (l.level !== undefined) config.log.level = oneOf(l.level, "log.level", logLevels);
     if (l.format !== undefined) config.log.format = oneOf(l.format, "log.format", ["json", "pretty", "auto"] as const);
+  }
+  if (root.metrics !== undefined) {
+    const m = mapping(root.metrics, "metrics", ["memberRetention"]);
+    if (m.memberRetention !== undefined)
+      config.metrics.memberRetention = duration(m.memberRetention, "metrics.memberRetention", { zero: true });
   }
   if (root.access !== undefined) {
     const a = mapping(root.access, "access", ["log", "sample"]);
