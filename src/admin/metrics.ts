@@ -343,9 +343,9 @@ export class Metrics implements ProxyObserver {
 
   upstreamError(member: string, reason: UpstreamFailure): void {
     this.#errors.set(member, (this.#errors.get(member) ?? 0) + 1);
-    let reasons = this.#errorReasons.get(member);
-    if (reasons === undefined) this.#errorReasons.set(member, (reasons = new Set()));
-    reasons.add(reason);
+    const reasons = this.#errorReasons.get(member);
+    if (reasons === undefined) this.#errorReasons.set(member, new Set([reason]));
+    else reasons.add(reason);
     this.#upstreamErrors.inc({ member, reason });
   }
 
