@@ -129,15 +129,16 @@ function endless(start: string, filler: Buffer, cap: number, progress: { written
 }
 
 /**
- * A client that keeps only the first 4 KB it receives and counts the rest,
+ * A client that keeps only the first and last 4 KB it receives and counts the rest,
  * so that what it reads does not count against the proxy's memory.
  */
 async function countingClient(port: number) {
   const socket: Socket = connect({ port, host: "127.0.0.1" });
   await within(new Promise((resolve) => socket.once("connect", resolve)), { what: "a connection to the proxy" });
-  const state = { first: "", bytes: 0, closed: false };
+  const state = { first: "", last: "", bytes: 0, closed: false };
   socket.on("data", (chunk: Buffer) => {
     if (state.first.length < 4096) state.first += chunk.toString("latin1", 0, 4096 - state.first.length);
+    state.last = (state.last + chunk.toString("latin1", Math.max(0, chunk.length - 4096))).slice(-4096);
     state.bytes += chunk.length;
   });
   socket.on("error", () => {});
@@ -202,7 +203,8 @@ test.serial("an endless chunk-size line: memory flat while it streams", async (t
   const start = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
   // Leading zeros never overflow the size, so llhttp reads them for as long as they come.
   const zeros = Buffer.alloc(65_536, "0");
-  const streamed = 96 * 2 ** 20;
+  // Twice the bound: a proxy that kept what streams through could not stay under it.
+  const streamed = 2 * boundMb * 2 ** 20;
   h.backend("solo").script = endless(start, zeros, streamed, progress);
   const { socket, state } = await countingClient(h.port);
   const growth = await peakGrowth(() => !progress.stopped, "the member to finish its endless chunk-size line");
@@ -211,5 +213,26 @@ test.serial("an endless chunk-size line: memory flat while it streams", async (t
   t.true(growth < boundMb, `RSS grew by ${growth.toFixed(1)} MB`);
   t.true(state.bytes > 0);
   t.regex(state.first, /^HTTP\/1\.1 200 /);
+  memberGotOneRequest(t, h);
+});
+
+test.serial("endless 103 Early Hints: the 1xx heads share the head budget, then 502", async (t) => {
+  const { h, recorded } = await proxy(t);
+  const progress = { written: 0, stopped: false };
+  const hint = Buffer.from(
+    `HTTP/1.1 103 Early Hints\r\nLink: </${"s".repeat(200)}.css>; rel=preload\r\n\r\n`,
+    "latin1",
+  );
+  const hints = Buffer.concat(Array.from({ length: 256 }, () => hint));
+  h.backend("solo").script = endless("", hints, cap, progress);
+  const { state } = await countingClient(h.port);
+  const growth = await peakGrowth(() => !progress.stopped, "the member to stop writing 103s");
+  t.log(`RSS grew by ${growth.toFixed(1)} MB; the member wrote ${(progress.written / 2 ** 20).toFixed(1)} MB`);
+  t.true(progress.written < cap, `the proxy read all ${progress.written} bytes instead of hanging up`);
+  await until(() => /HTTP\/1\.1 502 [\s\S]*\}$/.test(state.last), { what: "the 502 after the 103s" });
+  t.regex(state.first, /^HTTP\/1\.1 103 /);
+  t.true(state.bytes < 128 * 1024, `the client got ${state.bytes} bytes of 1xx`);
+  t.deepEqual(recorded.errors, [["solo", "bad_response"]]);
+  t.deepEqual(recorded.statuses, [502]);
   memberGotOneRequest(t, h);
 });

@@ -126,6 +126,8 @@ export class Parser {
   pos = 0;
   #headBytes = 0;
   #urlBytes = 0;
+  /** The last head was a 1xx response's. */
+  #informational = false;
   #lastWasValue = true;
 
   constructor(kind: "request" | "response", limits: HeadLimits = unlimited) {
@@ -201,7 +203,10 @@ export class Parser {
     this.reason = "";
     this.names = [];
     this.values = [];
-    this.#headBytes = 0;
+    // Informational responses and the final one share one head budget (as Go's transport counts them):
+    // a member cannot stream 1xx heads without end.
+    if (!this.#informational) this.#headBytes = 0;
+    this.#informational = false;
     this.#urlBytes = 0;
     this.#lastWasValue = true;
     return 0;
@@ -241,6 +246,7 @@ export class Parser {
 
   headersComplete(status: number, upgrade: boolean, keepAlive: boolean): number {
     this.status = status;
+    this.#informational = status >= 100 && status < 200;
     this.upgrade = upgrade;
     this.keepAlive = keepAlive;
     this.headReady = true;
