@@ -125,3 +125,26 @@ test("Expect: 100-continue from an HTTP/1.1 client reaches the member and its 10
   );
   t.is(memberBytes(h), "POST /x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\ncontent-length: 5\r\n\r\nhello");
 });
+
+test("a Connection header cannot strip framing or Host: the response keeps its Content-Length, the request its Host", async (t) => {
+  const h = await proxy(t);
+  h.backend("solo").script = scripts.raw(
+    fixed(200, "ok", [
+      ["Connection", "content-length, transfer-encoding"],
+      ["X-Kept", "k"],
+    ]),
+  );
+  const client = await h.connect();
+  await client.send("GET /a HTTP/1.1\r\nHost: x\r\nConnection: host, content-length\r\nContent-Length: 2\r\n\r\nhi");
+  await client.send("GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+  const replies = await client.waitForResponses(2);
+  t.deepEqual(
+    replies.map((r) => [r.status, header(r, "content-length"), r.body.toString()]),
+    [
+      [200, "2", "ok"],
+      [200, "2", "ok"],
+    ],
+    client.preview,
+  );
+  t.is(memberBytes(h), "GET /a HTTP/1.1\r\nHost: x\r\ncontent-length: 2\r\n\r\nhiGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
+});

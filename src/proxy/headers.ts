@@ -34,6 +34,8 @@ export function connectionTokens(value: string, listed?: Set<string>): Set<strin
   for (const raw of value.split(",")) {
     const token = raw.trim().toLowerCase();
     if (token === "" || token === "keep-alive" || token === "close" || token === "upgrade") continue;
+    // Framing and Host are never dropped on a peer's say-so: a response without its framing would desync the client.
+    if (token === "content-length" || token === "transfer-encoding" || token === "host") continue;
     listed ??= new Set();
     listed.add(token);
   }
