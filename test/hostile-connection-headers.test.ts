@@ -148,3 +148,31 @@ test("a Connection header cannot strip framing or Host: the response keeps its C
   );
   t.is(memberBytes(h), "GET /a HTTP/1.1\r\nHost: x\r\ncontent-length: 2\r\n\r\nhiGET /b HTTP/1.1\r\nHost: x\r\n\r\n");
 });
+
+test("Upgrade from an HTTP/1.0 client is ignored (RFC 9110 §7.8): a plain request, no 101 back", async (t) => {
+  const h = await proxy(t);
+  const client = await h.connect();
+  await client.send("GET /ws HTTP/1.0\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+  await client.waitForEnd("the proxy to close the HTTP/1.0 connection after its response");
+  const { messages } = client.responses();
+  t.deepEqual(
+    messages.map((m) => m.status),
+    [200],
+    client.preview,
+  );
+  t.is(memberBytes(h), "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n");
+});
+
+test("a member that answers 101 to an HTTP/1.0 client's request gets 502, not a tunnel", async (t) => {
+  const h = await proxy(t);
+  h.backend("solo").script = scripts.switching("websocket");
+  const client = await h.connect();
+  await client.send("GET /ws HTTP/1.0\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+  await client.waitForEnd("the proxy to close the HTTP/1.0 connection after its response");
+  const { messages } = client.responses();
+  t.deepEqual(
+    messages.map((m) => m.status),
+    [502],
+    client.preview,
+  );
+});

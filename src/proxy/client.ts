@@ -228,7 +228,8 @@ export class ClientConnection implements ClientSide, Timed {
       framing: "",
       hasBody: false,
       http10: minor === 0,
-      upgrade: parser.upgrade,
+      // An HTTP/1.0 client's Upgrade is ignored (RFC 9110 §7.8): its request goes on as a plain one.
+      upgrade: parser.upgrade && minor === 1,
       ring: server.cluster.routing,
       partition: -1,
       started,
