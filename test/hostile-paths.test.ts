@@ -6,6 +6,8 @@
  */
 import { posix } from "node:path";
 import test, { type ExecutionContext } from "ava";
+import { lookupTarget } from "../src/commands/lookup.ts";
+import { defaultConfig } from "../src/config.ts";
 import { header, json, type RawHarness, startRawProxy } from "./helpers/raw.ts";
 
 async function proxy(t: ExecutionContext): Promise<RawHarness> {
@@ -113,7 +115,10 @@ test("a target spelt with dot-segments goes to the owner of the path the member 
       const [reply] = await client.waitForResponses(1, [], 10_000);
       t.is(reply?.status, 200, client.preview);
       const path = resolvedPath(target);
-      expected.push(`${ring.ownersOf(path)[0]} ${path}${target.includes("?") ? "?q=1" : ""}`);
+      const owner = ring.ownersOf(path)[0];
+      expected.push(`${owner} ${path}${target.includes("?") ? "?q=1" : ""}`);
+      // `ringroute lookup --target` names the same owner.
+      t.like(lookupTarget(target, defaultConfig().key, ring), { key: path, owners: ring.ownersOf(path) });
     }
   }
   const received = h.backends.flatMap((b) => b.requests.map((r) => `${b.name} ${r.url}`));
