@@ -11,10 +11,10 @@ import type { KeyConfig } from "../config.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type ClientSide, type EngineContext, Exchange, type RequestInfo } from "./exchange.ts";
 import { readRequestHead } from "./headers.ts";
-import { type CompiledKey, originForm } from "./key.ts";
+import type { CompiledKey } from "./key.ts";
 import { OK, PAUSED, PAUSED_UPGRADE, Parser } from "./llhttp.ts";
 import type { ClientFailure } from "./observer.ts";
-import { memberTarget, unsafePath } from "./path.ts";
+import { normalisedTarget, unsafePath } from "./path.ts";
 import { errorResponse, messages } from "./reply.ts";
 import { type Router, routeRequest } from "./route.ts";
 import type { ProxyCluster } from "./upstream.ts";
@@ -260,6 +260,7 @@ export class ClientConnection implements ClientSide, Timed {
       ctx.config.headers.forwarded,
       this.address,
       server.tls ? "https" : "http",
+      minor === 0,
     );
     const target = parser.target;
     const info: RequestInfo = {
@@ -270,7 +271,8 @@ export class ClientConnection implements ClientSide, Timed {
       framing: "",
       hasBody: false,
       http10: minor === 0,
-      upgrade: parser.upgrade,
+      // An HTTP/1.0 client's Upgrade is ignored (RFC 9110 §7.8): its request goes on as a plain one.
+      upgrade: parser.upgrade && minor === 1,
       ring: server.cluster.routing,
       partition: -1,
       started,
@@ -304,13 +306,14 @@ export class ClientConnection implements ClientSide, Timed {
       refuse(400, "bad_request");
       return;
     }
-    const cleaned = memberTarget(originForm(target));
+    // One form for both: the key is read from what the member will receive.
+    const cleaned = normalisedTarget(target);
     if (cleaned === unsafePath) {
       refuse(400, "bad_path");
       return;
     }
     info.memberTarget = cleaned;
-    const route = routeRequest({ url: target, names: parser.names, values: parser.values }, info.ring, server.router);
+    const route = routeRequest({ url: cleaned, names: parser.names, values: parser.values }, info.ring, server.router);
     if ("status" in route) {
       refuse(route.status, route.error, { message: route.message, ...route.details });
       return;

@@ -242,8 +242,8 @@ export class Exchange implements ResponseSink {
     const status = parser.status;
     if (status < 200) {
       if (status === 101 && this.request.upgrade) return this.#tunnel(conn, parser, rest, pos);
-      // Informational: 100 only to a client that asked for it; others (103) always.
-      if (status !== 101 && (status !== 100 || this.request.head.expectContinue)) {
+      // Informational: 100 only to a client that asked for it; others (103) to HTTP/1.1 clients only (RFC 9110 §15.2).
+      if (status !== 101 && !this.request.http10 && (status !== 100 || this.request.head.expectContinue)) {
         const head = readResponseHead(parser.names, parser.values);
         this.#client.write(`HTTP/1.1 ${status} ${parser.reason}\r\n${head.lines}\r\n`);
       }

@@ -8,7 +8,7 @@ import { connect, type Socket } from "node:net";
 import type { Member } from "../membership/source.ts";
 import type { Ring } from "../ring/ring.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
-import { OK, PAUSED, Parser } from "./llhttp.ts";
+import { type HeadLimits, OK, PAUSED, Parser } from "./llhttp.ts";
 import type { UpstreamFailure } from "./observer.ts";
 
 /** What the proxy needs of a cluster; `Cluster` satisfies it, and so can a worker's own view. */
@@ -44,6 +44,8 @@ export interface PoolSettings {
   keepAlive: number;
   /** Most milliseconds a request waits for a free connection. */
   queue: number;
+  /** What a member's response head may hold (`proxy.limits.headers`, `responseHeaderBytes`): memory stays bounded. */
+  limits: HeadLimits;
 }
 
 type State = "connecting" | "busy" | "idle" | "closed";
@@ -51,7 +53,7 @@ type State = "connecting" | "busy" | "idle" | "closed";
 export class UpstreamConnection implements Timed {
   readonly socket: Socket;
   readonly pool: UpstreamPool;
-  readonly parser = new Parser("response");
+  readonly parser: Parser;
   sink: ResponseSink | undefined;
   state: State = "connecting";
   deadline = 0;
@@ -73,6 +75,7 @@ export class UpstreamConnection implements Timed {
   constructor(pool: UpstreamPool, sink: ResponseSink) {
     this.pool = pool;
     this.sink = sink;
+    this.parser = new Parser("response", pool.settings.limits);
     const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
     this.socket = socket;
     this.deadline = pool.deadlines.now() + pool.settings.connect;
@@ -179,7 +182,15 @@ export class UpstreamConnection implements Timed {
       const pos = parser.pos;
       if (code !== OK && code !== PAUSED) {
         sink.batch(false);
-        this.#fail("bad_response", new Error(`member sent invalid HTTP: ${parser.errorReason()}`));
+        const exceeded = parser.exceeded;
+        this.#fail(
+          "bad_response",
+          new Error(
+            exceeded === undefined
+              ? `member sent invalid HTTP: ${parser.errorReason()}`
+              : `member's response head is over proxy.limits.${exceeded === "headers" ? "headers" : "responseHeaderBytes"}`,
+          ),
+        );
         return;
       }
       if (inBody && pos > start) {
