@@ -107,6 +107,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     keyConfig,
     cluster,
     deadlines,
+    clock,
     closing: false,
     tls: options.tls !== undefined,
     connectionClosed(conn) {
