@@ -80,18 +80,18 @@ export function choose(routing: RoutingTable, partition: number, ejections: Ejec
 }
 
 /**
- * The ownership headers a member gets with a keyed request under
- * coordinated hand-offs: the partition, the rank the member is routed it at,
- * and the version of the table. A member may refuse a version it has not
- * reached. "" when the member holds no rank of it (cannot happen for a
- * member chosen from the table).
+ * The ownership headers a member gets with a keyed request: the partition,
+ * the rank the table routes it to this member at, and (under coordinated
+ * hand-offs) the table's version. A member may refuse a version it has not
+ * reached. "" for a request without a key, or a member the table does not
+ * route the partition to.
  */
 export function ownershipHeaders(routing: RoutingTable, partition: number, member: string): string {
-  if (partition < 0 || routing.version === undefined) return "";
+  if (partition < 0) return "";
   for (let r = 0; r < routing.ranks; r++) {
-    if (routing.member(partition, r) === member) {
-      return `x-ringroute-partition: ${partition}\r\nx-ringroute-rank: ${r}\r\nx-ringroute-version: ${routing.version}\r\n`;
-    }
+    if (routing.member(partition, r) !== member) continue;
+    const version = routing.version === undefined ? "" : `x-ringroute-version: ${routing.version}\r\n`;
+    return `x-ringroute-partition: ${partition}\r\nx-ringroute-rank: ${r}\r\n${version}`;
   }
   return "";
 }
