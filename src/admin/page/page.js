@@ -104,6 +104,7 @@
     const ring = await fetchJson("ring?table=compact");
     const fetched = performance.now();
     const previous = view;
+    renderRouting(ring);
     if (previous && previous.checksum === ring.checksum) return;
     const P = ring.config.partitions;
     const oc = ring.ownerCount;
@@ -274,6 +275,30 @@
     $("#config").innerHTML = Object.entries(items)
       .map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd id="config-${escapeHtml(k)}">${escapeHtml(v)}</dd></div>`)
       .join("");
+  }
+
+  /**
+   * What the proxy routes by: the routing table's checksum (equal to the
+   * ring's once every slot is ready), slots ready / moving / none ready, the
+   * version and etcd revision, and why hand-offs cannot start, if so. While
+   * slots are in hand-off (no ring event marks their progress) it is read
+   * again every second.
+   */
+  let routingTimer = 0;
+  function renderRouting(ring) {
+    const routing = ring.routing;
+    const el = $("#routing");
+    if (!routing) return;
+    const settled = routing.checksum === ring.checksum;
+    const { ready, moving, none } = routing.slots;
+    const where = routing.version === null ? "" : ` · version ${routing.version} · revision ${routing.revision}`;
+    el.textContent =
+      `routing ${routing.checksum}${settled ? " (= ring)" : ""} · ready ${ready} · moving ${moving} · none ready ${none}${where}` +
+      (routing.stalled ? ` — ${routing.stalled}` : "");
+    el.dataset.checksum = routing.checksum;
+    el.classList.toggle("down", Boolean(routing.stalled) || none > 0);
+    clearTimeout(routingTimer);
+    if (!settled || routing.stalled) routingTimer = setTimeout(() => refresh(), 1000);
   }
 
   function renderSource(source) {
