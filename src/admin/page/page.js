@@ -344,6 +344,12 @@
     write(0);
   }
 
+  /** Where the proxy's routing differs from the ring for a member: slots it is routed now, and those it keeps as old owner. */
+  function routedNote(m) {
+    if (!m.routed || m.handoff === 0) return "";
+    return ` <small class="routed">routed ${m.routed.ready}${m.routed.moving ? ` + ${m.routed.moving} moving` : ""}</small>`;
+  }
+
   function renderMembers(members) {
     const now = performance.now();
     const seconds = totalsBefore.at === 0 ? 0 : (now - totalsBefore.at) / 1000;
@@ -358,7 +364,7 @@
 <td><span class="swatch" style="background:${color}"></span></td>
 <td>${escapeHtml(m.name)}</td><td class="url">${escapeHtml(m.url)}</td>
 <td><span class="state ${m.status}">${m.status}</span></td>
-<td class="num" data-partitions="${escapeHtml(JSON.stringify(m.partitions))}">${m.partitions.join(" / ") || "–"}</td>
+<td class="num" data-partitions="${escapeHtml(JSON.stringify(m.partitions))}" data-routed="${escapeHtml(JSON.stringify(m.routed ?? null))}">${m.partitions.join(" / ") || "–"}${routedNote(m)}</td>
 <td class="num">${rate(m.name, "requests", m.requests)}</td><td class="num">${rate(m.name, "errors", m.errors)}</td></tr>`;
     });
     $("#members tbody").innerHTML = rows.join("");
@@ -373,6 +379,7 @@
       if (view && ring.checksum === view.checksum) {
         renderMembers(ring.members);
         renderSource(ring.source);
+        renderRouting(ring);
       } else {
         await refresh();
       }
