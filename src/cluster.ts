@@ -100,6 +100,8 @@ export class Cluster {
   #building: Promise<void> | undefined;
   readonly #clock: Clock;
   readonly #logger: Logger;
+  /** `ring` with every slot ready: the routing table without coordinated hand-offs. */
+  #readyTable: RoutingTable | undefined;
 
   constructor(options: ClusterOptions) {
     this.#source = options.source;
@@ -192,9 +194,11 @@ export class Cluster {
    * still holds it, or to nobody (requests wait).
    */
   get routing(): RoutingTable {
-    const coordination = this.#source.coordination;
-    if (coordination === undefined) return RoutingTable.ready(this.#ring);
-    return coordination.routing() ?? RoutingTable.ready(this.#ring);
+    const table = this.#source.coordination?.routing();
+    if (table !== undefined) return table;
+    // Read on every request: the ring's table is made once per ring, not looked up each time.
+    if (this.#readyTable?.ring !== this.#ring) this.#readyTable = RoutingTable.ready(this.#ring);
+    return this.#readyTable;
   }
 
   /** Versions and hand-offs, when the source coordinates them (etcd, `handoff: coordinated`). */
