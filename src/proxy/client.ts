@@ -401,9 +401,9 @@ export class ClientConnection implements ClientSide, Timed {
         : exceeded === "headers" || exceeded === "headerBytes"
           ? [431, "headers_too_large"]
           : [400, "bad_request"];
+    this.#waitFor = -1;
     this.#server.ctx.logger.debug({ client: this.address, reason: parser.errorReason(), status }, "bad request");
     this.#dispatch = undefined;
-    this.#waitFor = -1;
     const exchange = this.#exchange;
     if (exchange !== undefined) {
       // Bad framing inside a body being forwarded: the member's request is cut, never completed.
