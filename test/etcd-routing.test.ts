@@ -9,6 +9,7 @@ import { Readiness } from "../src/admin/readiness.ts";
 import { ringJson } from "../src/admin/ring-view.ts";
 import { Cluster } from "../src/cluster.ts";
 import { EtcdSource, noLeaderReason } from "../src/membership/etcd/source.ts";
+import { ManualClock } from "./helpers/clock.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { Nodes, sleep } from "./helpers/etcd-nodes.ts";
 import { recordingLogger } from "./helpers/logger.ts";
@@ -107,19 +108,26 @@ test("members registered with plain etcdctl under coordinated hand-offs: the pro
   const lease = await etcd.grant(60);
   const prefix = `/ringroute/${cluster}/`;
   await etcd.ctl("put", "--lease", lease, `${prefix}members/web-1`, JSON.stringify({ url: "http://127.0.0.1:1" }));
-  const source = new EtcdSource({ endpoints: [etcd.endpoint], cluster, logger });
-  const proxy = new Cluster({ source });
+  const clock = new ManualClock();
+  const source = new EtcdSource({ endpoints: [etcd.endpoint], cluster, logger, clock });
+  const proxy = new Cluster({ source, clock });
   await proxy.start();
   t.teardown(() => proxy.stop());
-  const readiness = new Readiness(proxy);
+  const readiness = new Readiness(proxy, { clock });
   t.teardown(() => readiness.close());
   await until(() => proxy.synced, { what: "the proxy synced" });
+  // A joining member writes its election key right after its member key: silence for 2 s first.
+  clock.advance(1999);
+  t.is(proxy.coordination?.stalled, undefined);
+  t.false(readiness.report().reasons.includes(noLeaderReason));
+  clock.advance(1);
   t.is(proxy.coordination?.stalled, noLeaderReason);
   t.true(readiness.report().reasons.includes(noLeaderReason));
   t.like(ringJson(proxy), { routing: { stalled: noLeaderReason } });
   // Another member, still without the protocol: no second log line.
   await etcd.ctl("put", "--lease", lease, `${prefix}members/web-2`, JSON.stringify({ url: "http://127.0.0.1:2" }));
   await until(() => proxy.knownMembers().length === 2, { what: "web-2 seen" });
+  clock.advance(5000);
   t.is(entries.filter((e) => e.msg === noLeaderReason).length, 1);
   t.is(
     noLeaderReason,

@@ -38,6 +38,9 @@ export interface RegisteredMember extends MemberRecord {
   lease: string;
 }
 
+/** Milliseconds registered members may go without an election candidate before the proxy says so. */
+const stalledAfter = 2000;
+
 /** Why coordinated hand-offs cannot start: registered members but no election candidate. */
 export const noLeaderReason =
   "no leader: no member takes part in the election; members registered without the protocol need handoff: immediate";
@@ -99,6 +102,7 @@ export class EtcdSource implements MembershipSource {
   #listeners = new Set<(view: EtcdView) => void>();
   #routing = new RoutingState();
   #stalled: string | undefined;
+  #cancelStalled: (() => void) | undefined;
 
   constructor(options: EtcdSourceOptions = {}) {
     const { client, clock, logger, retryMin, retryMax, ...rest } = options;
@@ -130,6 +134,8 @@ export class EtcdSource implements MembershipSource {
     this.#epoch++;
     this.#cancelRetry?.();
     this.#cancelRetry = undefined;
+    this.#cancelStalled?.();
+    this.#cancelStalled = undefined;
     const watcher = this.#watcher;
     this.#watcher = undefined;
     await watcher?.cancel().catch(() => {});
@@ -322,15 +328,28 @@ export class EtcdSource implements MembershipSource {
     }
   }
 
-  /** Says once (log, then `stalled` for /readyz and the ring page) why no version can come. */
+  /**
+   * Says once (log, then `stalled` for /readyz and the ring page) why no
+   * version can come: members registered, none in the election, for longer
+   * than a joining member takes between its two keys.
+   */
   #noteStalled(): void {
-    const stalled = this.#members.size > 0 && this.#election.size === 0 ? noLeaderReason : undefined;
-    if (stalled !== undefined && this.#stalled === undefined) {
-      this.#logger.warn({ source: "etcd", members: this.#members.size }, stalled);
-    } else if (stalled === undefined && this.#stalled !== undefined) {
-      this.#logger.info({ source: "etcd" }, "a member takes part in the election again");
+    const stalled = this.#members.size > 0 && this.#election.size === 0;
+    if (!stalled) {
+      this.#cancelStalled?.();
+      this.#cancelStalled = undefined;
+      if (this.#stalled !== undefined)
+        this.#logger.info({ source: "etcd" }, "a member takes part in the election again");
+      this.#stalled = undefined;
+      return;
     }
-    this.#stalled = stalled;
+    if (this.#stalled !== undefined || this.#cancelStalled !== undefined) return;
+    this.#cancelStalled = this.#clock.setTimer(() => {
+      this.#cancelStalled = undefined;
+      if (this.#stopped) return;
+      this.#stalled = noLeaderReason;
+      this.#logger.warn({ source: "etcd", members: this.#members.size }, noLeaderReason);
+    }, stalledAfter);
   }
 
   #snapshot(latest: VersionDoc | undefined): Member[] {
