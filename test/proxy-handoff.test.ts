@@ -258,3 +258,40 @@ test("without coordination the ownership headers are off by default, on when ask
     );
   }
 });
+
+test("a request body sent while its partition has nobody ready waits with it, and reaches the owner byte for byte", async (t) => {
+  const s = await setup(t);
+  const ring = s.cluster.ring;
+  const owner = ring.owner(s.partition, 0) as string;
+  s.source.route(ring, (p) => (p === s.partition ? { member: undefined, state: "none" } : undefined));
+  const client = await RawClient.connect(s.port);
+  await client.send(`POST ${s.key} HTTP/1.1\r\nhost: x\r\ncontent-length: 11\r\n\r\nhello`);
+  await parsed(s, 1);
+  await client.send(" world");
+  s.clock.advance(500);
+  s.source.route(ring, () => undefined);
+  s.clock.advance(25);
+  const [response] = await client.waitForResponses(1);
+  t.is(response?.status, 200);
+  const backend = s.backends.find((b) => b.name === owner) as RecordingBackend;
+  const [request] = await backend.waitForRequests(1);
+  t.is(request?.body.toString("latin1"), "hello world");
+  t.regex(backend.connections[0]?.bytes.toString("latin1") ?? "", /\r\n\r\nhello world$/);
+});
+
+test("a client that resets its connection while waiting costs nothing: no member hears of it and its timer is gone", async (t) => {
+  const s = await setup(t);
+  const ring = s.cluster.ring;
+  s.source.route(ring, (p) => (p === s.partition ? { member: undefined, state: "none" } : undefined));
+  const client = await get(s);
+  await parsed(s, 1);
+  const pending = s.clock.pending;
+  client.socket.resetAndDestroy();
+  await until(() => s.clock.pending < pending, { what: "the waiting request's timer cancelled" });
+  s.source.route(ring, () => undefined);
+  s.clock.advance(5000);
+  t.is(
+    s.backends.reduce((n, b) => n + b.bytesSeen, 0),
+    0,
+  );
+});
