@@ -80,6 +80,8 @@ export class EtcdMember extends EventEmitter {
   #readyWritten: number | undefined;
   #cancelRetry: (() => void) | undefined;
   #watch: LeaseWatch | undefined;
+  /** The store revision of this registration's member key: views older than it are not acted on. */
+  #registeredAt = 0n;
   /** Set while `leave()` waits for the partitions to be ready elsewhere. */
   #leaving: (() => void) | undefined;
 
@@ -266,7 +268,7 @@ export class EtcdMember extends EventEmitter {
     const { client, config } = this.#source;
     await client.delete().key(keyOf(config.prefix, "handoff", this.name));
     await client.delete().key(keyOf(config.prefix, "ready", this.name));
-    await this.#putMember(lease);
+    this.#registeredAt = await this.#putMember(lease);
     await lease.put(keyOf(config.prefix, "election", this.name)).value(this.name);
     if (!this.#joined || watch !== this.#watch) return;
     this.#lease = lease;
@@ -312,9 +314,10 @@ export class EtcdMember extends EventEmitter {
     }, delay);
   }
 
-  async #putMember(lease: Lease): Promise<void> {
+  async #putMember(lease: Lease): Promise<bigint> {
     const value = JSON.stringify({ url: this.#options.url, tags: this.#options.tags ?? {}, ready: this.#ready });
-    await lease.put(keyOf(this.#source.config.prefix, "members", this.name)).value(value);
+    const response = await lease.put(keyOf(this.#source.config.prefix, "members", this.name)).value(value);
+    return BigInt(response.header.revision);
   }
 
   #onView(view: EtcdView): void {
@@ -323,8 +326,10 @@ export class EtcdMember extends EventEmitter {
     const versions = [...view.versions.values()].sort((a, b) => a.version - b.version);
     const current = this.#runner.version;
     const next = current === undefined ? versions.slice(-1) : versions.filter((v) => v.version > current);
-    // Fenced (no lease): no version is taken up until registered again.
-    if (this.#lease !== undefined) for (const doc of next) this.#take(doc);
+    // Fenced (no lease): no version is taken up until registered again, and
+    // then only from a view that includes the registration (a view read
+    // before a cut-off would hand back partitions others have since taken).
+    if (this.#lease !== undefined && view.revision >= this.#registeredAt) for (const doc of next) this.#take(doc);
     this.#runner.recheck();
     if (view.stable !== undefined && view.stable !== this.#stable) {
       this.#stable = view.stable;
@@ -336,7 +341,7 @@ export class EtcdMember extends EventEmitter {
       }
       this.emit("stable", view.stable);
     }
-    if (this.isLeader()) void this.#lead();
+    if (this.isLeader() && view.revision >= this.#registeredAt) void this.#lead();
     this.#leaving?.();
   }
 
