@@ -19,6 +19,7 @@
  * owns the key there. Between saving a partition and the new owner loading
  * it, reads are served from the saved copy and writes answer 503 (retry
  * shortly), like the Go package's advice to buffer during a transition.
+ * `x-cache-from: memory | saved` says which answered a read.
  *
  * Fencing: an instance that loses its etcd lease (or cannot reach etcd for a
  * lease TTL) drops what it holds in memory (`onFenced`), since others take
@@ -85,7 +86,7 @@ export async function startCacheService(options: CacheOptions): Promise<CacheSer
     const saved = handedOver.get(partition);
     if (entries === undefined && saved !== undefined) {
       const value = req.method === "GET" ? saved.get(key) : undefined;
-      if (value !== undefined) res.writeHead(200, { "content-type": "text/plain" }).end(value);
+      if (value !== undefined) res.writeHead(200, { "content-type": "text/plain", "x-cache-from": "saved" }).end(value);
       else if (req.method === "GET") res.writeHead(404).end();
       else res.writeHead(503, { "retry-after": "1" }).end("partition moving\n");
       return;
@@ -105,7 +106,7 @@ export async function startCacheService(options: CacheOptions): Promise<CacheSer
     }
     const value = entries.get(key);
     if (value === undefined) res.writeHead(404).end();
-    else res.writeHead(200, { "content-type": "text/plain" }).end(value);
+    else res.writeHead(200, { "content-type": "text/plain", "x-cache-from": "memory" }).end(value);
   });
   server.listen(options.port, "127.0.0.1");
   await new Promise((resolve) => server.once("listening", resolve));
