@@ -44,8 +44,11 @@ export function httpHooks(name: string, options: HookOptions): HandoffHandlers {
 
   const call = async (kind: "release" | "acquire", url: string, body: HookCall, step: HandoffStep) => {
     let pause = retryMin;
+    const stopIfAborted = () => {
+      if (step.signal.aborted) throw new Error(`${kind} hook abandoned: ${String(step.signal.reason)}`);
+    };
     for (let attempt = 1; ; attempt++) {
-      step.signal.throwIfAborted();
+      stopIfAborted();
       let problem: string;
       try {
         const response = await request(url, {
@@ -60,7 +63,7 @@ export function httpHooks(name: string, options: HookOptions): HandoffHandlers {
         if (response.statusCode >= 200 && response.statusCode < 300) return;
         problem = `answered ${response.statusCode}: ${text.slice(0, 200)}`;
       } catch (error) {
-        step.signal.throwIfAborted();
+        stopIfAborted();
         problem = (error as Error).message;
       }
       logger.warn({ hook: kind, url, ...body, attempt, retryIn: pause, problem }, `${kind} hook failed; retrying`);
