@@ -12,7 +12,7 @@ export { KeyError } from "./errors/key-error.ts";
 export { SerfRpcError } from "./errors/serf-rpc-error.ts";
 export { SourceError } from "./errors/source-error.ts";
 export type { Coordination } from "./handoff/coordination.ts";
-export type { HandoffHandlers } from "./handoff/runner.ts";
+export type { HandoffHandlers, HandoffStep } from "./handoff/runner.ts";
 export { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
 export { type DnsConfig, DnsSource, defaultDnsConfig } from "./membership/dns.ts";
 export { type EtcdConfig, parseEtcdConfig } from "./membership/etcd/config.ts";

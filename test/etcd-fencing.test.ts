@@ -350,3 +350,24 @@ test.serial(
     );
   },
 );
+
+test("the leader writes stable only forward: a value ahead of it is never moved back", async (t) => {
+  const n = nodes(t);
+  const a = await n.member("a");
+  const v1 = await stableOn([a], ["a"], "a alone");
+  // Another leader's later write (or a leader acting on an old view) got there first.
+  await etcd.ctl("put", `${n.prefix}stable`, String(v1 + 50));
+  const b = await n.member("b");
+  const v2 = await until(
+    () => (a.cluster.ring.size === 2 && a.member.settled && b.member.settled ? a.cluster.version : undefined),
+    { what: "a version with b, settled" },
+  );
+  await until(() => a.source.view.ready.get("a") === v2 && a.source.view.ready.get("b") === v2, {
+    what: "both reporting it",
+  });
+  // The leader looks at stable on every change; make one more to be sure it did.
+  await b.member.setReady(false);
+  await until(() => a.cluster.ring.size === 1 && a.member.settled, { what: "b drained" });
+  t.is((await etcd.ctl("get", "--print-value-only", `${n.prefix}stable`)).trim(), String(v1 + 50));
+  t.is(a.cluster.stableVersion, v1 + 50);
+});
