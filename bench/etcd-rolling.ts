@@ -31,6 +31,8 @@ export interface RollingOptions {
   workers: number;
   /** Share of operations that are writes. */
   writeShare: number;
+  /** Milliseconds of steady traffic before the first restart and after each. */
+  pause: number;
 }
 
 export interface RollingResult {
@@ -155,6 +157,8 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
   measuring = true;
   t0 = performance.now();
   const restartSeconds: number[] = [];
+  const pause = () => new Promise((resolve) => setTimeout(resolve, options.pause));
+  await pause();
   for (const name of names) {
     const began = performance.now();
     await (services.get(name) as CacheService).close(); // drain, hand over, revoke
@@ -162,6 +166,7 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
     services.set(name, await start(name));
     await until(() => stableWith(names.length), { what: `stable with ${name} back`, timeout: 120_000 });
     restartSeconds.push((performance.now() - began) / 1000);
+    await pause();
   }
   const seconds = (performance.now() - t0) / 1000;
   measuring = false;

@@ -7,7 +7,7 @@
  * reads and writes (bench/etcd-rolling.ts).
  *
  *   npx tsx bench/etcd.ts [--rounds 5] [--skip basic|rolling]
- *     [--instances 5] [--proxies 3] [--keys 10000] [--workers 8] [--write-share 0.2]
+ *     [--instances 5] [--proxies 3] [--keys 10000] [--workers 8] [--write-share 0.2] [--pause 2000]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -34,6 +34,7 @@ const { values } = parseArgs({
     keys: { type: "string", default: "10000" },
     workers: { type: "string", default: "8" },
     "write-share": { type: "string", default: "0.2" },
+    pause: { type: "string", default: "2000" },
   },
 });
 const rounds = values.skip === "basic" ? 0 : Number(values.rounds);
@@ -186,6 +187,7 @@ const rolling =
         keys: Number(values.keys),
         workers: Number(values.workers),
         writeShare: Number(values["write-share"]),
+        pause: Number(values.pause),
       });
 await etcd.stop();
 const show = (xs: number[]) => `median ${median(xs).toFixed(0)} ms (${xs.map((x) => x.toFixed(0)).join(", ")})`;
