@@ -7,7 +7,8 @@
  * - writes lost: acknowledged (204) writes whose value is not read back at the end (must be 0)
  * - stale or missing reads: a 404 or an older value for a key with an acknowledged write (must be 0)
  * - requests that met a 421 or 503 (retried by the client until answered)
- * - the share of reads answered from an owner's memory (`x-cache-from: memory`), in the worst second
+ * - the share of reads answered from an owner's memory (`x-cache-from: memory`), in the worst
+ *   second; and with the old owner's saved copy during a hand-over (`saved`) counted too
  *
  * Each client worker owns its keys (no two requests for one key at once), so
  * every read has one right answer: the last acknowledged write.
@@ -45,6 +46,8 @@ export interface RollingResult {
   met503: number;
   otherErrors: number;
   worstSecondMemoryShare: number;
+  /** Reads answered from the owner's memory or the old owner's saved copy, worst second. */
+  worstSecondInMemoryShare: number;
   seconds: number;
   restartSeconds: number[];
 }
@@ -82,8 +85,8 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
   const agent = new Agent({ connections: 16 });
   const acked = new Map<string, string>();
   const counts = { writesAcked: 0, reads: 0, staleReads: 0, missingReads: 0, met421: 0, met503: 0, otherErrors: 0 };
-  /** Per second since the start of the restarts: [reads from memory, reads answered at all]. */
-  const perSecond = new Map<number, [number, number]>();
+  /** Per second since the start of the restarts: [reads from the owner's memory, from a saved copy, all reads]. */
+  const perSecond = new Map<number, [number, number, number]>();
   let measuring = false;
   let t0 = 0;
   const keyOf = (i: number) => `/user-${i}`;
@@ -142,12 +145,13 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
           if (!measuring) continue;
           counts.reads++;
           const second = Math.floor((performance.now() - t0) / 1000);
-          const cell = perSecond.get(second) ?? [0, 0];
-          cell[1]++;
+          const cell = perSecond.get(second) ?? [0, 0, 0];
+          cell[2]++;
           if (reply.status === 404) counts.missingReads++;
           else if (reply.status !== 200) counts.otherErrors++;
           else if (reply.text !== expected) counts.staleReads++;
           else if (reply.from === "memory") cell[0]++;
+          else if (reply.from === "saved") cell[1]++;
           perSecond.set(second, cell);
         }
       }
@@ -179,7 +183,12 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
     if (reply.status !== 200 || reply.text !== value) writesLost++;
   }
   let worst = 1;
-  for (const [, [memory, all]] of perSecond) if (all >= 10) worst = Math.min(worst, memory / all);
+  let worstInMemory = 1;
+  for (const [, [memory, saved, all]] of perSecond) {
+    if (all < 10) continue;
+    worst = Math.min(worst, memory / all);
+    worstInMemory = Math.min(worstInMemory, (memory + saved) / all);
+  }
 
   await agent.close();
   for (const s of servings) await s.close();
@@ -188,5 +197,12 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
     await s.kill();
   }
   await rm(store, { recursive: true, force: true });
-  return { ...counts, writesLost, worstSecondMemoryShare: worst, seconds, restartSeconds };
+  return {
+    ...counts,
+    writesLost,
+    worstSecondMemoryShare: worst,
+    worstSecondInMemoryShare: worstInMemory,
+    seconds,
+    restartSeconds,
+  };
 }

@@ -82,6 +82,8 @@ export class EtcdMember extends EventEmitter {
   #watch: LeaseWatch | undefined;
   /** The store revision of this registration's member key: views older than it are not acted on. */
   #registeredAt = 0n;
+  /** The leave in progress: a second call waits for the same one. */
+  #left: Promise<void> | undefined;
   /** Set while `leave()` waits for the partitions to be ready elsewhere. */
   #leaving: (() => void) | undefined;
 
@@ -136,7 +138,14 @@ export class EtcdMember extends EventEmitter {
    * passes, or it holds nothing and no version is published), then revokes
    * the lease, so etcd deletes every key of this member at once.
    */
-  async leave(): Promise<void> {
+  leave(): Promise<void> {
+    this.#left ??= this.#leave().finally(() => {
+      this.#left = undefined;
+    });
+    return this.#left;
+  }
+
+  async #leave(): Promise<void> {
     if (!this.#joined) return;
     if (this.#lease !== undefined && this.#runner.version !== undefined) {
       const timeout = this.#options.leaveTimeout ?? 30_000;
