@@ -206,7 +206,7 @@ if (rolling) {
   console.log(`  reads ${r.reads}: stale ${r.staleReads}, missing ${r.missingReads}`);
   console.log(`  requests that met 421: ${r.met421}, 503: ${r.met503}, other errors: ${r.otherErrors}`);
   console.log(
-    `  reads answered from an owner's memory, worst second: ${(r.worstSecondMemoryShare * 100).toFixed(1)} %`,
+    `  reads answered from an owner's memory, worst second: ${(r.worstSecondMemoryShare * 100).toFixed(1)} % (with the old owner's saved copy: ${(r.worstSecondInMemoryShare * 100).toFixed(1)} %)`,
   );
 }
 process.exit(0);
