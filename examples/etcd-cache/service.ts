@@ -92,7 +92,9 @@ export async function startCacheService(options: CacheOptions): Promise<CacheSer
       return;
     }
     if (entries === undefined) {
-      res.writeHead(421, { "content-type": "text/plain" }).end(`partition ${partition} is not held by ${options.name}\n`);
+      res
+        .writeHead(421, { "content-type": "text/plain" })
+        .end(`partition ${partition} is not held by ${options.name}\n`);
       return;
     }
     if (req.method === "PUT") {
