@@ -91,9 +91,10 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
   let t0 = 0;
   const keyOf = (i: number) => `/user-${i}`;
 
-  /** One request, retried on 421/503/connection errors until answered (bounded). */
+  /** One request, retried on 421/503/connection errors until answered, for at most 30 s. */
   const call = async (method: "GET" | "PUT", key: string, body?: string) => {
-    for (let attempt = 0; attempt < 200; attempt++) {
+    const deadline = performance.now() + 30_000;
+    while (performance.now() < deadline) {
       const proxy = proxies[Math.floor(Math.random() * proxies.length)] as string;
       try {
         const res = await request(`${proxy}${key}`, { method, body, dispatcher: agent });
@@ -109,7 +110,7 @@ export async function rollingRestart(etcd: EtcdServer, options: RollingOptions):
         await new Promise((r) => setTimeout(r, 20));
       }
     }
-    throw new Error(`${method} ${key}: no answer after 200 attempts`);
+    throw new Error(`${method} ${key}: no answer within 30 s`);
   };
 
   // Fill every key once.
