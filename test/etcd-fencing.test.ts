@@ -5,12 +5,17 @@
  * a real HTTP backend. TTLs are short; every wait has a deadline.
  */
 import { once } from "node:events";
+import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import test from "ava";
+import { startCacheService } from "../examples/etcd-cache/service.ts";
 import type { HandoffHandlers } from "../src/handoff/runner.ts";
 import type { HookCall } from "../src/membership/etcd/hooks.ts";
 import { Ring } from "../src/ring/ring.ts";
+import { send } from "./helpers/backends.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { type Node, Nodes, sleep } from "./helpers/etcd-nodes.ts";
 import { Forwarder } from "./helpers/forwarder.ts";
@@ -371,3 +376,47 @@ test("the leader writes stable only forward: a value ahead of it is never moved 
   t.is((await etcd.ctl("get", "--print-value-only", `${n.prefix}stable`)).trim(), String(v1 + 50));
   t.is(a.cluster.stableVersion, v1 + 50);
 });
+
+test.serial(
+  "the cache example refuses a version it has not reached, and when fenced drops what it held and refuses until it holds again",
+  async (t) => {
+    t.timeout(120_000, "a TTL of cut-off, then grpc reconnect backoff on a loaded machine");
+    const store = await mkdtemp(join(tmpdir(), "ringroute-cache-"));
+    const forwarder = await Forwarder.start({ host: "127.0.0.1", port: etcd.clientPort });
+    const service = await startCacheService({
+      name: "cache-1",
+      port: 0,
+      etcd: [forwarder.endpoint],
+      store,
+      cluster: `f${++count}`,
+      ttl: 2000,
+    });
+    t.teardown(async () => {
+      await service.kill();
+      await forwarder.close();
+      await rm(store, { recursive: true, force: true });
+    });
+    await until(() => service.member.settled && service.member.holds(0, 0), { what: "cache-1 holding everything" });
+    const version = service.member.version as number;
+    const at = (v: number) => ({ "x-ringroute-version": String(v) });
+    t.is((await send(service.url, "/k", { method: "PUT", body: "v1", headers: at(version) })).status, 204);
+    t.is((await send(service.url, "/k", { headers: at(version) })).text, "v1");
+    const ahead = await send(service.url, "/k", { headers: at(version + 1) });
+    t.is(ahead.status, 421, "a version it has not taken up");
+    t.is(ahead.text, `version ${version + 1} not reached yet\n`);
+
+    forwarder.cut();
+    await until(() => service.member.fencings === 1, { what: "cache-1 fenced" });
+    t.is(service.data.size, 0, "what it held is dropped");
+    const fenced = await send(service.url, "/k");
+    t.is(fenced.status, 421);
+    t.regex(fenced.text, /is not held by cache-1/);
+
+    forwarder.restore();
+    await until(() => service.member.holds(0, 0) && service.member.settled, {
+      what: "cache-1 holding again through the protocol",
+      timeout: 90_000,
+    });
+    t.is((await send(service.url, "/k")).status, 404, "it came back empty: a fenced member's memory is gone");
+  },
+);
