@@ -175,6 +175,9 @@ test.serial("ringroute member: -h prints its usage; a bad or missing flag exits 
     [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--ttl=5"], "--ttl"],
     [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--health-path=healthz"], "--health-path"],
     [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--bogus"], "--bogus"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--release-hook=ftp://x"], "--release-hook"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--acquire-hook=/acquire"], "--acquire-hook"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--leave-timeout=30"], "--leave-timeout"],
   ];
   const runs = await Promise.all(cases.map(([args]) => ringroute(["member", ...args])));
   for (const [i, [args, flag]] of cases.entries()) {
