@@ -182,6 +182,7 @@ export const serveFlags: readonly Flag[] = [
  */
 export const secretVariables: readonly { env: string; field: string }[] = [
   { env: "RINGROUTE_SERF_AUTH_KEY", field: "membership.serf.authKey" },
+  { env: "RINGROUTE_ETCD_PASSWORD", field: "membership.etcd.password" },
 ];
 
 export const helpFlag: Flag = { name: "help", help: "print this help and exit" };
