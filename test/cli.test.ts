@@ -212,6 +212,15 @@ test("a bare ringroute prints usage on stderr and exits 2; --help prints it on s
   t.is(help?.stdout, bare?.stderr);
   for (const command of ["serve", "check", "lookup", "plan"])
     t.regex(help?.stdout ?? "", new RegExp(`ringroute ${command} `));
+  // Each command's summary is its first sentence, whole, however the description is wrapped.
+  const summaries = [...(help?.stdout ?? "").matchAll(/^ {2}ringroute \w+ .*\n((?: {6}.*\n)+)/gm)].map((m) =>
+    (m[1] as string).replace(/\s+/g, " ").trim(),
+  );
+  t.is(summaries.length, 5);
+  for (const text of summaries) t.regex(text, /[.!?]$/, `"${text}" ends a sentence`);
+  t.true(summaries.includes("Runs the routing proxy and its admin server."));
+  t.true(summaries.some((s) => s.startsWith("Prints {") && s.endsWith("as one JSON line a key.")));
+  for (const line of (help?.stdout ?? "").split("\n")) t.true(line.length <= 100, `short line: ${line}`);
 });
 
 test("every command's help lists each flag with its default", (t) => {
