@@ -11,6 +11,7 @@ import { ringFromCommandLine } from "../src/commands/ring-flags.ts";
 import { serve } from "../src/commands/serve.ts";
 import { defaultConfig } from "../src/config.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
+import { membershipSourceKinds } from "../src/membership/config.ts";
 import { Ring } from "../src/ring/ring.ts";
 import { type Run, ringroute } from "./helpers/cli.ts";
 import { goVectors } from "./helpers/vectors.ts";
@@ -282,4 +283,25 @@ test("check validates without binding and prints one line; a bad field exits 2 n
     stdout: "",
     stderr: 'ringroute: ring.replicas: must be an integer from 1 to 255, got "0"\n',
   });
+});
+
+test("check's line (and serve's first) names every membership source, etcd included, never `none`", (t) => {
+  const line = (yaml: string) => summary(loadConfig(["--config", "c.yaml"], { env: {}, readFile: () => yaml }));
+  t.regex(
+    line("membership:\n  etcd: { endpoints: [http://10.0.0.1:2379, http://10.0.0.2:2379], cluster: shop }\n"),
+    /membership etcd http:\/\/10\.0\.0\.1:2379,http:\/\/10\.0\.0\.2:2379 \/ringroute\/shop\/ \(coordinated hand-offs\), /,
+  );
+  t.regex(line("membership:\n  etcd: { handoff: immediate }\n"), /membership etcd .* \(immediate hand-offs\)/);
+  const sources: Record<string, string> = {
+    static: "static: { members: [{ name: a, url: http://127.0.0.1:1 }] }",
+    file: "file: { path: /tmp/members.txt }",
+    serf: "serf: {}",
+    dns: "dns: { name: _http._tcp.web.local }",
+    etcd: "etcd: {}",
+  };
+  for (const kind of membershipSourceKinds) {
+    const text = line(`membership:\n  ${sources[kind]}\n`);
+    t.regex(text, new RegExp(`membership ${kind} `), kind);
+    t.notRegex(text, /membership none/);
+  }
 });

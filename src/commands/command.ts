@@ -19,7 +19,7 @@ export function commandHelp(command: Command): string {
 }
 
 /** A command's first sentence, whole: descriptions are wrapped, so their first line may stop mid-sentence. */
-export function summary(description: string): string {
+export function firstSentence(description: string): string {
   const paragraph = (description.split(/\n\s*\n/)[0] ?? "").replace(/\s+/g, " ").trim();
   return /^.*?[.!?](?=\s|$)/.exec(paragraph)?.[0] ?? paragraph;
 }
