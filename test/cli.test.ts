@@ -49,6 +49,33 @@ function ringOf(args: string[], env: Record<string, string> = {}): Ring {
   return ringFromCommandLine(parseCommandLine(args, lookup.flags, true).values, { env });
 }
 
+test("--members-file of lookup and plan also takes a plain list of names, one a line (kubectl get pods -o name)", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-"));
+  const ring = Ring.build(["web-0", "web-1", "web-10", "web-2"], { order: "natural" });
+  const lists: [string, string][] = [
+    ["names.txt", "web-0\nweb-1\nweb-10\nweb-2\n"],
+    ["commented.txt", "# the pool\nweb-0\n\n  web-1  \nweb-10\r\nweb-2"],
+    ["kubectl.txt", "pod/web-0\npod/web-1\npod/web-10\npod/web-2\n"],
+  ];
+  for (const [name, text] of lists) {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    t.deepEqual(ringOf(["--members-file", file, "--order", "natural"]).table, ring.table, name);
+  }
+  const duplicate = join(dir, "duplicate.txt");
+  writeFileSync(duplicate, "a\nb\na\n");
+  t.regex(t.throws(() => ringOf(["--members-file", duplicate]))?.message ?? "", /^--members-file: .*"a"/);
+  const file = join(dir, "names.txt");
+  const [looked, planned] = await Promise.all([
+    ringroute(["lookup", "--members-file", file, "--order", "natural", "k"]),
+    ringroute(["plan", "--members-file", file, "--order", "natural", "--add", "web-3", "--json"]),
+  ]);
+  t.is(looked.code, 0, looked.stderr);
+  t.deepEqual(lines(looked.stdout), [{ key: "k", partition: ring.partitionOf("k"), owners: ring.ownersOf("k") }]);
+  t.is(planned.code, 0, planned.stderr);
+  t.deepEqual(JSON.parse(planned.stdout).added, ["web-3"]);
+});
+
 test("--members-file reads the file source's format: name url lines, YAML or JSON", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "ringroute-"));
   const names = ["cache-1", "db-primary", "web-3"];

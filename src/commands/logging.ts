@@ -103,7 +103,10 @@ export function createAccessLog(
   return {
     write(record) {
       if (sample < 1 && random() >= sample) return;
-      sink.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+      // Durations to a hundredth of a millisecond: 14.29, not 14.288037000000259.
+      const totalMs = Math.round(record.totalMs * 100) / 100;
+      const upstreamMs = Math.round(record.upstreamMs * 100) / 100;
+      sink.write(`${JSON.stringify({ time: new Date().toISOString(), ...record, totalMs, upstreamMs })}\n`);
     },
     close() {
       if (timer !== undefined) clearInterval(timer);
