@@ -136,3 +136,34 @@ test("the README's lookup and plan sessions print what the commands print", asyn
     t.deepEqual(printed, expected, `README line ${line}: ${command}`);
   }
 });
+
+test("the README's links within itself reach a heading, and its flag tables list each flag once", async (t) => {
+  const text = await readFile(join(repo, "README.md"), "utf8");
+  // GitHub's anchors: lower case, punctuation dropped, spaces to hyphens.
+  const slug = (heading: string) =>
+    heading
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N} _-]/gu, "")
+      .replaceAll(" ", "-");
+  const anchors = new Set([...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) => slug(m[1] as string)));
+  const links = [...text.matchAll(/\]\(#([^)]+)\)/g)].map((m) => m[1] as string);
+  t.true(links.length > 5);
+  t.deepEqual(
+    links.filter((l) => !anchors.has(l)),
+    [],
+  );
+  const section = text.slice(text.indexOf("### Ring flags of `lookup` and `plan`"));
+  const table = section.slice(0, section.indexOf("\n\n", section.indexOf("| flag |")));
+  const flags = [...table.matchAll(/^\| `(--[\w-]+)/gm)].map((m) => m[1] as string);
+  t.deepEqual(flags, [...new Set(flags)], "each flag once");
+});
+
+test("serve --help offers every placement", async (t) => {
+  const { commandHelp } = await import("../src/commands/command.ts");
+  const { serve } = await import("../src/commands/serve.ts");
+  const { placements } = await import("../src/ring/placement/index.ts");
+  const line = commandHelp(serve)
+    .split("\n")
+    .find((l) => l.includes("--placement"));
+  for (const name of Object.keys(placements)) t.regex(line ?? "", new RegExp(`\\b${name}\\b`), name);
+});
