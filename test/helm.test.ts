@@ -11,6 +11,7 @@ import { loadConfig } from "../src/commands/flags.ts";
 import { parseConfig } from "../src/config.ts";
 import { membershipSourceKinds } from "../src/membership/config.ts";
 import { parseDnsConfig } from "../src/membership/dns.ts";
+import { parseMembersFile } from "../src/membership/file.ts";
 
 // helm is not installed here: helm/ringroute is rendered by test/helm/render.go,
 // Go's text/template with sprig (helm's engine) plus helm's include, tpl,
@@ -763,6 +764,14 @@ test("file source: members in a ConfigMap the chart makes (or one that exists), 
   t.deepEqual(file, { path: "/etc/ringroute-members/members.txt", pollInterval: "500ms", settle: "200ms" });
   const members = byKind(docs, "ConfigMap").find((c) => c.data["members.txt"] !== undefined);
   t.is(members.data["members.txt"], "web-0 http://web-0.web:8080\nweb-1 http://web-1.web:8080\n");
+  t.deepEqual(
+    parseMembersFile(members.data["members.txt"], "members.txt").map((m) => [m.name, m.url]),
+    [
+      ["web-0", "http://web-0.web:8080"],
+      ["web-1", "http://web-1.web:8080"],
+    ],
+    "the file source reads what the chart wrote",
+  );
   const pod = one(docs, "Deployment").spec.template.spec;
   const volume = pod.volumes.find((v: K8sObject) => v.configMap?.name === members.metadata.name);
   const mount = container(docs).volumeMounts.find((m: K8sObject) => m.name === volume.name);
