@@ -187,3 +187,40 @@ test.serial("ringroute member: -h prints its usage; a bad or missing flag exits 
     t.is(run.stderr.trim().split("\n").length, 1);
   }
 });
+
+test.serial("ringroute member logs like serve: JSON lines with an ISO time and the level by name", async (t) => {
+  const { spawn } = await import("node:child_process");
+  const cli = new URL("../src/cli.ts", import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      cli,
+      "member",
+      `--etcd=${etcd.endpoint}`,
+      `--cluster=logs${++count}`,
+      "--name=web-0",
+      "--url=http://127.0.0.1:1",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RINGROUTE_LOG_FORMAT: "json" } },
+  );
+  const exited = once(child, "exit");
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const line = await until(() => stderr.split("\n").find((l) => l.includes('"registered"')), {
+    what: "ringroute member's registered line",
+    timeout: 120_000,
+  });
+  const record = JSON.parse(line);
+  t.is(record.level, "info");
+  t.regex(record.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.is(record.command, "member");
+  t.is(record.name, "web-0");
+  child.kill("SIGTERM");
+  const [code] = await exited;
+  t.is(code, 0);
+});

@@ -1,6 +1,5 @@
 import { once } from "node:events";
 import { parseArgs } from "node:util";
-import { pino } from "pino";
 import { parseRing } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import { endpoints, parseEtcdConfig } from "../membership/etcd/config.ts";
@@ -8,8 +7,10 @@ import { httpHooks } from "../membership/etcd/hooks.ts";
 import { EtcdMember } from "../membership/etcd/member.ts";
 import { EtcdSource } from "../membership/etcd/source.ts";
 import { duration } from "../utils/duration.ts";
+import { oneOf } from "../utils/fields.ts";
 import type { Command } from "./command.ts";
 import { ringFlags } from "./flags.ts";
+import { createLogging } from "./logging.ts";
 import { usageError } from "./usage-error.ts";
 
 export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [flags]
@@ -27,7 +28,8 @@ export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [
   --release-hook URL  --acquire-hook URL  --hook-timeout 10s  --handoff-timeout 30s
   --leave-timeout 30s
   --partitions P --replicas R --hash H --placement P --order O (the ring a leader publishes)
-  --username U --password P  --ca FILE --cert FILE --key FILE`;
+  --username U --password P  --ca FILE --cert FILE --key FILE
+  --log-level info (RINGROUTE_LOG_LEVEL)  --log-format auto|json|pretty (RINGROUTE_LOG_FORMAT)`;
 
 const options = {
   help: { type: "boolean", short: "h" },
@@ -56,7 +58,11 @@ const options = {
   ca: { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
 } as const;
+
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 export async function member(args: string[]): Promise<void> {
   let values: ReturnType<typeof parse>["values"];
@@ -112,7 +118,14 @@ export async function member(args: string[]): Promise<void> {
   const given = Object.entries({ partitions, replicas, hash, placement, order }).filter(([, v]) => v !== undefined);
   const ring = parseRing(Object.fromEntries(given), "ring");
 
-  const logger = pino({ base: { command: "member" } }, pino.destination(2));
+  // The same logger as serve's: ISO times, level names, pretty on a terminal.
+  const level = values["log-level"] ?? (process.env.RINGROUTE_LOG_LEVEL || "info");
+  const format = values["log-format"] ?? (process.env.RINGROUTE_LOG_FORMAT || "auto");
+  const { logger: root } = await createLogging({
+    level: oneOf(level, "--log-level", logLevels),
+    format: oneOf(format, "--log-format", ["json", "pretty", "auto"] as const),
+  });
+  const logger = root.child({ command: "member" });
   const source = new EtcdSource({ ...config, logger });
   const member = new EtcdMember(source, {
     name: values.name,
