@@ -11,6 +11,7 @@
  *
  *   npm run bench:proxy -- [--duration 5] [--runs 5] [--connections 64] [--keys 10000]
  *                          [--workloads tiny,1k,64k,post4k] [--no-pin] [--no-open-loop] [--profile]
+ *                          [--baseline DIR] [--targets "ringroute,ringroute (baseline)"]
  *
  * Backends are one nginx process (one worker, three ports) answering from
  * memory or the page cache: the cheapest backend there is, so the proxy is
@@ -26,8 +27,13 @@
  * reports p99 from each request's due time, so queueing shows (wrk, closed
  * loop, slows down with the proxy and hides it).
  *
- * `--profile` adds one extra tiny round with ringroute under --cpu-prof and
- * prints its top frames by self time.
+ * `--baseline DIR` adds the ringroute of another checkout (its src/cli.ts) to
+ * the rounds, so a change is measured against what it replaces in the same
+ * run; `--targets` keeps only the named targets (and HAProxy, the anchor).
+ *
+ * `--profile` adds one extra round of the first workload with ringroute under
+ * --cpu-prof and prints where its busy time went (grouped, then the top frames
+ * by self time), from the first request on (start-up left out).
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -50,6 +56,8 @@ const { values } = parseArgs({
     "no-pin": { type: "boolean", default: false },
     "no-open-loop": { type: "boolean", default: false },
     profile: { type: "boolean", default: false },
+    baseline: { type: "string" },
+    targets: { type: "string" },
   },
 });
 const duration = Number(values.duration);
@@ -223,7 +231,13 @@ process.on("exit", stopAll);
 process.on("SIGINT", () => process.exit(130));
 
 /** Starts ringroute; with `cpuProfileDir` under --cpu-prof. */
-async function startRingroute(members: string, cpuProfileDir?: string, accessLog = true): Promise<Target> {
+async function startRingroute(
+  members: string,
+  cpuProfileDir?: string,
+  accessLog = true,
+  entry = cli,
+  label = "ringroute",
+): Promise<Target> {
   const port = await freePort();
   let collected = 0;
   let partial = "";
@@ -234,7 +248,7 @@ async function startRingroute(members: string, cpuProfileDir?: string, accessLog
       ...(cpuProfileDir === undefined ? [] : ["--cpu-prof", "--cpu-prof-dir", cpuProfileDir]),
       "--import",
       "tsx",
-      cli,
+      entry,
       "serve",
       "--listen",
       `127.0.0.1:${port}`,
@@ -257,31 +271,82 @@ async function startRingroute(members: string, cpuProfileDir?: string, accessLog
       }
     },
   );
-  const name = accessLog ? "ringroute" : "ringroute, access log off";
+  const name = accessLog ? label : `${label}, access log off`;
   return { name, port, pid: child.pid as number, collected: () => collected };
 }
 
-/** Top frames by self time in a V8 .cpuprofile. */
-function topFrames(file: string, count: number): string {
+/** Where a V8 .cpuprofile's busy time goes, from the first sample that handles a request on. */
+function profileSummary(file: string, count: number): string {
   const profile = JSON.parse(readFileSync(file, "utf8")) as {
-    nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+    nodes: {
+      id: number;
+      callFrame: { functionName: string; url: string; lineNumber: number };
+      children?: number[];
+    }[];
     samples: number[];
   };
-  const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+  const stack = (id: number): { functionName: string; url: string }[] => {
+    const frames = [];
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const frame = byId.get(at)?.callFrame;
+      if (frame !== undefined) frames.push(frame);
+    }
+    return frames;
+  };
+  // Start-up (module loading, compiling) is left out: counting starts at the first request handled.
+  const first = profile.samples.findIndex((id) => stack(id).some((f) => f.url.endsWith("client.ts")));
+  const samples = first < 0 ? [] : profile.samples.slice(first);
   const self = new Map<string, number>();
-  for (const id of profile.samples) {
-    const frame = byId.get(id);
-    if (frame === undefined) continue;
-    const where = frame.url === "" ? "" : ` ${basename(frame.url)}:${frame.lineNumber + 1}`;
-    const name = `${frame.functionName || "(anonymous)"}${where}`;
+  const groups = new Map<string, number>();
+  let busy = 0;
+  for (const id of samples) {
+    const frames = stack(id);
+    const leaf = frames[0];
+    if (leaf === undefined || leaf.functionName === "(idle)") continue;
+    busy++;
+    const where = leaf.url === "" ? "" : ` ${basename(leaf.url)}`;
+    const name = `${leaf.functionName || "(anonymous)"}${where}`;
     self.set(name, (self.get(name) ?? 0) + 1);
+    const group = category(frames);
+    groups.set(group, (groups.get(group) ?? 0) + 1);
   }
-  const total = profile.samples.length;
-  const rows = [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([name, n]) => [`${((100 * n) / total).toFixed(1)}%`, name]);
-  return markdownTable(["self", "frame"], rows);
+  const table = (map: Map<string, number>, n: number, label: string) =>
+    markdownTable(
+      ["busy", label],
+      [...map.entries()]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, n)
+        .map(([key, v]) => [`${((100 * v) / busy).toFixed(1)}%`, key]),
+    );
+  return `${table(groups, 20, "where (by the stack's leaf and its callers)")}\n\n${table(self, count, "frame (self time)")}`;
+}
+
+/** Sorts one sample's stack (leaf first) into the few places a proxy's time can go. */
+function category(frames: { functionName: string; url: string }[]): string {
+  const leaf = frames[0] as { functionName: string; url: string };
+  const has = (test: (f: { functionName: string; url: string }) => boolean) => frames.some(test);
+  const inFile = (name: string) => has((f) => f.url.endsWith(name));
+  if (leaf.functionName === "(garbage collector)") return "garbage collector";
+  if (leaf.functionName === "(program)") return "(program): V8 and Node native, unattributed";
+  if (/^write(Latin1String|Buffer|String|Utf8String|v)$/.test(leaf.functionName)) {
+    if (inFile("logging.ts") || has((f) => f.url.includes("sonic-boom"))) return "write syscall: access log";
+    if (has((f) => f.functionName === "upstreamReady")) return "write syscall: request to the member";
+    return "write syscall: response to the client";
+  }
+  if (leaf.functionName.startsWith("wasm-function") || leaf.url.endsWith("llhttp.ts"))
+    return "llhttp (WebAssembly and callbacks)";
+  if (leaf.url.endsWith("access-line.ts") || leaf.url.endsWith("logging.ts") || leaf.url.includes("sonic-boom"))
+    return "access log (JS)";
+  if (leaf.url.includes("/admin/") || leaf.url.includes("prom-client")) return "metrics";
+  if (leaf.url.includes("/src/")) return `engine JS: ${basename(leaf.url)}`;
+  if (leaf.url.startsWith("node:")) {
+    if (has((f) => f.functionName === "onStreamRead")) return "Node: reads ('data' events, streams)";
+    return "Node: writes and timers (net, streams)";
+  }
+  return `other: ${leaf.functionName || "(anonymous)"}`;
 }
 
 interface OpenLoopResult {
@@ -430,6 +495,19 @@ async function main(): Promise<void> {
     port: backendPorts[0] as number,
     pid: backendProcess.pid as number,
   });
+  if (values.baseline !== undefined) {
+    // Another checkout's ringroute (say, main before a change), side by side in the same alternating rounds.
+    const entry = join(values.baseline, "src", "cli.ts");
+    targets.splice(1, 0, await startRingroute(members, undefined, true, entry, "ringroute (baseline)"));
+  }
+  if (values.targets !== undefined) {
+    const wanted = new Set(values.targets.split(","));
+    // HAProxy stays: every ratio is taken against it.
+    for (let i = targets.length - 1; i >= 0; i--) {
+      const name = (targets[i] as Target).name;
+      if (!wanted.has(name) && name !== "haproxy") targets.splice(i, 1);
+    }
+  }
 
   for (const target of targets) await waitForHttp(target.port);
 
@@ -522,8 +600,8 @@ async function main(): Promise<void> {
     await sleep(500);
     const [file] = readdirSync(profileDir);
     if (file !== undefined) {
-      process.stdout.write(`\nringroute CPU profile, ${workloads[0]?.name}: top frames by self time\n\n`);
-      process.stdout.write(`${topFrames(join(profileDir, file), 20)}\n`);
+      process.stdout.write(`\nringroute CPU profile, ${workloads[0]?.name}: share of busy samples\n\n`);
+      process.stdout.write(`${profileSummary(join(profileDir, file), 20)}\n`);
     }
   }
 }

@@ -279,9 +279,14 @@ export class ClientConnection implements ClientSide, Timed {
         if (exchange !== undefined && !exchange.responseDone) {
           exchange.clientRequestDone();
           if (this.#exchange === exchange && !exchange.responseDone) {
-            // Wait for the response; later bytes stay unread until it is complete.
-            if (start < data.length) this.#stash = data.subarray(start);
-            this.socket.pause();
+            // Wait for the response. Bytes already here (a pipelined request) are kept and reading stops until
+            // the response is complete. Otherwise the socket keeps reading: nearly every client sends nothing
+            // more meanwhile, and a pause and resume per request cost two epoll changes and a tick of stream
+            // machinery. Whatever does arrive is stashed by #data, which stops reading then: one read at most.
+            if (start < data.length) {
+              this.#stash = data.subarray(start);
+              this.socket.pause();
+            }
             return;
           }
         }
