@@ -90,20 +90,23 @@ export interface AccessLog {
  * gathered, and at the end of the event-loop turn that wrote them. A
  * string-mode sonic-boom measures the byte length of its pending text on
  * every write, so a write per line cost more than building the line.
+ * sonic-boom writes once 32 KB have gathered (a write to stdout goes
+ * through libuv's thread pool: a thread hop and a syscall per write, so
+ * fewer and larger writes; 4 KB cost about a tenth of the busy time).
  */
 export function createAccessLog(
   access: Config["access"],
   destination?: DestinationStream & { flush?(): void; flushSync?(): void },
   random: () => number = Math.random,
   flushMs = 1000,
-  batchChars = 4096,
+  batchChars = 16 * 1024,
 ): AccessLog | undefined {
   if (!access.log) return undefined;
   const { sample } = access;
   let out = destination;
   let timer: NodeJS.Timeout | undefined;
   if (out === undefined) {
-    const stdout = pino.destination({ fd: 1, sync: false, minLength: 4096 });
+    const stdout = pino.destination({ fd: 1, sync: false, minLength: 32 * 1024, maxWrite: 64 * 1024 });
     timer = setInterval(() => stdout.flush(), flushMs).unref();
     out = stdout;
   }

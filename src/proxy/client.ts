@@ -329,23 +329,21 @@ export class ClientConnection implements ClientSide, Timed {
       partition: -1,
       started,
     };
-    const refuse = (status: number, error: string, extra?: Record<string, unknown>) =>
-      this.#local(info, status, error, extra);
     if (major !== 1 || minor > 1) {
-      refuse(400, "bad_request");
+      this.#local(info, 400, "bad_request");
       return;
     }
     if (method === "CONNECT") {
-      refuse(405, "method_not_allowed");
+      this.#local(info, 405, "method_not_allowed");
       return;
     }
     if (head.hosts > 1 || (head.hosts === 0 && minor === 1)) {
-      refuse(400, "bad_request");
+      this.#local(info, 400, "bad_request");
       return;
     }
     if (head.transferEncoding !== undefined) {
       if (head.transferEncodings > 1 || head.transferEncoding.trim().toLowerCase() !== "chunked") {
-        refuse(400, "bad_request");
+        this.#local(info, 400, "bad_request");
         return;
       }
       info.framing = "transfer-encoding: chunked\r\n";
@@ -355,13 +353,13 @@ export class ClientConnection implements ClientSide, Timed {
       info.hasBody = !/^0+$/.test(head.contentLength);
     }
     if (target === "*" ? method !== "OPTIONS" : target.charCodeAt(0) !== 47 && !/^https?:\/\//i.test(target)) {
-      refuse(400, "bad_request");
+      this.#local(info, 400, "bad_request");
       return;
     }
     // One form for both: the key is read from what the member will receive.
     const cleaned = normalisedTarget(target);
     if (cleaned === unsafePath) {
-      refuse(400, "bad_path");
+      this.#local(info, 400, "bad_path");
       return;
     }
     info.memberTarget = cleaned;
@@ -371,7 +369,7 @@ export class ClientConnection implements ClientSide, Timed {
       server.router,
     );
     if ("status" in route) {
-      refuse(route.status, route.error, { message: route.message, ...route.details });
+      this.#local(info, route.status, route.error, { message: route.message, ...route.details });
       return;
     }
     info.partition = route.partition;

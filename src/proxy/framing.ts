@@ -35,18 +35,24 @@ export interface FramingInput {
 }
 
 export interface Framing {
-  body: BodyMode;
+  readonly body: BodyMode;
   /** The client connection must close after this response (its end delimits the body, or the client cannot go on). */
-  close: boolean;
+  readonly close: boolean;
 }
+
+// The four possible answers, made once: a response does not allocate its framing decision.
+const dechunkClose: Framing = Object.freeze({ body: "dechunk", close: true });
+const verbatimClose: Framing = Object.freeze({ body: "verbatim", close: true });
+const rechunk: Framing = Object.freeze({ body: "rechunk", close: false });
+const verbatim: Framing = Object.freeze({ body: "verbatim", close: false });
 
 /** The framing of a final (non-1xx) response. */
 export function responseFraming(input: FramingInput): Framing {
   // An HTTP/1.0 client cannot read chunked framing, whatever else holds.
-  if (input.http10) return { body: input.chunked ? "dechunk" : "verbatim", close: true };
-  if (input.upgrade) return { body: "verbatim", close: true };
-  if (input.needsEof) return { body: "rechunk", close: false };
-  return { body: "verbatim", close: false };
+  if (input.http10) return input.chunked ? dechunkClose : verbatimClose;
+  if (input.upgrade) return verbatimClose;
+  if (input.needsEof) return rechunk;
+  return verbatim;
 }
 
 /** The header lines to add or drop for `mode`, given the member's lines (`name: value\r\n` each). */
