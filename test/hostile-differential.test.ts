@@ -615,6 +615,14 @@ const show = (v: unknown) => {
 };
 const bodyShow = (b: Buffer) => `${b.length} bytes`;
 
+/** Where two bodies of the same length first differ, with a few bytes of each. */
+function firstDifference(a: Buffer, b: Buffer): string {
+  if (a.length !== b.length) return "";
+  const at = a.findIndex((byte, i) => byte !== b[i]);
+  const near = (x: Buffer) => JSON.stringify(x.subarray(Math.max(0, at - 8), at + 24).toString("latin1"));
+  return at < 0 ? "" : `, first difference at byte ${at}: ${near(a)} vs ${near(b)}`;
+}
+
 /** Where ringroute and HAProxy disagree, and where ringroute breaks a rule. */
 function differences(plan: CasePlan, ids: string[][], r: Seen, h: Seen): Difference[] {
   const out: Difference[] = [];
@@ -714,7 +722,7 @@ function differences(plan: CasePlan, ids: string[][], r: Seen, h: Seen): Differe
         add({
           aspect: "client:body",
           ...at,
-          ringroute: `${bodyShow(a.body)}${a.complete ? "" : ", incomplete"}`,
+          ringroute: `${bodyShow(a.body)}${a.complete ? "" : ", incomplete"}${firstDifference(a.body, b.body)}`,
           haproxy: `${bodyShow(b.body)}${b.complete ? "" : ", incomplete"}`,
         });
       }
@@ -896,6 +904,20 @@ const documented: Classified[] = [
       if (at < 0) return false;
       if (d.aspect === "client:responses") return count(d.haproxy) < count(d.ringroute) && count(d.haproxy) <= at + 1;
       return d.aspect === "member:arrivals" && (d.request ?? -1) > at && d.haproxy === "0";
+    },
+  },
+  {
+    name: "HAProxy mixes the next response into a body after a 1xx",
+    reason:
+      "HAProxy 2.6.12 can write the head of the next pipelined response into the body of a response that followed " +
+      "a 1xx (DIFFERENTIAL_SEED=-878162765 DIFFERENTIAL_PATH=11 shows it: `HTTP/1.1 500` at byte 2136 of a 2804-byte " +
+      "body); ringroute passes the body as the member sent it, which rule:response checks.",
+    matches(d, plan) {
+      const r = plan.connections[d.connection ?? -1]?.requests[d.request ?? -1];
+      if (d.aspect !== "client:body" || r === undefined || r.response.interim === 0) return false;
+      const whole = r.response.status === 204 || r.method === "HEAD" ? 0 : r.response.body.size;
+      const [, haproxys] = d.ringroute.split(" vs ");
+      return d.ringroute.startsWith(`${whole} bytes, first difference`) && (haproxys ?? "").includes("HTTP/1.1 ");
     },
   },
 ];
