@@ -547,7 +547,14 @@ async function runCase(side: Side, plan: CasePlan, ids: string[][]): Promise<See
     }
   }
   // A request cut by a close (an aborted upload) shows as incomplete; anything else the member could not parse is an error.
-  const memberErrors = side.backends.flatMap((b) => b.errors).filter((e) => !e.startsWith("HPE_INVALID_EOF_STATE"));
+  const memberErrors = side.backends
+    .flatMap((b) => b.connections)
+    .filter((c) => c.parser.error !== undefined && !c.parser.error.startsWith("HPE_INVALID_EOF_STATE"))
+    .map((c) => {
+      const last = c.requests.at(-1);
+      const rest = JSON.stringify(c.parser.rest.subarray(0, 60).toString("latin1"));
+      return `${c.parser.error} after ${c.requests.length} requests (last ${last?.method} ${last?.url}, ${last?.body.length} body bytes, ${last?.complete ? "complete" : "incomplete"}), before ${rest}`;
+    });
   return { connections, arrivals, strays, memberErrors };
 }
 
@@ -920,22 +927,45 @@ const documented: Classified[] = [
       return d.ringroute.startsWith(`${whole} bytes, first difference`) && (haproxys ?? "").includes("HTTP/1.1 ");
     },
   },
+  {
+    name: "slow member: 504 from ringroute, a close from HAProxy",
+    reason:
+      "A member that stops reading an upload for longer than the member deadline is timed out by both; ringroute " +
+      "answers 504 (the member is blamed, README timeouts), HAProxy closes the client connection without a " +
+      "response (its log: sD--).",
+    matches(d, plan) {
+      const c = plan.connections[d.connection ?? -1];
+      const slow = c?.requests.some((r) => r.response.pauseRead >= longPause && r.body.framing !== "none");
+      if (slow !== true) return false;
+      if (d.aspect === "client:responses")
+        return d.ringroute.endsWith("; 504") && count(d.haproxy) < count(d.ringroute);
+      return d.aspect === "member:body" && d.ringroute.includes("incomplete") && d.haproxy.includes("incomplete");
+    },
+  },
 ];
 
 /** The connection whose client pauses reading past the deadlines, or -1. */
 const slowReader = (plan: CasePlan) => plan.connections.findIndex((c) => c.pauseRead >= longPause);
 
 /**
- * Differences expected until the finding named is fixed (issue 20). Each
- * has an example that shows it today; once the fix is on main, the example
- * no longer differs, the test "each expected difference still happens"
- * fails, and the entry is deleted.
+ * Differences expected until the finding named is fixed. Each has an example
+ * that shows it; once the fix is on main the example no longer differs, the
+ * test "each expected difference still happens" fails, and the entry moves to
+ * `fixedFindings`. Empty: every finding of issue 20 this test saw is fixed.
  */
-const expectedUntilFixed: (Classified & { example: CasePlan })[] = [
+const expectedUntilFixed: (Classified & { example: CasePlan })[] = [];
+
+/**
+ * Issue 20's findings as this test first saw them on main, each with the
+ * example that showed it; all fixed, so each example must now agree with
+ * HAProxy up to the documented differences. A difference that matches one
+ * of these is that finding come back.
+ */
+const fixedFindings: (Classified & { example: CasePlan })[] = [
   {
     name: "early response: smuggling",
     reason:
-      "Until 'Request smuggling through an early response' is fixed: after answering early, the member still expects " +
+      "'Request smuggling through an early response': after answering early, the member still expects " +
       "the rest of the body, yet ringroute pools its connection, so the next client's request is read as that body.",
     matches(d, plan) {
       const early = plan.connections.findIndex((c) => {
@@ -957,7 +987,7 @@ const expectedUntilFixed: (Classified & { example: CasePlan })[] = [
   {
     name: "slow reader: response cut",
     reason:
-      "Until 'A slow-reading client truncates its own response' is fixed: while the client does not read, ringroute's " +
+      "'A slow-reading client truncates its own response': while the client does not read, ringroute's " +
       "member deadline runs and cuts the response; HAProxy waits for the client.",
     matches(d, plan) {
       return d.connection === slowReader(plan) && d.aspect.startsWith("client:");
@@ -972,27 +1002,9 @@ const expectedUntilFixed: (Classified & { example: CasePlan })[] = [
     },
   },
   {
-    name: "slow member: blamed on the client",
-    reason:
-      "Until 'Slow members blamed on clients' is fixed: while the member does not read the upload, ringroute's body " +
-      "deadline runs against the client (408); HAProxy waits for the member.",
-    matches(d, plan) {
-      const c = plan.connections[d.connection ?? -1];
-      const slow = c?.requests.some((r) => r.response.pauseRead >= longPause && r.body.framing !== "none");
-      return slow === true && (d.aspect.startsWith("client:") || d.aspect.startsWith("member:"));
-    },
-    example: {
-      connections: [
-        connection([
-          request({ method: "POST", body: upload(8 << 20, 128), response: response({ pauseRead: longPause }) }),
-        ]),
-      ],
-    },
-  },
-  {
     name: "dot-segments: key and target differ",
     reason:
-      "Until 'The key comes from the raw path, the member gets the normalised one' is fixed: ringroute routes " +
+      "'The key comes from the raw path, the member gets the normalised one': ringroute routes " +
       "`/k0/zz/../a` by that raw path but sends `/k0/a`, so one target reaches two members; HAProxy hashes what it sends.",
     matches(d, plan) {
       return d.aspect === "routing" && plan.connections.some((c) => c.requests.some((r) => r.path.includes("/.")));
@@ -1010,7 +1022,7 @@ const expectedUntilFixed: (Classified & { example: CasePlan })[] = [
   {
     name: "Connection lines: only the last one's fields stripped",
     reason:
-      "Until 'Every Connection line's tokens stripped' (item 5) is fixed: a field named by a Connection line " +
+      "'Every Connection line's tokens stripped' (item 5): a field named by a Connection line " +
       "other than the last crosses ringroute in both directions (HAProxy 2.6 does the same; the rule holds ringroute to RFC 9110 §7.6.1).",
     matches(d) {
       return d.aspect === "rule:connection-listed";
@@ -1020,12 +1032,30 @@ const expectedUntilFixed: (Classified & { example: CasePlan })[] = [
   {
     name: "1xx to an HTTP/1.0 client",
     reason:
-      "Until 'no 1xx of any kind to an HTTP/1.0 client' (item 5) is fixed: a member's 103 reaches an HTTP/1.0 " +
+      "'no 1xx of any kind to an HTTP/1.0 client' (item 5): a member's 103 reaches an HTTP/1.0 " +
       "client (RFC 9110 §15.2 forbids it; HAProxy 2.6 passes it on too).",
     matches(d) {
       return d.aspect === "rule:1xx-to-http/1.0";
     },
     example: { connections: [connection([request({ response: response({ interim: 103 }) })], { version: "1.0" })] },
+  },
+  {
+    name: "slow member: blamed on the client",
+    reason:
+      "'Slow members blamed on clients': while the member did not read the upload, ringroute's body deadline ran " +
+      "against the client (408).",
+    matches(d, plan) {
+      const c = plan.connections[d.connection ?? -1];
+      const slow = c?.requests.some((r) => r.response.pauseRead >= longPause && r.body.framing !== "none");
+      return slow === true && d.aspect.startsWith("client:") && d.ringroute.includes("408");
+    },
+    example: {
+      connections: [
+        connection([
+          request({ method: "POST", body: upload(8 << 20, 128), response: response({ pauseRead: longPause }) }),
+        ]),
+      ],
+    },
   },
 ];
 
@@ -1153,18 +1183,36 @@ test.serial("generated exchanges through ringroute and through HAProxy differ on
 
 test.serial("each expected difference still happens (delete its entry once its fix is on main)", async (t) => {
   t.timeout(180_000, "each example may wait out a deadline");
+  const fixed: string[] = [];
+  const unclassified: string[] = [];
   for (const entry of expectedUntilFixed) {
     const found = await compare(entry.example);
     const mine = found.filter((d) => entry.matches(d, entry.example));
-    const other = found.filter((d) => classify(d, entry.example) === undefined);
-    t.deepEqual(other.map(show), [], `${entry.name}: no unclassified differences`);
-    if (mine.length === 0) t.fail(`${entry.name}: no longer differs; its fix is in, delete the entry`);
+    unclassified.push(
+      ...found.filter((d) => classify(d, entry.example) === undefined).map((d) => `${entry.name}: ${show(d)}`),
+    );
+    if (mine.length === 0) fixed.push(entry.name);
     else
       t.log(
         `${entry.name}: ${mine.map((d) => `${d.aspect}: ringroute ${d.ringroute}, HAProxy ${d.haproxy}`).join("; ")}`,
       );
   }
+  t.deepEqual(fixed, [], "these no longer differ: their fixes are in, delete their entries from expectedUntilFixed");
+  t.deepEqual(unclassified, []);
 });
+
+test.serial("the cases that showed issue 20's findings now agree with HAProxy", async (t) => {
+  t.timeout(180_000, "each example may wait out a deadline");
+  const open: string[] = [];
+  for (const entry of fixedFindings) {
+    for (const d of await compare(entry.example)) {
+      if (classify(d, entry.example) !== undefined) continue;
+      open.push(`${entry.name}${entry.matches(d, entry.example) ? " is back" : ""}: ${show(d)}`);
+    }
+  }
+  t.deepEqual(open, []);
+});
+
 // ---------------------------------------------------------------------------
 // Malformed requests
 
