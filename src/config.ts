@@ -95,6 +95,12 @@ export interface ProxyConfig {
     forwarded: boolean;
     /** Add x-ringroute-partition and x-ringroute-member to responses. */
     ringInfo: boolean;
+    /**
+     * Send members x-ringroute-partition, -rank and -version with each keyed
+     * request; `auto`: under coordinated hand-offs only. Whatever x-ringroute-*
+     * headers a client sends are dropped either way.
+     */
+    ownership: boolean | "auto";
   };
 }
 
@@ -168,7 +174,7 @@ export function defaultConfig(): Config {
         methods: ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"],
       },
       eject: { after: 5, for: 10_000 },
-      headers: { forwarded: true, ringInfo: false },
+      headers: { forwarded: true, ringInfo: false, ownership: "auto" },
     },
     shutdownTimeout: 10_000,
     shutdownDelay: 0,
@@ -346,9 +352,12 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
     if (e.for !== undefined) proxy.eject.for = duration(e.for, "proxy.eject.for", { zero: true });
   }
   if (s.headers !== undefined) {
-    const h = mapping(s.headers, "proxy.headers", ["forwarded", "ringInfo"]);
+    const h = mapping(s.headers, "proxy.headers", ["forwarded", "ringInfo", "ownership"]);
     if (h.forwarded !== undefined) proxy.headers.forwarded = boolean(h.forwarded, "proxy.headers.forwarded");
     if (h.ringInfo !== undefined) proxy.headers.ringInfo = boolean(h.ringInfo, "proxy.headers.ringInfo");
+    if (h.ownership !== undefined) {
+      proxy.headers.ownership = h.ownership === "auto" ? "auto" : boolean(h.ownership, "proxy.headers.ownership");
+    }
   }
 }
 

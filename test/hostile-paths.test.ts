@@ -105,7 +105,7 @@ test("a target spelt with dot-segments goes to the owner of the path the member 
   const names = ["a", "b", "c"];
   const h = await startRawProxy(names);
   t.teardown(() => h.close());
-  const ring = h.cluster.routing;
+  const ring = h.cluster.routing.ring;
   const spellings = (k: number) => [`/users/${k}`, `/x/../users/${k}`, `/users/./${k}`, `/users/x/%2e%2e/${k}?q=1`];
   const expected: string[] = [];
   for (let k = 0; k < 40; k++) {
@@ -138,7 +138,7 @@ test("regex: keys are matched against the normalised path", async (t) => {
   const names = ["a", "b", "c"];
   const h = await startRawProxy(names, { key: { from: { kind: "regex", pattern: "^/tenants/([^/]+)" } } });
   t.teardown(() => h.close());
-  const ring = h.cluster.routing;
+  const ring = h.cluster.routing.ring;
   const tenants = Array.from({ length: 20 }, (_, i) => `t${i}`);
   for (const tenant of tenants) {
     for (const target of [`/tenants/${tenant}/a`, `/other/../tenants/${tenant}/b`]) {

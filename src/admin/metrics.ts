@@ -10,9 +10,9 @@
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
-import { registerHandoffMetrics } from "../handoff/metrics.ts";
 import type { ClientFailure, ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
+import { registerHandoffMetrics } from "./handoff-metrics.ts";
 
 /** Upper bounds of the request duration histogram, in seconds. */
 const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

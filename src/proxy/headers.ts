@@ -61,7 +61,8 @@ export interface RequestHead {
  * Reads a request's headers and builds the lines the member gets: the
  * client's minus hop-by-hop ones (Host kept: the member may serve several
  * virtual hosts; it never picks the upstream), X-Forwarded-* replaced by
- * this hop's when `forwarded` is on (X-Forwarded-For appended to). An
+ * this hop's when `forwarded` is on (X-Forwarded-For appended to), and
+ * every x-ringroute-* header dropped (only the proxy may send those). An
  * HTTP/1.0 client's `Expect: 100-continue` is dropped.
  */
 export function readRequestHead(
@@ -126,6 +127,8 @@ export function readRequestHead(
         break;
       default:
         if (hopByHop.has(lower)) continue;
+        // x-ringroute-* is what the proxy tells members (partition, rank, version): a client cannot say it.
+        if (lower.length > 12 && lower.charCodeAt(0) === 120 && lower.startsWith("x-ringroute-")) continue;
     }
     lines += `${name}: ${value}\r\n`;
   }

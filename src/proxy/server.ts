@@ -108,6 +108,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     keyConfig,
     cluster,
     deadlines,
+    clock,
     closing: false,
     lingering: new Set(),
     tls: options.tls !== undefined,

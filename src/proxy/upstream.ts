@@ -5,16 +5,18 @@
  * to the exchange as slices of the received buffers, framing included.
  */
 import { connect, type Socket } from "node:net";
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Member } from "../membership/source.ts";
-import type { Ring } from "../ring/ring.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type HeadLimits, OK, PAUSED, Parser } from "./llhttp.ts";
 import type { UpstreamFailure } from "./observer.ts";
 
 /** What the proxy needs of a cluster; `Cluster` satisfies it, and so can a worker's own view. */
 export interface ProxyCluster {
-  /** The ring requests are routed by. */
-  readonly routing: Ring;
+  /** The table requests are routed by. */
+  readonly routing: RoutingTable;
+  /** Milliseconds a request waits for a partition no member holds ready (coordinated hand-offs); default 2000. */
+  readonly handoffWait?: number | undefined;
   member(name: string): Member | undefined;
   listen(listener: { memberDown?(member: Member): void }): () => void;
 }
