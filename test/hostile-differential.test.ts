@@ -15,6 +15,7 @@
  * - Added fields are not compared: X-Forwarded-*, Forwarded, Via, x-ringroute-*.
  * - Framing may change: Content-Length, chunked and a close-delimited body
  *   compare by their bytes.
+ * - A response a proxy made itself (a 504, say) compares by its status only.
  * - Interim (1xx) responses compare for HTTP/1.1 clients; an HTTP/1.0 client
  *   must get none (a rule, ringroute only: HAProxy 2.6 passes them on).
  *
@@ -708,6 +709,13 @@ function differences(plan: CasePlan, ids: string[][], r: Seen, h: Seen): Differe
       const a = rc.replies[k] as Reply;
       const b = hc.replies[k] as Reply;
       const at = { connection: i, request: k };
+      // An answer each proxy made itself (no member Date: 502, 504, 408…) compares by status: its words are its own.
+      const own = headerValues(a, "date")[0] !== memberDate && headerValues(b, "date")[0] !== memberDate;
+      if (own) {
+        if (a.status !== b.status)
+          add({ aspect: "client:status", ...at, ringroute: `${a.status}`, haproxy: `${b.status}` });
+        continue;
+      }
       if (a.status !== b.status || a.reason !== b.reason) {
         add({
           aspect: "client:status",
