@@ -21,9 +21,10 @@ const lines = (text: string) =>
     .split("\n")
     .map((line) => JSON.parse(line));
 
-test("lookup prints one JSON line a key with libring's owners, as Go computes them", async (t) => {
+test("lookup --placement jump prints one JSON line a key with libring's owners, as Go computes them", async (t) => {
   for (const c of goVectors.cases) {
     const flags = ["--members", c.members.join(","), "--partitions", `${c.partitions}`, "--replicas", `${c.replicas}`];
+    flags.push("--placement", "jump");
     const run = await ringroute(["lookup", ...flags, "--hash", c.hash, "--", ...c.keys]);
     t.is(run.code, 0, run.stderr);
     t.deepEqual(

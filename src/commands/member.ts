@@ -19,7 +19,8 @@ export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [
   election and reports the member's hand-offs done at once.
   --cluster NAME (ringroute)  --prefix /ringroute/NAME/  --ttl 10s
   --tags k=v,k=v  --health-path /healthz  --health-interval 2s  --health-timeout 1s
-  --partitions P --replicas R --hash H --placement P --order O (the ring a leader publishes)
+  --partitions P --replicas R --hash H --placement P --order O --balance-factor F
+  (the ring a leader publishes; balanced, factor 1.25, unless set)
   --username U --password P  --ca FILE --cert FILE --key FILE`;
 
 const options = {
@@ -39,6 +40,7 @@ const options = {
   hash: { type: "string" },
   placement: { type: "string" },
   order: { type: "string" },
+  "balance-factor": { type: "string" },
   username: { type: "string" },
   password: { type: "string" },
   ca: { type: "string" },
@@ -89,7 +91,10 @@ export async function member(args: string[]): Promise<void> {
     throw new ConfigError("--health-path", `must start with "/", got ${JSON.stringify(healthPath)}`);
   }
   const { partitions, replicas, hash, placement, order } = values;
-  const given = Object.entries({ partitions, replicas, hash, placement, order }).filter(([, v]) => v !== undefined);
+  const balanceFactor = values["balance-factor"];
+  const given = Object.entries({ partitions, replicas, hash, placement, order, balanceFactor }).filter(
+    ([, v]) => v !== undefined,
+  );
   const ring = parseRing(Object.fromEntries(given), "ring");
 
   const logger = pino({ base: { command: "member" } }, pino.destination(2));
@@ -184,7 +189,9 @@ export const memberCommand: Command = {
     },
     { name: "health-interval", value: "DURATION", help: "between health checks", shownDefault: "2s" },
     { name: "health-timeout", value: "DURATION", help: "a health check's answer", shownDefault: "1s" },
-    ...ringFlags.filter((flag) => ["partitions", "replicas", "hash", "placement", "order"].includes(flag.name)),
+    ...ringFlags.filter((flag) =>
+      ["partitions", "replicas", "hash", "placement", "order", "balance-factor"].includes(flag.name),
+    ),
     { name: "username", value: "U", help: "etcd user" },
     { name: "password", value: "P", help: "etcd password" },
     { name: "ca", value: "FILE", help: "etcd CA certificate" },

@@ -36,7 +36,7 @@ export function defaultRingConfig(): RingConfig {
     partitions: 512,
     replicas: 3,
     hash: "fnv1a32",
-    placement: "jump",
+    placement: "balanced",
     order: "lexical",
     balanceFactor: 1.25,
     vnodes: 150,
