@@ -57,7 +57,8 @@ async function checkCanvasMatchesRing(t: ExecutionContext, page: RingPage) {
     expected.set(c, (expected.get(c) ?? 0) + (member.partitions[0] as number));
   }
   t.deepEqual(Object.fromEntries(countByColour(cells.slice(0, P))), Object.fromEntries(expected));
-  // And the owners as text match /ring's table, in replica order.
+  // And the owners as text match /ring's table, in replica order (written once their section is open).
+  await page.page.evaluate("document.querySelector('#owners-details').open = true");
   await page.page.waitForSelector(`#owners[data-checksum="${ring.checksum}"]`, { state: "attached" });
   const owners = await page.page.$$eval("#owners li", (items) =>
     items.map((li) => JSON.parse((li as HTMLElement).dataset.owners as string)),

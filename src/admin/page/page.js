@@ -234,7 +234,31 @@
         renderSource(ring.source);
       })
       .catch(() => {});
-    renderOwners();
+    patchOwners(previous.checksum, slots);
+  }
+
+  /**
+   * After a delta, rewrites only the moved partitions' items of a whole owners
+   * list (rebuilding 65,536 items would hold the page up); a list that was
+   * not whole yet is written again.
+   */
+  function patchOwners(previousChecksum, slots) {
+    const list = $("#owners");
+    if (list.dataset.checksum !== previousChecksum) {
+      renderOwners();
+      return;
+    }
+    const items = list.children;
+    let last = -1;
+    for (let i = 0; i < slots.length; i += 3) {
+      const p = slots[i];
+      if (p === last) continue;
+      last = p;
+      const owners = ownersOf(p, view);
+      items[p].dataset.owners = JSON.stringify(owners);
+      items[p].textContent = owners.join(", ");
+    }
+    list.dataset.checksum = view.checksum;
   }
 
   function layoutFor(partitions) {
@@ -424,9 +448,10 @@
 
   /**
    * The owners list: one item per partition, owners in replica order, for
-   * screen readers and tests; inside a closed <details> it costs no layout.
-   * Written in slices between frames, so the canvas and the page stay
-   * responsive at P = 65,536, and marked with the ring's checksum when whole.
+   * screen readers and tests, written while its <details> is open and
+   * emptied when it closes. Written in slices between frames, so the canvas
+   * and the page stay responsive at P = 65,536, marked with the ring's
+   * checksum when whole, and patched item by item on a change.
    */
   let ownersGeneration = 0;
   function renderOwners() {
@@ -434,8 +459,10 @@
     const started = performance.now();
     const shown = view;
     const list = $("#owners");
-    list.replaceChildren();
+    if (list.firstChild) list.replaceChildren();
     delete list.dataset.checksum;
+    // Only while its section is open: 65,536 items kept in the page make every later change slow.
+    if (!$("#owners-details").open || !shown) return;
     const P = shown.config.partitions;
     const slice = 4096;
     const write = (from) => {
@@ -458,6 +485,8 @@
     };
     write(0);
   }
+
+  $("#owners-details").addEventListener("toggle", () => renderOwners());
 
   function renderMembers(members) {
     const now = performance.now();
