@@ -160,7 +160,7 @@ for (let round = 0; round < rounds; round++) {
 }
 const stepTimes: Record<string, number[]> = {};
 for (let round = 0; round < rounds; round++) {
-  for (const [name, ms] of Object.entries(steps())) (stepTimes[name] ??= []).push(ms);
+  for (const [name, ms] of Object.entries(steps())) stepTimes[name] = [...(stepTimes[name] ?? []), ms];
 }
 const show = (xs: number[]) =>
   `${median(xs).toFixed(0)} ms (min ${Math.min(...xs).toFixed(0)}, max ${Math.max(...xs).toFixed(0)})`;
