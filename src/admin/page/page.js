@@ -46,9 +46,10 @@
     },
   };
 
-  // ---- colours: a pure function of the member's name (FNV-1a over its UTF-8 bytes picks the
-  // hue and one of three lightnesses), so a member has the same colour after a reload, a change,
-  // in another browser and on another proxy; a change recolours only the cells that moved.
+  // ---- colours: a pure function of the member's name (FNV-1a over its UTF-8 bytes picks one of
+  // 72 colours: 24 hues 15° apart in three lightnesses, so two members never get colours closer
+  // than that), so a member has the same colour after a reload, a change, in another browser and
+  // on another proxy; a change recolours only the cells that moved.
   const colorCache = new Map();
   const utf8 = new TextEncoder();
   function nameHash(name) {
@@ -61,10 +62,10 @@
   function colorOf(name) {
     let rgb = colorCache.get(name);
     if (rgb === undefined) {
-      const h = nameHash(name);
-      const hue = (h % 3600) / 3600;
-      const light = [0.5, 0.38, 0.62][Math.floor(h / 3600) % 3];
-      rgb = hslToRgb(hue, 0.62, light);
+      const slot = nameHash(name) % 72;
+      const hue = ((slot % 24) * 15 + 5) / 360;
+      const light = [0.5, 0.36, 0.64][Math.floor(slot / 24)];
+      rgb = hslToRgb(hue, 0.65, light);
       colorCache.set(name, rgb);
     }
     return rgb;
@@ -548,7 +549,11 @@
     const at = change.at ? new Date(change.at) : new Date();
     let text = `<time datetime="${escapeHtml(at.toISOString())}">${at.toLocaleTimeString()}</time> ${escapeHtml(who || "members changed")}: ${escapeHtml(moved)}, ${change.size} members`;
     if (change.moved && change.moved.primaries > 0 && change.from && change.to) {
-      text += `<div class="moves">from ${escapeHtml(moveText(change.from))}<br>to ${escapeHtml(moveText(change.to))}</div>`;
+      const sides = [
+        change.from.members.length > 0 ? `from ${escapeHtml(moveText(change.from))}` : "",
+        change.to.members.length > 0 ? `to ${escapeHtml(moveText(change.to))}` : "",
+      ].filter((side) => side !== "");
+      text += `<div class="moves">${sides.join("<br>")}</div>`;
     }
     li.innerHTML = text;
     li.dataset.checksum = change.checksum;
