@@ -283,9 +283,9 @@ test("a cells event turns the previous ring's table into the next one, for any j
           const after = Ring.build(next, { partitions: 97, replicas });
           const cells = movedCells(after, before);
           if (cells.slots === null) {
-            // Only when the owner count changes (or a quarter of the slots moved): then the page re-reads.
+            // Only when the owner count changes (or more than half of the slots moved): then the page re-reads.
             const moved = movement(before, after).replicaSlots;
-            if (before.ownerCount === after.ownerCount && moved <= 0.25 * 97 * after.ownerCount) return false;
+            if (before.ownerCount === after.ownerCount && moved <= 0.5 * 97 * after.ownerCount) return false;
             continue;
           }
           const shown = applyCells(before, cells);

@@ -194,7 +194,12 @@ serial(
     await page.page.goto(`${page.admin}/?highlight=600000`);
     await showing(page, page.serving.cluster.ring.checksum);
     const previous = page.serving.cluster.ring;
+    const tables: string[] = [];
+    page.page.on("request", (request) => {
+      if (request.url().includes("table=compact")) tables.push(request.url());
+    });
     await change(page, [...before, "node-new"]);
+    t.deepEqual(tables, [], "the change came as moved cells over /events: the table was not read again");
     const next = page.serving.cluster.ring;
     const moved: number[] = [];
     for (let p = 0; p < 2048; p++) if (previous.owner(p, 0) !== next.owner(p, 0)) moved.push(p);

@@ -145,8 +145,8 @@ export function exampleKeys(ring: Ring, partition: number, count = 3): string[] 
   return found;
 }
 
-/** Past this share of P·R moved slots, a `cells` event carries none: reading the whole table is cheaper. */
-const cellsLimit = 0.25;
+/** Past this share of P·R moved slots, a `cells` event carries none: its triples would outweigh the whole table. */
+const cellsLimit = 0.5;
 
 /**
  * The `cells` event: the slots whose owner changed, as flat triples
@@ -154,7 +154,7 @@ const cellsLimit = 0.25;
  * previous ring (`previousChecksum`) to apply instead of re-reading the
  * table. Slots of members that stayed keep their owner by name: the page
  * re-indexes them by `ringMembers`. `slots` is null when the change is not a
- * delta (other partition or owner counts) or moves more than a quarter of
+ * delta (other partition or owner counts) or moves more than half of
  * the slots.
  */
 export function movedCells(ring: Ring, previous: Ring) {

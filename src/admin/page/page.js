@@ -512,15 +512,22 @@
     totalsBefore.totals = new Map(members.map((m) => [m.name, { requests: m.requests, errors: m.errors }]));
   }
 
-  // Rates come from the proxy's own counters, read every two seconds.
+  // Rates come from the proxy's own counters, read every two seconds. A ring the page does not
+  // show yet is normally on its way as a cells event; only when two polls in a row see it does the
+  // page re-read the table (a stream that broke without a reset).
+  let unseen = null;
   async function poll() {
     try {
       const ring = await fetchJson("ring?table=false");
       if (view && ring.checksum === view.checksum) {
+        unseen = null;
         renderMembers(ring.members);
         renderSource(ring.source);
-      } else {
+      } else if (!view || unseen === ring.checksum) {
+        unseen = null;
         await refresh();
+      } else {
+        unseen = ring.checksum;
       }
     } catch {
       // The next poll tries again.
