@@ -60,6 +60,10 @@ export interface ProxyConfig {
     clientIdle: number;
     /** Milliseconds an Upgrade tunnel (WebSocket, h2c…) may carry no bytes either way. */
     tunnel: number;
+    /** Milliseconds a client may take no response bytes while a response waits for it; then the response is cut. */
+    clientWrite: number;
+    /** Milliseconds a request may wait for a free connection to its member; then 503 with Retry-After. */
+    queue: number;
   };
   /** What a client's request head may hold. */
   limits: {
@@ -146,6 +150,8 @@ export function defaultConfig(): Config {
         body: 30_000,
         clientIdle: 5_000,
         tunnel: 3_600_000,
+        clientWrite: 60_000,
+        queue: 10_000,
       },
       limits: { headers: 100, headerBytes: 16_384, url: 8_192 },
       errors: { detail: false },
@@ -279,7 +285,17 @@ export function parseRing(raw: unknown, path: string): RingConfig {
 function parseProxy(raw: unknown, proxy: ProxyConfig): void {
   const s = mapping(raw, "proxy", ["timeouts", "limits", "errors", "connections", "retry", "eject", "headers"]);
   if (s.timeouts !== undefined) {
-    const names = ["connect", "response", "keepAlive", "head", "body", "clientIdle", "tunnel"] as const;
+    const names = [
+      "connect",
+      "response",
+      "keepAlive",
+      "head",
+      "body",
+      "clientIdle",
+      "tunnel",
+      "clientWrite",
+      "queue",
+    ] as const;
     const t = mapping(s.timeouts, "proxy.timeouts", [...names]);
     for (const name of names) {
       if (t[name] !== undefined) proxy.timeouts[name] = duration(t[name], `proxy.timeouts.${name}`);

@@ -52,7 +52,16 @@ test("--members name=url,name=url is a static member list", (t) => {
 test("durations take ms, s, m and h units", (t) => {
   const config = parseConfig({
     proxy: {
-      timeouts: { connect: "500ms", response: "1.5m", keepAlive: "2s", head: "7s", body: "1m", clientIdle: "250ms" },
+      timeouts: {
+        connect: "500ms",
+        response: "1.5m",
+        keepAlive: "2s",
+        head: "7s",
+        body: "1m",
+        clientIdle: "250ms",
+        clientWrite: "2m",
+        queue: "3s",
+      },
       eject: { for: "1h" },
     },
     shutdownTimeout: "0",
@@ -65,6 +74,8 @@ test("durations take ms, s, m and h units", (t) => {
     body: 60_000,
     clientIdle: 250,
     tunnel: 3_600_000,
+    clientWrite: 120_000,
+    queue: 3000,
   });
   t.is(config.proxy.eject.for, 3_600_000);
   t.is(config.shutdownTimeout, 0);
@@ -106,6 +117,14 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     [
       { proxy: { timeouts: { response: 30 } } },
       "proxy.timeouts.response: must be a positive duration like 500ms, 2s or 1m, got 30",
+    ],
+    [
+      { proxy: { timeouts: { clientWrite: "0" } } },
+      'proxy.timeouts.clientWrite: must be a positive duration like 500ms, 2s or 1m, got "0"',
+    ],
+    [
+      { proxy: { timeouts: { queue: "later" } } },
+      'proxy.timeouts.queue: must be a positive duration like 500ms, 2s or 1m, got "later"',
     ],
     [
       { proxy: { retry: { on: ["reset", 404] } } },

@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
 import { registerHandoffMetrics } from "../handoff/metrics.ts";
-import type { ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
+import type { ClientFailure, ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
 
 /** Upper bounds of the request duration histogram, in seconds. */
 const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -36,7 +36,7 @@ interface Sample {
 class RequestStats {
   readonly #members = new Map<string, MemberStats>();
 
-  record(member: string, method: string, status: number, seconds: number): void {
+  record(member: string, method: string, status: number | string, seconds: number): void {
     let stats = this.#members.get(member);
     if (stats === undefined) {
       stats = { responses: new Map(), buckets: new Float64Array(buckets.length + 1), sum: 0, count: 0 };
@@ -136,6 +136,8 @@ export class Metrics implements ProxyObserver {
   readonly #upstreamErrors: Counter<"member" | "reason">;
   readonly #failovers: Counter;
   readonly #ejections: Counter<"member">;
+  readonly #clientErrors: Counter<"reason">;
+  readonly #queueTimeouts: Counter<"member">;
   readonly #requestStats = new RequestStats();
   /** Failed tries per member, for the ring page. */
   readonly #errors = new Map<string, number>();
@@ -158,13 +160,25 @@ export class Metrics implements ProxyObserver {
     registry.registerMetric(this.#requestStats.durationMetric() as never);
     this.#upstreamErrors = new Counter({
       name: "ringroute_upstream_errors_total",
-      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), error.",
+      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response, error.",
       labelNames: ["member", "reason"],
       registers,
     });
     this.#failovers = new Counter({
       name: "ringroute_failovers_total",
       help: "Requests moved on to the next member of their preference list.",
+      registers,
+    });
+    this.#clientErrors = new Counter({
+      name: "ringroute_client_errors_total",
+      help: "Requests that failed on the client's side, by reason: head_timeout, body_timeout, slow_reader, aborted, bad_request.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#queueTimeouts = new Counter({
+      name: "ringroute_queue_timeouts_total",
+      help: "Requests answered 503 after waiting proxy.timeouts.queue for a connection to a member.",
+      labelNames: ["member"],
       registers,
     });
     this.#ejections = new Counter({
@@ -279,7 +293,7 @@ export class Metrics implements ProxyObserver {
     });
   }
 
-  request(member: string, method: string, status: number, seconds: number): void {
+  request(member: string, method: string, status: number | "truncated", seconds: number): void {
     this.#requestStats.record(member, methods.has(method) ? method : "OTHER", status, seconds);
   }
 
@@ -294,6 +308,14 @@ export class Metrics implements ProxyObserver {
   upstreamError(member: string, reason: UpstreamFailure): void {
     this.#errors.set(member, (this.#errors.get(member) ?? 0) + 1);
     this.#upstreamErrors.inc({ member, reason });
+  }
+
+  clientError(reason: ClientFailure): void {
+    this.#clientErrors.inc({ reason });
+  }
+
+  queueTimeout(member: string): void {
+    this.#queueTimeouts.inc({ member });
   }
 
   failover(): void {

@@ -13,6 +13,7 @@ import { type ClientSide, type EngineContext, Exchange, type RequestInfo } from 
 import { readRequestHead } from "./headers.ts";
 import { type CompiledKey, originForm } from "./key.ts";
 import { OK, PAUSED, PAUSED_UPGRADE, Parser } from "./llhttp.ts";
+import type { ClientFailure } from "./observer.ts";
 import { memberTarget, unsafePath } from "./path.ts";
 import { errorResponse, messages } from "./reply.ts";
 import { type Router, routeRequest } from "./route.ts";
@@ -28,11 +29,16 @@ export interface ClientServer {
   deadlines: Deadlines;
   /** Shutting down: every response closes its connection. */
   closing: boolean;
+  /** Sockets closed on our side after an answer, waiting a moment for the client's FIN (destroyed on shutdown). */
+  lingering: Set<Socket>;
   tls: boolean;
   connectionClosed(conn: ClientConnection): void;
 }
 
 type State = "idle" | "head" | "body" | "waiting" | "tunnel" | "closed";
+
+/** How long a socket we closed after answering waits for the client's FIN before it is destroyed. */
+const lingerMs = 5_000;
 
 export class ClientConnection implements ClientSide, Timed {
   readonly socket: Socket;
@@ -48,6 +54,8 @@ export class ClientConnection implements ClientSide, Timed {
   /** Bytes of the next request seen (a connection that sent nothing is closed quietly). */
   #started = false;
   #bodyPaused = false;
+  /** The client is not taking response bytes: the deadline is `timeouts.clientWrite`'s. */
+  #writeStalled = false;
   /** The member a request just parsed goes to, once the rest of its read is parsed. */
   #dispatch: string | undefined;
 
@@ -58,7 +66,10 @@ export class ClientConnection implements ClientSide, Timed {
     this.#parser = new Parser("request", server.ctx.config.limits);
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#data(chunk));
-    socket.on("drain", () => this.#exchange?.clientDrained());
+    socket.on("drain", () => {
+      this.writeStalled(false);
+      this.#exchange?.clientDrained();
+    });
     socket.on("error", () => {});
     socket.on("close", () => this.#closed());
     socket.on("end", () => this.#ended());
@@ -85,6 +96,23 @@ export class ClientConnection implements ClientSide, Timed {
     this.#bodyPaused = paused;
     if (paused) this.socket.pause();
     else if (this.#stash === undefined) this.socket.resume();
+    // The client waits on the member (or a free connection) meanwhile: its body deadline does not run.
+    if (this.state === "body" && !this.#writeStalled) {
+      this.deadline = paused ? 0 : this.#server.deadlines.now() + this.#server.ctx.config.timeouts.body;
+    }
+  }
+
+  writeStalled(stalled: boolean): void {
+    if (stalled === this.#writeStalled || this.state === "closed" || this.state === "tunnel") return;
+    this.#writeStalled = stalled;
+    const server = this.#server;
+    const now = server.deadlines.now();
+    const timeouts = server.ctx.config.timeouts;
+    if (stalled) this.deadline = now + timeouts.clientWrite;
+    else if (this.state === "body") this.deadline = this.#bodyPaused ? 0 : now + timeouts.body;
+    else if (this.state === "idle") this.deadline = now + (server.closing ? 250 : timeouts.clientIdle);
+    else if (this.state === "head") this.deadline = now + timeouts.head;
+    else this.deadline = 0;
   }
 
   /** Shutdown: close now if between requests; otherwise after the response in progress. */
@@ -96,20 +124,30 @@ export class ClientConnection implements ClientSide, Timed {
   }
 
   expire(): void {
-    const timeouts = this.#server.ctx.config.timeouts;
+    if (this.#writeStalled) {
+      // The client stopped reading its response for `timeouts.clientWrite`: its fault, the member's is intact.
+      this.#clientError("slow_reader");
+      this.#exchange?.abort("slow_reader");
+      this.destroy();
+      return;
+    }
     switch (this.state) {
       case "idle":
-        if (this.#started) this.#fail(408, "request_timeout");
-        else this.#end();
+        if (this.#started) {
+          this.#clientError("head_timeout");
+          this.#fail(408, "request_timeout");
+        } else this.#end();
         return;
       case "head":
+        this.#clientError("head_timeout");
         this.#fail(408, "request_timeout");
         return;
       case "body": {
         // The body stalled: the member's request is aborted (its connection freed), not retried.
+        this.#clientError("body_timeout");
         const exchange = this.#exchange;
         if (exchange !== undefined) {
-          exchange.abort("request_timeout");
+          exchange.abort("body_timeout");
           if (!exchange.responseStarted) {
             this.#exchange = undefined;
             this.#fail(408, "request_timeout");
@@ -120,8 +158,11 @@ export class ClientConnection implements ClientSide, Timed {
         return;
       }
       default:
-        void timeouts;
     }
+  }
+
+  #clientError(reason: ClientFailure): void {
+    this.#server.ctx.observer?.clientError?.(reason);
   }
 
   #data(chunk: Buffer): void {
@@ -166,8 +207,10 @@ export class ClientConnection implements ClientSide, Timed {
         return;
       }
       if (inBody && pos > start) {
+        // Re-armed only while the body flows: paused, the client waits on the member, which is timed instead.
+        if (!this.#bodyPaused && !this.#writeStalled)
+          this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
         this.#exchange?.clientBody(data, start, pos);
-        this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
       }
       if (code === OK) return;
       start = pos;
@@ -320,7 +363,8 @@ export class ClientConnection implements ClientSide, Timed {
     this.#started = false;
     const server = this.#server;
     const idle = server.closing ? 250 : server.ctx.config.timeouts.clientIdle;
-    this.deadline = server.deadlines.now() + idle;
+    // A response still waiting in the socket for a client that is not reading keeps the write deadline.
+    this.deadline = server.deadlines.now() + (this.#writeStalled ? server.ctx.config.timeouts.clientWrite : idle);
     return false;
   }
 
@@ -351,6 +395,7 @@ export class ClientConnection implements ClientSide, Timed {
           : [400, "bad_request"];
     this.#server.ctx.logger.debug({ client: this.address, reason: parser.errorReason(), status }, "bad request");
     this.#dispatch = undefined;
+    this.#clientError("bad_request");
     const exchange = this.#exchange;
     if (exchange !== undefined) {
       // Bad framing inside a body being forwarded: the member's request is cut, never completed.
@@ -375,12 +420,54 @@ export class ClientConnection implements ClientSide, Timed {
     if (this.state === "closed") return;
     this.socket.end();
     this.#closed();
+    this.#linger();
+  }
+
+  /**
+   * After our FIN, the client's remaining bytes are read and dropped until it closes too, for at most
+   * `lingerMs` (nginx's lingering close): a client that never closes does not keep the descriptor.
+   */
+  #linger(): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    const server = this.#server;
+    const deadlines = server.deadlines;
+    server.lingering.add(socket);
+    // The wait starts once our last bytes left (a slow reader still gets its response, within clientWrite).
+    const linger: Timed = { deadline: 0, expire: () => socket.destroy() };
+    const arm = () => {
+      linger.deadline = deadlines.now() + lingerMs;
+    };
+    if (socket.writableFinished) arm();
+    else {
+      linger.deadline = deadlines.now() + server.ctx.config.timeouts.clientWrite;
+      socket.once("finish", arm);
+    }
+    deadlines.add(linger);
+    socket.removeAllListeners("data");
+    socket.on("data", () => {});
+    socket.once("end", () => socket.destroy());
+    socket.once("close", () => {
+      deadlines.delete(linger);
+      server.lingering.delete(socket);
+    });
+    socket.resume();
   }
 
   #ended(): void {
     // The client finished sending; a response in progress still goes out (half-close), then the connection closes.
     this.#keepAlive = false;
-    if (this.#exchange === undefined && this.state !== "tunnel") this.#end();
+    const exchange = this.#exchange;
+    if (exchange === undefined) {
+      if (this.state !== "tunnel") this.#end();
+      return;
+    }
+    if (this.state === "body" && !exchange.requestDone) {
+      // FIN in the middle of a request: it can never be whole. The member's connection is freed now.
+      this.#clientError("aborted");
+      exchange.abort("aborted");
+      this.destroy();
+    }
   }
 
   #closed(): void {
@@ -390,7 +477,7 @@ export class ClientConnection implements ClientSide, Timed {
     this.#server.deadlines.delete(this);
     const exchange = this.#exchange;
     this.#exchange = undefined;
-    exchange?.abort("client_closed");
+    if (exchange?.abort("aborted")) this.#clientError("aborted");
     this.#parser.free();
     this.#server.connectionClosed(this);
   }

@@ -121,8 +121,12 @@ export class Parser {
   skipBody = false;
   /** Which limit stopped the parser: "headers", "headerBytes" or "url". */
   exceeded: "headers" | "headerBytes" | "url" | undefined;
-  /** Called with each decoded body span (offsets into the executed buffer); only when set. */
-  onBody: ((buffer: Buffer, start: number, end: number) => void) | undefined;
+  /**
+   * Collect decoded body spans (start and end offsets into the executed buffer, in pairs) in `spans`, for
+   * the caller to take after `execute()` returns; off, the caller passes the raw bytes on, framing included.
+   */
+  decode = false;
+  readonly spans: number[] = [];
   pos = 0;
   #headBytes = 0;
   #urlBytes = 0;
@@ -250,7 +254,7 @@ export class Parser {
   }
 
   body(start: number, len: number): number {
-    this.onBody?.(inputBuffer, start, start + len);
+    if (this.decode) this.spans.push(start, start + len);
     return 0;
   }
 

@@ -108,6 +108,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     cluster,
     deadlines,
     closing: false,
+    lingering: new Set(),
     tls: options.tls !== undefined,
     connectionClosed(conn) {
       connections.delete(conn);
@@ -161,6 +162,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
           if (finished) return;
           finished = true;
           cancelDeadline();
+          for (const socket of [...state.lingering]) socket.destroy();
           upstreams.destroy();
           deadlines.stop();
           resolve();
@@ -212,10 +214,16 @@ function tlsOptions(tls: TlsMaterial): { cert: string | Buffer; key: string | Bu
 
 function poolSettings(config: ProxyConfig): PoolSettings {
   const { timeouts, connections } = config;
-  return { connections, connect: timeouts.connect, response: timeouts.response, keepAlive: timeouts.keepAlive };
+  return {
+    connections,
+    connect: timeouts.connect,
+    response: timeouts.response,
+    keepAlive: timeouts.keepAlive,
+    queue: timeouts.queue,
+  };
 }
 
 function shortest(config: ProxyConfig): number {
   const t = config.timeouts;
-  return Math.min(t.connect, t.response, t.keepAlive, t.head, t.body, t.clientIdle);
+  return Math.min(t.connect, t.response, t.keepAlive, t.head, t.body, t.clientIdle, t.clientWrite, t.queue);
 }
