@@ -132,12 +132,18 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     ],
     [{ proxy: { retry: { attempts: -1 } } }, "proxy.retry.attempts: must be a non-negative integer, got -1"],
     [
+      { proxy: { limits: { responseHeaderBytes: 100 } } },
+      "proxy.limits.responseHeaderBytes: must be an integer of at least 256, got 100",
+    ],
+    [
       { proxy: { retyr: {} } },
       "proxy.retyr: unknown field (expected one of timeouts, limits, errors, connections, retry, eject, headers)",
     ],
     [{ proxy: { headers: { forwarded: "yes" } } }, 'proxy.headers.forwarded: must be true or false, got "yes"'],
     [{ membership: { static: { members: [{ name: "a", url: "not a url" }] } } }, "membership.static.members[0].url:"],
     [{ shutdownTimeout: "soon" }, 'shutdownTimeout: must be a duration like 500ms, 2s or 1m, got "soon"'],
+    [{ metrics: { memberRetention: "a while" } }, "metrics.memberRetention:"],
+    [{ metrics: { retention: "1h" } }, "metrics.retention:"],
   ];
   for (const [raw, message] of cases) {
     const error = t.throws(() => parseConfig(raw), { instanceOf: ConfigError });
@@ -190,4 +196,14 @@ test("RINGROUTE_SERF_AUTH_KEY sets the Serf source's auth key, and only a Serf s
   t.is(config.membership?.serf?.authKey, "c2VjcmV0c2VjcmV0c2VjcmV0MTI=");
   const other = loadConfig(["--config", file("ring: { partitions: 64 }\n")], { env: { RINGROUTE_SERF_AUTH_KEY: "x" } });
   t.is(other.membership, undefined, "no Serf section: nothing is made up");
+});
+
+test("metrics.memberRetention and proxy.limits.responseHeaderBytes: defaults and values", (t) => {
+  const defaults = parseConfig({});
+  t.is(defaults.metrics.memberRetention, 3_600_000);
+  t.is(defaults.proxy.limits.responseHeaderBytes, 65_536);
+  const set = parseConfig({ metrics: { memberRetention: "10m" }, proxy: { limits: { responseHeaderBytes: "8192" } } });
+  t.is(set.metrics.memberRetention, 600_000);
+  t.is(set.proxy.limits.responseHeaderBytes, 8192);
+  t.is(parseConfig({ metrics: { memberRetention: 0 } }).metrics.memberRetention, 0);
 });

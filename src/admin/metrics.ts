@@ -1,15 +1,18 @@
 /**
  * Prometheus metrics (prom-client), prefix `ringroute_`. Labels stay
  * low-cardinality: member names, status codes, methods, reasons; never a key
- * or a path. Counters of members that left are kept (a counter that vanishes
- * reads as a reset and loses the counts); gauges show current members only.
- * The whole output passes `promtool check metrics`.
+ * or a path. Counters of a member that left are kept for `memberRetention`
+ * (so its last increments are scraped), then dropped with all of its state,
+ * so member-name churn (a new pod name each roll-out) does not grow memory;
+ * Prometheus reads a series that stops as stale, not as a reset. Gauges show
+ * current members only. The whole output passes `promtool check metrics`.
  */
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
-import { registerHandoffMetrics } from "../handoff/metrics.ts";
 import type { ClientFailure, ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
+import { type Clock, systemClock } from "../utils/clock.ts";
+import { registerHandoffMetrics } from "./handoff-metrics.ts";
 
 /** Upper bounds of the request duration histogram, in seconds. */
 const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -35,6 +38,12 @@ interface Sample {
  */
 class RequestStats {
   readonly #members = new Map<string, MemberStats>();
+  /** Called first at every collection (this metric is registered before the other labelled ones). */
+  readonly #beforeCollect: () => void;
+
+  constructor(beforeCollect: () => void) {
+    this.#beforeCollect = beforeCollect;
+  }
 
   record(member: string, method: string, status: number | string, seconds: number): void {
     let stats = this.#members.get(member);
@@ -51,6 +60,11 @@ class RequestStats {
     stats.count++;
   }
 
+  /** Drops everything recorded for `member`. */
+  forget(member: string): void {
+    this.#members.delete(member);
+  }
+
   /** Responses each member served so far. */
   totals(): Map<string, number> {
     const totals = new Map<string, number>();
@@ -63,6 +77,7 @@ class RequestStats {
     const help =
       "Responses sent to clients, by the member that served them (none: ringroute answered), status code and method.";
     const get = () => {
+      this.#beforeCollect();
       const values: Sample[] = [];
       for (const [member, stats] of this.#members) {
         for (const [key, value] of stats.responses) {
@@ -127,6 +142,10 @@ export interface MetricsOptions {
   defaultMetrics?: boolean;
   /** Members the proxy is skipping right now, for `ringroute_members{state="ejected"}`. */
   ejected?: () => string[];
+  /** Milliseconds a departed member's series are kept (`metrics.memberRetention`; default 1 h). */
+  memberRetention?: number;
+  /** Time for the retention; default the system clock. */
+  clock?: Clock;
 }
 
 export class Metrics implements ProxyObserver {
@@ -138,9 +157,16 @@ export class Metrics implements ProxyObserver {
   readonly #ejections: Counter<"member">;
   readonly #clientErrors: Counter<"reason">;
   readonly #queueTimeouts: Counter<"member">;
-  readonly #requestStats = new RequestStats();
+  // Departed members are pruned when a scrape starts, whichever way it reads the registry (workers send JSON).
+  readonly #requestStats = new RequestStats(() => this.#prune());
   /** Failed tries per member, for the ring page. */
   readonly #errors = new Map<string, number>();
+  /** The `reason` labels each member's upstream errors used (to remove exactly those series). */
+  readonly #errorReasons = new Map<string, Set<UpstreamFailure>>();
+  /** Members that left, with when; oldest first (a Map keeps insertion order, and each departure goes last). */
+  readonly #departed = new Map<string, number>();
+  readonly #retention: number;
+  readonly #clock: Clock;
   #inFlight = 0;
   readonly #unsubscribe: () => void;
 
@@ -148,6 +174,8 @@ export class Metrics implements ProxyObserver {
     const registry = options.registry ?? new Registry();
     this.registry = registry;
     this.ejected = options.ejected ?? (() => []);
+    this.#retention = options.memberRetention ?? 3_600_000;
+    this.#clock = options.clock ?? systemClock;
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: registry });
       for (const name of misnamedDefaults) registry.removeSingleMetric(name);
@@ -160,7 +188,7 @@ export class Metrics implements ProxyObserver {
     registry.registerMetric(this.#requestStats.durationMetric() as never);
     this.#upstreamErrors = new Counter({
       name: "ringroute_upstream_errors_total",
-      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response, error.",
+      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response (unparseable or over proxy.limits), error.",
       labelNames: ["member", "reason"],
       registers,
     });
@@ -290,7 +318,30 @@ export class Metrics implements ProxyObserver {
       },
       // Every failure counts, not just the one that took the source down.
       sourceError: () => sourceErrors.inc({ source: cluster.sourceKind }),
+      memberDown: (member) => {
+        this.#departed.delete(member.name);
+        this.#departed.set(member.name, this.#clock.now());
+        this.#prune();
+      },
+      memberUp: (member) => {
+        this.#departed.delete(member.name);
+      },
     });
+  }
+
+  /** Drops the series and state of members that left more than `memberRetention` ago. */
+  #prune(): void {
+    const cutoff = this.#clock.now() - this.#retention;
+    for (const [member, at] of this.#departed) {
+      if (at > cutoff) break;
+      this.#departed.delete(member);
+      this.#requestStats.forget(member);
+      this.#errors.delete(member);
+      for (const reason of this.#errorReasons.get(member) ?? []) this.#upstreamErrors.remove({ member, reason });
+      this.#errorReasons.delete(member);
+      this.#ejections.remove({ member });
+      this.#queueTimeouts.remove({ member });
+    }
   }
 
   request(member: string, method: string, status: number | "truncated", seconds: number): void {
@@ -307,6 +358,9 @@ export class Metrics implements ProxyObserver {
 
   upstreamError(member: string, reason: UpstreamFailure): void {
     this.#errors.set(member, (this.#errors.get(member) ?? 0) + 1);
+    const reasons = this.#errorReasons.get(member);
+    if (reasons === undefined) this.#errorReasons.set(member, new Set([reason]));
+    else reasons.add(reason);
     this.#upstreamErrors.inc({ member, reason });
   }
 
@@ -328,6 +382,7 @@ export class Metrics implements ProxyObserver {
 
   /** Responses served and failed tries per member so far, for the ring page's rates. */
   memberTotals(): Map<string, { requests: number; errors: number }> {
+    this.#prune();
     const totals = new Map<string, { requests: number; errors: number }>();
     for (const [member, requests] of this.#requestStats.totals()) totals.set(member, { requests, errors: 0 });
     for (const [member, errors] of this.#errors) {

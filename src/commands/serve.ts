@@ -96,7 +96,10 @@ export async function startServing(config: Config, options: ServingOptions = {})
   });
   logMembership(cluster, logger.child({ component: "ring" }));
 
-  const metrics = new Metrics(cluster, { ejected: () => proxy.ejected() });
+  const metrics = new Metrics(cluster, {
+    ejected: () => proxy.ejected(),
+    memberRetention: config.metrics.memberRetention,
+  });
   const reloads = new Counter({
     name: "ringroute_config_reloads_total",
     help: "Config reloads (SIGHUP) by result: applied, or invalid (the running config stays).",
@@ -154,7 +157,7 @@ export async function startServing(config: Config, options: ServingOptions = {})
           const tls = next.tls === undefined ? undefined : readTls(next.tls);
           const changed = (pick: (c: Config) => unknown) =>
             JSON.stringify(pick(current)) !== JSON.stringify(pick(next));
-          const restart = (["listen", "admin", "workers", "readiness"] as const).filter((field) =>
+          const restart = (["listen", "admin", "workers", "readiness", "metrics"] as const).filter((field) =>
             changed((c) => c[field]),
           ) as string[];
           if ((current.tls === undefined) !== (next.tls === undefined)) restart.push("tls");
@@ -193,6 +196,7 @@ export async function startServing(config: Config, options: ServingOptions = {})
             admin: current.admin,
             workers: current.workers,
             readiness: current.readiness,
+            metrics: current.metrics,
             log: { ...next.log, format: current.log.format },
             tls: current.tls === undefined || next.tls === undefined ? current.tls : next.tls,
           };

@@ -8,15 +8,16 @@
  */
 import type { Socket } from "node:net";
 import type { KeyConfig } from "../config.ts";
+import type { Clock } from "../utils/clock.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type ClientSide, type EngineContext, Exchange, type RequestInfo } from "./exchange.ts";
 import { readRequestHead } from "./headers.ts";
-import { type CompiledKey, originForm } from "./key.ts";
+import type { CompiledKey } from "./key.ts";
 import { OK, PAUSED, PAUSED_UPGRADE, Parser } from "./llhttp.ts";
 import type { ClientFailure } from "./observer.ts";
-import { memberTarget, unsafePath } from "./path.ts";
+import { normalisedTarget, unsafePath } from "./path.ts";
 import { errorResponse, messages } from "./reply.ts";
-import { type Router, routeRequest } from "./route.ts";
+import { choose, type Router, routeRequest } from "./route.ts";
 import type { ProxyCluster } from "./upstream.ts";
 
 /** What a client connection reads from its server; the server swaps `ctx` and `router` on reload. */
@@ -27,6 +28,8 @@ export interface ClientServer {
   keyConfig: KeyConfig;
   cluster: ProxyCluster;
   deadlines: Deadlines;
+  /** Timers for requests waiting on a partition in hand-off. */
+  clock: Clock;
   /** Shutting down: every response closes its connection. */
   closing: boolean;
   /** Sockets closed on our side after an answer, waiting a moment for the client's FIN (destroyed on shutdown). */
@@ -34,6 +37,10 @@ export interface ClientServer {
   tls: boolean;
   connectionClosed(conn: ClientConnection): void;
 }
+
+/** The default `membership.etcd.handoffWait`, and how often a waiting request reads the routing table again. */
+const defaultHandoffWait = 2000;
+const waitTick = 25;
 
 type State = "idle" | "head" | "body" | "waiting" | "tunnel" | "closed";
 
@@ -58,6 +65,9 @@ export class ClientConnection implements ClientSide, Timed {
   #writeStalled = false;
   /** The member a request just parsed goes to, once the rest of its read is parsed. */
   #dispatch: string | undefined;
+  /** The partition a request just parsed waits for (no member holds it ready), or -1. */
+  #waitFor = -1;
+  #cancelWait: (() => void) | undefined;
 
   constructor(socket: Socket, server: ClientServer) {
     this.socket = socket;
@@ -182,10 +192,47 @@ export class ClientConnection implements ClientSide, Timed {
     // The member hears of a request only after the bytes received with its head were parsed: framing that
     // fails in the same read never reaches it.
     const member = this.#dispatch;
-    if (member === undefined) return;
+    const waitFor = this.#waitFor;
+    if (member === undefined && waitFor < 0) return;
     this.#dispatch = undefined;
+    this.#waitFor = -1;
     const exchange = this.#exchange;
-    if (exchange !== undefined && this.state !== "closed") exchange.send(member);
+    if (exchange === undefined || this.state === "closed") return;
+    if (member !== undefined) exchange.send(member);
+    else this.#await(exchange, waitFor);
+  }
+
+  /**
+   * Coordinated hand-offs: no member holds the request's partition ready.
+   * The routing table is read again every tick until one does (the request
+   * goes there) or the hand-off wait is over: 503 partition_moving, with
+   * Retry-After.
+   */
+  #await(exchange: Exchange, partition: number): void {
+    const server = this.#server;
+    const clock = server.clock;
+    const wait = server.cluster.handoffWait ?? defaultHandoffWait;
+    const until = clock.now() + wait;
+    const step = () => {
+      this.#cancelWait = undefined;
+      if (this.#exchange !== exchange || this.state === "closed") return;
+      const routing = server.cluster.routing;
+      const choice = choose(routing, partition, server.ctx.ejections);
+      if ("member" in choice) {
+        exchange.request.routing = routing;
+        exchange.send(choice.member);
+        return;
+      }
+      const left = until - clock.now();
+      if ("wait" in choice && left > 0) {
+        this.#cancelWait = clock.setTimer(step, Math.min(waitTick, left));
+        return;
+      }
+      if ("wait" in choice) {
+        exchange.reply(503, "partition_moving", { headers: `retry-after: ${Math.max(1, Math.ceil(wait / 1000))}\r\n` });
+      } else exchange.reply(choice.status, choice.error, { message: choice.message, extra: choice.details });
+    };
+    this.#cancelWait = clock.setTimer(step, Math.min(waitTick, wait));
   }
 
   #parse(data: Buffer): void {
@@ -260,6 +307,7 @@ export class ClientConnection implements ClientSide, Timed {
       ctx.config.headers.forwarded,
       this.address,
       server.tls ? "https" : "http",
+      minor === 0,
     );
     const target = parser.target;
     const info: RequestInfo = {
@@ -270,8 +318,9 @@ export class ClientConnection implements ClientSide, Timed {
       framing: "",
       hasBody: false,
       http10: minor === 0,
-      upgrade: parser.upgrade,
-      ring: server.cluster.routing,
+      // An HTTP/1.0 client's Upgrade is ignored (RFC 9110 §7.8): its request goes on as a plain one.
+      upgrade: parser.upgrade && minor === 1,
+      routing: server.cluster.routing,
       partition: -1,
       started,
     };
@@ -304,13 +353,18 @@ export class ClientConnection implements ClientSide, Timed {
       refuse(400, "bad_request");
       return;
     }
-    const cleaned = memberTarget(originForm(target));
+    // One form for both: the key is read from what the member will receive.
+    const cleaned = normalisedTarget(target);
     if (cleaned === unsafePath) {
       refuse(400, "bad_path");
       return;
     }
     info.memberTarget = cleaned;
-    const route = routeRequest({ url: target, names: parser.names, values: parser.values }, info.ring, server.router);
+    const route = routeRequest(
+      { url: cleaned, names: parser.names, values: parser.values },
+      info.routing,
+      server.router,
+    );
     if ("status" in route) {
       refuse(route.status, route.error, { message: route.message, ...route.details });
       return;
@@ -320,7 +374,8 @@ export class ClientConnection implements ClientSide, Timed {
     this.#exchange = exchange;
     this.state = "body";
     this.deadline = info.hasBody ? server.deadlines.now() + ctx.config.timeouts.body : 0;
-    this.#dispatch = route.member;
+    if ("wait" in route) this.#waitFor = route.partition;
+    else this.#dispatch = route.member;
   }
 
   /** Answers a request here: a refusal. Its body, if any, is not read: the connection closes after. */
@@ -393,6 +448,7 @@ export class ClientConnection implements ClientSide, Timed {
         : exceeded === "headers" || exceeded === "headerBytes"
           ? [431, "headers_too_large"]
           : [400, "bad_request"];
+    this.#waitFor = -1;
     this.#server.ctx.logger.debug({ client: this.address, reason: parser.errorReason(), status }, "bad request");
     this.#dispatch = undefined;
     this.#clientError("bad_request");
@@ -475,6 +531,8 @@ export class ClientConnection implements ClientSide, Timed {
     this.state = "closed";
     this.deadline = 0;
     this.#server.deadlines.delete(this);
+    this.#cancelWait?.();
+    this.#cancelWait = undefined;
     const exchange = this.#exchange;
     this.#exchange = undefined;
     if (exchange?.abort("aborted")) this.#clientError("aborted");

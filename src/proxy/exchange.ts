@@ -8,7 +8,7 @@
  */
 import type { Socket } from "node:net";
 import type { ProxyConfig } from "../config.ts";
-import type { Ring } from "../ring/ring.ts";
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Logger } from "../utils/logger.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type Ejections, nextChoice } from "./failover.ts";
@@ -18,6 +18,7 @@ import type { Parser } from "./llhttp.ts";
 import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
 import { errorResponse, messages } from "./reply.ts";
 import { type BodyState, decide, type Forward, type Reply, type RetryPolicy } from "./retry.ts";
+import { ownershipHeaders, sendsOwnership } from "./route.ts";
 import type { ResponseSink, UpstreamConnection, UpstreamPool, Upstreams } from "./upstream.ts";
 
 /** What every exchange shares; replaced as a whole on reload. */
@@ -67,7 +68,8 @@ export interface RequestInfo {
   hasBody: boolean;
   http10: boolean;
   upgrade: boolean;
-  ring: Ring;
+  /** The routing table when the request was routed: failover stays within it. */
+  routing: RoutingTable;
   partition: number;
   started: number;
 }
@@ -160,6 +162,9 @@ export class Exchange implements ResponseSink {
     const target = request.memberTarget === "*" ? "*" : pool.prefix + request.memberTarget;
     let extra = "";
     if (request.upgrade) extra = `connection: upgrade\r\nupgrade: ${request.head.upgrade}\r\n`;
+    if (sendsOwnership(this.#ctx.config.headers.ownership, request.routing)) {
+      extra += ownershipHeaders(request.routing, request.partition, pool.name);
+    }
     const head = `${request.method} ${target} HTTP/1.1\r\n${request.head.lines}${request.framing}${extra}\r\n`;
     conn.expectNoBody(request.method === "HEAD");
     if (this.#upstreamStarted === 0) this.#upstreamStarted = performance.now();
@@ -242,8 +247,8 @@ export class Exchange implements ResponseSink {
     const status = parser.status;
     if (status < 200) {
       if (status === 101 && this.request.upgrade) return this.#tunnel(conn, parser, rest, pos);
-      // Informational: 100 only to a client that asked for it; others (103) always.
-      if (status !== 101 && (status !== 100 || this.request.head.expectContinue)) {
+      // Informational: 100 only to a client that asked for it; others (103) to HTTP/1.1 clients only (RFC 9110 §15.2).
+      if (status !== 101 && !this.request.http10 && (status !== 100 || this.request.head.expectContinue)) {
         const head = readResponseHead(parser.names, parser.values);
         this.#client.write(`HTTP/1.1 ${status} ${parser.reason}\r\n${head.lines}\r\n`);
       }
@@ -431,7 +436,7 @@ export class Exchange implements ResponseSink {
 
   /** The next member of the preference list to try, if any. */
   #next(): string | undefined {
-    const next = nextChoice(this.request.ring, this.request.partition, this.#tried, this.#ctx.ejections);
+    const next = nextChoice(this.request.routing, this.request.partition, this.#tried, this.#ctx.ejections);
     return next === this.#member ? undefined : next;
   }
 

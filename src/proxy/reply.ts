@@ -26,6 +26,8 @@ export const messages: Record<string, string> = {
   headers_too_large: "the request head is too large or has too many header fields",
   method_not_allowed: "CONNECT is not supported: ringroute is not a forward proxy",
   bad_path: "the request path hides a dot-segment behind an encoded slash",
+  https_required: "this port speaks HTTPS: the plain HTTP request was sent to an HTTPS port",
+  partition_moving: "no member holds the key's partition ready yet (a hand-off is under way); retry shortly",
   upstream_unavailable: "no member could answer the request",
   upstream_timeout: "the member did not answer in time",
   body_not_replayable: "the member failed after the request body was sent; it cannot be replayed",

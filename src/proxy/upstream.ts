@@ -5,16 +5,18 @@
  * to the exchange as slices of the received buffers, framing included.
  */
 import { connect, type Socket } from "node:net";
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Member } from "../membership/source.ts";
-import type { Ring } from "../ring/ring.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
-import { OK, PAUSED, Parser } from "./llhttp.ts";
+import { type HeadLimits, OK, PAUSED, Parser } from "./llhttp.ts";
 import type { UpstreamFailure } from "./observer.ts";
 
 /** What the proxy needs of a cluster; `Cluster` satisfies it, and so can a worker's own view. */
 export interface ProxyCluster {
-  /** The ring requests are routed by. */
-  readonly routing: Ring;
+  /** The table requests are routed by. */
+  readonly routing: RoutingTable;
+  /** Milliseconds a request waits for a partition no member holds ready (coordinated hand-offs); default 2000. */
+  readonly handoffWait?: number | undefined;
   member(name: string): Member | undefined;
   listen(listener: { memberDown?(member: Member): void }): () => void;
 }
@@ -44,6 +46,8 @@ export interface PoolSettings {
   keepAlive: number;
   /** Most milliseconds a request waits for a free connection. */
   queue: number;
+  /** What a member's response head may hold (`proxy.limits.headers`, `responseHeaderBytes`): memory stays bounded. */
+  limits: HeadLimits;
 }
 
 type State = "connecting" | "busy" | "idle" | "closed";
@@ -51,7 +55,7 @@ type State = "connecting" | "busy" | "idle" | "closed";
 export class UpstreamConnection implements Timed {
   readonly socket: Socket;
   readonly pool: UpstreamPool;
-  readonly parser = new Parser("response");
+  readonly parser: Parser;
   sink: ResponseSink | undefined;
   state: State = "connecting";
   deadline = 0;
@@ -73,6 +77,7 @@ export class UpstreamConnection implements Timed {
   constructor(pool: UpstreamPool, sink: ResponseSink) {
     this.pool = pool;
     this.sink = sink;
+    this.parser = new Parser("response", pool.settings.limits);
     const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
     this.socket = socket;
     this.deadline = pool.deadlines.now() + pool.settings.connect;
@@ -179,7 +184,15 @@ export class UpstreamConnection implements Timed {
       const pos = parser.pos;
       if (code !== OK && code !== PAUSED) {
         sink.batch(false);
-        this.#fail("bad_response", new Error(`member sent invalid HTTP: ${parser.errorReason()}`));
+        const exceeded = parser.exceeded;
+        this.#fail(
+          "bad_response",
+          new Error(
+            exceeded === undefined
+              ? `member sent invalid HTTP: ${parser.errorReason()}`
+              : `member's response head is over proxy.limits.${exceeded === "headers" ? "headers" : "responseHeaderBytes"}`,
+          ),
+        );
         return;
       }
       if (inBody && pos > start) {

@@ -5,6 +5,7 @@
  * per-worker metrics read; membership itself stays in the primary.
  */
 import type { Cluster, ClusterListener } from "../cluster.ts";
+import { RoutingTable } from "../handoff/table.ts";
 import type { Member } from "../membership/source.ts";
 import { Ring } from "../ring/ring.ts";
 import type { RingMessage } from "./messages.ts";
@@ -15,9 +16,9 @@ export class WorkerView {
   readonly #listeners = new Set<ClusterListener>();
   #synced = false;
 
-  /** The ring the proxy routes by: the primary's, as last received. */
-  get routing(): Ring {
-    return this.ring;
+  /** The table the proxy routes by: the primary's ring, as last received, every slot ready. */
+  get routing(): RoutingTable {
+    return RoutingTable.ready(this.ring);
   }
 
   get synced(): boolean {

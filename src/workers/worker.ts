@@ -33,7 +33,10 @@ export function runWorker(): void {
   const start = async (config: Config, ring: RingMessage) => {
     shutdownTimeout = config.shutdownTimeout;
     applyRing(ring);
-    metrics = new Metrics(view.asCluster(), { ejected: () => proxy?.ejected() ?? [] });
+    metrics = new Metrics(view.asCluster(), {
+      ejected: () => proxy?.ejected() ?? [],
+      memberRetention: config.metrics.memberRetention,
+    });
     proxy = createProxy({
       cluster: view.asCluster(),
       config: { key: config.key, proxy: config.proxy },
