@@ -182,6 +182,14 @@ test("an unreadable or malformed file names --config", (t) => {
   );
 });
 
+test("a YAML error says what and where, and quotes the line, instead of ending in a colon", (t) => {
+  const yaml = "ring:\n  partitions: 64\nproxy:\n  retry:\n    attempts: 2\n   on: [502]\n";
+  const message = t.throws(() => loadConfig(["--config", file(yaml)], { env: {} }))?.message ?? "";
+  t.regex(message, /^--config: .* is not valid YAML: .+ at line 6, column \d+: "on: \[502\]"$/);
+  t.notRegex(message, /:$/);
+  t.false(message.includes("\n"), "one line");
+});
+
 test("the example config in examples/ringroute.yaml is valid and spells out the defaults", (t) => {
   const path = fileURLToPath(new URL("../examples/ringroute.yaml", import.meta.url));
   const config = loadConfig(["--config", path], { env: {} });

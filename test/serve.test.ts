@@ -79,7 +79,10 @@ test("an address already in use exits 2 naming listen", async (t) => {
 test("with no membership, serve runs three demo backends that answer with their name and the key", async (t) => {
   const running = await serve([]);
   t.teardown(() => running.child.kill("SIGKILL"));
-  t.regex(running.output(), /curl http:\/\/127\.0\.0\.1:\d+\/users\/42/);
+  // The hint comes a little after the address lines serve() waited for: wait for it too.
+  await until(() => /curl http:\/\/127\.0\.0\.1:\d+\/users\/42/.test(running.output()), {
+    what: "the curl http://…/users/42 hint",
+  });
   t.regex(running.output(), /\/metrics/);
   const ring = Ring.build(["demo-a", "demo-b", "demo-c"]);
   for (const key of ["/users/42", "/users/43", "/carts/1"]) {

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { type Config, keySourceText, parseConfig } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
+import type { MembershipConfig } from "../membership/config.ts";
 import { parseMembersFile } from "../membership/file.ts";
 import type { Command } from "./command.ts";
 import { parseCommandLine, rawConfig, serveFlags } from "./flags.ts";
@@ -65,18 +66,7 @@ export function placementNotice(raw: Record<string, unknown>): string | undefine
 /** One line: what serve runs (check prints it, serve logs it at start). */
 export function summary(config: Config): string {
   const { ring, membership } = config;
-  const source =
-    membership === undefined
-      ? "demo backends"
-      : membership.static
-        ? `static (${membership.static.members.length} members)`
-        : membership.file
-          ? `file ${membership.file.path}`
-          : membership.serf
-            ? `serf ${membership.serf.rpc}`
-            : membership.dns
-              ? `dns ${membership.dns.name}`
-              : "none";
+  const source = membership === undefined ? "demo backends" : sourceSummary(membership);
   const address = (a: { host: string; port: number }) => `${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
   return [
     `listen ${address(config.listen)}${config.tls ? " (https)" : ""}`,
@@ -86,4 +76,17 @@ export function summary(config: Config): string {
     `membership ${source}${membership?.health?.enabled ? " + health checks" : ""}`,
     `workers ${config.workers}`,
   ].join(", ");
+}
+
+/** The membership source in a few words; every kind named, so a new one cannot print as nothing. */
+function sourceSummary(membership: MembershipConfig): string {
+  if (membership.static) return `static (${membership.static.members.length} members)`;
+  if (membership.file) return `file ${membership.file.path}`;
+  if (membership.serf) return `serf ${membership.serf.rpc}`;
+  if (membership.dns) return `dns ${membership.dns.name}`;
+  if (membership.etcd) {
+    const { endpoints, prefix, handoff } = membership.etcd;
+    return `etcd ${endpoints.join(",")} ${prefix} (${handoff} hand-offs)`;
+  }
+  throw new Error(`no summary for membership ${Object.keys(membership).join(", ")}`);
 }

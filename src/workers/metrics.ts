@@ -17,9 +17,13 @@ export interface WorkerScrape {
 
 /**
  * Metrics that describe the cluster, not traffic: every worker reports the
- * same values (from the ring it was sent), so the primary's alone count.
+ * same values (from the ring it was sent), so the primary's alone count;
+ * summed, a gauge like ringroute_member_up would read 3 with two workers.
+ * The primary's member_up already counts a member any worker ejected.
  */
 const primaryOnly = new Set([
+  "ringroute_build_info",
+  "ringroute_member_up",
   "ringroute_members",
   "ringroute_partitions_owned",
   "ringroute_ring_info",
@@ -27,6 +31,9 @@ const primaryOnly = new Set([
   "ringroute_membership_source_errors_total",
   "ringroute_ring_changes_total",
   "ringroute_partition_moves_total",
+  "ringroute_ring_version",
+  "ringroute_stable_version",
+  "ringroute_partitions_in_handoff",
 ]);
 
 export class WorkerMetrics extends Metrics {
