@@ -128,7 +128,11 @@ test("the README's lookup and plan sessions print what the commands print", asyn
   }
   t.true(commands.length >= 4, "lookup, plan, plan --json and a bad flag");
   for (const { command, expected, line } of commands) {
-    const args = command.split(" ").slice(1);
+    // Words as a shell reads them here: split on spaces, single quotes removed.
+    const args = command
+      .split(" ")
+      .slice(1)
+      .map((word) => word.replace(/^'(.*)'$/, "$1"));
     const result = await run(process.execPath, ["--import", "tsx", cli, ...args], { cwd: repo }).catch(
       (error: { stdout: string; stderr: string }) => error,
     );
