@@ -81,6 +81,7 @@ test("the access log writes one JSON line a record, with its time, and samples",
   t.regex(parsed.time, /Z$/);
   // Durations print to two decimals, as the README shows them, whatever the clock's float noise.
   all?.write({ ...record, totalMs: 14.288037000000259, upstreamMs: 0.004999999 });
+  await new Promise((resolve) => setImmediate(resolve));
   t.regex(out.kept[1] as string, /"totalMs":14\.29,"upstreamMs":0,/);
 
   t.is(createAccessLog({ log: false, sample: 1 }, out), undefined);
