@@ -142,7 +142,8 @@ export class Metrics implements ProxyObserver {
   #inFlight = 0;
   readonly #unsubscribe: () => void;
 
-  constructor(cluster: Cluster, options: MetricsOptions = {}) {
+  /** `cluster` undefined: traffic metrics only, for a worker process whose primary reports the cluster. */
+  constructor(cluster: Cluster | undefined, options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
     this.registry = registry;
     this.ejected = options.ejected ?? (() => []);
@@ -176,12 +177,6 @@ export class Metrics implements ProxyObserver {
 
     const metrics = this;
     new Gauge({
-      name: "ringroute_build_info",
-      help: "Always 1; the version label is ringroute's.",
-      labelNames: ["version"],
-      registers,
-    }).set({ version: packageVersion() }, 1);
-    new Gauge({
       name: "ringroute_requests_in_flight",
       help: "Client requests received and not yet answered.",
       registers,
@@ -189,6 +184,17 @@ export class Metrics implements ProxyObserver {
         this.set(metrics.#inFlight);
       },
     });
+    // Traffic only (a worker process): the cluster's metrics come from one place, its primary.
+    if (cluster === undefined) {
+      this.#unsubscribe = () => {};
+      return;
+    }
+    new Gauge({
+      name: "ringroute_build_info",
+      help: "Always 1; the version label is ringroute's.",
+      labelNames: ["version"],
+      registers,
+    }).set({ version: packageVersion() }, 1);
     new Gauge({
       name: "ringroute_member_up",
       help: "1 for each member in the ring the proxy routes to; 0 for a member the source reports down or the proxy ejected.",

@@ -122,8 +122,12 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     },
   });
 
+  // Set once close() finished: nothing is served after the deadline.
+  let closed = false;
   const accept = (socket: Socket) => {
-    if (state.closing) {
+    // While closing, a connection accepted just before the listener closed (or handed over late by
+    // node:cluster's primary) is still served, its response with `Connection: close`: never reset.
+    if (closed) {
       socket.destroy();
       return;
     }
@@ -160,6 +164,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
         const finish = () => {
           if (finished) return;
           finished = true;
+          closed = true;
           cancelDeadline();
           upstreams.destroy();
           deadlines.stop();
