@@ -71,6 +71,7 @@ export function runWorker(): void {
     listener = createListener(config, { cluster: view, metrics, accessLog, tls, logger, clock: systemClock });
     try {
       const address = await listener.proxy.listen(config.listen.port, config.listen.host);
+      logger.info({ listen: address }, "worker listening");
       send({ type: "ringroute:listening", address });
     } catch (error) {
       send({ type: "ringroute:listen-failed", code: (error as NodeJS.ErrnoException).code ?? String(error) });
