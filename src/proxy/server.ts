@@ -46,6 +46,8 @@ export interface RoutingProxy {
   readonly server: Server;
   /** Listens on host:port (port 0 picks one) and resolves with the bound address. */
   listen(port: number, host?: string): Promise<AddressInfo>;
+  /** Serves a connection accepted elsewhere (a worker process gets them from its primary). */
+  accept(socket: Socket): void;
   /**
    * Stops accepting; responses from now on carry `Connection: close`, idle
    * keep-alive connections close between requests; at `timeoutMs` whatever
@@ -155,6 +157,12 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
           resolve(server.address() as AddressInfo);
         });
       }),
+    accept(socket: Socket) {
+      // As the listener would have made it: half-open allowed, no Nagle delay.
+      socket.allowHalfOpen = true;
+      socket.setNoDelay(true);
+      server.emit("connection", socket);
+    },
     close(timeoutMs = defaults.shutdownTimeout): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
         stopListening();

@@ -15,13 +15,15 @@ export type ToWorker =
   /** A reload the primary validated: apply what can change live. */
   | { type: "ringroute:reload"; id: number; config: Config; tls: TlsMaterial | undefined }
   | { type: "ringroute:scrape"; id: number }
+  /** A client connection the primary accepted, sent with the message as its handle. */
+  | { type: "ringroute:connection" }
   | { type: "ringroute:drain"; timeout: number };
 
 export type FromWorker =
   /** The worker's message listener is in place; send it the start message. */
   | { type: "ringroute:hello" }
-  | { type: "ringroute:listening"; address: { address: string; family: string; port: number } }
-  | { type: "ringroute:listen-failed"; code: string }
+  /** The listener is in place: send connections. */
+  | { type: "ringroute:ready" }
   /** The routing version the worker now routes by; with `error`, the one it kept. */
   | { type: "ringroute:routing-applied"; version: number | null; error?: string }
   | { type: "ringroute:reloaded"; id: number; error?: string }

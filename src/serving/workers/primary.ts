@@ -2,18 +2,19 @@
  * The workers host (`workers: N`): the primary process runs the routing
  * source, the admin server and /events; node:cluster workers run the
  * listener, each composed as in one process (listener.ts). Node 20 has no
- * `reusePort`, so the workers share one listening socket through
- * node:cluster's handle (the primary accepts and hands connections
- * round-robin). The primary sends every worker the routing snapshot on
- * every change of it; each worker reports the version it routes by.
+ * `reusePort`: the primary listens, accepts, and hands each connection to
+ * the next worker in turn (as node:cluster's round-robin does). Holding the
+ * socket itself lets the primary stop accepting first at shutdown, so a new
+ * connection is refused or served, never handed to a worker that is gone.
+ * The primary sends every worker the routing snapshot on every change of
+ * it; each worker reports the version it routes by.
  */
 import cluster, { type Worker } from "node:cluster";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { createAdminServer } from "../../admin/server.ts";
 import type { Config } from "../../config.ts";
-import { ConfigError } from "../../errors/config-error.ts";
 import { systemClock } from "../../utils/clock.ts";
 import { silentLogger } from "../../utils/logger.ts";
 import { bindError } from "../listener.ts";
@@ -32,6 +33,8 @@ interface WorkerState {
   version: number | undefined;
   /** Whether it was sent its start message (routing snapshots go to started workers only). */
   started: boolean;
+  /** Whether its listener is in place: connections go to ready workers only. */
+  ready: boolean;
   error: string | undefined;
 }
 
@@ -132,14 +135,29 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
     for (const listener of propagated) listener(version, performance.now() - at);
   };
 
-  // The first listening address (all workers share it), or why listening failed.
-  let listening: (result: { address: AddressInfo } | { error: Error }) => void = () => {};
-  const firstListen = new Promise<{ address: AddressInfo } | { error: Error }>((resolve) => (listening = resolve));
+  // Connections, each to the next ready worker; held back while none is ready (all restarting).
+  let turn = 0;
+  const waiting: Socket[] = [];
+  const handOff = (socket: Socket) => {
+    const ready = [...states.values()].filter((s) => s.ready && s.worker.isConnected());
+    if (ready.length === 0) {
+      waiting.push(socket);
+      return;
+    }
+    const target = ready[turn++ % ready.length] as WorkerState;
+    target.worker.send({ type: "ringroute:connection" } satisfies ToWorker, socket, (error) => {
+      if (error) socket.destroy();
+    });
+  };
+  const server = createServer({ pauseOnConnect: true }, handOff);
+  // Until every worker is ready: one that fails to start ends the start-up.
+  let ready: (error?: Error) => void = () => {};
+  const allReady = new Promise<Error | undefined>((resolve) => (ready = resolve));
 
   cluster.setupPrimary({ exec: workerScript, execArgv: process.execArgv, serialization: "advanced", silent: false });
   const fork = () => {
     const worker = cluster.fork();
-    const state: WorkerState = { worker, version: undefined, started: false, error: undefined };
+    const state: WorkerState = { worker, version: undefined, started: false, ready: false, error: undefined };
     states.set(worker.id, state);
     worker.on("message", (message: unknown) => {
       if (!isMessage<FromWorker>(message)) return;
@@ -148,16 +166,10 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
           state.started = true;
           send(worker, { type: "ringroute:start", config: current, tls, routing: feed.current });
           return;
-        case "ringroute:listening":
-          listening({ address: message.address as AddressInfo });
-          return;
-        case "ringroute:listen-failed":
-          listening({
-            error: new ConfigError(
-              "listen",
-              `cannot listen on ${config.listen.host}:${config.listen.port} (${message.code})`,
-            ),
-          });
+        case "ringroute:ready":
+          state.ready = true;
+          if ([...states.values()].every((s) => s.ready)) ready();
+          for (const socket of waiting.splice(0)) handOff(socket);
           return;
         case "ringroute:routing-applied":
           state.version = message.version ?? undefined;
@@ -186,7 +198,7 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
       // A worker that died will not answer.
       for (const pending of asks.values()) pending.answer(worker.id, undefined);
       if (stopping) return;
-      listening({ error: new Error(`worker ${worker.process.pid} exited (${signal ?? code}) before listening`) });
+      if (!state.ready) ready(new Error(`worker ${worker.process.pid} exited (${signal ?? code}) before it was ready`));
       metrics.restarts.inc();
       logger.warn({ worker: worker.process.pid, exit: signal ?? code }, "worker exited; starting another");
       // A worker that keeps dying at once is restarted at most once a second.
@@ -216,6 +228,7 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
     clearTimeout(kill);
   };
   const stopRest = async () => {
+    for (const socket of waiting.splice(0)) socket.destroy();
     stopFeed();
     feed.stop();
     await admin.close();
@@ -232,15 +245,21 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
   try {
     await ringCluster.start();
     await ringCluster.idle();
+    // Bound before any worker starts: a busy address fails at once. Connections that arrive
+    // before the workers are ready wait for them.
+    const proxyAddress = await new Promise<AddressInfo>((resolve, reject) => {
+      server.once("error", (error) => reject(bindError("listen", config.listen, error)));
+      server.listen(config.listen.port, config.listen.host, () => resolve(server.address() as AddressInfo));
+    });
     for (let i = 0; i < count; i++) fork();
-    const first = await firstListen;
-    if ("error" in first) throw first.error;
+    const failed = await allReady;
+    if (failed !== undefined) throw failed;
     const adminAddress = await admin.listen(config.admin.port, config.admin.host).catch((error) => {
       throw bindError("admin", config.admin, error);
     });
     let closing: Promise<void> | undefined;
     return {
-      proxy: first.address,
+      proxy: proxyAddress,
       admin: adminAddress,
       cluster: ringCluster,
       demo: source.demo,
@@ -264,6 +283,9 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
       close() {
         closing ??= (async () => {
           await announceShutdown(current, admin, logger, clock);
+          // Stop accepting first: a new connection is refused from here on, never lost in a hand-off.
+          // (Not awaited: close's callback waits for the connections the workers hold.)
+          server.close();
           await stopAll(current.shutdownTimeout);
           await stopRest();
         })();
@@ -271,6 +293,7 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
       },
     };
   } catch (error) {
+    if (server.listening) server.close();
     await stopAll(0);
     await stopRest();
     throw error;

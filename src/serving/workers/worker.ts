@@ -1,11 +1,12 @@
 /**
  * A worker process: the listener, composed as in one process (listener.ts),
- * on node:cluster's shared listening handle, routing by the snapshots the
- * primary sends. Its log lines carry its pid; its access lines go to the
+ * serving the connections the primary accepted and routing by the snapshots
+ * it sends. Its log lines carry its pid; its access lines go to the
  * primary in batches of whole lines. It applies the reloads the primary
  * validated, answers metric scrapes, and drains on the primary's word, on
  * SIGTERM/SIGINT, or when the primary goes away.
  */
+import type { Socket } from "node:net";
 import { Metrics } from "../../admin/metrics.ts";
 import { type AccessLog, createAccessLog, createLogging, type Logging } from "../../commands/logging.ts";
 import type { Config } from "../../config.ts";
@@ -69,14 +70,8 @@ export function runWorker(): void {
     // Traffic only: the cluster's gauges (members, ring, build info) come from the primary alone.
     metrics = new Metrics(undefined, { ejected: () => listener?.proxy.ejected() ?? [] });
     listener = createListener(config, { cluster: view, metrics, accessLog, tls, logger, clock: systemClock });
-    try {
-      const address = await listener.proxy.listen(config.listen.port, config.listen.host);
-      logger.info({ listen: address }, "worker listening");
-      send({ type: "ringroute:listening", address });
-    } catch (error) {
-      send({ type: "ringroute:listen-failed", code: (error as NodeJS.ErrnoException).code ?? String(error) });
-      process.exit(1);
-    }
+    logger.info("worker ready");
+    send({ type: "ringroute:ready" });
   };
 
   const reload = (id: number, next: Config, tls: TlsMaterial | undefined) => {
@@ -103,9 +98,14 @@ export function runWorker(): void {
     process.exit(0);
   };
 
-  process.on("message", (message: unknown) => {
+  process.on("message", (message: unknown, handle: unknown) => {
     if (!isMessage<ToWorker>(message)) return; // prom-client's own messages, for instance
     switch (message.type) {
+      case "ringroute:connection":
+        // While draining too: a connection handed over just before the primary stopped accepting is served.
+        if (listener === undefined) (handle as Socket).destroy();
+        else listener.proxy.accept(handle as Socket);
+        return;
       case "ringroute:start":
         void start(message.config, message.tls, message.routing);
         return;
