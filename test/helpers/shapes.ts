@@ -41,7 +41,8 @@ export interface Running {
   stdout: () => string;
   stderr: () => string;
   /** stderr's JSON log lines, parsed. */
-  logs: () => Record<string, unknown>[];
+  // biome-ignore lint/suspicious/noExplicitAny: test convenience for JSON log lines
+  logs: () => Record<string, any>[];
   exit: Promise<number | null>;
 }
 
@@ -93,6 +94,6 @@ export async function serve(
     stderr
       .split("\n")
       .filter((line) => line.startsWith("{"))
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
+      .map((line) => JSON.parse(line));
   return { child, ...started, stdout: () => stdout, stderr: () => stderr, logs, exit };
 }
