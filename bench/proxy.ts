@@ -9,17 +9,29 @@
  * load on a shared machine does not distort the comparison), plus
  * ringroute's garbage per request (from --trace-gc).
  *
- *   npm run bench:proxy -- [--duration 5] [--runs 5] [--connections 64]
- *                          [--workloads tiny,1k,64k,post4k] [--profile]
+ *   npm run bench:proxy -- [--duration 5] [--runs 5] [--connections 64] [--keys 10000]
+ *                          [--workloads tiny,1k,64k,post4k] [--no-pin] [--no-open-loop] [--profile]
  *
  * Backends are one nginx process (one worker, three ports) answering from
  * memory or the page cache: the cheapest backend there is, so the proxy is
- * what gets measured. `--profile` adds one extra tiny round with ringroute
- * under --cpu-prof and prints its top frames by self time.
+ * what gets measured. Requests cycle over `--keys` distinct paths (10,000 by
+ * default; 1,024 was the earlier setup). Each proxy's ratio to HAProxy is
+ * taken round by round (the rounds alternate, so both saw the same machine)
+ * and printed as the median with the range over rounds.
+ *
+ * With two or more cores the proxies and backends are pinned to CPU 0 and
+ * the load generators to CPU 1 (`--no-pin` to leave them free). Then, for
+ * the tiny workload, an open-loop generator (bench/proxy/openloop.go)
+ * offers half of HAProxy's measured maximum rate to each proxy in turn and
+ * reports p99 from each request's due time, so queueing shows (wrk, closed
+ * loop, slows down with the proxy and hides it).
+ *
+ * `--profile` adds one extra tiny round with ringroute under --cpu-prof and
+ * prints its top frames by self time.
  */
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -34,6 +46,9 @@ const { values } = parseArgs({
     connections: { type: "string", default: "64" },
     warmup: { type: "string", default: "2" },
     workloads: { type: "string", default: "tiny,1k,64k,post4k" },
+    keys: { type: "string", default: "10000" },
+    "no-pin": { type: "boolean", default: false },
+    "no-open-loop": { type: "boolean", default: false },
     profile: { type: "boolean", default: false },
   },
 });
@@ -41,6 +56,12 @@ const duration = Number(values.duration);
 const runs = Number(values.runs);
 const connections = Number(values.connections);
 const warmup = Number(values.warmup);
+const keys = Number(values.keys);
+/** CPU lists for `taskset`: proxies and backends on one core, load generators on another. */
+const pinning =
+  !values["no-pin"] && availableParallelism() >= 2 && installed("taskset") ? { proxy: "0", load: "1" } : undefined;
+const pinned = (command: string, args: string[], cpus: string | undefined): [string, string[]] =>
+  cpus === undefined ? [command, args] : ["taskset", ["-c", cpus, command, ...args]];
 
 interface Workload {
   name: string;
@@ -71,7 +92,9 @@ function template(name: string, fill: Record<string, string>): string {
   return text;
 }
 
+/** Starts a proxy or backend process (pinned to the proxies' core when pinning). */
 function start(command: string, args: string[], onStdout?: (text: string) => void): ChildProcess {
+  [command, args] = pinned(command, args, pinning?.proxy);
   const child = spawn(command, args, { stdio: ["ignore", onStdout ? "pipe" : "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
@@ -153,7 +176,7 @@ async function wrk(target: Target, workload: Workload, seconds: number): Promise
   const cpuBefore = treeCpu(target.pid);
   const gcBefore = target.collected?.() ?? 0;
   // Asynchronous, so that the --trace-gc lines keep being read while wrk runs.
-  const { stdout: out } = await promisify(execFile)(
+  const [command, args] = pinned(
     "wrk",
     [
       "-t1",
@@ -165,9 +188,14 @@ async function wrk(target: Target, workload: Workload, seconds: number): Promise
       `http://127.0.0.1:${target.port}`,
       "--",
       ...workload.args,
+      String(keys),
     ],
-    { encoding: "utf8", timeout: (seconds + 30) * 1000 },
+    pinning?.load,
   );
+  const { stdout: out } = await promisify(execFile)(command, args, {
+    encoding: "utf8",
+    timeout: (seconds + 30) * 1000,
+  });
   await sleep(200);
   const cpu = treeCpu(target.pid) - cpuBefore;
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
@@ -256,6 +284,88 @@ function topFrames(file: string, count: number): string {
   return markdownTable(["self", "frame"], rows);
 }
 
+interface OpenLoopResult {
+  sent: number;
+  completed: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  p999: number;
+}
+
+/** Builds bench/proxy/openloop.go with Debian's Go, standard library only. */
+function buildOpenLoop(): string {
+  const binary = join(dir, "openloop");
+  execFileSync("go", ["build", "-o", binary, here("openloop.go")], {
+    env: { ...process.env, GO111MODULE: "off", GOFLAGS: "", GOCACHE: join(dir, "gocache") },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  return binary;
+}
+
+/**
+ * p99 at a fixed offered rate (half of HAProxy's closed-loop maximum), every
+ * target in turn for `runs` alternating rounds: the latency a user sees when
+ * the proxy is not saturated, measured from each request's due time.
+ */
+async function openLoop(targets: Target[], rate: number): Promise<void> {
+  if (!installed("go")) {
+    process.stderr.write("go is not installed (Debian package golang-go): the open-loop p99 is left out\n");
+    return;
+  }
+  const binary = buildOpenLoop();
+  const proxies = targets.filter((t) => !t.name.startsWith("backend"));
+  const results = new Map<string, OpenLoopResult[]>(proxies.map((t) => [t.name, []]));
+  for (let run = 0; run < runs; run++) {
+    for (const target of proxies) {
+      const [command, args] = pinned(
+        binary,
+        [
+          "-url",
+          `http://127.0.0.1:${target.port}`,
+          "-rate",
+          String(Math.round(rate)),
+          "-duration",
+          `${duration}s`,
+          "-connections",
+          String(connections),
+          "-keys",
+          String(keys),
+        ],
+        pinning?.load,
+      );
+      const { stdout } = await promisify(execFile)(command, args, {
+        encoding: "utf8",
+        timeout: (duration + 60) * 1000,
+      });
+      const result = JSON.parse(stdout) as OpenLoopResult;
+      results.get(target.name)?.push(result);
+      process.stderr.write(
+        `open loop ${Math.round(rate)}/s run ${run + 1}/${runs} ${target.name}: p99 ${result.p99.toFixed(2)} ms` +
+          `${result.errors ? `, ${result.errors} errors` : ""}\n`,
+      );
+    }
+  }
+  const haproxy = results.get("haproxy") ?? [];
+  const rows = proxies.map(({ name }) => {
+    const r = results.get(name) ?? [];
+    const ratios = r.map((x, i) => x.p99 / (haproxy[i] as OpenLoopResult).p99);
+    return [
+      name,
+      median(r.map((x) => x.p50)).toFixed(2),
+      median(r.map((x) => x.p99)).toFixed(2),
+      median(r.map((x) => x.p999)).toFixed(2),
+      `${median(ratios).toFixed(2)}× [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]`,
+      r.reduce((n, x) => n + x.errors, 0),
+    ];
+  });
+  process.stdout.write(
+    `\ntiny at a fixed ${Math.round(rate)} req/s (half of HAProxy's maximum), open loop, ` +
+      `${pinning ? `generator on CPU ${pinning.load}, proxies on CPU ${pinning.proxy}` : "unpinned"}\n\n` +
+      `${markdownTable(["target", "p50 ms", "p99 ms", "p99.9 ms", "p99 vs HAProxy", "errors"], rows)}\n`,
+  );
+}
+
 async function main(): Promise<void> {
   if (!installed("wrk")) throw new Error("wrk is not installed (Debian package wrk)");
   if (!installed("nginx"))
@@ -325,8 +435,9 @@ async function main(): Promise<void> {
 
   const cpuModel = readFileSync("/proc/cpuinfo", "utf8").match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "unknown CPU";
   process.stdout.write(
-    `wrk -t1 -c${connections} -d${duration}s, 1024 paths, ${runs} alternating rounds (min / median / max); ` +
-      `one worker per proxy; 3 nginx backends (one worker); ${cpuModel}\n`,
+    `wrk -t1 -c${connections} -d${duration}s, ${keys} paths, ${runs} alternating rounds (min / median / max; ` +
+      `ratios: median [range] of each round's ratio); one worker per proxy; 3 nginx backends (one worker); ` +
+      `${pinning ? `proxies and backends on CPU ${pinning.proxy}, wrk on CPU ${pinning.load}` : "unpinned"}; ${cpuModel}\n`,
   );
   for (const workload of workloads) {
     for (const target of targets) if (warmup > 0) await wrk(target, workload, warmup);
@@ -355,7 +466,15 @@ async function main(): Promise<void> {
         errors: r.reduce((n, x) => n + x.errors, 0),
       };
     };
-    const haproxy = results.has("haproxy") ? summary("haproxy") : undefined;
+    const haproxyRounds = results.get("haproxy");
+    const haproxy = haproxyRounds === undefined ? undefined : summary("haproxy");
+    /** Median [min–max] over rounds of this target's figure divided by HAProxy's in the same round. */
+    const ratio = (name: string, figure: (r: Result) => number): string => {
+      if (haproxyRounds === undefined) return "-";
+      const mine = results.get(name) ?? [];
+      const ratios = mine.map((r, i) => figure(r) / figure(haproxyRounds[i] as Result));
+      return `${median(ratios).toFixed(2)}× [${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}]`;
+    };
     const rows = targets.map(({ name }) => {
       const s = summary(name);
       return [
@@ -364,8 +483,8 @@ async function main(): Promise<void> {
         s.p50.toFixed(2),
         s.p99.toFixed(2),
         s.perCpu.toFixed(0),
-        haproxy ? `${(s.perCpu / haproxy.perCpu).toFixed(2)}×` : "-",
-        haproxy ? `${(s.p99 / haproxy.p99).toFixed(2)}×` : "-",
+        ratio(name, (r) => r.perCpu),
+        ratio(name, (r) => r.p99),
         s.garbage === undefined ? "" : `${(s.garbage / 1024).toFixed(1)} KB`,
         s.errors,
       ];
@@ -386,6 +505,9 @@ async function main(): Promise<void> {
         rows,
       )}\n`,
     );
+    if (workload.name === "tiny" && haproxy !== undefined && !values["no-open-loop"]) {
+      await openLoop(targets, median(haproxyRounds?.map((r) => r.rps) ?? []) / 2);
+    }
   }
 
   if (values.profile) {
