@@ -238,3 +238,39 @@ inEachShape(
     t.regex((await send(running.admin, "/metrics")).text, /^ringroute_config_reloads_total\{result="applied"\} 1$/m);
   },
 );
+
+inEachShape(
+  "a member that keeps failing is ejected, logged with the pid that ejected it, and counted once in /metrics",
+  async (t, shape) => {
+    const backends = await startBackends(["a", "b"]);
+    t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+    const [a, b] = backends as [Backend, Backend];
+    const dir = mkdtempSync(join(tmpdir(), "ringroute-eject-"));
+    const path = join(dir, "ringroute.yaml");
+    writeFileSync(
+      path,
+      `membership:\n  static:\n    members:\n      - { name: a, url: "${a.url}" }\n      - { name: b, url: "${b.url}" }\nproxy: { eject: { after: 2, for: 60s } }\naccess: { log: false }\n`,
+    );
+    const running = await serve(t, shape, ["--config", path]);
+    await b.kill();
+    const ring = Ring.build(["a", "b"]);
+    const keys = Array.from({ length: 200 }, (_, i) => `/users/${i}`).filter((k) => ring.ownerOf(k) === "b");
+    for (const key of keys) {
+      if (running.logs().some((e) => e.msg === "member ejected: failing repeatedly, skipped for a while")) break;
+      const reply = await send(running.proxy, key);
+      t.is(reply.status, 200, "failover answers from a");
+      t.is(reply.json.backend, "a");
+    }
+    const ejected = await until(
+      () => running.logs().find((e) => e.msg === "member ejected: failing repeatedly, skipped for a while"),
+      { what: "the ejection line" },
+    );
+    t.like(ejected, { level: "warn", member: "b", component: "proxy" });
+    const primary = running.child.pid;
+    if (shape.workers > 1) t.not(ejected.pid, primary, "logged by the worker that ejected b");
+    else t.is(ejected.pid, primary);
+    const metrics = (await send(running.admin, "/metrics")).text;
+    t.regex(metrics, /^ringroute_members\{state="ejected"\} 1$/m);
+    t.regex(metrics, /^ringroute_member_up\{member="b"\} 0$/m);
+  },
+);

@@ -9,8 +9,11 @@ import type { TlsMaterial } from "../../proxy/server.ts";
 import type { RoutingSnapshot } from "../routing-snapshot.ts";
 
 export type ToWorker =
-  /** Everything a listener needs: the config, its TLS files read by the primary, the routing. */
-  | { type: "ringroute:start"; config: Config; tls: TlsMaterial | undefined; routing: RoutingSnapshot }
+  /**
+   * Everything a listener needs: the config, its TLS files read by the primary, the routing;
+   * `silent` when the primary was given no logger (a library caller): the worker logs nothing.
+   */
+  | { type: "ringroute:start"; config: Config; tls: TlsMaterial | undefined; routing: RoutingSnapshot; silent: boolean }
   | { type: "ringroute:routing"; routing: RoutingSnapshot }
   /** A reload the primary validated: apply what can change live. */
   | { type: "ringroute:reload"; id: number; config: Config; tls: TlsMaterial | undefined }

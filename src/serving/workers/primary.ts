@@ -164,7 +164,13 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
       switch (message.type) {
         case "ringroute:hello":
           state.started = true;
-          send(worker, { type: "ringroute:start", config: current, tls, routing: feed.current });
+          send(worker, {
+            type: "ringroute:start",
+            config: current,
+            tls,
+            routing: feed.current,
+            silent: options.logger === undefined,
+          });
           return;
         case "ringroute:ready":
           state.ready = true;

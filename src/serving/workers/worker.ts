@@ -12,6 +12,7 @@ import { type AccessLog, createAccessLog, createLogging, type Logging } from "..
 import type { Config } from "../../config.ts";
 import type { TlsMaterial } from "../../proxy/server.ts";
 import { systemClock } from "../../utils/clock.ts";
+import { silentLogger } from "../../utils/logger.ts";
 import { createListener, type Listener } from "../listener.ts";
 import { planReload } from "../reload.ts";
 import type { RoutingSnapshot } from "../routing-snapshot.ts";
@@ -61,10 +62,10 @@ export function runWorker(): void {
   };
   const accessLog = (access: Config["access"]): AccessLog | undefined => createAccessLog(access, toPrimary);
 
-  const start = async (config: Config, tls: TlsMaterial | undefined, routing: RoutingSnapshot) => {
+  const start = async (config: Config, tls: TlsMaterial | undefined, routing: RoutingSnapshot, silent: boolean) => {
     current = config;
-    logging = await createLogging(config.log);
     // Every line carries this worker's pid (createLogging's base).
+    logging = silent ? { logger: silentLogger, setLevel: () => {} } : await createLogging(config.log);
     const { logger } = logging;
     applyRouting(routing);
     // Traffic only: the cluster's gauges (members, ring, build info) come from the primary alone.
@@ -107,7 +108,7 @@ export function runWorker(): void {
         else listener.proxy.accept(handle as Socket);
         return;
       case "ringroute:start":
-        void start(message.config, message.tls, message.routing);
+        void start(message.config, message.tls, message.routing, message.silent);
         return;
       case "ringroute:routing":
         applyRouting(message.routing);
