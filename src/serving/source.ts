@@ -42,11 +42,14 @@ export async function createRoutingSource(config: Config, logger: Logger, clock?
   const membershipOf = (c: Config) => c.membership ?? (demoMembership as MembershipConfig);
   const sourceOf = (c: Config) => createSource(membershipOf(c), { logger: logger.child({ component: "membership" }) });
   // A large ring takes seconds of CPU to place: built on a thread, never on the loop that serves.
+  // Not with coordinated hand-offs: there the source itself says what to route by, and its member
+  // records must reach the Cluster with it, not one build later.
   const builder = new RingBuilder({ logger: logger.child({ component: "ring" }) });
+  const coordinated = membershipOf(config).etcd?.handoff === "coordinated";
   const cluster = new Cluster({
     source: sourceOf(config),
     ring: config.ring,
-    build: builder.build,
+    ...(coordinated ? {} : { build: builder.build }),
     logger: logger.child({ component: "cluster" }),
     ...(clock === undefined ? {} : { clock }),
   });
