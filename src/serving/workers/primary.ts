@@ -51,6 +51,9 @@ const workerScript = fileURLToPath(
   new URL(import.meta.url.endsWith(".ts") ? "./worker-main.ts" : "./worker-main.js", import.meta.url),
 );
 
+/** Connections held while no worker is ready (all of them restarting). */
+const maxWaiting = 1024;
+
 /** Waits this long for a worker's metrics (or its reload) before going on without it. */
 const answerTimeout = 5_000;
 
@@ -141,7 +144,9 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
   const handOff = (socket: Socket) => {
     const ready = [...states.values()].filter((s) => s.ready && s.worker.isConnected());
     if (ready.length === 0) {
-      waiting.push(socket);
+      // Held for the next worker to come up; beyond a bound, refused rather than piled up.
+      if (waiting.length < maxWaiting) waiting.push(socket);
+      else socket.destroy();
       return;
     }
     const target = ready[turn++ % ready.length] as WorkerState;
