@@ -118,15 +118,17 @@ inEachShape(
     running.child.kill("SIGTERM");
     await until(async () => (await send(running.admin, "/readyz")).status === 503, { what: "/readyz 503" });
     t.is((await send(running.proxy, "/during/delay")).status, 200, "still served during the delay");
-    // New connections, one after another, until the proxy refuses them: each is answered or refused.
+    // New connections, one after another, until the proxy refuses them: each is answered, refused,
+    // or (accepted as the listener closed, its request not yet read within the drain's grace) closed
+    // cleanly before a byte; never reset.
     const seen = new Set<string>();
     for (;;) {
       const got = await tryOnce(running.proxy);
       seen.add(got);
       if (got === "ECONNREFUSED") break;
-      if (got !== "200") t.fail(`a new connection during shutdown got ${got}`);
+      if (got !== "200" && got !== "closed after 0 bytes") t.fail(`a new connection during shutdown got ${got}`);
     }
-    t.deepEqual([...seen].sort(), ["200", "ECONNREFUSED"]);
+    t.true(seen.has("200"), "served during the delay");
     t.is(await within(running.exit, { what: "serve to exit", timeout: 30_000 }), 0);
   },
 );

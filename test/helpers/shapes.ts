@@ -20,13 +20,36 @@ export const shapes: readonly Shape[] = [
   { name: "workers: 2", workers: 2 },
 ];
 
+/**
+ * Matrix tests of one file running at once. Each starts up to three processes
+ * (under tsx when spawned); a file's worth of them at once overloads a 2-core
+ * machine until start-up alone outlasts any deadline.
+ */
+const running = 2;
+let active = 0;
+const queue: (() => void)[] = [];
+async function slot(): Promise<() => void> {
+  if (active >= running) await new Promise<void>((resolve) => queue.push(resolve));
+  active++;
+  return () => {
+    active--;
+    queue.shift()?.();
+  };
+}
+
 /** Declares `title` once per shape, as `title [one process]` and `title [workers: 2]`. */
 export function inEachShape(title: string, impl: (t: ExecutionContext, shape: Shape) => Promise<void>): void {
   for (const shape of shapes) {
     test(`${title} [${shape.name}]`, async (t) => {
-      // Up to three processes start under tsx; on a busy 2-core machine that alone took a minute.
-      t.timeout(240_000, "serve starting and running on a busy machine");
-      await impl(t, shape);
+      t.timeout(600_000, "waiting for a slot among this file's matrix tests");
+      const release = await slot();
+      try {
+        // From here: up to three processes start; on a busy 2-core machine that alone took a minute.
+        t.timeout(240_000, "serve starting and running on a busy machine");
+        await impl(t, shape);
+      } finally {
+        release();
+      }
     });
   }
 }
