@@ -41,7 +41,10 @@ inEachShape(
   "with no membership, serve runs three demo backends that answer with their name and the key",
   async (t, shape) => {
     const running = await serve(t, shape, []);
-    t.regex(running.stderr(), /curl http:\/\/127\.0\.0\.1:\d+\/users\/42/);
+    // The hint comes a little after the address lines serve() waited for: wait for it too.
+    await until(() => /curl http:\/\/127\.0\.0\.1:\d+\/users\/42/.test(running.stderr()), {
+      what: "the curl http://…/users/42 hint",
+    });
     t.regex(running.stderr(), /\/metrics/);
     const ring = Ring.build(["demo-a", "demo-b", "demo-c"]);
     for (const key of ["/users/42", "/users/43", "/carts/1"]) {
