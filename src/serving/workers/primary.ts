@@ -151,7 +151,8 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
     }
     const target = ready[turn++ % ready.length] as WorkerState;
     target.worker.send({ type: "ringroute:connection" } satisfies ToWorker, socket, (error) => {
-      if (error) socket.destroy();
+      // The worker went away before taking it: another one serves it (or it waits for one).
+      if (error && !socket.destroyed) handOff(socket);
     });
   };
   const server = createServer({ pauseOnConnect: true }, handOff);
