@@ -1,4 +1,5 @@
 import type { Coordination } from "./handoff/coordination.ts";
+import { RoutingTable } from "./handoff/table.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./membership/source.ts";
 import { type Acquire, diff, type Release } from "./ring/diff.ts";
 import { Ring, type RingConfig } from "./ring/ring.ts";
@@ -105,6 +106,8 @@ export class Cluster {
   #building: Promise<void> | undefined;
   readonly #clock: Clock;
   readonly #logger: Logger;
+  /** `ring` with every slot ready: the routing table without coordinated hand-offs. */
+  #readyTable: RoutingTable | undefined;
 
   constructor(options: ClusterOptions) {
     this.#source = options.source;
@@ -192,17 +195,27 @@ export class Cluster {
   }
 
   /**
-   * The ring the proxy routes by. It is `ring` except while partitions are
-   * being handed over (coordinated hand-offs), when each partition keeps its
-   * old owner until the new one is ready.
+   * The table the proxy routes by. Without coordinated hand-offs it is
+   * `ring` with every slot ready; under them, the hand-off routing rule's
+   * table: each slot to its owner once ready, to its old owner while that one
+   * still holds it, or to nobody (requests wait).
    */
-  get routing(): Ring {
-    return this.coordination?.routing() ?? this.ring;
+  get routing(): RoutingTable {
+    const table = this.#source.coordination?.routing();
+    if (table !== undefined) return table;
+    // Read on every request: the ring's table is made once per ring, not looked up each time.
+    if (this.#readyTable?.ring !== this.#ring) this.#readyTable = RoutingTable.ready(this.#ring);
+    return this.#readyTable;
   }
 
   /** Versions and hand-offs, when the source coordinates them (etcd, `handoff: coordinated`). */
   get coordination(): Coordination | undefined {
-    return (this.#source as { coordination?: Coordination }).coordination;
+    return this.#source.coordination;
+  }
+
+  /** Milliseconds a request waits for a partition in hand-off (coordinated sources only). */
+  get handoffWait(): number | undefined {
+    return this.#source.coordination?.handoffWait;
   }
 
   /** The latest ring version the leader published (coordinated sources only). */

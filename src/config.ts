@@ -16,9 +16,9 @@ export type { HostPort } from "./utils/fields.ts";
 /**
  * Where a request's key comes from, parsed from `key.from`: `path` (the URL
  * path without the query, percent-decoded: Go's `r.URL.Path`, as in libring's
- * example), `header:NAME` (NAME kept in lower case), `query:NAME`,
- * `cookie:NAME`, or `regex:PATTERN` (its first capture group, matched against
- * the path).
+ * example, but with dot-segments removed, as the member receives it),
+ * `header:NAME` (NAME kept in lower case), `query:NAME`, `cookie:NAME`, or
+ * `regex:PATTERN` (its first capture group, matched against that path).
  */
 export type KeySource =
   | { kind: "path" }
@@ -60,15 +60,21 @@ export interface ProxyConfig {
     clientIdle: number;
     /** Milliseconds an Upgrade tunnel (WebSocket, h2c…) may carry no bytes either way. */
     tunnel: number;
+    /** Milliseconds a client may take no response bytes while a response waits for it; then the response is cut. */
+    clientWrite: number;
+    /** Milliseconds a request may wait for a free connection to its member; then 503 with Retry-After. */
+    queue: number;
   };
   /** What a client's request head may hold. */
   limits: {
-    /** Most header fields in a request; more gets 431. */
+    /** Most header fields in a request (431) or in a member's response (502). */
     headers: number;
     /** Most bytes in a request head (request line and headers); more gets 431. */
     headerBytes: number;
     /** Longest request target, in bytes; longer gets 414. */
     url: number;
+    /** Most bytes in a member's response head (status line and headers; trailers count too); more gets 502. */
+    responseHeaderBytes: number;
   };
   /** Whether ringroute's own 5xx bodies include member addresses and errors (they always go to the log). */
   errors: { detail: boolean };
@@ -89,6 +95,12 @@ export interface ProxyConfig {
     forwarded: boolean;
     /** Add x-ringroute-partition and x-ringroute-member to responses. */
     ringInfo: boolean;
+    /**
+     * Send members x-ringroute-partition, -rank and -version with each keyed
+     * request; `auto`: under coordinated hand-offs only. Whatever x-ringroute-*
+     * headers a client sends are dropped either way.
+     */
+    ownership: boolean | "auto";
   };
 }
 
@@ -115,6 +127,10 @@ export interface Config {
     level: LogLevel;
     /** `json` (one object a line) or `pretty` (for people); default pretty when stderr is a terminal. */
     format: "json" | "pretty" | "auto";
+  };
+  metrics: {
+    /** Milliseconds a departed member's series (requests, errors, ejections) are kept before they are dropped. */
+    memberRetention: number;
   };
   access: {
     /** One JSON line a request on stdout. */
@@ -146,8 +162,10 @@ export function defaultConfig(): Config {
         body: 30_000,
         clientIdle: 5_000,
         tunnel: 3_600_000,
+        clientWrite: 60_000,
+        queue: 10_000,
       },
-      limits: { headers: 100, headerBytes: 16_384, url: 8_192 },
+      limits: { headers: 100, headerBytes: 16_384, url: 8_192, responseHeaderBytes: 65_536 },
       errors: { detail: false },
       connections: 128,
       retry: {
@@ -156,13 +174,14 @@ export function defaultConfig(): Config {
         methods: ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"],
       },
       eject: { after: 5, for: 10_000 },
-      headers: { forwarded: true, ringInfo: false },
+      headers: { forwarded: true, ringInfo: false, ownership: "auto" },
     },
     shutdownTimeout: 10_000,
     shutdownDelay: 0,
     readiness: { sourceDown: "ready" },
     workers: 1,
     log: { level: "info", format: "auto" },
+    metrics: { memberRetention: 3_600_000 },
     access: { log: true, sample: 1 },
     tls: undefined,
   };
@@ -187,6 +206,7 @@ export function parseConfig(raw: unknown): Config {
     "readiness",
     "workers",
     "log",
+    "metrics",
     "access",
     "tls",
   ]);
@@ -225,6 +245,11 @@ export function parseConfig(raw: unknown): Config {
     const l = mapping(root.log, "log", ["level", "format"]);
     if (l.level !== undefined) config.log.level = oneOf(l.level, "log.level", logLevels);
     if (l.format !== undefined) config.log.format = oneOf(l.format, "log.format", ["json", "pretty", "auto"] as const);
+  }
+  if (root.metrics !== undefined) {
+    const m = mapping(root.metrics, "metrics", ["memberRetention"]);
+    if (m.memberRetention !== undefined)
+      config.metrics.memberRetention = duration(m.memberRetention, "metrics.memberRetention", { zero: true });
   }
   if (root.access !== undefined) {
     const a = mapping(root.access, "access", ["log", "sample"]);
@@ -279,17 +304,29 @@ export function parseRing(raw: unknown, path: string): RingConfig {
 function parseProxy(raw: unknown, proxy: ProxyConfig): void {
   const s = mapping(raw, "proxy", ["timeouts", "limits", "errors", "connections", "retry", "eject", "headers"]);
   if (s.timeouts !== undefined) {
-    const names = ["connect", "response", "keepAlive", "head", "body", "clientIdle", "tunnel"] as const;
+    const names = [
+      "connect",
+      "response",
+      "keepAlive",
+      "head",
+      "body",
+      "clientIdle",
+      "tunnel",
+      "clientWrite",
+      "queue",
+    ] as const;
     const t = mapping(s.timeouts, "proxy.timeouts", [...names]);
     for (const name of names) {
       if (t[name] !== undefined) proxy.timeouts[name] = duration(t[name], `proxy.timeouts.${name}`);
     }
   }
   if (s.limits !== undefined) {
-    const l = mapping(s.limits, "proxy.limits", ["headers", "headerBytes", "url"]);
+    const l = mapping(s.limits, "proxy.limits", ["headers", "headerBytes", "url", "responseHeaderBytes"]);
     if (l.headers !== undefined) proxy.limits.headers = integer(l.headers, "proxy.limits.headers", 1);
     if (l.headerBytes !== undefined) proxy.limits.headerBytes = integer(l.headerBytes, "proxy.limits.headerBytes", 256);
     if (l.url !== undefined) proxy.limits.url = integer(l.url, "proxy.limits.url", 16);
+    if (l.responseHeaderBytes !== undefined)
+      proxy.limits.responseHeaderBytes = integer(l.responseHeaderBytes, "proxy.limits.responseHeaderBytes", 256);
   }
   if (s.errors !== undefined) {
     const e = mapping(s.errors, "proxy.errors", ["detail"]);
@@ -315,9 +352,12 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
     if (e.for !== undefined) proxy.eject.for = duration(e.for, "proxy.eject.for", { zero: true });
   }
   if (s.headers !== undefined) {
-    const h = mapping(s.headers, "proxy.headers", ["forwarded", "ringInfo"]);
+    const h = mapping(s.headers, "proxy.headers", ["forwarded", "ringInfo", "ownership"]);
     if (h.forwarded !== undefined) proxy.headers.forwarded = boolean(h.forwarded, "proxy.headers.forwarded");
     if (h.ringInfo !== undefined) proxy.headers.ringInfo = boolean(h.ringInfo, "proxy.headers.ringInfo");
+    if (h.ownership !== undefined) {
+      proxy.headers.ownership = h.ownership === "auto" ? "auto" : boolean(h.ownership, "proxy.headers.ownership");
+    }
   }
 }
 

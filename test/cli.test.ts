@@ -5,11 +5,11 @@ import test from "ava";
 import { check, checkFiles, summary } from "../src/commands/check.ts";
 import { commandHelp } from "../src/commands/command.ts";
 import { loadConfig, parseCommandLine } from "../src/commands/flags.ts";
-import { lookup } from "../src/commands/lookup.ts";
+import { lookup, lookupTarget } from "../src/commands/lookup.ts";
 import { plan, planChange } from "../src/commands/plan.ts";
 import { ringFromCommandLine } from "../src/commands/ring-flags.ts";
 import { serve } from "../src/commands/serve.ts";
-import { defaultConfig } from "../src/config.ts";
+import { defaultConfig, parseConfig } from "../src/config.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
 import { Ring } from "../src/ring/ring.ts";
 import { type Run, ringroute } from "./helpers/cli.ts";
@@ -121,6 +121,61 @@ test("lookup and plan read ring settings and members from --config and RINGROUTE
   t.is(run.code, 0, run.stderr);
   const ring = Ring.build(["x", "y"], { partitions: 1024 });
   t.deepEqual(lines(run.stdout), [{ key: "k", partition: ring.partitionOf("k"), owners: ring.ownersOf("k") }]);
+});
+
+test("lookup --target prints the key the proxy derives from a request target under the config's key.from, then its owners", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-"));
+  const config = join(dir, "ringroute.yaml");
+  writeFileSync(
+    config,
+    'key: { from: "regex:^/tenants/([^/]+)" }\nmembership:\n  static:\n    members:\n      - { name: a, url: "http://127.0.0.1:1" }\n      - { name: b, url: "http://127.0.0.1:2" }\n',
+  );
+  const ring = Ring.build(["a", "b"]);
+  // The dot-segments go before the pattern is matched, as for the request the member receives.
+  const run = await ringroute(["lookup", "--config", config, "--target", "/x/../tenants/acme/orders?page=2"]);
+  t.is(run.code, 0, run.stderr);
+  t.deepEqual(lines(run.stdout), [
+    {
+      target: "/x/../tenants/acme/orders?page=2",
+      key: "acme",
+      partition: ring.partitionOf("acme"),
+      owners: ring.ownersOf("acme"),
+    },
+  ]);
+  // Keys given as arguments are still hashed as given.
+  const plain = await ringroute(["lookup", "--config", config, "/x/../tenants/acme"]);
+  const raw = "/x/../tenants/acme";
+  t.deepEqual(lines(plain.stdout), [{ key: raw, partition: ring.partitionOf(raw), owners: ring.ownersOf(raw) }]);
+});
+
+test("lookup --target under key.from path, query and the refusals the proxy would answer", (t) => {
+  const ring = Ring.build(["a", "b", "c"]);
+  const key = (from: string, missing: "reject" | "any" = "reject") => parseConfig({ key: { from, missing } }).key;
+  const owners = (k: string) => ({ key: k, partition: ring.partitionOf(k), owners: ring.ownersOf(k) });
+  t.deepEqual(lookupTarget("/a/./b/../users/%34%32?x=1", key("path"), ring), {
+    target: "/a/./b/../users/%34%32?x=1",
+    ...owners("/a/users/42"),
+  });
+  t.deepEqual(lookupTarget("http://elsewhere/x/../y", key("path"), ring), {
+    target: "http://elsewhere/x/../y",
+    ...owners("/y"),
+  });
+  t.deepEqual(lookupTarget("/p/../q?user=z%C3%B6e", key("query:user"), ring), {
+    target: "/p/../q?user=z%C3%B6e",
+    ...owners("zöe"),
+  });
+  t.like(lookupTarget("/..%2fsecret", key("path"), ring), { status: 400, error: "bad_path" });
+  t.like(lookupTarget("/bad%zz", key("path"), ring), { status: 400, error: "malformed_key" });
+  t.like(lookupTarget("nopath", key("path"), ring), { status: 400, error: "bad_request" });
+  t.like(lookupTarget("/q", key("query:user"), ring), { status: 400, error: "missing_key" });
+  t.deepEqual(lookupTarget("/q", key("query:user", "any"), ring), {
+    target: "/q",
+    key: null,
+    partition: -1,
+    owners: [],
+  });
+  const error = t.throws(() => lookupTarget("/", key("header:x-user"), ring), { instanceOf: ConfigError });
+  t.is(error?.field, "--target");
 });
 
 test("plan --json counts what moves when a member joins and another leaves", async (t) => {

@@ -51,7 +51,16 @@ test("--members name=url,name=url is a static member list", (t) => {
 test("durations take ms, s, m and h units", (t) => {
   const config = parseConfig({
     proxy: {
-      timeouts: { connect: "500ms", response: "1.5m", keepAlive: "2s", head: "7s", body: "1m", clientIdle: "250ms" },
+      timeouts: {
+        connect: "500ms",
+        response: "1.5m",
+        keepAlive: "2s",
+        head: "7s",
+        body: "1m",
+        clientIdle: "250ms",
+        clientWrite: "2m",
+        queue: "3s",
+      },
       eject: { for: "1h" },
     },
     shutdownTimeout: "0",
@@ -64,6 +73,8 @@ test("durations take ms, s, m and h units", (t) => {
     body: 60_000,
     clientIdle: 250,
     tunnel: 3_600_000,
+    clientWrite: 120_000,
+    queue: 3000,
   });
   t.is(config.proxy.eject.for, 3_600_000);
   t.is(config.shutdownTimeout, 0);
@@ -107,10 +118,22 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
       "proxy.timeouts.response: must be a positive duration like 500ms, 2s or 1m, got 30",
     ],
     [
+      { proxy: { timeouts: { clientWrite: "0" } } },
+      'proxy.timeouts.clientWrite: must be a positive duration like 500ms, 2s or 1m, got "0"',
+    ],
+    [
+      { proxy: { timeouts: { queue: "later" } } },
+      'proxy.timeouts.queue: must be a positive duration like 500ms, 2s or 1m, got "later"',
+    ],
+    [
       { proxy: { retry: { on: ["reset", 404] } } },
       "proxy.retry.on[1]: must be connect-failure, reset, timeout or a 5xx status code, got 404",
     ],
     [{ proxy: { retry: { attempts: -1 } } }, "proxy.retry.attempts: must be a non-negative integer, got -1"],
+    [
+      { proxy: { limits: { responseHeaderBytes: 100 } } },
+      "proxy.limits.responseHeaderBytes: must be an integer of at least 256, got 100",
+    ],
     [
       { proxy: { retyr: {} } },
       "proxy.retyr: unknown field (expected one of timeouts, limits, errors, connections, retry, eject, headers)",
@@ -118,6 +141,8 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     [{ proxy: { headers: { forwarded: "yes" } } }, 'proxy.headers.forwarded: must be true or false, got "yes"'],
     [{ membership: { static: { members: [{ name: "a", url: "not a url" }] } } }, "membership.static.members[0].url:"],
     [{ shutdownTimeout: "soon" }, 'shutdownTimeout: must be a duration like 500ms, 2s or 1m, got "soon"'],
+    [{ metrics: { memberRetention: "a while" } }, "metrics.memberRetention:"],
+    [{ metrics: { retention: "1h" } }, "metrics.retention:"],
   ];
   for (const [raw, message] of cases) {
     const error = t.throws(() => parseConfig(raw), { instanceOf: ConfigError });
@@ -170,4 +195,14 @@ test("RINGROUTE_SERF_AUTH_KEY sets the Serf source's auth key, and only a Serf s
   t.is(config.membership?.serf?.authKey, "c2VjcmV0c2VjcmV0c2VjcmV0MTI=");
   const other = loadConfig(["--config", file("ring: { partitions: 64 }\n")], { env: { RINGROUTE_SERF_AUTH_KEY: "x" } });
   t.is(other.membership, undefined, "no Serf section: nothing is made up");
+});
+
+test("metrics.memberRetention and proxy.limits.responseHeaderBytes: defaults and values", (t) => {
+  const defaults = parseConfig({});
+  t.is(defaults.metrics.memberRetention, 3_600_000);
+  t.is(defaults.proxy.limits.responseHeaderBytes, 65_536);
+  const set = parseConfig({ metrics: { memberRetention: "10m" }, proxy: { limits: { responseHeaderBytes: "8192" } } });
+  t.is(set.metrics.memberRetention, 600_000);
+  t.is(set.proxy.limits.responseHeaderBytes, 8192);
+  t.is(parseConfig({ metrics: { memberRetention: 0 } }).metrics.memberRetention, 0);
 });

@@ -13,7 +13,7 @@ const connect: Outcome = { kind: "connect" };
 const reset: Outcome = { kind: "reset" };
 const timeout: Outcome = { kind: "timeout" };
 const error: Outcome = { kind: "error" };
-const bodyTimeout: Outcome = { kind: "body-timeout" };
+const badResponse: Outcome = { kind: "bad_response" };
 const status = (s: number): Outcome => ({ kind: "status", status: s });
 
 const retryThenForward = { action: "retry", otherwise: { action: "forward" } };
@@ -43,7 +43,8 @@ const table: [string, RetryInput, Record<string, unknown>][] = [
   ["reset, POST", input(reset, { method: "POST" }), { ...badGateway, reason: "reset", eject: true }],
   ["reset, PATCH", input(reset, { method: "PATCH" }), badGateway],
   ["reset, PUT with its body sent", input(reset, { method: "PUT", body: "sent" }), notReplayable],
-  ["reset, POST with its body sent", input(reset, { method: "POST", body: "sent" }), notReplayable],
+  ["reset, POST with its body sent", input(reset, { method: "POST", body: "sent" }), badGateway],
+  ["reset, POST with its body kept", input(reset, { method: "POST", body: "replayable" }), badGateway],
   ["reset, PUT with its body unread", input(reset, { method: "PUT", body: "unsent" }), { action: "retry" }],
   ["reset, PUT with its body kept", input(reset, { method: "PUT", body: "replayable" }), { action: "retry" }],
   ["reset, budget spent", input(reset, { tried: 3 }), badGateway],
@@ -52,13 +53,57 @@ const table: [string, RetryInput, Record<string, unknown>][] = [
   ["reset after the response started", input(reset, { responseStarted: true }), { action: "cut", eject: true }],
   ["timeout after the response started", input(timeout, { responseStarted: true }), { action: "cut", eject: true }],
   ["error after the response started", input(error, { responseStarted: true }), { action: "cut", reason: "error" }],
+  [
+    "bad response after the response started",
+    input(badResponse, { responseStarted: true }),
+    { action: "cut", reason: "bad_response", eject: false },
+  ],
+
+  // (b): a reused connection that failed before any response byte. Idempotent methods move on; any method
+  // does when the member closed the connection before the whole request was written (it saw no request).
+  ["reset on a reused connection, GET", input(reset, { reused: true }), { action: "retry", reason: "reset" }],
+  [
+    "reset on a reused connection closed before the request was written, POST",
+    input(reset, { method: "POST", reused: true, closedEarly: true }),
+    { action: "retry", otherwise: badGateway, reason: "reset", eject: true },
+  ],
+  [
+    "the same, POST with its body kept",
+    input(reset, { method: "POST", body: "replayable", reused: true, closedEarly: true }),
+    { action: "retry" },
+  ],
+  [
+    "the same, POST with its body partly sent",
+    input(reset, { method: "POST", body: "sent", reused: true, closedEarly: true }),
+    notReplayable,
+  ],
+  [
+    "reset on a reused connection after the request was written, POST",
+    input(reset, { method: "POST", reused: true }),
+    badGateway,
+  ],
+  [
+    "reset on a reused connection after a response byte, POST",
+    input(reset, { method: "POST", reused: true, closedEarly: true, responseBytes: true }),
+    badGateway,
+  ],
+  [
+    "reset on a fresh connection closed early, POST (not reused: not (b))",
+    input(reset, { method: "POST", closedEarly: true }),
+    badGateway,
+  ],
 
   // Timeouts are not in the default retry.on.
   ["timeout, GET (not retried by default)", input(timeout), { ...gatewayTimeout, reason: "timeout", eject: true }],
   ["timeout, body sent (not retried by default)", input(timeout, { body: "sent" }), gatewayTimeout],
 
-  // Anything else is neither retried nor counted against the member.
-  ["error, GET", input(error), { ...badGateway, reason: "error", eject: false }],
+  // A socket error on an established connection (EHOSTUNREACH…) is (c): idempotent methods only, never as (a).
+  ["error, GET", input(error), { action: "retry", reason: "error", eject: true }],
+  ["error, POST", input(error, { method: "POST" }), { ...badGateway, reason: "error", eject: true }],
+  ["error, POST without body", input(error, { method: "POST", body: "none" }), badGateway],
+
+  // A response that does not parse is neither retried nor counted against the member.
+  ["bad response, GET", input(badResponse), { ...badGateway, reason: "bad_response", eject: false }],
 
   // Statuses: listed ones move retry.methods on; otherwise the member's response goes through.
   ["503, GET", input(status(503)), { ...retryThenForward, reason: "status", eject: true }],
@@ -71,12 +116,6 @@ const table: [string, RetryInput, Record<string, unknown>][] = [
   ["503, PUT with its body sent", input(status(503), { method: "PUT", body: "sent" }), { action: "forward" }],
   ["503, PUT with its body kept", input(status(503), { method: "PUT", body: "replayable" }), retryThenForward],
   ["503, budget spent", input(status(503), { tried: 3 }), { action: "forward", eject: true }],
-
-  // A stalled request body: 408, never retried, not the member's fault.
-  ["body stalled, PUT", input(bodyTimeout, { method: "PUT", body: "sent" }), { action: "reply", status: 408 }],
-  ["body stalled, nothing sent yet", input(bodyTimeout, { method: "PUT", body: "unsent" }), { status: 408 }],
-  ["body stalled, GET, budget left", input(bodyTimeout, { body: "replayable" }), { status: 408, eject: false }],
-  ["body stalled after the response started", input(bodyTimeout, { responseStarted: true }), { action: "cut" }],
 ];
 
 for (const [what, given, expected] of table) {
@@ -87,7 +126,7 @@ for (const [what, given, expected] of table) {
 
 test("every reply ringroute makes has a JSON error code and a message without addresses or errnos", (t) => {
   const bodies: BodyState[] = ["none", "unsent", "sent", "replayable"];
-  const outcomes: Outcome[] = [connect, reset, timeout, error, bodyTimeout, status(502), status(503)];
+  const outcomes: Outcome[] = [connect, reset, timeout, error, badResponse, status(502), status(503)];
   for (const outcome of outcomes) {
     for (const body of bodies) {
       for (const tried of [1, 2, 3, 4]) {
@@ -165,4 +204,34 @@ test("retry.methods decides for resets and statuses but not for connect failures
   t.is(decide(p, input(status(503), { method: "GET" })).action, "forward");
   t.is(decide(p, input(connect, { method: "GET" })).action, "retry");
   t.is(decide(p, input(connect, { method: "DELETE" })).action, "retry");
+});
+
+test("over every input: a request is resent only under rule (a), (b) or (c), with its body at hand", (t) => {
+  const outcomes: Outcome[] = [connect, reset, timeout, error, badResponse, status(502), status(503), status(200)];
+  const bodies: BodyState[] = ["none", "unsent", "sent", "replayable"];
+  const flags = [false, true];
+  let checked = 0;
+  for (const outcome of outcomes)
+    for (const method of ["GET", "PUT", "POST", "PATCH"])
+      for (const body of bodies)
+        for (const tried of [1, 2, 3])
+          for (const responseStarted of flags)
+            for (const reused of flags)
+              for (const responseBytes of flags)
+                for (const closedEarly of flags) {
+                  const given = { outcome, method, body, tried, responseStarted, reused, responseBytes, closedEarly };
+                  const idempotent = ["GET", "PUT"].includes(method);
+                  const allowed =
+                    outcome.kind === "connect" ||
+                    (reused && !responseBytes && (idempotent || closedEarly)) ||
+                    (idempotent && !responseStarted);
+                  const d = decide(defaults, given);
+                  if (d.action === "retry") {
+                    t.true(allowed, JSON.stringify(given));
+                    t.not(body, "sent", JSON.stringify(given));
+                    t.true(tried <= 2, JSON.stringify(given));
+                  }
+                  checked++;
+                }
+  t.is(checked, 8 * 4 * 4 * 3 * 16);
 });

@@ -1,14 +1,16 @@
 import test from "ava";
 import { Cluster } from "../src/cluster.ts";
 import type { Coordination } from "../src/handoff/coordination.ts";
+import { RoutingTable } from "../src/handoff/table.ts";
 import { Ring } from "../src/ring/ring.ts";
-import { RoutingFeed, type RoutingSnapshot, routingRing } from "../src/serving/routing-snapshot.ts";
+import { RoutingFeed, type RoutingSnapshot, routingTable } from "../src/serving/routing-snapshot.ts";
 import { TestSource } from "./helpers/source.ts";
 
 const config = { partitions: 64, replicas: 2 };
 
 /** A source that coordinates hand-offs: the test says which ring to route by. */
 class CoordinatedSource extends TestSource {
+  /** The ring the hand-off rule routes by, every slot ready at its owner in it (the test says which). */
   routingRing: Ring | undefined;
   readonly coordination: Coordination;
   constructor() {
@@ -18,7 +20,9 @@ class CoordinatedSource extends TestSource {
       stableVersion: 1,
       consistent: false,
       partitionsInHandoff: 0,
-      routing: () => this.routingRing,
+      stalled: undefined,
+      handoffWait: 2000,
+      routing: () => (this.routingRing === undefined ? undefined : RoutingTable.ready(this.routingRing)),
     };
   }
 }
@@ -38,13 +42,13 @@ test("the feed publishes the ring the cluster routes by, with a new version for 
   source.send("a", "b");
   const feed = new RoutingFeed(cluster);
   const sent = follow(feed);
-  t.is(routingRing(feed.current).checksum, old.checksum);
+  t.is(routingTable(feed.current).checksum, old.checksum);
 
   // A third member joins: the cluster's ring changes at once, but hand-offs keep routing on the old owners.
   source.send("a", "b", "c");
   t.is(cluster.ring.checksum, Ring.build(["a", "b", "c"], config).checksum);
   t.is(sent.length, 1, "c's record is new");
-  t.is(routingRing(sent[0] as RoutingSnapshot).checksum, old.checksum, "routed by the old owners still");
+  t.is(routingTable(sent[0] as RoutingSnapshot).checksum, old.checksum, "routed by the old owners still");
   source.send("a", "b", "c");
   t.is(sent.length, 1, "nothing changed: nothing sent");
   // ...until the hand-offs settle: the same members, the same ring, a new routing.
@@ -55,7 +59,7 @@ test("the feed publishes the ring the cluster routes by, with a new version for 
     [1, 2],
   );
   t.is(feed.current.version, 2);
-  t.is(routingRing(sent[1] as RoutingSnapshot).checksum, cluster.ring.checksum);
+  t.is(routingTable(sent[1] as RoutingSnapshot).checksum, cluster.ring.checksum);
   feed.stop();
 });
 
@@ -68,7 +72,7 @@ test("a member's new URL under the same name is a new version, with the same rin
   const checksum = cluster.ring.checksum;
   source.send("a", { name: "b", url: "http://b2.test:80" });
   t.is(sent.length, 1);
-  t.is(sent[0]?.ring.checksum, checksum);
+  t.is(sent[0]?.routing.checksum, checksum);
   t.is(sent[0]?.known.find((m) => m.name === "b")?.url, "http://b2.test:80");
   source.send("a", { name: "b", url: "http://b2.test:80" });
   t.is(sent.length, 1, "the same snapshot again: no new version");
@@ -77,6 +81,6 @@ test("a member's new URL under the same name is a new version, with the same rin
     sent.map((s) => s.version),
     [1, 2],
   );
-  t.deepEqual(sent[1]?.ring.members, ["a"]);
+  t.deepEqual(sent[1]?.routing.members, ["a"]);
   feed.stop();
 });

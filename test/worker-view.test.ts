@@ -1,8 +1,13 @@
 import test from "ava";
+import { RoutingTable } from "../src/handoff/table.ts";
 import type { Member } from "../src/membership/source.ts";
 import { Ring } from "../src/ring/ring.ts";
-import { routingSnapshot } from "../src/serving/routing-snapshot.ts";
+import { routingSnapshot as snapshotOf } from "../src/serving/routing-snapshot.ts";
 import { WorkerView } from "../src/serving/workers/view.ts";
+
+/** A snapshot of `ring` with every slot ready, as the primary sends without hand-offs. */
+const routingSnapshot = (version: number, ring: Ring, known: Member[]) =>
+  snapshotOf(version, RoutingTable.ready(ring), known);
 
 const config = { partitions: 128, replicas: 2, placement: "balanced" as const };
 const member = (name: string, state: Member["state"] = "alive", url = `http://${name}.test`): Member => ({
@@ -22,12 +27,12 @@ function record(view: WorkerView): string[] {
 test("a worker's view routes by the snapshot it is sent, with its version and member records", (t) => {
   const view = new WorkerView();
   t.is(view.version, undefined);
-  t.is(view.routing.size, 0);
+  t.is(view.routing.members.length, 0);
   const ring = Ring.build(["a", "b", "c"], config);
   const applied = view.apply(routingSnapshot(7, ring, [member("a"), member("b"), member("c"), member("d", "failed")]));
   t.is(applied.checksum, ring.checksum);
   t.is(view.version, 7);
-  t.is(view.routing.ownerOf("/users/1"), ring.ownerOf("/users/1"));
+  t.is(view.routing.ring.ownerOf("/users/1"), ring.ownerOf("/users/1"));
   t.deepEqual(view.member("d"), member("d", "failed"));
   t.is(view.member("e"), undefined);
 });
@@ -54,11 +59,11 @@ test("a table that does not fit, or a checksum that differs, is refused and the 
   const ring = Ring.build(["a", "b"], config);
   view.apply(routingSnapshot(0, ring, [member("a"), member("b")]));
   const broken = routingSnapshot(1, ring, [member("a"), member("b")]);
-  t.throws(() => view.apply({ ...broken, ring: { ...broken.ring, table: new Uint32Array(3) } }), {
+  t.throws(() => view.apply({ ...broken, routing: { ...broken.routing, table: new Uint32Array(3) } }), {
     instanceOf: RangeError,
   });
-  const other = Ring.build(["a", "b"], { ...config, partitions: 64 });
-  t.throws(() => view.apply({ ...broken, ring: { ...broken.ring, table: other.table, config: other.config } }), {
+  // A table the sender computed another checksum for (another ring, a corrupted message).
+  t.throws(() => view.apply({ ...broken, routing: { ...broken.routing, checksum: "0000000000000000" } }), {
     message: /checksum/,
   });
   t.is(view.routing.checksum, ring.checksum);

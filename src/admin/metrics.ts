@@ -1,15 +1,19 @@
 /**
  * Prometheus metrics (prom-client), prefix `ringroute_`. Labels stay
  * low-cardinality: member names, status codes, methods, reasons; never a key
- * or a path. Counters of members that left are kept (a counter that vanishes
- * reads as a reset and loses the counts); gauges show current members only.
- * The whole output passes `promtool check metrics`.
+ * or a path. Counters of a member that left are kept for `memberRetention`
+ * (so its last increments are scraped), then dropped with all of its state,
+ * so member-name churn (a new pod name each roll-out) does not grow memory;
+ * Prometheus reads a series that stops as stale, not as a reset. Gauges show
+ * current members only. The whole output passes `promtool check metrics`.
  */
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
-import { registerHandoffMetrics } from "../handoff/metrics.ts";
-import type { ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
+import type { Member } from "../membership/source.ts";
+import type { ClientFailure, ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
+import { type Clock, systemClock } from "../utils/clock.ts";
+import { registerHandoffMetrics } from "./handoff-metrics.ts";
 
 /** Upper bounds of the request duration histogram, in seconds. */
 const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -35,8 +39,14 @@ interface Sample {
  */
 class RequestStats {
   readonly #members = new Map<string, MemberStats>();
+  /** Called first at every collection (this metric is registered before the other labelled ones). */
+  readonly #beforeCollect: () => void;
 
-  record(member: string, method: string, status: number, seconds: number): void {
+  constructor(beforeCollect: () => void) {
+    this.#beforeCollect = beforeCollect;
+  }
+
+  record(member: string, method: string, status: number | string, seconds: number): void {
     let stats = this.#members.get(member);
     if (stats === undefined) {
       stats = { responses: new Map(), buckets: new Float64Array(buckets.length + 1), sum: 0, count: 0 };
@@ -51,6 +61,11 @@ class RequestStats {
     stats.count++;
   }
 
+  /** Drops everything recorded for `member`. */
+  forget(member: string): void {
+    this.#members.delete(member);
+  }
+
   /** Responses each member served so far. */
   totals(): Map<string, number> {
     const totals = new Map<string, number>();
@@ -63,6 +78,7 @@ class RequestStats {
     const help =
       "Responses sent to clients, by the member that served them (none: ringroute answered), status code and method.";
     const get = () => {
+      this.#beforeCollect();
       const values: Sample[] = [];
       for (const [member, stats] of this.#members) {
         for (const [key, value] of stats.responses) {
@@ -127,6 +143,14 @@ export interface MetricsOptions {
   defaultMetrics?: boolean;
   /** Members the proxy is skipping right now, for `ringroute_members{state="ejected"}`. */
   ejected?: () => string[];
+  /** Milliseconds a departed member's series are kept (`metrics.memberRetention`; default 1 h). */
+  memberRetention?: number;
+  /** Without a cluster (a worker's traffic metrics): who leaves and comes back, for `memberRetention`. */
+  members?: {
+    listen(listener: { memberDown?(member: Member): void; memberUp?(member: Member): void }): () => void;
+  };
+  /** Time for the retention; default the system clock. */
+  clock?: Clock;
 }
 
 export class Metrics implements ProxyObserver {
@@ -136,9 +160,18 @@ export class Metrics implements ProxyObserver {
   readonly #upstreamErrors: Counter<"member" | "reason">;
   readonly #failovers: Counter;
   readonly #ejections: Counter<"member">;
-  readonly #requestStats = new RequestStats();
+  readonly #clientErrors: Counter<"reason">;
+  readonly #queueTimeouts: Counter<"member">;
+  // Departed members are pruned when a scrape starts, whichever way it reads the registry (workers send JSON).
+  readonly #requestStats = new RequestStats(() => this.#prune());
   /** Failed tries per member, for the ring page. */
   readonly #errors = new Map<string, number>();
+  /** The `reason` labels each member's upstream errors used (to remove exactly those series). */
+  readonly #errorReasons = new Map<string, Set<UpstreamFailure>>();
+  /** Members that left, with when; oldest first (a Map keeps insertion order, and each departure goes last). */
+  readonly #departed = new Map<string, number>();
+  readonly #retention: number;
+  readonly #clock: Clock;
   #inFlight = 0;
   readonly #unsubscribe: () => void;
 
@@ -147,6 +180,8 @@ export class Metrics implements ProxyObserver {
     const registry = options.registry ?? new Registry();
     this.registry = registry;
     this.ejected = options.ejected ?? (() => []);
+    this.#retention = options.memberRetention ?? 3_600_000;
+    this.#clock = options.clock ?? systemClock;
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: registry });
       for (const name of misnamedDefaults) registry.removeSingleMetric(name);
@@ -159,13 +194,25 @@ export class Metrics implements ProxyObserver {
     registry.registerMetric(this.#requestStats.durationMetric() as never);
     this.#upstreamErrors = new Counter({
       name: "ringroute_upstream_errors_total",
-      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), error.",
+      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response (unparseable or over proxy.limits), error.",
       labelNames: ["member", "reason"],
       registers,
     });
     this.#failovers = new Counter({
       name: "ringroute_failovers_total",
       help: "Requests moved on to the next member of their preference list.",
+      registers,
+    });
+    this.#clientErrors = new Counter({
+      name: "ringroute_client_errors_total",
+      help: "Requests that failed on the client's side, by reason: head_timeout, body_timeout, slow_reader, aborted, bad_request.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.#queueTimeouts = new Counter({
+      name: "ringroute_queue_timeouts_total",
+      help: "Requests answered 503 after waiting proxy.timeouts.queue for a connection to a member.",
+      labelNames: ["member"],
       registers,
     });
     this.#ejections = new Counter({
@@ -186,7 +233,7 @@ export class Metrics implements ProxyObserver {
     });
     // Traffic only (a worker process): the cluster's metrics come from one place, its primary.
     if (cluster === undefined) {
-      this.#unsubscribe = () => {};
+      this.#unsubscribe = options.members?.listen(this.#departures()) ?? (() => {});
       return;
     }
     new Gauge({
@@ -282,10 +329,40 @@ export class Metrics implements ProxyObserver {
       },
       // Every failure counts, not just the one that took the source down.
       sourceError: () => sourceErrors.inc({ source: cluster.sourceKind }),
+      ...this.#departures(),
     });
   }
 
-  request(member: string, method: string, status: number, seconds: number): void {
+  /** Members leaving and coming back, for `memberRetention`. */
+  #departures(): { memberDown(member: Member): void; memberUp(member: Member): void } {
+    return {
+      memberDown: (member) => {
+        this.#departed.delete(member.name);
+        this.#departed.set(member.name, this.#clock.now());
+        this.#prune();
+      },
+      memberUp: (member) => {
+        this.#departed.delete(member.name);
+      },
+    };
+  }
+
+  /** Drops the series and state of members that left more than `memberRetention` ago. */
+  #prune(): void {
+    const cutoff = this.#clock.now() - this.#retention;
+    for (const [member, at] of this.#departed) {
+      if (at > cutoff) break;
+      this.#departed.delete(member);
+      this.#requestStats.forget(member);
+      this.#errors.delete(member);
+      for (const reason of this.#errorReasons.get(member) ?? []) this.#upstreamErrors.remove({ member, reason });
+      this.#errorReasons.delete(member);
+      this.#ejections.remove({ member });
+      this.#queueTimeouts.remove({ member });
+    }
+  }
+
+  request(member: string, method: string, status: number | "truncated", seconds: number): void {
     this.#requestStats.record(member, methods.has(method) ? method : "OTHER", status, seconds);
   }
 
@@ -299,7 +376,18 @@ export class Metrics implements ProxyObserver {
 
   upstreamError(member: string, reason: UpstreamFailure): void {
     this.#errors.set(member, (this.#errors.get(member) ?? 0) + 1);
+    const reasons = this.#errorReasons.get(member);
+    if (reasons === undefined) this.#errorReasons.set(member, new Set([reason]));
+    else reasons.add(reason);
     this.#upstreamErrors.inc({ member, reason });
+  }
+
+  clientError(reason: ClientFailure): void {
+    this.#clientErrors.inc({ reason });
+  }
+
+  queueTimeout(member: string): void {
+    this.#queueTimeouts.inc({ member });
   }
 
   failover(): void {
@@ -312,6 +400,7 @@ export class Metrics implements ProxyObserver {
 
   /** Responses served and failed tries per member so far, for the ring page's rates. */
   memberTotals(): Map<string, { requests: number; errors: number }> {
+    this.#prune();
     const totals = new Map<string, { requests: number; errors: number }>();
     for (const [member, requests] of this.#requestStats.totals()) totals.set(member, { requests, errors: 0 });
     for (const [member, errors] of this.#errors) {

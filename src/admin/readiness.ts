@@ -27,7 +27,11 @@ export interface SourceState {
 
 export interface ReadinessReport {
   ready: boolean;
-  /** Why not ready (empty when ready): not_synced, no_members, shutting_down, source_down. */
+  /**
+   * Why not ready (empty when ready): not_synced, no_members, shutting_down,
+   * source_down; under coordinated hand-offs with no member in the election,
+   * "no leader: …" saying why.
+   */
   reasons: string[];
   synced: boolean;
   members: number;
@@ -86,6 +90,9 @@ export class Readiness {
     if (!cluster.synced) reasons.push("not_synced");
     else if (cluster.size === 0) reasons.push("no_members");
     if (cluster.synced && !up && this.#sourceDown === "unready") reasons.push("source_down");
+    // Coordinated hand-offs that cannot start (no member in the election) say why, in words.
+    const stalled = cluster.coordination?.stalled;
+    if (stalled !== undefined) reasons.push(stalled);
     return {
       ready: reasons.length === 0,
       reasons,

@@ -4,6 +4,7 @@
  * a flat list like Ring.table) and `table=false` (no table at all).
  */
 import type { Cluster } from "../cluster.ts";
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Ring } from "../ring/ring.ts";
 
 export type TableForm = "full" | "compact" | "none";
@@ -36,26 +37,41 @@ export function parseTableForm(value: string | null): TableForm {
 export type MemberStatus = "up" | "down" | "ejected" | "draining" | "handoff";
 
 /**
- * Slots (partition, rank) each member is handing over or taking over: where
- * the ring the proxy routes by still differs from the cluster's ring. Empty
- * unless hand-offs are coordinated and under way.
+ * Slots (partition, rank) each member is handing over or taking over, as
+ * the table the proxy routes by says: every slot not ready at its owner
+ * counts for that owner, and for the old owner a moving slot is still
+ * routed to. Empty without coordinated hand-offs (every slot is ready).
  */
-export function handoffSlots(ring: Ring, routing: Ring): Map<string, number> {
+export function handoffSlots(routing: RoutingTable): Map<string, number> {
   const slots = new Map<string, number>();
-  if (routing === ring) return slots;
+  if (routing.counts.ready === routing.ring.config.partitions * routing.ranks) return slots;
   const add = (name: string | undefined) => {
     if (name !== undefined) slots.set(name, (slots.get(name) ?? 0) + 1);
   };
-  for (let p = 0; p < ring.config.partitions; p++) {
-    const target = ring.ownersOfPartition(p);
-    const current = p < routing.config.partitions ? routing.ownersOfPartition(p) : [];
-    for (let r = 0; r < Math.max(target.length, current.length); r++) {
-      if (target[r] === current[r]) continue;
-      add(target[r]);
-      add(current[r]);
+  for (let p = 0; p < routing.ring.config.partitions; p++) {
+    for (let r = 0; r < routing.ranks; r++) {
+      const state = routing.state(p, r);
+      if (state === "ready") continue;
+      add(routing.ring.owner(p, r));
+      if (state === "moving") add(routing.member(p, r));
     }
   }
   return slots;
+}
+
+/** What the proxy routes by, next to the target ring: /ring's `routing` and the ring page's line. */
+export function routingJson(cluster: Cluster) {
+  const routing = cluster.routing;
+  return {
+    checksum: routing.checksum,
+    coordinated: routing.coordinated,
+    version: routing.version ?? null,
+    revision: routing.revision ?? null,
+    /** Slots by state: ready at the owner, moving (old owner still routed to), none ready (requests wait). */
+    slots: routing.counts,
+    /** Why hand-offs cannot start, if so (e.g. no member in the election); null otherwise. */
+    stalled: cluster.coordination?.stalled ?? null,
+  };
 }
 
 export interface RingViewOptions {
@@ -70,7 +86,9 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
   const skipped = new Set(options.ejected ?? []);
   const totals = options.totals ?? new Map();
   const form = options.table ?? "full";
-  const handoff = handoffSlots(ring, cluster.routing);
+  const routing = cluster.routing;
+  const handoff = handoffSlots(routing);
+  const routed = routing.slotsByMember();
   const status = (name: string, state: string): MemberStatus => {
     if (state !== "alive") return "down";
     if (handoff.has(name)) return "handoff";
@@ -97,6 +115,8 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
             partitions: ring.loads.get(m.name) ?? [],
             /** Slots (partition, rank) this member is still handing over or taking over. */
             handoff: handoff.get(m.name) ?? 0,
+            /** Slots the proxy routes to this member now: ready at it, or moving (it is the old owner). */
+            routed: routed.get(m.name) ?? { ready: 0, moving: 0, none: 0 },
             requests: totals.get(m.name)?.requests ?? 0,
             errors: totals.get(m.name)?.errors ?? 0,
           },
@@ -105,6 +125,8 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
   const body: Record<string, unknown> = {
     config: ring.config,
     checksum: ring.checksum,
+    /** The table requests are routed by: its checksum equals `checksum` once every slot is ready. */
+    routing: routingJson(cluster),
     /** Most partitions a member may hold at one rank (balanced placement); null where the placement has no cap. */
     cap: ring.cap ?? null,
     synced: cluster.synced,

@@ -184,7 +184,8 @@ export function createAdminServer(options: AdminOptions): AdminServer {
         plan(url, res);
         return;
       case "/partition": {
-        const ring = cluster.routing;
+        const routing = cluster.routing;
+        const ring = routing.ring;
         const raw = url.searchParams.get("p") ?? "";
         const p = /^\d+$/.test(raw) ? Number(raw) : -1;
         if (p < 0 || p >= ring.config.partitions) {
@@ -192,7 +193,8 @@ export function createAdminServer(options: AdminOptions): AdminServer {
           json(res, 400, { error: "bad_request", field: "p", message });
           return;
         }
-        json(res, 200, { partition: p, owners: ring.ownersOfPartition(p), examples: exampleKeys(ring, p) });
+        const routed = Array.from({ length: routing.ranks }, (_, r) => routing.member(p, r) ?? null);
+        json(res, 200, { partition: p, owners: ring.ownersOfPartition(p), routed, examples: exampleKeys(ring, p) });
         return;
       }
       case "/events": {

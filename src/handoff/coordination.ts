@@ -1,4 +1,4 @@
-import type { Ring } from "../ring/ring.ts";
+import type { RoutingTable } from "./table.ts";
 
 /**
  * What a coordinating source (etcd with `handoff: coordinated`) tells the
@@ -12,10 +12,17 @@ export interface Coordination {
   readonly stableVersion: number | undefined;
   /** Every member of the latest version reports having finished it. */
   readonly consistent: boolean;
-  /** Slots (partition, rank) still routed to their old owner. */
+  /** Slots (partition, rank) not yet ready at their owner: moving (old owner still routed to) or none ready. */
   readonly partitionsInHandoff: number;
-  /** The ring to route by (old owners kept until new ones are ready); undefined before the first version. */
-  routing(): Ring | undefined;
+  /**
+   * Why no version can come, when that is so: e.g. no member takes part in
+   * the election (members registered without the protocol). Undefined otherwise.
+   */
+  readonly stalled: string | undefined;
+  /** Milliseconds a request waits for a slot none holds ready before 503 partition_moving. */
+  readonly handoffWait: number;
+  /** The table to route by (from the routing rule); undefined before the first version. */
+  routing(): RoutingTable | undefined;
   /** Called with each slot's hand-off duration in seconds (as this process saw it) when it settles. */
   onHandoff?: ((seconds: number) => void) | undefined;
 }

@@ -1,7 +1,7 @@
-import type { HandoffDoc, VersionDoc } from "../membership/etcd/documents.ts";
 import { Ring } from "../ring/ring.ts";
 import type { Clock } from "../utils/clock.ts";
 import type { Logger } from "../utils/logger.ts";
+import type { HandoffDoc, VersionDoc } from "./documents.ts";
 import { fromLists, partitionOf, rankOf, type Slot, slotOf, toLists } from "./slots.ts";
 
 /** Release marks (slot → version), parsed once per document. */

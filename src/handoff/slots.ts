@@ -1,4 +1,4 @@
-import type { SlotLists } from "../membership/etcd/documents.ts";
+import type { SlotLists } from "./documents.ts";
 
 /** A (partition, rank) pair as one number: partition·256 + rank (ranks stay below 256). */
 export type Slot = number;

@@ -4,6 +4,8 @@
  * it is down and nothing else, so the ring keeps its last good state.
  */
 
+import type { Coordination } from "../handoff/coordination.ts";
+
 /** What a source knows about a member. */
 export interface Member {
   /** Unique, stable name; the ring sorts and hashes on it. */
@@ -40,4 +42,9 @@ export interface MembershipSource {
   start(sink: SnapshotSink): Promise<void>;
   /** Stops watching, closes connections and timers. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Set by a source that coordinates hand-offs (etcd, `handoff: coordinated`):
+   * its versions and the routing table. Without it, routing is the ring.
+   */
+  readonly coordination?: Coordination | undefined;
 }

@@ -8,14 +8,16 @@
  */
 import type { Socket } from "node:net";
 import type { KeyConfig } from "../config.ts";
+import type { Clock } from "../utils/clock.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type ClientSide, type EngineContext, Exchange, type RequestInfo } from "./exchange.ts";
 import { readRequestHead } from "./headers.ts";
-import { type CompiledKey, originForm } from "./key.ts";
+import type { CompiledKey } from "./key.ts";
 import { OK, PAUSED, PAUSED_UPGRADE, Parser } from "./llhttp.ts";
-import { memberTarget, unsafePath } from "./path.ts";
+import type { ClientFailure } from "./observer.ts";
+import { normalisedTarget, unsafePath } from "./path.ts";
 import { errorResponse, messages } from "./reply.ts";
-import { type Router, routeRequest } from "./route.ts";
+import { choose, type Router, routeRequest } from "./route.ts";
 import type { ProxyCluster } from "./upstream.ts";
 
 /** What a client connection reads from its server; the server swaps `ctx` and `router` on reload. */
@@ -26,13 +28,24 @@ export interface ClientServer {
   keyConfig: KeyConfig;
   cluster: ProxyCluster;
   deadlines: Deadlines;
+  /** Timers for requests waiting on a partition in hand-off. */
+  clock: Clock;
   /** Shutting down: every response closes its connection. */
   closing: boolean;
+  /** Sockets closed on our side after an answer, waiting a moment for the client's FIN (destroyed on shutdown). */
+  lingering: Set<Socket>;
   tls: boolean;
   connectionClosed(conn: ClientConnection): void;
 }
 
+/** The default `membership.etcd.handoffWait`, and how often a waiting request reads the routing table again. */
+const defaultHandoffWait = 2000;
+const waitTick = 25;
+
 type State = "idle" | "head" | "body" | "waiting" | "tunnel" | "closed";
+
+/** How long a socket we closed after answering waits for the client's FIN before it is destroyed. */
+const lingerMs = 5_000;
 
 export class ClientConnection implements ClientSide, Timed {
   readonly socket: Socket;
@@ -48,8 +61,13 @@ export class ClientConnection implements ClientSide, Timed {
   /** Bytes of the next request seen (a connection that sent nothing is closed quietly). */
   #started = false;
   #bodyPaused = false;
+  /** The client is not taking response bytes: the deadline is `timeouts.clientWrite`'s. */
+  #writeStalled = false;
   /** The member a request just parsed goes to, once the rest of its read is parsed. */
   #dispatch: string | undefined;
+  /** The partition a request just parsed waits for (no member holds it ready), or -1. */
+  #waitFor = -1;
+  #cancelWait: (() => void) | undefined;
 
   constructor(socket: Socket, server: ClientServer) {
     this.socket = socket;
@@ -58,7 +76,10 @@ export class ClientConnection implements ClientSide, Timed {
     this.#parser = new Parser("request", server.ctx.config.limits);
     socket.setNoDelay(true);
     socket.on("data", (chunk: Buffer) => this.#data(chunk));
-    socket.on("drain", () => this.#exchange?.clientDrained());
+    socket.on("drain", () => {
+      this.writeStalled(false);
+      this.#exchange?.clientDrained();
+    });
     socket.on("error", () => {});
     socket.on("close", () => this.#closed());
     socket.on("end", () => this.#ended());
@@ -85,6 +106,23 @@ export class ClientConnection implements ClientSide, Timed {
     this.#bodyPaused = paused;
     if (paused) this.socket.pause();
     else if (this.#stash === undefined) this.socket.resume();
+    // The client waits on the member (or a free connection) meanwhile: its body deadline does not run.
+    if (this.state === "body" && !this.#writeStalled) {
+      this.deadline = paused ? 0 : this.#server.deadlines.now() + this.#server.ctx.config.timeouts.body;
+    }
+  }
+
+  writeStalled(stalled: boolean): void {
+    if (stalled === this.#writeStalled || this.state === "closed" || this.state === "tunnel") return;
+    this.#writeStalled = stalled;
+    const server = this.#server;
+    const now = server.deadlines.now();
+    const timeouts = server.ctx.config.timeouts;
+    if (stalled) this.deadline = now + timeouts.clientWrite;
+    else if (this.state === "body") this.deadline = this.#bodyPaused ? 0 : now + timeouts.body;
+    else if (this.state === "idle") this.deadline = now + (server.closing ? 250 : timeouts.clientIdle);
+    else if (this.state === "head") this.deadline = now + timeouts.head;
+    else this.deadline = 0;
   }
 
   /** Shutdown: close now if between requests; otherwise after the response in progress. */
@@ -96,20 +134,30 @@ export class ClientConnection implements ClientSide, Timed {
   }
 
   expire(): void {
-    const timeouts = this.#server.ctx.config.timeouts;
+    if (this.#writeStalled) {
+      // The client stopped reading its response for `timeouts.clientWrite`: its fault, the member's is intact.
+      this.#clientError("slow_reader");
+      this.#exchange?.abort("slow_reader");
+      this.destroy();
+      return;
+    }
     switch (this.state) {
       case "idle":
-        if (this.#started) this.#fail(408, "request_timeout");
-        else this.#end();
+        if (this.#started) {
+          this.#clientError("head_timeout");
+          this.#fail(408, "request_timeout");
+        } else this.#end();
         return;
       case "head":
+        this.#clientError("head_timeout");
         this.#fail(408, "request_timeout");
         return;
       case "body": {
         // The body stalled: the member's request is aborted (its connection freed), not retried.
+        this.#clientError("body_timeout");
         const exchange = this.#exchange;
         if (exchange !== undefined) {
-          exchange.abort("request_timeout");
+          exchange.abort("body_timeout");
           if (!exchange.responseStarted) {
             this.#exchange = undefined;
             this.#fail(408, "request_timeout");
@@ -120,8 +168,11 @@ export class ClientConnection implements ClientSide, Timed {
         return;
       }
       default:
-        void timeouts;
     }
+  }
+
+  #clientError(reason: ClientFailure): void {
+    this.#server.ctx.observer?.clientError?.(reason);
   }
 
   #data(chunk: Buffer): void {
@@ -141,10 +192,47 @@ export class ClientConnection implements ClientSide, Timed {
     // The member hears of a request only after the bytes received with its head were parsed: framing that
     // fails in the same read never reaches it.
     const member = this.#dispatch;
-    if (member === undefined) return;
+    const waitFor = this.#waitFor;
+    if (member === undefined && waitFor < 0) return;
     this.#dispatch = undefined;
+    this.#waitFor = -1;
     const exchange = this.#exchange;
-    if (exchange !== undefined && this.state !== "closed") exchange.send(member);
+    if (exchange === undefined || this.state === "closed") return;
+    if (member !== undefined) exchange.send(member);
+    else this.#await(exchange, waitFor);
+  }
+
+  /**
+   * Coordinated hand-offs: no member holds the request's partition ready.
+   * The routing table is read again every tick until one does (the request
+   * goes there) or the hand-off wait is over: 503 partition_moving, with
+   * Retry-After.
+   */
+  #await(exchange: Exchange, partition: number): void {
+    const server = this.#server;
+    const clock = server.clock;
+    const wait = server.cluster.handoffWait ?? defaultHandoffWait;
+    const until = clock.now() + wait;
+    const step = () => {
+      this.#cancelWait = undefined;
+      if (this.#exchange !== exchange || this.state === "closed") return;
+      const routing = server.cluster.routing;
+      const choice = choose(routing, partition, server.ctx.ejections);
+      if ("member" in choice) {
+        exchange.request.routing = routing;
+        exchange.send(choice.member);
+        return;
+      }
+      const left = until - clock.now();
+      if ("wait" in choice && left > 0) {
+        this.#cancelWait = clock.setTimer(step, Math.min(waitTick, left));
+        return;
+      }
+      if ("wait" in choice) {
+        exchange.reply(503, "partition_moving", { headers: `retry-after: ${Math.max(1, Math.ceil(wait / 1000))}\r\n` });
+      } else exchange.reply(choice.status, choice.error, { message: choice.message, extra: choice.details });
+    };
+    this.#cancelWait = clock.setTimer(step, Math.min(waitTick, wait));
   }
 
   #parse(data: Buffer): void {
@@ -166,8 +254,10 @@ export class ClientConnection implements ClientSide, Timed {
         return;
       }
       if (inBody && pos > start) {
+        // Re-armed only while the body flows: paused, the client waits on the member, which is timed instead.
+        if (!this.#bodyPaused && !this.#writeStalled)
+          this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
         this.#exchange?.clientBody(data, start, pos);
-        this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
       }
       if (code === OK) return;
       start = pos;
@@ -217,6 +307,7 @@ export class ClientConnection implements ClientSide, Timed {
       ctx.config.headers.forwarded,
       this.address,
       server.tls ? "https" : "http",
+      minor === 0,
     );
     const target = parser.target;
     const info: RequestInfo = {
@@ -227,8 +318,9 @@ export class ClientConnection implements ClientSide, Timed {
       framing: "",
       hasBody: false,
       http10: minor === 0,
-      upgrade: parser.upgrade,
-      ring: server.cluster.routing,
+      // An HTTP/1.0 client's Upgrade is ignored (RFC 9110 §7.8): its request goes on as a plain one.
+      upgrade: parser.upgrade && minor === 1,
+      routing: server.cluster.routing,
       partition: -1,
       started,
     };
@@ -261,13 +353,18 @@ export class ClientConnection implements ClientSide, Timed {
       refuse(400, "bad_request");
       return;
     }
-    const cleaned = memberTarget(originForm(target));
+    // One form for both: the key is read from what the member will receive.
+    const cleaned = normalisedTarget(target);
     if (cleaned === unsafePath) {
       refuse(400, "bad_path");
       return;
     }
     info.memberTarget = cleaned;
-    const route = routeRequest({ url: target, names: parser.names, values: parser.values }, info.ring, server.router);
+    const route = routeRequest(
+      { url: cleaned, names: parser.names, values: parser.values },
+      info.routing,
+      server.router,
+    );
     if ("status" in route) {
       refuse(route.status, route.error, { message: route.message, ...route.details });
       return;
@@ -277,7 +374,8 @@ export class ClientConnection implements ClientSide, Timed {
     this.#exchange = exchange;
     this.state = "body";
     this.deadline = info.hasBody ? server.deadlines.now() + ctx.config.timeouts.body : 0;
-    this.#dispatch = route.member;
+    if ("wait" in route) this.#waitFor = route.partition;
+    else this.#dispatch = route.member;
   }
 
   /** Answers a request here: a refusal. Its body, if any, is not read: the connection closes after. */
@@ -320,7 +418,8 @@ export class ClientConnection implements ClientSide, Timed {
     this.#started = false;
     const server = this.#server;
     const idle = server.closing ? 250 : server.ctx.config.timeouts.clientIdle;
-    this.deadline = server.deadlines.now() + idle;
+    // A response still waiting in the socket for a client that is not reading keeps the write deadline.
+    this.deadline = server.deadlines.now() + (this.#writeStalled ? server.ctx.config.timeouts.clientWrite : idle);
     return false;
   }
 
@@ -349,8 +448,10 @@ export class ClientConnection implements ClientSide, Timed {
         : exceeded === "headers" || exceeded === "headerBytes"
           ? [431, "headers_too_large"]
           : [400, "bad_request"];
+    this.#waitFor = -1;
     this.#server.ctx.logger.debug({ client: this.address, reason: parser.errorReason(), status }, "bad request");
     this.#dispatch = undefined;
+    this.#clientError("bad_request");
     const exchange = this.#exchange;
     if (exchange !== undefined) {
       // Bad framing inside a body being forwarded: the member's request is cut, never completed.
@@ -375,12 +476,54 @@ export class ClientConnection implements ClientSide, Timed {
     if (this.state === "closed") return;
     this.socket.end();
     this.#closed();
+    this.#linger();
+  }
+
+  /**
+   * After our FIN, the client's remaining bytes are read and dropped until it closes too, for at most
+   * `lingerMs` (nginx's lingering close): a client that never closes does not keep the descriptor.
+   */
+  #linger(): void {
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    const server = this.#server;
+    const deadlines = server.deadlines;
+    server.lingering.add(socket);
+    // The wait starts once our last bytes left (a slow reader still gets its response, within clientWrite).
+    const linger: Timed = { deadline: 0, expire: () => socket.destroy() };
+    const arm = () => {
+      linger.deadline = deadlines.now() + lingerMs;
+    };
+    if (socket.writableFinished) arm();
+    else {
+      linger.deadline = deadlines.now() + server.ctx.config.timeouts.clientWrite;
+      socket.once("finish", arm);
+    }
+    deadlines.add(linger);
+    socket.removeAllListeners("data");
+    socket.on("data", () => {});
+    socket.once("end", () => socket.destroy());
+    socket.once("close", () => {
+      deadlines.delete(linger);
+      server.lingering.delete(socket);
+    });
+    socket.resume();
   }
 
   #ended(): void {
     // The client finished sending; a response in progress still goes out (half-close), then the connection closes.
     this.#keepAlive = false;
-    if (this.#exchange === undefined && this.state !== "tunnel") this.#end();
+    const exchange = this.#exchange;
+    if (exchange === undefined) {
+      if (this.state !== "tunnel") this.#end();
+      return;
+    }
+    if (this.state === "body" && !exchange.requestDone) {
+      // FIN in the middle of a request: it can never be whole. The member's connection is freed now.
+      this.#clientError("aborted");
+      exchange.abort("aborted");
+      this.destroy();
+    }
   }
 
   #closed(): void {
@@ -388,9 +531,11 @@ export class ClientConnection implements ClientSide, Timed {
     this.state = "closed";
     this.deadline = 0;
     this.#server.deadlines.delete(this);
+    this.#cancelWait?.();
+    this.#cancelWait = undefined;
     const exchange = this.#exchange;
     this.#exchange = undefined;
-    exchange?.abort("client_closed");
+    if (exchange?.abort("aborted")) this.#clientError("aborted");
     this.#parser.free();
     this.#server.connectionClosed(this);
   }

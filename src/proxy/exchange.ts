@@ -8,15 +8,17 @@
  */
 import type { Socket } from "node:net";
 import type { ProxyConfig } from "../config.ts";
-import type { Ring } from "../ring/ring.ts";
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Logger } from "../utils/logger.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type Ejections, nextChoice } from "./failover.ts";
+import { type BodyMode, chunkPrefix, chunkSuffix, framedLines, lastChunk, responseFraming } from "./framing.ts";
 import { type RequestHead, readResponseHead } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
-import type { AccessRecord, ProxyObserver, UpstreamFailure } from "./observer.ts";
+import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
 import { errorResponse, messages } from "./reply.ts";
 import { type BodyState, decide, type Forward, type Reply, type RetryPolicy } from "./retry.ts";
+import { ownershipHeaders, sendsOwnership } from "./route.ts";
 import type { ResponseSink, UpstreamConnection, UpstreamPool, Upstreams } from "./upstream.ts";
 
 /** What every exchange shares; replaced as a whole on reload. */
@@ -49,6 +51,8 @@ export interface ClientSide {
   pauseBody(paused: boolean): void;
   /** Cut the connection (a response cannot be completed). */
   destroy(): void;
+  /** The client stopped taking response bytes (true) or drained (false): its write deadline runs meanwhile. */
+  writeStalled(stalled: boolean): void;
 }
 
 /** What the client connection learnt from the request head. */
@@ -64,12 +68,22 @@ export interface RequestInfo {
   hasBody: boolean;
   http10: boolean;
   upgrade: boolean;
-  ring: Ring;
+  /** The routing table when the request was routed: failover stays within it. */
+  routing: RoutingTable;
   partition: number;
   started: number;
 }
 
 const pendingLimit = 64 * 1024;
+
+/** The access log's `reason` for each client-side failure (the words it used before `outcome` existed). */
+const clientReasons: Record<ClientFailure, string> = {
+  head_timeout: "request_timeout",
+  body_timeout: "request_timeout",
+  slow_reader: "client_slow",
+  aborted: "client_closed",
+  bad_request: "bad_request",
+};
 /** Bodies up to this size go out in one buffer with their head (a copy is cheaper than a second write). */
 const combineLimit = 16 * 1024;
 
@@ -84,7 +98,13 @@ export class Exchange implements ResponseSink {
   /** Body bytes received before a member connection was ready. */
   #pending: Buffer[] | undefined;
   #pendingBytes = 0;
+  /** The whole body, kept (slices of the received buffers, not copies) when it arrived before it was sent. */
+  #replay: Buffer[] | undefined;
   #bodySent = false;
+  /** The client's end of it: a client-side reason, or the member's failure prefixed `upstream_`. */
+  #outcome: string | undefined;
+  /** The response began but did not end whole. */
+  #truncated = false;
   requestDone = false;
   responseStarted = false;
   responseDone = false;
@@ -101,8 +121,8 @@ export class Exchange implements ResponseSink {
   /** The response head, written with the first body bytes (or at the end of the read that brought it). */
   #heldHead: string | undefined;
   #awaitBody = false;
-  /** The member's body ends at EOF; the client gets it chunked. */
-  #rechunk = false;
+  /** How the response body is delimited to the client (framing.ts). */
+  #body: BodyMode = "verbatim";
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -126,7 +146,7 @@ export class Exchange implements ResponseSink {
       return;
     }
     this.#pool = pool;
-    pool.acquire(this);
+    pool.acquire(this, this.request.hasBody && !this.requestDone);
   }
 
   upstreamReady(conn: UpstreamConnection): void {
@@ -142,23 +162,38 @@ export class Exchange implements ResponseSink {
     const target = request.memberTarget === "*" ? "*" : pool.prefix + request.memberTarget;
     let extra = "";
     if (request.upgrade) extra = `connection: upgrade\r\nupgrade: ${request.head.upgrade}\r\n`;
+    if (sendsOwnership(this.#ctx.config.headers.ownership, request.routing)) {
+      extra += ownershipHeaders(request.routing, request.partition, pool.name);
+    }
     const head = `${request.method} ${target} HTTP/1.1\r\n${request.head.lines}${request.framing}${extra}\r\n`;
     conn.expectNoBody(request.method === "HEAD");
     if (this.#upstreamStarted === 0) this.#upstreamStarted = performance.now();
-    const pending = this.#pending;
+    const pending = this.#replay ?? this.#pending;
     if (pending === undefined) {
       conn.write(head);
     } else {
       conn.socket.cork();
       conn.write(head);
-      for (const chunk of pending) conn.write(chunk);
+      let flowing = true;
+      for (const chunk of pending) flowing = conn.write(chunk);
       conn.socket.uncork();
+      // A whole body that was at hand before it was sent is kept: a failed attempt can send it again.
+      if (this.requestDone && this.#pendingBytes <= pendingLimit) this.#replay = pending;
       this.#pending = undefined;
       this.#pendingBytes = 0;
       this.#bodySent = true;
-      this.#client.pauseBody(false);
+      // Still paused if the member did not take it all: then the member is timed until it drains.
+      if (flowing) this.#client.pauseBody(false);
+      else if (!this.requestDone) conn.armResponse();
     }
-    if (this.requestDone) conn.armResponse();
+    if (this.requestDone) this.#written(conn);
+  }
+
+  /** The whole request is on its way to the member: from now on the member is timed. */
+  #written(conn: UpstreamConnection): void {
+    conn.requestWritten = true;
+    conn.pool.uploadDone(conn);
+    conn.armResponse();
   }
 
   /** Request body bytes from the client, framing included. */
@@ -168,7 +203,11 @@ export class Exchange implements ResponseSink {
     const conn = this.#conn;
     if (conn !== undefined) {
       this.#bodySent = true;
-      if (!conn.write(chunk)) this.#client.pauseBody(true);
+      if (!conn.write(chunk)) {
+        // The member is not taking the body: the client waits on it, so the member is timed, not the client.
+        this.#client.pauseBody(true);
+        if (conn.deadline === 0) conn.armResponse();
+      }
       return;
     }
     if (this.responseDone) return;
@@ -180,12 +219,15 @@ export class Exchange implements ResponseSink {
 
   upstreamDrained(): void {
     this.#client.pauseBody(false);
+    const conn = this.#conn;
+    if (conn !== undefined && !this.requestDone && !conn.responding) conn.suspend();
   }
 
   /** The client sent the whole request. */
   clientRequestDone(): void {
     this.requestDone = true;
-    this.#conn?.armResponse();
+    const conn = this.#conn;
+    if (conn !== undefined) this.#written(conn);
   }
 
   batch(start: boolean): void {
@@ -205,8 +247,8 @@ export class Exchange implements ResponseSink {
     const status = parser.status;
     if (status < 200) {
       if (status === 101 && this.request.upgrade) return this.#tunnel(conn, parser, rest, pos);
-      // Informational: 100 only to a client that asked for it; others (103) always.
-      if (status !== 101 && (status !== 100 || this.request.head.expectContinue)) {
+      // Informational: 100 only to a client that asked for it; others (103) to HTTP/1.1 clients only (RFC 9110 §15.2).
+      if (status !== 101 && !this.request.http10 && (status !== 100 || this.request.head.expectContinue)) {
         const head = readResponseHead(parser.names, parser.values);
         this.#client.write(`HTTP/1.1 ${status} ${parser.reason}\r\n${head.lines}\r\n`);
       }
@@ -222,7 +264,10 @@ export class Exchange implements ResponseSink {
         responseStarted: false,
       });
       this.#failedStatus = decision.eject;
-      if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
+      if (decision.reason !== undefined) {
+        ctx.observer?.upstreamError(member, decision.reason);
+        this.#outcome = "upstream_status";
+      }
       if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
       const next = decision.action === "retry" ? this.#next() : undefined;
       if (next !== undefined) {
@@ -236,22 +281,19 @@ export class Exchange implements ResponseSink {
     this.status = status;
     this.responseStarted = true;
     const head = readResponseHead(parser.names, parser.values);
-    // A body that ends at EOF, or a response to an Upgrade that did not switch, ends the client connection too.
-    // A body that ends at EOF is re-framed chunked for an HTTP/1.1 client, so its connection lives on.
-    this.#rechunk = parser.needsEof && !this.request.http10 && !this.request.upgrade;
-    if ((parser.needsEof && !this.#rechunk) || this.request.upgrade || !this.requestDone) this.closeAfter = true;
+    const framing = responseFraming({
+      needsEof: parser.needsEof,
+      chunked: head.chunked,
+      http10: this.request.http10,
+      upgrade: this.request.upgrade,
+    });
+    this.#body = framing.body;
+    // A client whose body is unread cannot go on either: its next bytes would be read as a request.
+    if (framing.close || !this.requestDone) this.closeAfter = true;
     if (!parser.keepAlive) conn.noReuse();
-    let lines = head.lines;
-    if (this.#rechunk) {
-      lines += "transfer-encoding: chunked\r\n";
-      parser.onBody = (buffer, start, end) => this.#chunk(buffer, start, end);
-    }
-    if (this.request.http10 && head.chunked) {
-      // An HTTP/1.0 client cannot read chunked framing: pass the decoded body on, close-delimited.
-      lines = lines.replace(/^transfer-encoding:[^\r]*\r\n/gim, "");
-      parser.onBody = (buffer, start, end) => this.upstreamBody(buffer, start, end);
-      this.closeAfter = true;
-    }
+    // Decoded spans come from the parser only for `dechunk`; the other modes take the raw bytes.
+    parser.decode = framing.body === "dechunk";
+    let lines = framedLines(framing.body, head.lines);
     if (ctx.config.headers.ringInfo) {
       if (this.request.partition >= 0) lines += `x-ringroute-partition: ${this.request.partition}\r\n`;
       lines += `x-ringroute-member: ${this.#member}\r\n`;
@@ -262,12 +304,18 @@ export class Exchange implements ResponseSink {
     }
     // Held until the body bytes of this read are known: head and body then go out in one write. A small sized
     // body that did not come with its head (a member that writes its head, then sends a file) is waited for.
-    this.#awaitBody = head.contentLength > 0 && head.contentLength <= combineLimit && parser.onBody === undefined;
+    this.#awaitBody = head.contentLength > 0 && head.contentLength <= combineLimit && framing.body === "verbatim";
     this.#heldHead = `HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`;
     return true;
   }
 
   upstreamBody(buffer: Buffer, start: number, end: number): void {
+    if (this.#body === "rechunk") this.#chunk(buffer, start, end);
+    else this.#pass(buffer, start, end);
+  }
+
+  /** Body bytes to the client as they are (with the held head, in one write when small). */
+  #pass(buffer: Buffer, start: number, end: number): void {
     this.#bytesOut += end - start;
     const head = this.#heldHead;
     let ok: boolean;
@@ -287,27 +335,32 @@ export class Exchange implements ResponseSink {
       ok = this.#client.write(buffer.subarray(start, end));
       socket.uncork();
     }
-    if (!ok) this.#conn?.socket.pause();
+    if (!ok) {
+      // The client is not reading: the member waits on it, so the client is timed, not the member.
+      this.#conn?.pauseResponse();
+      this.#client.writeStalled(true);
+    }
   }
 
   /** The client's socket drained: the member's response may flow again. */
   clientDrained(): void {
-    this.#conn?.socket.resume();
+    this.#client.writeStalled(false);
+    this.#conn?.resumeResponse();
   }
 
   /** One chunk of a close-delimited body, re-framed. */
   #chunk(buffer: Buffer, start: number, end: number): void {
     if (end === start) return;
     this.#flushHead();
-    this.#client.write(`${(end - start).toString(16)}\r\n`);
-    this.upstreamBody(buffer, start, end);
-    this.#client.write("\r\n");
+    this.#client.write(chunkPrefix(end - start));
+    this.#pass(buffer, start, end);
+    this.#client.write(chunkSuffix);
   }
 
   upstreamDone(conn: UpstreamConnection): void {
-    if (this.#rechunk) {
+    if (this.#body === "rechunk") {
       this.#flushHead();
-      this.#client.write("0\r\n\r\n");
+      this.#client.write(lastChunk);
     }
     this.#flushHead();
     if (conn === this.#conn) this.#conn = undefined;
@@ -329,19 +382,27 @@ export class Exchange implements ResponseSink {
       body: this.#bodyState(),
       tried: this.#tried.length,
       responseStarted: this.responseStarted,
+      reused: conn?.reused ?? false,
+      responseBytes: conn?.responseBytes ?? false,
+      closedEarly: conn?.peerClosed === true && !conn.requestWritten,
     });
     if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
     if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
+    this.#outcome = `upstream_${failure}`;
     if (decision.action === "cut" || decision.action === "forward") {
       // The response had begun: all that is left is to cut it short.
       this.#reason = "upstream_truncated";
+      this.#truncated = true;
       this.#client.destroy();
       this.#end(undefined);
       return;
     }
     let answer: Reply | Forward = decision.action === "retry" ? decision.otherwise : decision;
     if (decision.action === "retry") {
-      const next = this.#next();
+      // A kept-alive connection that failed before any response byte (the member closed it as it was picked):
+      // the same member again on a fresh connection, as Go's transport does; otherwise the next member.
+      const stale = conn?.reused === true && !conn.responseBytes;
+      const next = stale ? member : this.#next();
       if (next !== undefined) {
         this.#sendNext(next);
         return;
@@ -360,16 +421,28 @@ export class Exchange implements ResponseSink {
   }
 
   #bodyState(): BodyState {
-    return this.request.hasBody ? (this.#bodySent ? "sent" : "unsent") : "none";
+    if (!this.request.hasBody) return "none";
+    return this.#replay !== undefined ? "replayable" : this.#bodySent ? "sent" : "unsent";
+  }
+
+  /** No member connection came free within `timeouts.queue`. */
+  queueTimeout(): void {
+    this.#ctx.observer?.queueTimeout?.(this.#member);
+    this.#outcome = "queue_timeout";
+    this.reply(503, "queue_timeout", {
+      headers: `retry-after: ${Math.max(1, Math.ceil(this.#ctx.config.timeouts.queue / 1000))}\r\n`,
+    });
   }
 
   /** The next member of the preference list to try, if any. */
   #next(): string | undefined {
-    const next = nextChoice(this.request.ring, this.request.partition, this.#tried, this.#ctx.ejections);
+    const next = nextChoice(this.request.routing, this.request.partition, this.#tried, this.#ctx.ejections);
     return next === this.#member ? undefined : next;
   }
 
   #sendNext(next: string): void {
+    // What the failed attempt would have been blamed on no longer describes the exchange.
+    this.#outcome = undefined;
     this.#ctx.observer?.failover();
     this.send(next);
   }
@@ -382,6 +455,8 @@ export class Exchange implements ResponseSink {
       message?: string;
       detail?: { member: string; tried: string[]; cause: string };
       extra?: Record<string, unknown>;
+      /** Header lines to add (`name: value\r\n` each). */
+      headers?: string;
     } = {},
   ): void {
     if (this.responseStarted) {
@@ -404,19 +479,25 @@ export class Exchange implements ResponseSink {
     this.responseDone = true;
     if (!this.requestDone && this.request.hasBody) this.closeAfter = true;
     this.closeAfter ||= this.#client.closeAfter;
-    this.#client.write(errorResponse(status, body, this.closeAfter));
+    this.#client.write(errorResponse(status, body, this.closeAfter, options.headers));
     this.#end(code);
   }
 
-  /** The client went away, or its body stalled: drop the member's side without blaming the member. */
-  abort(reason: string): void {
-    if (this.#ended) return;
-    this.#reason = reason;
+  /**
+   * The client went away, stalled its body or stopped reading: drop the member's side without blaming the
+   * member. Returns false when the exchange had already ended.
+   */
+  abort(failure: ClientFailure): boolean {
+    if (this.#ended) return false;
+    this.#reason = clientReasons[failure];
+    this.#outcome = failure;
+    if (this.responseStarted && !this.responseDone) this.#truncated = true;
     const conn = this.#conn;
     this.#conn = undefined;
     if (conn !== undefined) conn.destroy();
     else this.#pool?.cancel(this);
-    this.#end(reason);
+    this.#end(undefined);
+    return true;
   }
 
   #end(reason: string | undefined): void {
@@ -428,7 +509,8 @@ export class Exchange implements ResponseSink {
     if (observer !== undefined) {
       const now = performance.now();
       const member = this.#reason === undefined ? this.#member : this.#tried.length > 0 ? this.#member : "none";
-      observer.request(member, this.request.method, this.status, (now - this.request.started) / 1000);
+      const status = this.#truncated ? "truncated" : this.status;
+      observer.request(member, this.request.method, status, (now - this.request.started) / 1000);
       if (observer.access !== undefined) observer.access(this.#record(now));
       observer.requestEnded?.();
     }
@@ -452,6 +534,8 @@ export class Exchange implements ResponseSink {
       client: this.#client.address,
     };
     if (this.#reason !== undefined) record.reason = this.#reason;
+    record.outcome = this.#outcome ?? "ok";
+    if (this.#truncated) record.truncated = true;
     return record;
   }
 

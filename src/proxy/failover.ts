@@ -3,6 +3,7 @@
  * here: it changes which member of a preference list is tried, never the
  * ring, so no partition moves because requests failed.
  */
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Ring } from "../ring/ring.ts";
 
 /** Consecutive failures per member, and who is ejected until when. */
@@ -57,36 +58,49 @@ export class Ejections {
 }
 
 /**
- * The member to try first for a partition: its first owner that is not
- * ejected, else the first live member further down its preference list.
- * When every member is ejected it returns the primary anyway: a member that
- * might have recovered beats a certain 503.
+ * The member to try first for a partition: the first member the routing
+ * table sends one of its ranks to that is not ejected. Without coordinated
+ * hand-offs, when every owner is ejected, the first live member further
+ * down its preference list. When every candidate is ejected it returns the
+ * first anyway: a member that might have recovered beats a certain 503.
+ * Under coordinated hand-offs only members routed a rank of the partition
+ * are candidates; undefined when there are none (the request waits).
  */
-export function firstChoice(ring: Ring, partition: number, ejections: Ejections): string | undefined {
-  const owners = ring.ownersOfPartition(partition);
+export function firstChoice(routing: RoutingTable, partition: number, ejections: Ejections): string | undefined {
+  const owners = routing.routed(partition);
   for (let i = 0; i < owners.length; i++) {
     const owner = owners[i] as string;
     if (!ejections.isEjected(owner)) return owner;
   }
   if (owners.length === 0) return undefined;
-  for (const member of ring.preferenceListOfPartition(partition)) {
-    if (!ejections.isEjected(member)) return member;
+  if (!routing.coordinated) {
+    for (const member of routing.ring.preferenceListOfPartition(partition)) {
+      if (!ejections.isEjected(member)) return member;
+    }
   }
   return owners[0];
 }
 
 /**
  * The next member to try after those in `tried` failed: the first untried,
- * non-ejected member of the preference list, else the first untried one.
- * `partition` -1 (a request without a key) walks the ring's member order.
+ * non-ejected candidate, else the first untried one. Candidates are the
+ * partition's preference list, or under coordinated hand-offs only the
+ * members the table routes one of its ranks to (never a member that does not
+ * hold it: with one replica, nobody). `partition` -1 (a request without a
+ * key) walks the ring's member order.
  */
 export function nextChoice(
-  ring: Ring,
+  routing: RoutingTable,
   partition: number,
   tried: readonly string[],
   ejections: Ejections,
 ): string | undefined {
-  const list = partition < 0 ? ring.members : ring.preferenceListOfPartition(partition);
+  const list =
+    partition < 0
+      ? routing.ring.members
+      : routing.coordinated
+        ? routing.routed(partition)
+        : routing.ring.preferenceListOfPartition(partition);
   let fallback: string | undefined;
   for (const member of list) {
     if (tried.includes(member)) continue;

@@ -24,16 +24,18 @@ export function isHopByHop(name: string): boolean {
 
 /**
  * Extra header names a Connection header lists, beyond the usual
- * `keep-alive`/`close`/`upgrade` (already hop-by-hop); undefined when none,
- * which is nearly always.
+ * `keep-alive`/`close`/`upgrade` (already hop-by-hop), added to `listed`
+ * (the names earlier Connection lines gave: every line counts, RFC 9110
+ * §7.6.1); undefined when none, which is nearly always.
  */
-export function connectionTokens(value: string): Set<string> | undefined {
+export function connectionTokens(value: string, listed?: Set<string>): Set<string> | undefined {
   // Nearly every member says `keep-alive` or `close`: nothing to split.
-  if (value.length <= 10 && /^(?:keep-alive|close|upgrade)$/i.test(value)) return undefined;
-  let listed: Set<string> | undefined;
+  if (value.length <= 10 && /^(?:keep-alive|close|upgrade)$/i.test(value)) return listed;
   for (const raw of value.split(",")) {
     const token = raw.trim().toLowerCase();
     if (token === "" || token === "keep-alive" || token === "close" || token === "upgrade") continue;
+    // Framing and Host are never dropped on a peer's say-so: a response without its framing would desync the client.
+    if (token === "content-length" || token === "transfer-encoding" || token === "host") continue;
     listed ??= new Set();
     listed.add(token);
   }
@@ -59,7 +61,9 @@ export interface RequestHead {
  * Reads a request's headers and builds the lines the member gets: the
  * client's minus hop-by-hop ones (Host kept: the member may serve several
  * virtual hosts; it never picks the upstream), X-Forwarded-* replaced by
- * this hop's when `forwarded` is on (X-Forwarded-For appended to).
+ * this hop's when `forwarded` is on (X-Forwarded-For appended to), and
+ * every x-ringroute-* header dropped (only the proxy may send those). An
+ * HTTP/1.0 client's `Expect: 100-continue` is dropped.
  */
 export function readRequestHead(
   names: readonly string[],
@@ -67,6 +71,7 @@ export function readRequestHead(
   forwarded: boolean,
   client: string,
   proto: string,
+  http10 = false,
 ): RequestHead {
   const head: RequestHead = {
     hosts: 0,
@@ -98,13 +103,17 @@ export function readRequestHead(
         head.transferEncoding = value;
         continue;
       case "expect":
-        if (value.toLowerCase() === "100-continue") head.expectContinue = true;
+        if (value.toLowerCase() === "100-continue") {
+          // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1): the member must not wait on it either.
+          if (http10) continue;
+          head.expectContinue = true;
+        }
         break;
       case "upgrade":
         head.upgrade = value;
         continue;
       case "connection":
-        listed = connectionTokens(value);
+        listed = connectionTokens(value, listed);
         continue;
       case "x-forwarded-for":
         if (forwarded) {
@@ -118,6 +127,8 @@ export function readRequestHead(
         break;
       default:
         if (hopByHop.has(lower)) continue;
+        // x-ringroute-* is what the proxy tells members (partition, rank, version): a client cannot say it.
+        if (lower.length > 12 && lower.charCodeAt(0) === 120 && lower.startsWith("x-ringroute-")) continue;
     }
     lines += `${name}: ${value}\r\n`;
   }
@@ -166,7 +177,7 @@ export function readResponseHead(names: readonly string[], values: readonly stri
     if (n === 10 || n === 17 || n === 14 || n === 7 || n === 2 || n === 16 || n === 18 || n === 19) {
       const lower = name.toLowerCase();
       if (lower === "connection") {
-        listed = connectionTokens(value);
+        listed = connectionTokens(value, listed);
         continue;
       }
       if (lower === "content-length") contentLength = Number(value);

@@ -7,8 +7,9 @@
 import type { KeyConfig } from "../config.ts";
 import { KeyError } from "../errors/key-error.ts";
 
-/** What a key is read from: the request target as sent, and the header names and values (latin1, as received). */
+/** What a key is read from: the request target and the header names and values (latin1, as received). */
 export interface KeyRequest {
+  /** The target normalised as the member receives it (`normalisedTarget`): dot-segments removed, query as sent. */
   url: string;
   names: readonly string[];
   values: readonly string[];

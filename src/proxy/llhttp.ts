@@ -74,7 +74,7 @@ function instantiate(): Exports {
     env: {
       wasm_on_message_begin: () => (current as Parser).begin(),
       wasm_on_url: (_p: number, at: number, len: number) => (current as Parser).url(slice(at, len), len),
-      wasm_on_status: (_p: number, at: number, len: number) => (current as Parser).statusText(slice(at, len)),
+      wasm_on_status: (_p: number, at: number, len: number) => (current as Parser).statusText(slice(at, len), len),
       wasm_on_header_field: (_p: number, at: number, len: number) => (current as Parser).field(slice(at, len), len),
       wasm_on_header_value: (_p: number, at: number, len: number) => (current as Parser).value(slice(at, len), len),
       wasm_on_headers_complete: (_p: number, status: number, upgrade: number, keepAlive: number) =>
@@ -121,11 +121,17 @@ export class Parser {
   skipBody = false;
   /** Which limit stopped the parser: "headers", "headerBytes" or "url". */
   exceeded: "headers" | "headerBytes" | "url" | undefined;
-  /** Called with each decoded body span (offsets into the executed buffer); only when set. */
-  onBody: ((buffer: Buffer, start: number, end: number) => void) | undefined;
+  /**
+   * Collect decoded body spans (start and end offsets into the executed buffer, in pairs) in `spans`, for
+   * the caller to take after `execute()` returns; off, the caller passes the raw bytes on, framing included.
+   */
+  decode = false;
+  readonly spans: number[] = [];
   pos = 0;
   #headBytes = 0;
   #urlBytes = 0;
+  /** The last head was a 1xx response's. */
+  #informational = false;
   #lastWasValue = true;
 
   constructor(kind: "request" | "response", limits: HeadLimits = unlimited) {
@@ -201,7 +207,10 @@ export class Parser {
     this.reason = "";
     this.names = [];
     this.values = [];
-    this.#headBytes = 0;
+    // Informational responses and the final one share one head budget (as Go's transport counts them):
+    // a member cannot stream 1xx heads without end.
+    if (!this.#informational) this.#headBytes = 0;
+    this.#informational = false;
     this.#urlBytes = 0;
     this.#lastWasValue = true;
     return 0;
@@ -214,9 +223,9 @@ export class Parser {
     return this.#count(len);
   }
 
-  statusText(text: string): number {
+  statusText(text: string, len: number): number {
     this.reason += text;
-    return 0;
+    return this.#count(len);
   }
 
   field(text: string, len: number): number {
@@ -241,6 +250,7 @@ export class Parser {
 
   headersComplete(status: number, upgrade: boolean, keepAlive: boolean): number {
     this.status = status;
+    this.#informational = status >= 100 && status < 200;
     this.upgrade = upgrade;
     this.keepAlive = keepAlive;
     this.headReady = true;
@@ -250,7 +260,7 @@ export class Parser {
   }
 
   body(start: number, len: number): number {
-    this.onBody?.(inputBuffer, start, start + len);
+    if (this.decode) this.spans.push(start, start + len);
     return 0;
   }
 

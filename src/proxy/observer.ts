@@ -1,5 +1,12 @@
-/** Why a try against a member failed; the `reason` label of `ringroute_upstream_errors_total`. */
-export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "error";
+/**
+ * Why a try against a member failed; the `reason` label of `ringroute_upstream_errors_total`: the
+ * connection could not be opened, the member closed or reset it, did not answer in time, answered with a
+ * status `retry.on` lists, sent a response that did not parse, or the connection failed otherwise.
+ */
+export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "bad_response" | "error";
+
+/** Why a client's request ended badly; the `reason` label of `ringroute_client_errors_total`. */
+export type ClientFailure = "head_timeout" | "body_timeout" | "slow_reader" | "aborted" | "bad_request";
 
 /** One line of the access log: what a request asked for and what became of it. */
 export interface AccessRecord {
@@ -23,6 +30,14 @@ export interface AccessRecord {
   client: string;
   /** Why ringroute answered itself or cut the response (`upstream_unavailable`, `request_timeout`, `client_closed`…). */
   reason?: string;
+  /**
+   * How the exchange ended, blamed on one side: `ok`; the client's `head_timeout`, `body_timeout`,
+   * `slow_reader`, `aborted`, `bad_request`; the member's `upstream_connect`, `upstream_reset`,
+   * `upstream_timeout`, `upstream_status`, `upstream_bad_response`, `upstream_error`; or `queue_timeout`.
+   */
+  outcome?: string;
+  /** The response began but was cut short. */
+  truncated?: boolean;
 }
 
 /**
@@ -35,12 +50,19 @@ export interface ProxyObserver {
   requestStarted?(): void;
   /** The request `requestStarted` reported is done: answered, refused, failed or cut short (exactly once each). */
   requestEnded?(): void;
-  /** A response went to the client: who served it, its status, and the time from request to response end. */
-  request(member: string, method: string, status: number, seconds: number): void;
+  /**
+   * A response went to the client: who served it, its status (`truncated` when it began but was cut short),
+   * and the time from request to response end.
+   */
+  request(member: string, method: string, status: number | "truncated", seconds: number): void;
   /** A member failed to give a usable response. */
   upstreamError(member: string, reason: UpstreamFailure): void;
   /** A request moved on to the next member of its preference list. */
   failover(): void;
+  /** A client's request failed on the client's side (the member is not blamed). */
+  clientError?(reason: ClientFailure): void;
+  /** A request waited `timeouts.queue` for a connection to `member` and was answered 503. */
+  queueTimeout?(member: string): void;
   /** A member was ejected after failing repeatedly. */
   ejection(member: string): void;
   /** One record per request, after it ended. */

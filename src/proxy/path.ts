@@ -6,8 +6,19 @@
  * (`..%2fsecret`) is refused instead, since members disagree on decoding it.
  */
 
+import { originForm } from "./key.ts";
+
 /** Returned for a path that is refused (400). */
 export const unsafePath = Symbol("unsafe path");
+
+/**
+ * The one normalised form of a request target (origin-form, dot-segments
+ * removed): the key is read from it and the member receives it, so one
+ * target cannot be routed as one resource and served as another.
+ */
+export function normalisedTarget(target: string): string | typeof unsafePath {
+  return memberTarget(originForm(target));
+}
 
 /**
  * `target` (origin-form or `*`) with dot-segments removed, the query kept as

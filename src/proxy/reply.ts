@@ -5,13 +5,14 @@ import { STATUS_CODES } from "node:http";
  * Every response ringroute makes itself goes through here, so clients can
  * tell them from a member's.
  */
-export function errorResponse(status: number, body: Record<string, unknown>, close: boolean): string {
+export function errorResponse(status: number, body: Record<string, unknown>, close: boolean, headers = ""): string {
   const text = JSON.stringify(body);
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? "Error"}\r\n` +
     "content-type: application/json; charset=utf-8\r\n" +
     `content-length: ${Buffer.byteLength(text)}\r\n` +
     "cache-control: no-store\r\n" +
+    headers +
     (close ? "connection: close\r\n" : "") +
     `\r\n${text}`
   );
@@ -25,9 +26,12 @@ export const messages: Record<string, string> = {
   headers_too_large: "the request head is too large or has too many header fields",
   method_not_allowed: "CONNECT is not supported: ringroute is not a forward proxy",
   bad_path: "the request path hides a dot-segment behind an encoded slash",
+  https_required: "this port speaks HTTPS: the plain HTTP request was sent to an HTTPS port",
+  partition_moving: "no member holds the key's partition ready yet (a hand-off is under way); retry shortly",
   upstream_unavailable: "no member could answer the request",
   upstream_timeout: "the member did not answer in time",
   body_not_replayable: "the member failed after the request body was sent; it cannot be replayed",
   no_members: "no live member to send the request to",
+  queue_timeout: "every connection to the member stayed busy; try again shortly",
   internal_error: "the proxy failed to handle the request",
 };

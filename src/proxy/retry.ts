@@ -2,20 +2,24 @@
  * The retry decision: what to do when an attempt against one member ends
  * badly (or with a status the config retries). A pure function of the
  * outcome, the request and `proxy.retry`, so the whole policy reads and is
- * tested in one place; the engine only carries it out.
+ * tested in one place; the engine only reports what happened.
  *
- * The rules:
+ * The rule (one for every failure): a request is sent again (to the next
+ * member, or on a fresh connection) only if
+ * - (a) the connection could not be opened: the member saw nothing, any method;
+ * - (b) it failed on a *reused* connection before any response byte came
+ *   back, and the method is in `retry.methods` or the member closed that
+ *   connection (FIN or RST) before the whole request was written: any
+ *   method, as Go's transport does for a server that closed an idle
+ *   connection under it;
+ * - (c) the method is in `retry.methods` and no response byte was passed on.
+ * And always: the body must still be at hand (none, unread, or kept), the
+ * failure's kind must be in `retry.on`, and `retry.attempts` not spent.
+ * A socket error on an established connection (EHOSTUNREACH…) is (c), not (a).
+ *
  * - A response that has begun reaching the client is never retried or
  *   replaced: the client connection is cut.
- * - A connection that could not be opened sent nothing, so any method moves
- *   on; after a reset, timeout or retried status only `retry.methods` do.
- * - A request body that has (partly) left for the failed member and was not
- *   kept cannot be sent again: 502 `body_not_replayable` where the failure
- *   would have been retried, and a retried status is passed through instead.
- * - A client whose request body stalled gets 408 and is never retried: the
- *   next member would stall the same way.
- * - At most `retry.attempts` further members; when the preference list has
- *   no untried member left, the engine does `otherwise`.
+ * - A response that does not parse is answered 502 and not retried.
  * - Passive ejection counts connect failures, resets, timeouts (before or
  *   after the response started) and statuses listed in `retry.on`; a
  *   success is counted by the engine only when a response completes.
@@ -33,16 +37,16 @@ export type Outcome =
   | { kind: "reset" }
   /** The member did not answer (or stalled its body) within `timeouts.response`. */
   | { kind: "timeout" }
-  /** Anything else on the member's side, e.g. a response that did not parse. */
-  | { kind: "error" }
-  /** The client's request body stalled for `timeouts.body`. */
-  | { kind: "body-timeout" };
+  /** The member's response did not parse (or broke a limit). */
+  | { kind: "bad_response" }
+  /** Any other error on an established connection (EHOSTUNREACH, ENETUNREACH…). */
+  | { kind: "error" };
 
 /**
  * Where the request body stands: `none` (no body), `unsent` (not a byte
  * read from the client yet, so the next member can have it whole), `sent`
  * (some of it left for the failed member and is gone), `replayable` (sent,
- * but a copy was kept).
+ * but the whole body was kept).
  */
 export type BodyState = "none" | "unsent" | "sent" | "replayable";
 
@@ -55,6 +59,12 @@ export interface RetryInput {
   tried: number;
   /** Whether any of the member's response has gone to the client. */
   responseStarted: boolean;
+  /** The connection had carried an earlier request (it came from the pool). */
+  reused?: boolean;
+  /** A byte of a response arrived on this attempt. */
+  responseBytes?: boolean;
+  /** The member closed the connection (FIN or RST) before the whole request was written. */
+  closedEarly?: boolean;
 }
 
 /** A response ringroute makes itself: status and the JSON body's `error` and `message` (no addresses, no errnos). */
@@ -117,14 +127,14 @@ const forward: Forward = { action: "forward" };
 const replies = {
   connect: reply(502, "upstream_unavailable", "the member could not be reached"),
   reset: reply(502, "bad_gateway", "the member closed the connection before answering"),
-  error: reply(502, "bad_gateway", "the member's response could not be used"),
+  error: reply(502, "bad_gateway", "the connection to the member failed"),
+  bad_response: reply(502, "bad_gateway", "the member's response could not be used"),
   timeout: reply(504, "upstream_timeout", "the member did not answer in time"),
   notReplayable: reply(
     502,
     "body_not_replayable",
     "the member failed after the request body was sent; the body cannot be sent again",
   ),
-  bodyTimeout: reply(408, "request_timeout", "the request body stalled"),
 } as const;
 
 function reply(status: number, error: string, message: string): Reply {
@@ -135,37 +145,44 @@ function reply(status: number, error: string, message: string): Reply {
 export function decide(policy: RetryPolicy, input: RetryInput): Decision {
   const { outcome } = input;
   switch (outcome.kind) {
-    case "body-timeout":
-      // The client's fault, not the member's; and the next member would wait for the same body.
-      if (input.responseStarted) return { action: "cut", reason: undefined, eject: false };
-      return { ...replies.bodyTimeout, reason: undefined, eject: false };
     case "status": {
       if (policy.statuses[outcome.status] !== 1) return { ...forward, reason: undefined, eject: false };
-      const retry = mayRetry(policy, input, false) && input.body !== "sent";
+      const retry = withinBudget(policy, input) && resendable(policy, input) && bodyAtHand(input);
       return retry
         ? { action: "retry", otherwise: forward, reason: "status", eject: true }
         : { ...forward, reason: "status", eject: true };
     }
-    case "error":
+    case "bad_response":
       // Not retried: a member whose responses do not parse is not the kind of failure failover is for.
-      if (input.responseStarted) return { action: "cut", reason: "error", eject: false };
-      return { ...replies.error, reason: "error", eject: false };
+      if (input.responseStarted) return { action: "cut", reason: "bad_response", eject: false };
+      return { ...replies.bad_response, reason: "bad_response", eject: false };
     default: {
       const kind = outcome.kind;
-      if (input.responseStarted) return { action: "cut", reason: kind, eject: true };
+      const reason: UpstreamFailure = kind;
+      const eject = true;
+      if (input.responseStarted) return { action: "cut", reason, eject };
       const otherwise = replies[kind];
-      const configured = kind === "connect" ? policy.onConnect : kind === "reset" ? policy.onReset : policy.onTimeout;
-      if (!configured) return { ...otherwise, reason: kind, eject: true };
-      if (input.body === "sent") return { ...replies.notReplayable, reason: kind, eject: true };
-      // Nothing reached a member that refused the connection, so any method may go on.
-      if (!mayRetry(policy, input, kind === "connect")) return { ...otherwise, reason: kind, eject: true };
-      return { action: "retry", otherwise, reason: kind, eject: true };
+      const configured = kind === "connect" ? policy.onConnect : kind === "timeout" ? policy.onTimeout : policy.onReset;
+      if (!configured || !resendable(policy, input)) return { ...otherwise, reason, eject };
+      if (!bodyAtHand(input)) return { ...replies.notReplayable, reason, eject };
+      if (!withinBudget(policy, input)) return { ...otherwise, reason, eject };
+      return { action: "retry", otherwise, reason, eject };
     }
   }
 }
 
-/** The attempt budget and the method allow another member. */
-function mayRetry(policy: RetryPolicy, input: RetryInput, anyMethod: boolean): boolean {
-  if (input.tried > policy.attempts) return false;
-  return anyMethod || policy.methods.has(input.method);
+/** Rules (a), (b) and (c): whether the member may have acted on the request in a way a resend would repeat. */
+function resendable(policy: RetryPolicy, input: RetryInput): boolean {
+  if (input.outcome.kind === "connect") return true; // (a)
+  const idempotent = policy.methods.has(input.method);
+  if (input.reused && !input.responseBytes && (idempotent || input.closedEarly)) return true; // (b)
+  return idempotent && !input.responseStarted; // (c)
+}
+
+function bodyAtHand(input: RetryInput): boolean {
+  return input.body !== "sent";
+}
+
+function withinBudget(policy: RetryPolicy, input: RetryInput): boolean {
+  return input.tried <= policy.attempts;
 }

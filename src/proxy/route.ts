@@ -5,13 +5,22 @@
  */
 import { type KeyConfig, keySourceText } from "../config.ts";
 import { KeyError } from "../errors/key-error.ts";
-import type { Ring } from "../ring/ring.ts";
+import type { RoutingTable } from "../handoff/table.ts";
 import { type AnyMember, type Ejections, firstChoice } from "./failover.ts";
 import type { CompiledKey, KeyRequest } from "./key.ts";
 
 /** Where a request goes: its first member, and its key's partition (-1 without a key). */
 export interface Route {
   member: string;
+  partition: number;
+}
+
+/**
+ * No member holds the key's partition ready (coordinated hand-offs, a slot
+ * in flux): the request waits for it, up to the hand-off wait, then 503.
+ */
+export interface Wait {
+  wait: true;
   partition: number;
 }
 
@@ -31,7 +40,7 @@ export interface Router {
   anyMember: AnyMember;
 }
 
-export function routeRequest(req: KeyRequest, ring: Ring, router: Router): Route | Refusal {
+export function routeRequest(req: KeyRequest, routing: RoutingTable, router: Router): Route | Refusal | Wait {
   const { key, keyConfig, ejections } = router;
   let k: string | undefined;
   try {
@@ -45,6 +54,7 @@ export function routeRequest(req: KeyRequest, ring: Ring, router: Router): Route
       details: { key: { from: keySourceText(keyConfig.from) } },
     };
   }
+  const ring = routing.ring;
   if (ring.size === 0) return noMembers;
   if (k === undefined) {
     if (keyConfig.missing === "reject") {
@@ -59,8 +69,36 @@ export function routeRequest(req: KeyRequest, ring: Ring, router: Router): Route
     return member === undefined ? noMembers : { member, partition: -1 };
   }
   const partition = ring.partitionOf(k);
-  const member = firstChoice(ring, partition, ejections);
-  return member === undefined ? noMembers : { member, partition };
+  return choose(routing, partition, ejections);
+}
+
+/** The member for a known partition now, or a wait when none holds it ready (coordinated hand-offs only). */
+export function choose(routing: RoutingTable, partition: number, ejections: Ejections): Route | Refusal | Wait {
+  const member = firstChoice(routing, partition, ejections);
+  if (member !== undefined) return { member, partition };
+  return routing.coordinated ? { wait: true, partition } : noMembers;
+}
+
+/**
+ * The ownership headers a member gets with a keyed request: the partition,
+ * the rank the table routes it to this member at, and (under coordinated
+ * hand-offs) the table's version. A member may refuse a version it has not
+ * reached. "" for a request without a key, or a member the table does not
+ * route the partition to.
+ */
+export function ownershipHeaders(routing: RoutingTable, partition: number, member: string): string {
+  if (partition < 0) return "";
+  for (let r = 0; r < routing.ranks; r++) {
+    if (routing.member(partition, r) !== member) continue;
+    const version = routing.version === undefined ? "" : `x-ringroute-version: ${routing.version}\r\n`;
+    return `x-ringroute-partition: ${partition}\r\nx-ringroute-rank: ${r}\r\n${version}`;
+  }
+  return "";
+}
+
+/** Whether the ownership headers go to members: `auto` turns them on under coordinated hand-offs. */
+export function sendsOwnership(setting: boolean | "auto", routing: RoutingTable): boolean {
+  return setting === true || (setting === "auto" && routing.coordinated);
 }
 
 const noMembers: Refusal = {

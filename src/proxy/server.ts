@@ -17,6 +17,7 @@ import { compileKey } from "./key.ts";
 import type { ProxyObserver } from "./observer.ts";
 import { retryPolicy } from "./retry.ts";
 import type { Router } from "./route.ts";
+import { sniffTls } from "./sniff.ts";
 import { type PoolSettings, type ProxyCluster, Upstreams } from "./upstream.ts";
 
 export type { ProxyCluster } from "./upstream.ts";
@@ -42,7 +43,7 @@ export interface ProxyOptions {
 }
 
 export interface RoutingProxy {
-  /** The listening socket server (a tls.Server with `tls`). */
+  /** The listening socket server (with `tls`, a TCP server handing TLS connections to a tls.Server). */
   readonly server: Server;
   /** Listens on host:port (port 0 picks one) and resolves with the bound address. */
   listen(port: number, host?: string): Promise<AddressInfo>;
@@ -109,7 +110,9 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     keyConfig,
     cluster,
     deadlines,
+    clock,
     closing: false,
+    lingering: new Set(),
     tls: options.tls !== undefined,
     connectionClosed(conn) {
       connections.delete(conn);
@@ -138,10 +141,15 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   let server: Server;
   let tlsServer: TlsServer | undefined;
   if (options.tls !== undefined) {
-    tlsServer = createTlsServer({ ...tlsOptions(options.tls), allowHalfOpen: true }, accept);
+    const tls = createTlsServer({ ...tlsOptions(options.tls), allowHalfOpen: true }, accept);
     // A handshake that fails is the client's problem, not ours.
-    tlsServer.on("tlsClientError", (_error, socket) => socket.destroy());
-    server = tlsServer;
+    tls.on("tlsClientError", (_error, socket) => socket.destroy());
+    tlsServer = tls;
+    // The listener is plain TCP: its first byte tells TLS from plain HTTP, which gets a 400 instead of silence.
+    server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      if (state.closing) socket.destroy();
+      else sniffTls(socket, tls, deadlines, state.ctx.config.timeouts.head);
+    });
   } else {
     server = createServer({ allowHalfOpen: true, noDelay: true }, accept);
   }
@@ -174,6 +182,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
           finished = true;
           closed = true;
           cancelDeadline();
+          for (const socket of [...state.lingering]) socket.destroy();
           upstreams.destroy();
           deadlines.stop();
           resolve();
@@ -224,11 +233,18 @@ function tlsOptions(tls: TlsMaterial): { cert: string | Buffer; key: string | Bu
 }
 
 function poolSettings(config: ProxyConfig): PoolSettings {
-  const { timeouts, connections } = config;
-  return { connections, connect: timeouts.connect, response: timeouts.response, keepAlive: timeouts.keepAlive };
+  const { timeouts, connections, limits } = config;
+  return {
+    connections,
+    connect: timeouts.connect,
+    response: timeouts.response,
+    keepAlive: timeouts.keepAlive,
+    queue: timeouts.queue,
+    limits: { headers: limits.headers, headerBytes: limits.responseHeaderBytes, url: Number.MAX_SAFE_INTEGER },
+  };
 }
 
 function shortest(config: ProxyConfig): number {
   const t = config.timeouts;
-  return Math.min(t.connect, t.response, t.keepAlive, t.head, t.body, t.clientIdle);
+  return Math.min(t.connect, t.response, t.keepAlive, t.head, t.body, t.clientIdle, t.clientWrite, t.queue);
 }

@@ -5,16 +5,18 @@
  * to the exchange as slices of the received buffers, framing included.
  */
 import { connect, type Socket } from "node:net";
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Member } from "../membership/source.ts";
-import type { Ring } from "../ring/ring.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
-import { OK, PAUSED, Parser } from "./llhttp.ts";
+import { type HeadLimits, OK, PAUSED, Parser } from "./llhttp.ts";
 import type { UpstreamFailure } from "./observer.ts";
 
 /** What the proxy needs of a cluster; `Cluster` satisfies it, and so can a worker's own view. */
 export interface ProxyCluster {
-  /** The ring requests are routed by. */
-  readonly routing: Ring;
+  /** The table requests are routed by. */
+  readonly routing: RoutingTable;
+  /** Milliseconds a request waits for a partition no member holds ready (coordinated hand-offs); default 2000. */
+  readonly handoffWait?: number | undefined;
   member(name: string): Member | undefined;
   listen(listener: { memberDown?(member: Member): void }): () => void;
 }
@@ -33,6 +35,8 @@ export interface ResponseSink {
   upstreamDrained(): void;
   /** Around each batch of response bytes, so the head and body go to the client in one write. */
   batch(start: boolean): void;
+  /** No connection came free within `timeouts.queue`: the exchange is no longer waiting. */
+  queueTimeout(): void;
 }
 
 export interface PoolSettings {
@@ -40,23 +44,18 @@ export interface PoolSettings {
   connect: number;
   response: number;
   keepAlive: number;
+  /** Most milliseconds a request waits for a free connection. */
+  queue: number;
+  /** What a member's response head may hold (`proxy.limits.headers`, `responseHeaderBytes`): memory stays bounded. */
+  limits: HeadLimits;
 }
-
-const connectCodes = new Set([
-  "ECONNREFUSED",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EADDRNOTAVAIL",
-]);
 
 type State = "connecting" | "busy" | "idle" | "closed";
 
 export class UpstreamConnection implements Timed {
   readonly socket: Socket;
   readonly pool: UpstreamPool;
-  readonly parser = new Parser("response");
+  readonly parser: Parser;
   sink: ResponseSink | undefined;
   state: State = "connecting";
   deadline = 0;
@@ -64,12 +63,21 @@ export class UpstreamConnection implements Timed {
   responding = false;
   /** Whether a request was already answered on this connection (a reused one may be stale). */
   reused = false;
+  /** The whole request (head and body) was written: with the response fully read, the connection may be reused. */
+  requestWritten = false;
+  /** A byte of the current response arrived. */
+  responseBytes = false;
+  /** The member closed or reset the connection. */
+  peerClosed = false;
+  /** Held by a request whose body is still arriving (counted against the pool's upload share). */
+  uploading = false;
   #inBody = false;
   #reusable = true;
 
   constructor(pool: UpstreamPool, sink: ResponseSink) {
     this.pool = pool;
     this.sink = sink;
+    this.parser = new Parser("response", pool.settings.limits);
     const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
     this.socket = socket;
     this.deadline = pool.deadlines.now() + pool.settings.connect;
@@ -89,6 +97,8 @@ export class UpstreamConnection implements Timed {
     this.state = "busy";
     this.reused = true;
     this.responding = false;
+    this.requestWritten = false;
+    this.responseBytes = false;
     this.deadline = 0;
     sink.upstreamReady(this);
   }
@@ -97,9 +107,25 @@ export class UpstreamConnection implements Timed {
     return typeof data === "string" ? this.socket.write(data, "latin1") : this.socket.write(data);
   }
 
-  /** Starts (or restarts) the wait for the member's next bytes. */
+  /** Starts (or restarts) the wait for the member's next bytes (or for it to take more of the request). */
   armResponse(): void {
     this.deadline = this.pool.deadlines.now() + this.pool.settings.response;
+  }
+
+  /** Stops timing the member: it is waiting on the client (a body still arriving, a client not reading). */
+  suspend(): void {
+    this.deadline = 0;
+  }
+
+  /** Stops reading the member's response until the client catches up; the member is not timed meanwhile. */
+  pauseResponse(): void {
+    this.socket.pause();
+    this.deadline = 0;
+  }
+
+  resumeResponse(): void {
+    this.socket.resume();
+    if (this.state === "busy" && (this.requestWritten || this.responding)) this.armResponse();
   }
 
   /** Tells the parser the coming response answers a HEAD: no body follows. */
@@ -148,6 +174,7 @@ export class UpstreamConnection implements Timed {
       return;
     }
     if (this.deadline !== 0) this.armResponse();
+    this.responseBytes = true;
     const parser = this.parser;
     sink.batch(true);
     let start = 0;
@@ -157,10 +184,27 @@ export class UpstreamConnection implements Timed {
       const pos = parser.pos;
       if (code !== OK && code !== PAUSED) {
         sink.batch(false);
-        this.#fail("error", new Error(`member sent invalid HTTP: ${parser.errorReason()}`));
+        const exceeded = parser.exceeded;
+        this.#fail(
+          "bad_response",
+          new Error(
+            exceeded === undefined
+              ? `member sent invalid HTTP: ${parser.errorReason()}`
+              : `member's response head is over proxy.limits.${exceeded === "headers" ? "headers" : "responseHeaderBytes"}`,
+          ),
+        );
         return;
       }
-      if (inBody && pos > start && parser.onBody === undefined) sink.upstreamBody(chunk, start, pos);
+      if (inBody && pos > start) {
+        if (!parser.decode) sink.upstreamBody(chunk, start, pos);
+        else {
+          // Decoded spans, collected during execute(), passed on now that llhttp has returned.
+          const spans = parser.spans;
+          for (let i = 0; i < spans.length; i += 2)
+            sink.upstreamBody(chunk, spans[i] as number, spans[i + 1] as number);
+          spans.length = 0;
+        }
+      }
       if (code === OK) break;
       start = pos;
       if (parser.headReady) {
@@ -191,8 +235,11 @@ export class UpstreamConnection implements Timed {
     this.responding = false;
     this.deadline = 0;
     this.parser.skipBody = false;
-    this.parser.onBody = undefined;
-    if (reusable && this.#reusable) this.pool.release(this);
+    this.parser.decode = false;
+    this.parser.spans.length = 0;
+    // Reused only when both directions ended cleanly (Go's wroteRequest, undici's rule): a member that answered
+    // early still expects the rest of the body, and the next request would be read as that body.
+    if (reusable && this.#reusable && this.requestWritten) this.pool.release(this);
     else this.destroy();
     sink.upstreamDone(this);
   }
@@ -203,6 +250,12 @@ export class UpstreamConnection implements Timed {
   }
 
   #ended(): void {
+    this.peerClosed = true;
+    // The member closed an idle connection (its keep-alive timeout): gone from the pool before anyone picks it.
+    if (this.state === "idle") {
+      this.destroy();
+      return;
+    }
     if (this.state !== "busy" || this.sink === undefined) return;
     if (this.responding && this.parser.needsEof) {
       // A close-delimited response ends here.
@@ -220,12 +273,21 @@ export class UpstreamConnection implements Timed {
 
   #errored(error: Error): void {
     const code = (error as NodeJS.ErrnoException).code ?? "";
-    if (this.state === "connecting" || connectCodes.has(code)) this.#fail("connect", error);
-    else this.#fail("reset", error);
+    if (this.state === "connecting") {
+      this.#fail("connect", error);
+      return;
+    }
+    // On an established connection only a reset is the member's doing; EHOSTUNREACH and the like may come
+    // after the request was delivered, so they are not connect failures.
+    if (code === "ECONNRESET" || code === "EPIPE") {
+      this.peerClosed = true;
+      this.#fail("reset", error);
+    } else this.#fail("error", error);
   }
 
   #closed(): void {
     if (this.state === "closed") return;
+    this.peerClosed = true;
     this.#fail(this.state === "connecting" ? "connect" : "reset", new Error("member closed the connection"));
   }
 
@@ -254,8 +316,20 @@ export class UpstreamConnection implements Timed {
   }
 }
 
-/** One member's connections. */
-export class UpstreamPool {
+/** An exchange waiting for a connection, since when, and whether its body is still arriving. */
+interface Waiter {
+  sink: ResponseSink;
+  since: number;
+  upload: boolean;
+}
+
+/**
+ * One member's connections, at most `connections` of them. Requests still
+ * receiving their bodies (uploads) may hold at most half of them; the other
+ * half stays for requests that are whole, so stalled uploads cannot starve a
+ * member. A request waits for a connection at most `queue` ms.
+ */
+export class UpstreamPool implements Timed {
   readonly name: string;
   readonly url: string;
   readonly host: string;
@@ -264,9 +338,16 @@ export class UpstreamPool {
   readonly prefix: string;
   settings: PoolSettings;
   readonly deadlines: Deadlines;
+  /** The oldest waiter's queue deadline (0: nobody waits). */
+  deadline = 0;
   readonly #idle: UpstreamConnection[] = [];
   readonly #all = new Set<UpstreamConnection>();
-  readonly #waiting: ResponseSink[] = [];
+  /** Whole requests waiting, oldest first. */
+  readonly #waiting: Waiter[] = [];
+  /** Uploads waiting for their share, oldest first. */
+  readonly #uploadsWaiting: Waiter[] = [];
+  /** Connections held by requests whose bodies are still arriving. */
+  #uploads = 0;
   #closed = false;
 
   constructor(name: string, url: string, settings: PoolSettings, deadlines: Deadlines) {
@@ -280,58 +361,167 @@ export class UpstreamPool {
     this.deadlines = deadlines;
   }
 
-  /** Gives `sink` a connection now (idle or new) or once one is free. */
-  acquire(sink: ResponseSink): void {
-    const idle = this.#idle.pop();
-    if (idle !== undefined) {
-      idle.assign(sink);
+  /** Connections uploads may hold at once: half the cap (at least one). */
+  get uploadShare(): number {
+    return Math.max(1, Math.floor(this.settings.connections / 2));
+  }
+
+  /** Connections open (busy, idle or connecting), and of them held by uploads; for tests and metrics. */
+  get size(): { open: number; uploads: number; waiting: number } {
+    return {
+      open: this.#all.size,
+      uploads: this.#uploads,
+      waiting: this.#waiting.length + this.#uploadsWaiting.length,
+    };
+  }
+
+  /** Gives `sink` a connection now (idle or new) or once one is free; `upload`: its body is still arriving. */
+  acquire(sink: ResponseSink, upload = false): void {
+    if (upload && this.#uploads >= this.uploadShare) {
+      this.#wait(this.#uploadsWaiting, sink, upload);
       return;
+    }
+    if (!this.#give(sink, upload)) this.#wait(upload ? this.#uploadsWaiting : this.#waiting, sink, upload);
+  }
+
+  /** A connection for `sink` right now, if one is idle or may be opened. */
+  #give(sink: ResponseSink, upload: boolean): boolean {
+    // An idle connection the member already closed (readable EOF) is not used: the request would fail on it.
+    let idle = this.#idle.pop();
+    while (idle !== undefined && (idle.socket.readableEnded || idle.socket.destroyed)) {
+      idle.destroy();
+      idle = this.#idle.pop();
+    }
+    if (idle !== undefined) {
+      if (upload) this.#holdUpload(idle);
+      idle.assign(sink);
+      return true;
     }
     if (this.#all.size < this.settings.connections && !this.#closed) {
-      this.#all.add(new UpstreamConnection(this, sink));
-      return;
+      const conn = new UpstreamConnection(this, sink);
+      this.#all.add(conn);
+      if (upload) this.#holdUpload(conn);
+      return true;
     }
-    this.#waiting.push(sink);
+    return false;
+  }
+
+  #holdUpload(conn: UpstreamConnection): void {
+    conn.uploading = true;
+    this.#uploads++;
+  }
+
+  /** The request on `conn` was fully written: it no longer counts against the uploads' share. */
+  uploadDone(conn: UpstreamConnection): void {
+    if (!conn.uploading) return;
+    conn.uploading = false;
+    this.#uploads--;
+    this.#serveUploads();
+  }
+
+  #wait(queue: Waiter[], sink: ResponseSink, upload: boolean): void {
+    const since = this.deadlines.now();
+    queue.push({ sink, since, upload });
+    if (this.deadline === 0) {
+      this.deadline = since + this.settings.queue;
+      this.deadlines.add(this);
+    }
+  }
+
+  /** Waiters past `timeouts.queue` are answered 503 (by their exchange). */
+  expire(): void {
+    const now = this.deadlines.now();
+    const limit = this.settings.queue;
+    for (const queue of [this.#waiting, this.#uploadsWaiting]) {
+      while (queue.length > 0 && (queue[0] as Waiter).since + limit <= now)
+        (queue.shift() as Waiter).sink.queueTimeout();
+    }
+    this.#rearm();
+  }
+
+  #rearm(): void {
+    const first = Math.min(this.#waiting[0]?.since ?? Infinity, this.#uploadsWaiting[0]?.since ?? Infinity);
+    if (first === Infinity) {
+      this.deadline = 0;
+      this.deadlines.delete(this);
+    } else {
+      this.deadline = first + this.settings.queue;
+    }
   }
 
   /** Forgets a waiting exchange (its client went away). */
   cancel(sink: ResponseSink): void {
-    const i = this.#waiting.indexOf(sink);
-    if (i >= 0) this.#waiting.splice(i, 1);
-    else for (const conn of this.#all) if (conn.sink === sink && conn.state === "connecting") conn.sink = undefined;
+    for (const queue of [this.#waiting, this.#uploadsWaiting]) {
+      const i = queue.findIndex((w) => w.sink === sink);
+      if (i >= 0) {
+        queue.splice(i, 1);
+        this.#rearm();
+        return;
+      }
+    }
+    for (const conn of this.#all) if (conn.sink === sink && conn.state === "connecting") conn.sink = undefined;
   }
 
   release(conn: UpstreamConnection): void {
+    if (conn.uploading) {
+      conn.uploading = false;
+      this.#uploads--;
+    }
     if (this.#closed) {
       conn.destroy();
       return;
     }
-    const next = this.#waiting.shift();
+    const next = this.#next();
     if (next !== undefined) {
-      conn.assign(next);
+      if (next.upload) this.#holdUpload(conn);
+      conn.assign(next.sink);
       return;
     }
     conn.idle();
     this.#idle.push(conn);
   }
 
+  /** The next waiter a free connection goes to: whole requests first, then uploads within their share. */
+  #next(): Waiter | undefined {
+    let next = this.#waiting.shift();
+    if (next === undefined && this.#uploads < this.uploadShare) next = this.#uploadsWaiting.shift();
+    if (next !== undefined) this.#rearm();
+    return next;
+  }
+
+  #serveUploads(): void {
+    while (this.#uploadsWaiting.length > 0 && this.#uploads < this.uploadShare && !this.#closed) {
+      const next = this.#uploadsWaiting[0] as Waiter;
+      if (!this.#give(next.sink, true)) return;
+      this.#uploadsWaiting.shift();
+      this.#rearm();
+    }
+  }
+
   remove(conn: UpstreamConnection): void {
-    this.#all.delete(conn);
+    if (!this.#all.delete(conn)) return;
+    if (conn.uploading) {
+      conn.uploading = false;
+      this.#uploads--;
+    }
     const i = this.#idle.indexOf(conn);
     if (i >= 0) this.#idle.splice(i, 1);
     // A slot is free: the next waiter gets a new connection.
-    if (this.#waiting.length > 0 && !this.#closed && this.#all.size < this.settings.connections) {
-      const next = this.#waiting.shift() as ResponseSink;
-      this.#all.add(new UpstreamConnection(this, next));
-    }
+    if (this.#closed || this.#all.size >= this.settings.connections) return;
+    const next = this.#next();
+    if (next === undefined) return;
+    const fresh = new UpstreamConnection(this, next.sink);
+    this.#all.add(fresh);
+    if (next.upload) this.#holdUpload(fresh);
   }
 
   /** Closes idle connections; busy ones close when their response ends. */
   close(): void {
     this.#closed = true;
     for (const conn of [...this.#idle]) conn.destroy();
-    const waiting = this.#waiting.splice(0);
-    for (const sink of waiting) sink.upstreamFailed(undefined, "connect", new Error(`member ${this.name} left`));
+    const waiting = [...this.#waiting.splice(0), ...this.#uploadsWaiting.splice(0)];
+    this.#rearm();
+    for (const { sink } of waiting) sink.upstreamFailed(undefined, "connect", new Error(`member ${this.name} left`));
   }
 
   /** Destroys every connection, busy or not (the shutdown deadline). */

@@ -19,7 +19,10 @@ export async function startInProcess(config: Config, options: ServingOptions = {
   const source = await createRoutingSource(config, logger, options.clock);
   const { cluster } = source;
   let current = config;
-  const metrics = new Metrics(cluster, { ejected: () => listener.proxy.ejected() });
+  const metrics = new Metrics(cluster, {
+    ejected: () => listener.proxy.ejected(),
+    memberRetention: config.metrics.memberRetention,
+  });
   const listener = createListener(config, {
     cluster,
     metrics,

@@ -104,6 +104,8 @@ function observe(metrics: Metrics, logger: Logger, access: (record: AccessRecord
     requestEnded: () => metrics.requestEnded(),
     request: (member, method, status, seconds) => metrics.request(member, method, status, seconds),
     upstreamError: (member, reason) => metrics.upstreamError(member, reason),
+    clientError: (reason) => metrics.clientError(reason),
+    queueTimeout: (member) => metrics.queueTimeout(member),
     failover: () => metrics.failover(),
     ejection(member) {
       metrics.ejection(member);

@@ -33,7 +33,7 @@ export interface ReloadPlan extends Reloaded {
  */
 export function planReload(current: Config, next: Config, membershipOf: (c: Config) => unknown): ReloadPlan {
   const changed = (pick: (c: Config) => unknown) => JSON.stringify(pick(current)) !== JSON.stringify(pick(next));
-  const restart = (["listen", "admin", "workers", "readiness"] as const).filter((field) =>
+  const restart = (["listen", "admin", "workers", "readiness", "metrics"] as const).filter((field) =>
     changed((c) => c[field]),
   ) as string[];
   if ((current.tls === undefined) !== (next.tls === undefined)) restart.push("tls");
@@ -61,6 +61,7 @@ export function planReload(current: Config, next: Config, membershipOf: (c: Conf
     admin: current.admin,
     workers: current.workers,
     readiness: current.readiness,
+    metrics: current.metrics,
     log: { ...next.log, format: current.log.format },
     tls: current.tls === undefined || next.tls === undefined ? current.tls : next.tls,
   };

@@ -1,50 +1,49 @@
 /**
  * What a proxy routes by, as one serialisable value with a version: the
- * routing ring (with coordinated hand-offs, old owners kept until the new
- * ones are ready) and every member record (URLs, states, tags). The primary
- * publishes a new version on every change of either; workers route by the
- * latest they were sent and report its version. Only this file knows how
- * the routing travels, so a new routing type changes it alone.
+ * routing table (each slot to a member, or none ready while a hand-off
+ * runs), how long a request waits for a slot none holds ready, and every
+ * member record (URLs, states, tags). The primary publishes a new version on
+ * every change of any of them; workers route by the latest they were sent
+ * and report its version. Only this file knows how the routing travels.
  */
 import type { Cluster } from "../cluster.ts";
+import { type RoutingMessage, RoutingTable } from "../handoff/table.ts";
 import type { Member } from "../membership/source.ts";
-import { Ring, type RingConfig } from "../ring/ring.ts";
 
 export interface RoutingSnapshot {
   /** Increases by one with every change the primary publishes; 0 is the first. */
   version: number;
-  /** The routing ring as its table: entry p·ownerCount + r indexes `members`. */
-  ring: { members: string[]; config: RingConfig; table: Uint32Array; checksum: string };
-  /** Every member the source reported, in the ring or not. */
+  /** The routing table, as `RoutingTable.toMessage()` gives it. */
+  routing: RoutingMessage;
+  /** Milliseconds a request waits for a slot no member holds ready (coordinated hand-offs). */
+  handoffWait: number | undefined;
+  /** Every member the source reported, in the routing or not. */
   known: Member[];
 }
 
-/** The snapshot of `routing` and `known`, as version `version`. */
-export function routingSnapshot(version: number, routing: Ring, known: readonly Member[]): RoutingSnapshot {
+/** The snapshot of `routing`, `handoffWait` and `known`, as version `version`. */
+export function routingSnapshot(
+  version: number,
+  routing: RoutingTable,
+  known: readonly Member[],
+  handoffWait?: number,
+): RoutingSnapshot {
   return {
     version,
-    ring: {
-      members: [...routing.members],
-      config: { ...routing.config },
-      table: routing.table,
-      checksum: routing.checksum,
-    },
+    routing: routing.toMessage(),
+    handoffWait,
     known: known.map((m) => ({ name: m.name, url: m.url, state: m.state, tags: { ...m.tags } })),
   };
 }
 
-/** The ring a snapshot routes by, rebuilt from its table (no placement runs). Throws if the table does not fit. */
-export function routingRing(snapshot: RoutingSnapshot): Ring {
-  const { members, config, table, checksum } = snapshot.ring;
-  const ring = Ring.fromTable(members, config, table);
-  if (ring.checksum !== checksum)
-    throw new Error(`routing ${snapshot.version}: checksum ${ring.checksum}, sent ${checksum}`);
-  return ring;
+/** The table a snapshot routes by; throws if it does not match its checksum. */
+export function routingTable(snapshot: RoutingSnapshot): RoutingTable {
+  return RoutingTable.fromMessage(snapshot.routing);
 }
 
 /**
  * Follows a cluster and publishes a new snapshot whenever what it routes by
- * changed: the routing ring (a membership change, a hand-off settling) or a
+ * changed: the routing table (a membership change, a hand-off step) or a
  * member record (a new URL under the same name, a state).
  */
 export class RoutingFeed {
@@ -54,25 +53,22 @@ export class RoutingFeed {
   readonly #stop: () => void;
 
   constructor(private readonly cluster: Cluster) {
-    this.#current = routingSnapshot(0, cluster.routing, cluster.knownMembers());
+    this.#current = this.#snapshot(0);
     this.#identity = identity(this.#current);
     this.#stop = cluster.listen({ changed: () => this.check() });
   }
 
-  /** The latest snapshot. */
   get current(): RoutingSnapshot {
     return this.#current;
   }
 
-  /** Calls `listener` with every new snapshot; returns the function that stops it. */
   listen(listener: (snapshot: RoutingSnapshot) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
   }
 
-  /** Publishes a new version if the cluster's routing or member records differ from the latest. */
   check(): void {
-    const next = routingSnapshot(this.#current.version + 1, this.cluster.routing, this.cluster.knownMembers());
+    const next = this.#snapshot(this.#current.version + 1);
     const id = identity(next);
     if (id === this.#identity) return;
     this.#current = next;
@@ -84,10 +80,13 @@ export class RoutingFeed {
     this.#stop();
     this.#listeners.clear();
   }
+
+  #snapshot(version: number): RoutingSnapshot {
+    return routingSnapshot(version, this.cluster.routing, this.cluster.knownMembers(), this.cluster.handoffWait);
+  }
 }
 
-/** Everything a snapshot routes by except its version, as one comparable string. */
 function identity(snapshot: RoutingSnapshot): string {
   const known = [...snapshot.known].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return `${snapshot.ring.checksum} ${JSON.stringify(known)}`;
+  return `${snapshot.routing.checksum} ${snapshot.handoffWait} ${JSON.stringify(known)}`;
 }

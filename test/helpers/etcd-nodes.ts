@@ -63,8 +63,8 @@ export class Nodes {
   }
 
   /** An observer: a Cluster on a coordinated source (what a proxy runs). */
-  async observer(): Promise<Cluster> {
-    const source = new EtcdSource({ endpoints: [this.etcd.endpoint], cluster: this.cluster });
+  async observer(options: { handoffWait?: number } = {}): Promise<Cluster> {
+    const source = new EtcdSource({ endpoints: [this.etcd.endpoint], cluster: this.cluster, ...options });
     const cluster = new Cluster({ source, ring: this.ring });
     await cluster.start();
     this.#stops.push(() => cluster.stop());

@@ -9,7 +9,9 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { Cluster } from "../../src/cluster.ts";
 import { type Config, defaultConfig, type KeyConfig, type ProxyConfig } from "../../src/config.ts";
+import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "../../src/proxy/observer.ts";
 import { createProxy, type RoutingProxy } from "../../src/proxy/server.ts";
+import type { Clock } from "../../src/utils/clock.ts";
 import { TestSource } from "./backends.ts";
 import { until, within } from "./until.ts";
 
@@ -612,6 +614,10 @@ export interface RawHarnessOptions {
   proxy?: (config: ProxyConfig) => void;
   /** Member URL for each backend (default its origin), e.g. to add a path prefix. */
   memberUrl?: (backend: RecordingBackend) => string;
+  /** Receives the proxy's reports (metrics, access records). */
+  observer?: ProxyObserver;
+  /** The proxy's clock (a ManualClock for rules about time). */
+  clock?: Clock;
 }
 
 /** Recording backends `names` behind a proxy routed by a ring of them. */
@@ -623,7 +629,12 @@ export async function startRawProxy(names: string[], options: RawHarnessOptions 
   const config: Config = defaultConfig();
   Object.assign(config.key, options.key);
   options.proxy?.(config.proxy);
-  const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy } });
+  const proxy = createProxy({
+    cluster,
+    config: { key: config.key, proxy: config.proxy },
+    ...(options.observer === undefined ? {} : { observer: options.observer }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  });
   const { port } = await proxy.listen(0, "127.0.0.1");
   const clients: RawClient[] = [];
   return {
@@ -649,4 +660,40 @@ export async function startRawProxy(names: string[], options: RawHarnessOptions 
       await cluster.stop();
     },
   };
+}
+
+// ---------------------------------------------------------------------------
+// What the proxy reported
+
+/** A ProxyObserver that keeps every report, for assertions on who was blamed. */
+export class Reports implements ProxyObserver {
+  readonly requests: { member: string; method: string; status: number | "truncated" }[] = [];
+  readonly upstreamErrors: { member: string; reason: UpstreamFailure }[] = [];
+  readonly clientErrors: ClientFailure[] = [];
+  readonly queueTimeouts: string[] = [];
+  readonly ejections: string[] = [];
+  readonly records: AccessRecord[] = [];
+  failovers = 0;
+
+  request(member: string, method: string, status: number | "truncated"): void {
+    this.requests.push({ member, method, status });
+  }
+  upstreamError(member: string, reason: UpstreamFailure): void {
+    this.upstreamErrors.push({ member, reason });
+  }
+  clientError(reason: ClientFailure): void {
+    this.clientErrors.push(reason);
+  }
+  queueTimeout(member: string): void {
+    this.queueTimeouts.push(member);
+  }
+  failover(): void {
+    this.failovers++;
+  }
+  ejection(member: string): void {
+    this.ejections.push(member);
+  }
+  access(record: AccessRecord): void {
+    this.records.push(record);
+  }
 }

@@ -104,6 +104,7 @@
     const ring = await fetchJson("ring?table=compact");
     const fetched = performance.now();
     const previous = view;
+    renderRouting(ring);
     if (previous && previous.checksum === ring.checksum) return;
     const P = ring.config.partitions;
     const oc = ring.ownerCount;
@@ -276,6 +277,30 @@
       .join("");
   }
 
+  /**
+   * What the proxy routes by: the routing table's checksum (equal to the
+   * ring's once every slot is ready), slots ready / moving / none ready, the
+   * version and etcd revision, and why hand-offs cannot start, if so. While
+   * slots are in hand-off (no ring event marks their progress) it is read
+   * again every second.
+   */
+  let routingTimer = 0;
+  function renderRouting(ring) {
+    const routing = ring.routing;
+    const el = $("#routing");
+    if (!routing) return;
+    const settled = routing.checksum === ring.checksum;
+    const { ready, moving, none } = routing.slots;
+    const where = routing.version === null ? "" : ` · version ${routing.version} · revision ${routing.revision}`;
+    el.textContent =
+      `routing ${routing.checksum}${settled ? " (= ring)" : ""} · ready ${ready} · moving ${moving} · none ready ${none}${where}` +
+      (routing.stalled ? ` — ${routing.stalled}` : "");
+    el.dataset.checksum = routing.checksum;
+    el.classList.toggle("down", Boolean(routing.stalled) || none > 0);
+    clearTimeout(routingTimer);
+    if (!settled || routing.stalled) routingTimer = setTimeout(() => refresh(), 1000);
+  }
+
   function renderSource(source) {
     const el = $("#source");
     el.textContent = `source ${source.kind}: ${source.up ? "up" : `down${source.since ? ` since ${source.since}` : ""}${source.error ? ` (${source.error})` : ""}`}`;
@@ -319,6 +344,12 @@
     write(0);
   }
 
+  /** Where the proxy's routing differs from the ring for a member: slots it is routed now, and those it keeps as old owner. */
+  function routedNote(m) {
+    if (!m.routed || m.handoff === 0) return "";
+    return ` <small class="routed">routed ${m.routed.ready}${m.routed.moving ? ` + ${m.routed.moving} moving` : ""}</small>`;
+  }
+
   function renderMembers(members) {
     const now = performance.now();
     const seconds = totalsBefore.at === 0 ? 0 : (now - totalsBefore.at) / 1000;
@@ -333,7 +364,7 @@
 <td><span class="swatch" style="background:${color}"></span></td>
 <td>${escapeHtml(m.name)}</td><td class="url">${escapeHtml(m.url)}</td>
 <td><span class="state ${m.status}">${m.status}</span></td>
-<td class="num" data-partitions="${escapeHtml(JSON.stringify(m.partitions))}">${m.partitions.join(" / ") || "–"}</td>
+<td class="num" data-partitions="${escapeHtml(JSON.stringify(m.partitions))}" data-routed="${escapeHtml(JSON.stringify(m.routed ?? null))}">${m.partitions.join(" / ") || "–"}${routedNote(m)}</td>
 <td class="num">${rate(m.name, "requests", m.requests)}</td><td class="num">${rate(m.name, "errors", m.errors)}</td></tr>`;
     });
     $("#members tbody").innerHTML = rows.join("");
@@ -348,6 +379,7 @@
       if (view && ring.checksum === view.checksum) {
         renderMembers(ring.members);
         renderSource(ring.source);
+        renderRouting(ring);
       } else {
         await refresh();
       }

@@ -29,6 +29,8 @@ export interface EtcdConfig extends EtcdConnection {
   handoff: "coordinated" | "immediate";
   /** Milliseconds a new owner waits for the old owner's release before acquiring anyway. */
   handoffTimeout: number;
+  /** Milliseconds a request waits for a partition no member holds ready, then 503 partition_moving. */
+  handoffWait: number;
   /**
    * Tag → regular expression a member's tag must match to be in the ring, as
    * for Serf: unanchored, a missing tag is matched as "".
@@ -44,6 +46,7 @@ export function defaultEtcdConfig(cluster = "ringroute"): EtcdConfig {
     dialTimeout: 5000,
     handoff: "coordinated",
     handoffTimeout: 30_000,
+    handoffWait: 2000,
     tags: {},
   };
 }
@@ -58,6 +61,7 @@ const fields = [
   "dialTimeout",
   "handoff",
   "handoffTimeout",
+  "handoffWait",
   "tags",
 ];
 
@@ -106,6 +110,9 @@ export function parseEtcdConfig(raw: unknown, path = "membership.etcd"): EtcdCon
   if (section.dialTimeout !== undefined) config.dialTimeout = duration(section.dialTimeout, `${path}.dialTimeout`);
   if (section.handoffTimeout !== undefined) {
     config.handoffTimeout = duration(section.handoffTimeout, `${path}.handoffTimeout`);
+  }
+  if (section.handoffWait !== undefined) {
+    config.handoffWait = duration(section.handoffWait, `${path}.handoffWait`, { zero: true });
   }
   if (section.handoff !== undefined) {
     if (section.handoff !== "coordinated" && section.handoff !== "immediate") {

@@ -1,3 +1,4 @@
+import type { HandoffDoc, SlotLists, VersionDoc } from "../../handoff/documents.ts";
 import type { RingConfig } from "../../ring/ring.ts";
 
 /** `members/<name>`: a registered member. */
@@ -8,32 +9,7 @@ export interface MemberRecord {
   ready: boolean;
 }
 
-/** `versions/<n>`: a membership the leader published. */
-export interface VersionDoc {
-  version: number;
-  /** The ring's members, sorted. */
-  members: string[];
-  /** The previous version's members: where each moved partition comes from. */
-  previous: string[];
-  ring: RingConfig;
-  checksum: string;
-}
-
-/** Per rank (as a string, "0" = primary), partitions. */
-export type SlotLists = Record<string, number[]>;
-
-/** `handoff/<name>`: where a member stands in the hand-offs of `version`. */
-export interface HandoffDoc {
-  version: number;
-  /** Slots the member owns in `version` and holds ready. */
-  ready: SlotLists;
-  /**
-   * Slots the member let go (released, or never held) and has not taken
-   * back, by the version whose hand-off let them go: a new owner in version
-   * n waits for its slot under a version ≥ n.
-   */
-  released: Record<string, SlotLists>;
-}
+export type { HandoffDoc, SlotLists, VersionDoc } from "../../handoff/documents.ts";
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === "string");

@@ -1,8 +1,8 @@
 import type { Etcd3, IKeyValue, Watcher } from "etcd3";
 import type { Coordination } from "../../handoff/coordination.ts";
-import { mixRings } from "../../handoff/routing.ts";
-import { fromLists, type Slot } from "../../handoff/slots.ts";
-import { Ring } from "../../ring/ring.ts";
+import { type PublishedProgress, routingTable } from "../../handoff/routing.ts";
+import { type Slot, slotOf } from "../../handoff/slots.ts";
+import type { RoutingTable } from "../../handoff/table.ts";
 import { type Clock, systemClock } from "../../utils/clock.ts";
 import { type Logger, silentLogger } from "../../utils/logger.ts";
 import type { Member, MembershipSource, SnapshotSink } from "../source.ts";
@@ -34,7 +34,16 @@ export interface RegisteredMember extends MemberRecord {
   name: string;
   /** The member key's create revision (registration order). */
   createRevision: bigint;
+  /** The lease the member key is under ("0": none): one registration of the member. */
+  lease: string;
 }
+
+/** Milliseconds registered members may go without an election candidate before the proxy says so. */
+const stalledAfter = 2000;
+
+/** Why coordinated hand-offs cannot start: registered members but no election candidate. */
+export const noLeaderReason =
+  "no leader: no member takes part in the election; members registered without the protocol need handoff: immediate";
 
 /** Everything under the prefix, as of the last watch event. Read-only for listeners. */
 export interface EtcdView {
@@ -85,11 +94,15 @@ export class EtcdSource implements MembershipSource {
   #election = new Map<string, bigint>();
   #versions = new Map<number, VersionDoc>();
   #handoff = new Map<string, HandoffDoc>();
+  /** The lease each `handoff/<name>` was written under. */
+  #handoffLease = new Map<string, string>();
   #ready = new Map<string, number>();
   #stable: number | undefined;
   #revision = 0n;
   #listeners = new Set<(view: EtcdView) => void>();
   #routing = new RoutingState();
+  #stalled: string | undefined;
+  #cancelStalled: (() => void) | undefined;
 
   constructor(options: EtcdSourceOptions = {}) {
     const { client, clock, logger, retryMin, retryMax, ...rest } = options;
@@ -121,6 +134,8 @@ export class EtcdSource implements MembershipSource {
     this.#epoch++;
     this.#cancelRetry?.();
     this.#cancelRetry = undefined;
+    this.#cancelStalled?.();
+    this.#cancelStalled = undefined;
     const watcher = this.#watcher;
     this.#watcher = undefined;
     await watcher?.cancel().catch(() => {});
@@ -235,6 +250,7 @@ export class EtcdSource implements MembershipSource {
     this.#election = new Map();
     this.#versions = new Map();
     this.#handoff = new Map();
+    this.#handoffLease = new Map();
     this.#ready = new Map();
     this.#stable = undefined;
   }
@@ -251,7 +267,7 @@ export class EtcdSource implements MembershipSource {
         this.#members.delete(name);
         return;
       }
-      this.#members.set(name, { name, ...record, createRevision: BigInt(kv.create_revision) });
+      this.#members.set(name, { name, ...record, createRevision: BigInt(kv.create_revision), lease: String(kv.lease) });
       this.#departed.delete(name);
     } else if (section === "election") this.#election.set(name, BigInt(kv.create_revision));
     else if (section === "versions") {
@@ -259,7 +275,10 @@ export class EtcdSource implements MembershipSource {
       if (doc !== undefined) this.#versions.set(doc.version, doc);
     } else if (section === "handoff") {
       const doc = parseHandoff(text);
-      if (doc !== undefined) this.#handoff.set(name, doc);
+      if (doc !== undefined) {
+        this.#handoff.set(name, doc);
+        this.#handoffLease.set(name, String(kv.lease));
+      }
     } else if (section === "ready") {
       const n = parseNumber(text);
       if (n !== undefined) this.#ready.set(name, n);
@@ -276,15 +295,29 @@ export class EtcdSource implements MembershipSource {
       this.#members.delete(name);
     } else if (section === "election") this.#election.delete(name);
     else if (section === "versions") this.#versions.delete(Number(name));
-    else if (section === "handoff") this.#handoff.delete(name);
-    else if (section === "ready") this.#ready.delete(name);
+    else if (section === "handoff") {
+      this.#handoff.delete(name);
+      this.#handoffLease.delete(name);
+    } else if (section === "ready") this.#ready.delete(name);
     else if (section === "stable") this.#stable = undefined;
   }
 
   #changed(): void {
     if (this.#stopped) return;
     const latest = this.latestVersion();
-    if (this.coordination) this.#routing.update(latest, this.#handoff, (m) => this.#members.has(m), this.#clock.now());
+    if (this.coordination) {
+      const alive = new Map<string, string>();
+      for (const m of this.#members.values()) alive.set(m.name, m.lease);
+      const progress = new Map<string, PublishedProgress>();
+      for (const [name, doc] of this.#handoff) progress.set(name, { doc, lease: this.#handoffLease.get(name) ?? "0" });
+      const revision = String(this.#revision);
+      this.#routing.update(
+        routingTable({ versions: this.#versions, alive, progress, revision }),
+        latest,
+        this.#clock.now(),
+      );
+      this.#noteStalled();
+    }
     this.#sink?.snapshot(this.#snapshot(latest));
     for (const listener of this.#listeners) {
       try {
@@ -293,6 +326,30 @@ export class EtcdSource implements MembershipSource {
         this.#logger.error({ source: "etcd", err: error }, "etcd view listener threw");
       }
     }
+  }
+
+  /**
+   * Says once (log, then `stalled` for /readyz and the ring page) why no
+   * version can come: members registered, none in the election, for longer
+   * than a joining member takes between its two keys.
+   */
+  #noteStalled(): void {
+    const stalled = this.#members.size > 0 && this.#election.size === 0;
+    if (!stalled) {
+      this.#cancelStalled?.();
+      this.#cancelStalled = undefined;
+      if (this.#stalled !== undefined)
+        this.#logger.info({ source: "etcd" }, "a member takes part in the election again");
+      this.#stalled = undefined;
+      return;
+    }
+    if (this.#stalled !== undefined || this.#cancelStalled !== undefined) return;
+    this.#cancelStalled = this.#clock.setTimer(() => {
+      this.#cancelStalled = undefined;
+      if (this.#stopped) return;
+      this.#stalled = noLeaderReason;
+      this.#logger.warn({ source: "etcd", members: this.#members.size }, noLeaderReason);
+    }, stalledAfter);
   }
 
   #snapshot(latest: VersionDoc | undefined): Member[] {
@@ -336,7 +393,13 @@ export class EtcdSource implements MembershipSource {
       get partitionsInHandoff() {
         return routing.pending.size;
       },
-      routing: () => routing.ring,
+      get handoffWait() {
+        return source.config.handoffWait;
+      },
+      get stalled() {
+        return source.#stalled;
+      },
+      routing: () => routing.table,
       set onHandoff(fn: ((seconds: number) => void) | undefined) {
         routing.onSettled = fn;
       },
@@ -347,51 +410,34 @@ export class EtcdSource implements MembershipSource {
   }
 }
 
-/** The proxy's side of hand-offs: the mixed ring, recomputed on every change. */
+/**
+ * The proxy's side of hand-offs: the routing rule's latest table, kept
+ * when a version cannot be built here, and when each slot that is not ready
+ * was first seen so (for the hand-off duration metric only; routing never
+ * reads it).
+ */
 class RoutingState {
-  ring: Ring | undefined;
-  /** Slot → when this process first saw it in hand-off (ms). */
+  table: RoutingTable | undefined;
+  /** Slot → when this process first saw it not ready (ms). */
   pending = new Map<Slot, number>();
   onSettled: ((seconds: number) => void) | undefined;
-  #version: number | undefined;
-  #target: Ring | undefined;
-  /** The routing ring when the current version arrived: old owners come from it. */
-  #base: Ring | undefined;
 
-  update(
-    latest: VersionDoc | undefined,
-    handoff: ReadonlyMap<string, HandoffDoc>,
-    alive: (member: string) => boolean,
-    now: number,
-  ): void {
-    if (latest === undefined) return;
-    if (latest.version !== this.#version) {
-      this.#version = latest.version;
-      this.#base = this.ring;
-      try {
-        this.#target = Ring.build(latest.members, latest.ring);
-      } catch {
-        return; // a version this process cannot build (unknown placement): keep routing as before
+  update(table: RoutingTable | undefined, latest: VersionDoc | undefined, now: number): void {
+    if (table === undefined) {
+      // Before the first version there is nothing to route by; a version this process cannot build keeps the last table.
+      if (latest === undefined) this.table = undefined;
+      return;
+    }
+    this.table = table;
+    const still = new Map<Slot, number>();
+    for (let p = 0; p < table.ring.config.partitions; p++) {
+      for (let r = 0; r < table.ranks; r++) {
+        if (table.state(p, r) === "ready") continue;
+        const slot = slotOf(p, r);
+        still.set(slot, this.pending.get(slot) ?? now);
       }
     }
-    const target = this.#target as Ring;
-    const version = latest.version;
-    const readyCache = new Map<string, Set<Slot>>();
-    const settled = (slot: Slot, member: string): boolean => {
-      let ready = readyCache.get(member);
-      if (ready === undefined) {
-        const doc = handoff.get(member);
-        ready = doc !== undefined && doc.version >= version ? fromLists(doc.ready) : new Set();
-        readyCache.set(member, ready);
-      }
-      return ready.has(slot);
-    };
-    const { ring, pending } = mixRings(this.#base, target, settled, alive);
-    const still = new Map<Slot, number>();
-    for (const slot of pending) still.set(slot, this.pending.get(slot) ?? now);
     for (const [slot, since] of this.pending) if (!still.has(slot)) this.onSettled?.((now - since) / 1000);
     this.pending = still;
-    this.ring = ring;
-    if (pending.length === 0) this.#base = ring;
   }
 }

@@ -69,7 +69,11 @@ export function runWorker(): void {
     const { logger } = logging;
     applyRouting(routing);
     // Traffic only: the cluster's gauges (members, ring, build info) come from the primary alone.
-    metrics = new Metrics(undefined, { ejected: () => listener?.proxy.ejected() ?? [] });
+    metrics = new Metrics(undefined, {
+      ejected: () => listener?.proxy.ejected() ?? [],
+      memberRetention: config.metrics.memberRetention,
+      members: view,
+    });
     listener = createListener(config, { cluster: view, metrics, accessLog, tls, logger, clock: systemClock });
     logger.info("worker ready");
     send({ type: "ringroute:ready" });

@@ -1,5 +1,6 @@
 import { Gauge, Histogram, type Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
+import { slotStates } from "../handoff/table.ts";
 
 /**
  * The hand-off metrics: ring version, stable version, slots in hand-off and
@@ -25,10 +26,20 @@ export function registerHandoffMetrics(cluster: Cluster, registers: Registry[]):
   });
   new Gauge({
     name: "ringroute_partitions_in_handoff",
-    help: "(partition, replica rank) slots still routed to their old owner until the new owner has them ready.",
+    help: "(partition, replica rank) slots not yet ready at their owner: routed to the old owner, or to nobody (requests wait).",
     registers,
     collect() {
       this.set(cluster.coordination?.partitionsInHandoff ?? 0);
+    },
+  });
+  new Gauge({
+    name: "ringroute_routing_slots",
+    help: "(partition, replica rank) slots of the table requests are routed by, by state: ready at the owner, moving (old owner still routed to), none (nobody ready: requests wait).",
+    labelNames: ["state"],
+    registers,
+    collect() {
+      const { counts } = cluster.routing;
+      for (const state of slotStates) this.set({ state }, counts[state]);
     },
   });
   const durations = new Histogram({
