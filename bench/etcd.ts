@@ -3,8 +3,11 @@
  * join → first routed request, SIGKILL → out of the ring, leader failover,
  * and what a coordinated hand-off adds when release and acquire take no time.
  * Medians over ROUNDS rounds. Needs `npm run build` (the sidecar runs dist/).
+ * Then a rolling restart of examples/etcd-cache behind proxies under steady
+ * reads and writes (bench/etcd-rolling.ts).
  *
- *   npx tsx bench/etcd.ts [--rounds 5]
+ *   npx tsx bench/etcd.ts [--rounds 5] [--skip basic|rolling]
+ *     [--instances 5] [--proxies 3] [--keys 10000] [--workers 8] [--write-share 0.2] [--pause 2000]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
@@ -20,9 +23,21 @@ import { createProxy } from "../src/proxy/server.ts";
 import { Ring } from "../src/ring/ring.ts";
 import { EtcdServer } from "../test/helpers/etcd.ts";
 import { until } from "../test/helpers/until.ts";
+import { rollingRestart } from "./etcd-rolling.ts";
 
-const { values } = parseArgs({ options: { rounds: { type: "string", default: "5" } } });
-const rounds = Number(values.rounds);
+const { values } = parseArgs({
+  options: {
+    rounds: { type: "string", default: "5" },
+    skip: { type: "string", default: "" },
+    instances: { type: "string", default: "5" },
+    proxies: { type: "string", default: "3" },
+    keys: { type: "string", default: "10000" },
+    workers: { type: "string", default: "8" },
+    "write-share": { type: "string", default: "0.2" },
+    pause: { type: "string", default: "2000" },
+  },
+});
+const rounds = values.skip === "basic" ? 0 : Number(values.rounds);
 const ring = { partitions: 64, replicas: 1 };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
@@ -163,10 +178,35 @@ for (let i = 0; i < rounds; i++) {
   outs.push(k.out);
   leaders.push(k.leader);
 }
+const rolling =
+  values.skip === "rolling"
+    ? undefined
+    : await rollingRestart(etcd, {
+        instances: Number(values.instances),
+        proxies: Number(values.proxies),
+        keys: Number(values.keys),
+        workers: Number(values.workers),
+        writeShare: Number(values["write-share"]),
+        pause: Number(values.pause),
+      });
 await etcd.stop();
 const show = (xs: number[]) => `median ${median(xs).toFixed(0)} ms (${xs.map((x) => x.toFixed(0)).join(", ")})`;
-console.log(`join → first routed request: ${show(joins)}`);
-console.log(`hand-off with instant release/acquire, slowest slot: ${show(handoffs)}`);
-console.log(`SIGKILL → out of the ring (TTL 2 s): ${show(outs)}`);
-console.log(`SIGKILL → new leader (TTL 2 s): ${show(leaders)}`);
+if (rounds > 0) {
+  console.log(`join → first routed request: ${show(joins)}`);
+  console.log(`hand-off with instant release/acquire, slowest slot: ${show(handoffs)}`);
+  console.log(`SIGKILL → out of the ring (TTL 2 s): ${show(outs)}`);
+  console.log(`SIGKILL → new leader (TTL 2 s): ${show(leaders)}`);
+}
+if (rolling) {
+  const r = rolling;
+  console.log(
+    `rolling restart (${values.instances} instances, ${values.proxies} proxies, ${values.keys} keys, ${r.seconds.toFixed(0)} s; per instance ${r.restartSeconds.map((x) => x.toFixed(1)).join(", ")} s):`,
+  );
+  console.log(`  writes acknowledged ${r.writesAcked}, lost ${r.writesLost}`);
+  console.log(`  reads ${r.reads}: stale ${r.staleReads}, missing ${r.missingReads}`);
+  console.log(`  requests that met 421: ${r.met421}, 503: ${r.met503}, other errors: ${r.otherErrors}`);
+  console.log(
+    `  reads answered from an owner's memory, worst second: ${(r.worstSecondMemoryShare * 100).toFixed(1)} % (with the old owner's saved copy: ${(r.worstSecondInMemoryShare * 100).toFixed(1)} %)`,
+  );
+}
 process.exit(0);

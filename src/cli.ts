@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { check } from "./commands/check.ts";
-import { type Command, commandHelp } from "./commands/command.ts";
+import { type Command, commandHelp, firstSentence, wrap } from "./commands/command.ts";
 import { parseCommandLine } from "./commands/flags.ts";
 import { lookup } from "./commands/lookup.ts";
 import { memberCommand } from "./commands/member.ts";
@@ -14,7 +14,7 @@ const commands: readonly Command[] = [serve, check, lookup, plan, memberCommand]
 const usage = `usage: ringroute <command> [flags]
 
 commands:
-${commands.map((c) => `  ${c.synopsis}\n      ${c.description.split("\n")[0]}`).join("\n")}
+${commands.map((c) => `  ${c.synopsis}\n${wrap(firstSentence(c.description), "      ")}`).join("\n")}
 
   ringroute <command> --help   every flag of a command, with its default
   ringroute --version          the version

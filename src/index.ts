@@ -14,7 +14,7 @@ export { SourceError } from "./errors/source-error.ts";
 export type { Coordination } from "./handoff/coordination.ts";
 export type { HandoffDoc, VersionDoc } from "./handoff/documents.ts";
 export { type PublishedState, routingTable } from "./handoff/routing.ts";
-export type { HandoffHandlers } from "./handoff/runner.ts";
+export type { HandoffHandlers, HandoffStep } from "./handoff/runner.ts";
 export { noneReady, type RoutingMessage, RoutingTable, type SlotState } from "./handoff/table.ts";
 export { type MembershipConfig, parseMembershipConfig } from "./membership/config.ts";
 export { type DnsConfig, DnsSource, defaultDnsConfig } from "./membership/dns.ts";

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
-import { check, checkFiles, summary } from "../src/commands/check.ts";
+import { check, checkFiles, placementNotice, summary } from "../src/commands/check.ts";
 import { commandHelp } from "../src/commands/command.ts";
 import { loadConfig, parseCommandLine } from "../src/commands/flags.ts";
 import { lookup, lookupTarget } from "../src/commands/lookup.ts";
@@ -11,6 +11,7 @@ import { ringFromCommandLine } from "../src/commands/ring-flags.ts";
 import { serve } from "../src/commands/serve.ts";
 import { defaultConfig, parseConfig } from "../src/config.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
+import { membershipSourceKinds } from "../src/membership/config.ts";
 import { Ring } from "../src/ring/ring.ts";
 import { type Run, ringroute } from "./helpers/cli.ts";
 import { goVectors } from "./helpers/vectors.ts";
@@ -21,9 +22,10 @@ const lines = (text: string) =>
     .split("\n")
     .map((line) => JSON.parse(line));
 
-test("lookup prints one JSON line a key with libring's owners, as Go computes them", async (t) => {
+test("lookup --placement jump prints one JSON line a key with libring's owners, as Go computes them", async (t) => {
   for (const c of goVectors.cases) {
     const flags = ["--members", c.members.join(","), "--partitions", `${c.partitions}`, "--replicas", `${c.replicas}`];
+    flags.push("--placement", "jump");
     const run = await ringroute(["lookup", ...flags, "--hash", c.hash, "--", ...c.keys]);
     t.is(run.code, 0, run.stderr);
     t.deepEqual(
@@ -47,6 +49,33 @@ test("lookup reads keys from standard input, one a line, when none are given", a
 function ringOf(args: string[], env: Record<string, string> = {}): Ring {
   return ringFromCommandLine(parseCommandLine(args, lookup.flags, true).values, { env });
 }
+
+test("--members-file of lookup and plan also takes a plain list of names, one a line (kubectl get pods -o name)", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-"));
+  const ring = Ring.build(["web-0", "web-1", "web-10", "web-2"], { order: "natural" });
+  const lists: [string, string][] = [
+    ["names.txt", "web-0\nweb-1\nweb-10\nweb-2\n"],
+    ["commented.txt", "# the pool\nweb-0\n\n  web-1  \nweb-10\r\nweb-2"],
+    ["kubectl.txt", "pod/web-0\npod/web-1\npod/web-10\npod/web-2\n"],
+  ];
+  for (const [name, text] of lists) {
+    const file = join(dir, name);
+    writeFileSync(file, text);
+    t.deepEqual(ringOf(["--members-file", file, "--order", "natural"]).table, ring.table, name);
+  }
+  const duplicate = join(dir, "duplicate.txt");
+  writeFileSync(duplicate, "a\nb\na\n");
+  t.regex(t.throws(() => ringOf(["--members-file", duplicate]))?.message ?? "", /^--members-file: .*"a"/);
+  const file = join(dir, "names.txt");
+  const [looked, planned] = await Promise.all([
+    ringroute(["lookup", "--members-file", file, "--order", "natural", "k"]),
+    ringroute(["plan", "--members-file", file, "--order", "natural", "--add", "web-3", "--json"]),
+  ]);
+  t.is(looked.code, 0, looked.stderr);
+  t.deepEqual(lines(looked.stdout), [{ key: "k", partition: ring.partitionOf("k"), owners: ring.ownersOf("k") }]);
+  t.is(planned.code, 0, planned.stderr);
+  t.deepEqual(JSON.parse(planned.stdout).added, ["web-3"]);
+});
 
 test("--members-file reads the file source's format: name url lines, YAML or JSON", async (t) => {
   const dir = mkdtempSync(join(tmpdir(), "ringroute-"));
@@ -267,6 +296,15 @@ test("a bare ringroute prints usage on stderr and exits 2; --help prints it on s
   t.is(help?.stdout, bare?.stderr);
   for (const command of ["serve", "check", "lookup", "plan"])
     t.regex(help?.stdout ?? "", new RegExp(`ringroute ${command} `));
+  // Each command's summary is its first sentence, whole, however the description is wrapped.
+  const summaries = [...(help?.stdout ?? "").matchAll(/^ {2}ringroute \w+ .*\n((?: {6}.*\n)+)/gm)].map((m) =>
+    (m[1] as string).replace(/\s+/g, " ").trim(),
+  );
+  t.is(summaries.length, 5);
+  for (const text of summaries) t.regex(text, /[.!?]$/, `"${text}" ends a sentence`);
+  t.true(summaries.includes("Runs the routing proxy and its admin server."));
+  t.true(summaries.some((s) => s.startsWith("Prints {") && s.endsWith("as one JSON line a key.")));
+  for (const line of (help?.stdout ?? "").split("\n")) t.true(line.length <= 100, `short line: ${line}`);
 });
 
 test("every command's help lists each flag with its default", (t) => {
@@ -328,4 +366,52 @@ test("check validates without binding and prints one line; a bad field exits 2 n
     stdout: "",
     stderr: 'ringroute: ring.replicas: must be an integer from 1 to 255, got "0"\n',
   });
+});
+
+test("check notes a config that leaves ring.placement unset (the default changed); one that sets it, or compat, gets no notice", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-notice-"));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const unset = file("unset.yaml", "ring: { partitions: 64 }\n");
+  const pinned = file("pinned.yaml", "ring: { partitions: 64, placement: jump }\n");
+  const libring = file("libring.yaml", "ring: { compat: libring }\n");
+  const [a, b, c, d] = await Promise.all([
+    ringroute(["check", "--config", unset]),
+    ringroute(["check", "--config", pinned]),
+    ringroute(["check", "--config", libring]),
+    ringroute(["check", "--config", unset, "--placement", "jump"]),
+  ]);
+  t.is(a?.code, 0, a?.stderr);
+  t.regex(a?.stdout ?? "", /^config ok: .*ring 64 partitions, 3 replicas, balanced, /);
+  t.regex(a?.stderr ?? "", /^notice: ring\.placement is not set, so it is balanced .*set ring\.placement: jump/);
+  for (const run of [b, c, d]) {
+    t.is(run?.code, 0, run?.stderr);
+    t.is(run?.stderr, "", "no notice");
+  }
+  t.regex(b?.stdout ?? "", /ring 64 partitions, 3 replicas, jump, /);
+  t.is(placementNotice({}) === undefined, false, "nothing set at all: the notice");
+});
+
+test("check's line (and serve's first) names every membership source, etcd included, never `none`", (t) => {
+  const line = (yaml: string) => summary(loadConfig(["--config", "c.yaml"], { env: {}, readFile: () => yaml }));
+  t.regex(
+    line("membership:\n  etcd: { endpoints: [http://10.0.0.1:2379, http://10.0.0.2:2379], cluster: shop }\n"),
+    /membership etcd http:\/\/10\.0\.0\.1:2379,http:\/\/10\.0\.0\.2:2379 \/ringroute\/shop\/ \(coordinated hand-offs\), /,
+  );
+  t.regex(line("membership:\n  etcd: { handoff: immediate }\n"), /membership etcd .* \(immediate hand-offs\)/);
+  const sources: Record<string, string> = {
+    static: "static: { members: [{ name: a, url: http://127.0.0.1:1 }] }",
+    file: "file: { path: /tmp/members.txt }",
+    serf: "serf: {}",
+    dns: "dns: { name: _http._tcp.web.local }",
+    etcd: "etcd: {}",
+  };
+  for (const kind of membershipSourceKinds) {
+    const text = line(`membership:\n  ${sources[kind]}\n`);
+    t.regex(text, new RegExp(`membership ${kind} `), kind);
+    t.notRegex(text, /membership none/);
+  }
 });

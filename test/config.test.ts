@@ -13,12 +13,13 @@ function file(text: string): string {
   return path;
 }
 
-test("with nothing given, the config is defaultConfig(): proxy on :8080, admin on loopback :9090, libring's ring", (t) => {
+test("with nothing given, the config is defaultConfig(): proxy on :8080, admin on loopback :9090, a balanced ring", (t) => {
   const config = loadConfig([], { env: {} });
   t.deepEqual(config, defaultConfig());
   t.deepEqual(config.listen, { host: "0.0.0.0", port: 8080 });
   t.deepEqual(config.admin, { host: "127.0.0.1", port: 9090 });
-  t.like(config.ring, { partitions: 512, replicas: 3, hash: "fnv1a32", placement: "jump", order: "lexical" });
+  t.like(config.ring, { partitions: 512, replicas: 3, hash: "fnv1a32", placement: "balanced", order: "lexical" });
+  t.is(config.ring.balanceFactor, 1.25);
   t.is(config.membership, undefined, "no membership: serve runs the demo backends");
 });
 
@@ -179,6 +180,14 @@ test("an unreadable or malformed file names --config", (t) => {
     t.throws(() => loadConfig(["--config", file("- a\n- b\n")], { env: {} }))?.message ?? "",
     /must hold a mapping/,
   );
+});
+
+test("a YAML error says what and where, and quotes the line, instead of ending in a colon", (t) => {
+  const yaml = "ring:\n  partitions: 64\nproxy:\n  retry:\n    attempts: 2\n   on: [502]\n";
+  const message = t.throws(() => loadConfig(["--config", file(yaml)], { env: {} }))?.message ?? "";
+  t.regex(message, /^--config: .* is not valid YAML: .+ at line 6, column \d+: "on: \[502\]"$/);
+  t.notRegex(message, /:$/);
+  t.false(message.includes("\n"), "one line");
 });
 
 test("the example config in examples/ringroute.yaml is valid and spells out the defaults", (t) => {

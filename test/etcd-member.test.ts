@@ -175,6 +175,9 @@ test.serial("ringroute member: -h prints its usage; a bad or missing flag exits 
     [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--ttl=5"], "--ttl"],
     [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--health-path=healthz"], "--health-path"],
     [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--bogus"], "--bogus"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--release-hook=ftp://x"], "--release-hook"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--acquire-hook=/acquire"], "--acquire-hook"],
+    [["--etcd=http://127.0.0.1:1", "--name=a", "--url=http://x", "--leave-timeout=30"], "--leave-timeout"],
   ];
   const runs = await Promise.all(cases.map(([args]) => ringroute(["member", ...args])));
   for (const [i, [args, flag]] of cases.entries()) {
@@ -183,4 +186,41 @@ test.serial("ringroute member: -h prints its usage; a bad or missing flag exits 
     t.regex(run.stderr, new RegExp(`^ringroute: ${flag}: `), args.join(" "));
     t.is(run.stderr.trim().split("\n").length, 1);
   }
+});
+
+test.serial("ringroute member logs like serve: JSON lines with an ISO time and the level by name", async (t) => {
+  const { spawn } = await import("node:child_process");
+  const cli = new URL("../src/cli.ts", import.meta.url).pathname;
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      cli,
+      "member",
+      `--etcd=${etcd.endpoint}`,
+      `--cluster=logs${++count}`,
+      "--name=web-0",
+      "--url=http://127.0.0.1:1",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RINGROUTE_LOG_FORMAT: "json" } },
+  );
+  const exited = once(child, "exit");
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+  const line = await until(() => stderr.split("\n").find((l) => l.includes('"registered"')), {
+    what: "ringroute member's registered line",
+    timeout: 120_000,
+  });
+  const record = JSON.parse(line);
+  t.is(record.level, "info");
+  t.regex(record.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  t.is(record.command, "member");
+  t.is(record.name, "web-0");
+  child.kill("SIGTERM");
+  const [code] = await exited;
+  t.is(code, 0);
 });

@@ -6,9 +6,12 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import test from "ava";
 import { parse as parseYaml } from "yaml";
+import { expectedReadme, type SchemaNode, valuesTable } from "../scripts/chart-values.ts";
 import { loadConfig } from "../src/commands/flags.ts";
 import { parseConfig } from "../src/config.ts";
+import { membershipSourceKinds } from "../src/membership/config.ts";
 import { parseDnsConfig } from "../src/membership/dns.ts";
+import { parseMembersFile } from "../src/membership/file.ts";
 
 // helm is not installed here: helm/ringroute is rendered by test/helm/render.go,
 // Go's text/template with sprig (helm's engine) plus helm's include, tpl,
@@ -96,8 +99,15 @@ function selects(selector: Record<string, string>, labels: Record<string, string
   return Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 }
 
+/** The ConfigMap holding ringroute.yaml (a file source adds one with the members). */
+function configMapOf(docs: K8sObject[]): K8sObject {
+  const found = byKind(docs, "ConfigMap").filter((c) => c.data?.["ringroute.yaml"] !== undefined);
+  if (found.length !== 1) throw new Error(`expected one ConfigMap with ringroute.yaml, got ${found.length}`);
+  return found[0];
+}
+
 function ringrouteYaml(docs: K8sObject[]): Record<string, unknown> {
-  const text = one(docs, "ConfigMap").data["ringroute.yaml"];
+  const text = configMapOf(docs).data["ringroute.yaml"];
   return parseYaml(text, { uniqueKeys: true, strict: true });
 }
 
@@ -120,6 +130,7 @@ function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): 
     Service: "v1",
     ConfigMap: "v1",
     ServiceMonitor: "monitoring.coreos.com/v1",
+    PrometheusRule: "monitoring.coreos.com/v1",
     Secret: "v1",
     ServiceAccount: "v1",
     NetworkPolicy: "networking.k8s.io/v1",
@@ -150,8 +161,13 @@ function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): 
 
   const volumes = new Set(pod.spec.volumes.map((v: K8sObject) => v.name));
   for (const mount of container.volumeMounts) t.true(volumes.has(mount.name), `volume ${mount.name} exists`);
-  const configVolume = pod.spec.volumes.find((v: K8sObject) => v.configMap);
-  t.is(configVolume.configMap.name, one(docs, "ConfigMap").metadata.name, "the pod mounts the chart's ConfigMap");
+  const configVolume = pod.spec.volumes.find((v: K8sObject) => v.name === "config");
+  t.is(configVolume.configMap.name, configMapOf(docs).metadata.name, "the pod mounts the chart's ConfigMap");
+  for (const e of container.env ?? []) {
+    const ref = e.valueFrom?.secretKeyRef;
+    const mine = ref && byKind(docs, "Secret").find((s) => s.metadata.name === ref.name);
+    if (mine) t.truthy(mine.data[ref.key], `${e.name}: the Secret has key ${ref.key}`);
+  }
   const mount = container.volumeMounts.find((m: K8sObject) => m.name === configVolume.name);
   const configArg = container.args[container.args.indexOf("--config") + 1];
   t.true(configArg.startsWith(`${mount.mountPath}/`), "--config points into the mounted ConfigMap");
@@ -212,6 +228,7 @@ function checkKubernetes(t: import("ava").ExecutionContext, docs: K8sObject[]): 
 
 const modes: Record<string, object> = {
   dns: {},
+  tls: { tls: { secretName: "proxy-cert", ca: true } },
   "dns with A records": { membership: { dns: { type: "A", port: 8080 } } },
   static: {
     membership: {
@@ -221,12 +238,49 @@ const modes: Record<string, object> = {
     },
   },
   serf: { membership: { source: "serf", serf: { rpc: "127.0.0.1:7373", tags: { ring: "^active$" } } } },
+  file: {
+    membership: {
+      source: "file",
+      file: {
+        members: [
+          { name: "web-0", url: "http://web-0.web:8080" },
+          { name: "web-1", url: "http://web-1.web:8080" },
+        ],
+      },
+    },
+  },
+  "file from an existing ConfigMap": {
+    membership: { source: "file", file: { existingConfigMap: "pool", key: "members.yaml", pollInterval: "1s" } },
+  },
+  etcd: {
+    membership: {
+      source: "etcd",
+      etcd: {
+        endpoints: ["https://etcd-0.etcd:2379", "https://etcd-1.etcd:2379"],
+        cluster: "shop",
+        handoff: "immediate",
+        username: "ringroute",
+        password: "s3cret",
+        tls: { secretName: "etcd-client", clientCert: true },
+      },
+    },
+  },
+  "etcd with TLS to the clients too": {
+    tls: { secretName: "proxy-cert" },
+    membership: { source: "etcd", etcd: { username: "ringroute", existingSecret: "etcd-auth" } },
+  },
 };
+
+/** Kinds each mode adds to the ConfigMap, Deployment, PodDisruptionBudget and two Services of every render. */
+const extraKinds: Record<string, string[]> = { file: ["ConfigMap"], etcd: ["Secret"] };
 
 for (const [mode, values] of Object.entries(modes)) {
   test(`membership ${mode}: every document is a valid Kubernetes object and the parts fit together`, async (t) => {
     const docs = await objects(values);
-    t.deepEqual(docs.map((d) => d.kind).sort(), ["ConfigMap", "Deployment", "Service", "Service"]);
+    t.deepEqual(
+      docs.map((d) => d.kind).sort(),
+      ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "Service", ...(extraKinds[mode] ?? [])].sort(),
+    );
     checkKubernetes(t, docs);
   });
 }
@@ -258,8 +312,11 @@ test("the rendered ringroute.yaml passes ringroute's own config validation", asy
   t.is(parsed.shutdownTimeout, 10_000);
 
   // Every membership mode, source section included.
+  // Secrets arrive as variables, as in the pod.
+  const env = { RINGROUTE_ETCD_PASSWORD: "password" };
   for (const [mode, values] of Object.entries(modes)) {
-    const parsed = parseConfig(ringrouteYaml(await objects(values as object)));
+    const text = configMapOf(await objects(values as object)).data["ringroute.yaml"];
+    const parsed = loadConfig(["--config", "ringroute.yaml"], { env, readFile: () => text });
     t.truthy(parsed.membership, mode);
   }
   t.is(parseConfig(ringrouteYaml(await objects())).membership?.dns?.interval, 5000);
@@ -288,7 +345,17 @@ test("each membership source renders its own section of ringroute.yaml", async (
   });
 
   const serf = ringrouteYaml(await objects(modes.serf as object));
-  t.deepEqual(serf.membership, { serf: { rpc: "127.0.0.1:7373", urlTag: "http", tags: { ring: "^active$" } } });
+  t.deepEqual(serf.membership, {
+    serf: {
+      rpc: "127.0.0.1:7373",
+      urlTag: "http",
+      tags: { ring: "^active$" },
+      tagMatch: "all",
+      urlScheme: "http",
+      reconnectMax: "5s",
+      timeout: "5s",
+    },
+  });
 
   const named = ringrouteYaml(
     await objects({ membership: { dns: { name: "_web._tcp.pool.{{ .Release.Namespace }}.example" } } }),
@@ -304,7 +371,14 @@ test("missing required values fail with a message naming the value", async (t) =
   await t.throwsAsync(render({ membership: { dns: { service: "" } } }), { message: /membership\.dns\.service/ });
   await t.throwsAsync(render({ membership: { dns: { type: "AAAA" } } }), { message: /membership\.dns\.port/ });
   await t.throwsAsync(render({ membership: { source: "static" } }), { message: /membership\.static\.members/ });
-  await t.throwsAsync(render({ membership: { source: "etcd" } }), { message: /membership\.source/ });
+  await t.throwsAsync(render({ membership: { source: "consul" } }), { message: /membership\.source/ });
+  await t.throwsAsync(render({ membership: { source: "file" } }), { message: /membership\.file/ });
+  await t.throwsAsync(render({ membership: { source: "etcd", etcd: { endpoints: [] } } }), {
+    message: /membership\.etcd\.endpoints/,
+  });
+  await t.throwsAsync(render({ membership: { source: "etcd", etcd: { username: "u" } } }), {
+    message: /membership\.etcd\.username: set membership\.etcd\.password/,
+  });
   await t.throwsAsync(render({ podDisruptionBudget: { enabled: true, maxUnavailable: 1 } }), { message: /not both/ });
   await t.throwsAsync(render({ networkPolicy: { enabled: true, monitoringNamespace: "" } }), {
     message: /networkPolicy\.monitoringNamespace/,
@@ -322,7 +396,7 @@ test("the Serf auth key reaches the pod from a Secret, never through the ConfigM
   const key = "QUJDREVGR0hJSktMTU5PUA==";
   const docs = await objects({ membership: { ...serf, serf: { ...serf.serf, authKey: key } } });
   checkKubernetes(t, docs);
-  const configMap = one(docs, "ConfigMap");
+  const configMap = configMapOf(docs);
   t.false(JSON.stringify(configMap).includes(key), "not in the ConfigMap");
   t.false(JSON.stringify(one(docs, "Deployment")).includes(key), "not in the Deployment");
   const secret = one(docs, "Secret");
@@ -619,7 +693,12 @@ test("values.schema.json accepts the defaults and every mode, and rejects typos 
 
   const bad: [object, RegExp][] = [
     [{ replicaCont: 3 }, /values\.replicaCont: not allowed/],
-    [{ membership: { source: "etcd" } }, /values\.membership\.source: .* not in enum/],
+    [{ membership: { source: "consul" } }, /values\.membership\.source: .* not in enum/],
+    [{ membership: { etcd: { handoff: "lazy" } } }, /values\.membership\.etcd\.handoff/],
+    [{ config: { proxy: { retry: { attemps: 2 } } } }, /values\.config\.proxy\.retry\.attemps: not allowed/],
+    [{ config: { workers: "many" } }, /values\.config\.workers: pattern/],
+    [{ tls: { secret: "x" } }, /values\.tls\.secret: not allowed/],
+    [{ podAntiAffinity: "strict" }, /values\.podAntiAffinity/],
     [{ membership: { dns: { interval: 5 } } }, /values\.membership\.dns\.interval: expected string/],
     [{ membership: { dns: { interval: "5 seconds" } } }, /values\.membership\.dns\.interval: pattern/],
     [{ config: { ring: { order: "random" } } }, /values\.config\.ring\.order/],
@@ -634,18 +713,296 @@ test("values.schema.json accepts the defaults and every mode, and rejects typos 
   }
 });
 
-test("the chart README documents every value in values.yaml", async (t) => {
+test("the chart README's values table is generated from values.schema.json and in sync", async (t) => {
+  const { current, expected } = expectedReadme();
+  t.is(current, expected, "run tsx scripts/chart-values.ts");
+  // Every value in values.yaml is documented: it, or the object holding it, has a schema description.
+  const schema = JSON.parse(await readFile(join(chart, "values.schema.json"), "utf8")) as Schema & SchemaNode;
   const defaults = parseYaml(await readFile(join(chart, "values.yaml"), "utf8"));
-  const readme = await readFile(join(chart, "README.md"), "utf8");
-  const leaves: string[] = [];
-  const walk = (value: unknown, path: string) => {
-    if (typeOf(value) === "object" && Object.keys(value as object).length > 0) {
-      for (const [k, v] of Object.entries(value as object)) walk(v, path ? `${path}.${k}` : k);
-    } else leaves.push(path);
+  const undocumented: string[] = [];
+  const walk = (value: unknown, node: (Schema & SchemaNode) | undefined, path: string, described: boolean) => {
+    const documented = described || node?.description !== undefined;
+    const children = typeOf(value) === "object" ? Object.entries(value as object) : [];
+    if (children.length === 0 || node?.properties === undefined) {
+      if (!documented) undocumented.push(path);
+      return;
+    }
+    for (const [k, v] of children)
+      walk(v, node.properties[k] as Schema & SchemaNode, path ? `${path}.${k}` : k, documented);
   };
-  walk(defaults, "");
-  // A table row per value: "| `key` | default | description |" (cells may be padded).
-  const rows = new Set([...readme.matchAll(/^\|\s*`([^`]+)`\s*\|/gm)].map((m) => m[1]));
-  const missing = leaves.filter((leaf) => !rows.has(leaf));
-  t.deepEqual(missing, []);
+  walk(defaults, schema, "", false);
+  t.deepEqual(undocumented, []);
+  // And the generator really reads the schema: a new described property gets a row.
+  const extra = structuredClone(schema);
+  (extra.properties as Record<string, SchemaNode>).newValue = { type: "string", description: "A value added later." };
+  t.regex(valuesTable(extra, { newValue: "x" }), /^\| `newValue` \| `"x"` \| A value added later\. \|$/m);
+});
+
+test("TLS from a Secret: mounted read-only, named in ringroute.yaml, and accepted by ringroute", async (t) => {
+  const docs = await objects({ tls: { secretName: "proxy-cert", ca: true } });
+  checkKubernetes(t, docs);
+  const pod = one(docs, "Deployment").spec.template.spec;
+  const volume = pod.volumes.find((v: K8sObject) => v.secret?.secretName === "proxy-cert");
+  const mount = container(docs).volumeMounts.find((m: K8sObject) => m.name === volume.name);
+  t.true(mount.readOnly);
+  const config = ringrouteYaml(docs);
+  t.deepEqual(config.tls, {
+    cert: `${mount.mountPath}/tls.crt`,
+    key: `${mount.mountPath}/tls.key`,
+    ca: `${mount.mountPath}/ca.crt`,
+  });
+  t.deepEqual(parseConfig(config).tls, config.tls);
+  t.is(ringrouteYaml(await objects()).tls, undefined, "plain HTTP by default");
+  const notes = (await render({ tls: { secretName: "proxy-cert" } })).find((r) => r.source.endsWith("NOTES.txt"));
+  t.regex(notes?.manifest ?? "", /curl -i -k https:\/\/127\.0\.0\.1:8080/);
+});
+
+test("file source: members in a ConfigMap the chart makes (or one that exists), mounted as a directory the source watches", async (t) => {
+  const docs = await objects(modes.file as object);
+  const config = ringrouteYaml(docs);
+  const file = (config.membership as { file: { path: string } }).file;
+  t.deepEqual(file, { path: "/etc/ringroute-members/members.txt", pollInterval: "500ms", settle: "200ms" });
+  const members = byKind(docs, "ConfigMap").find((c) => c.data["members.txt"] !== undefined);
+  t.is(members.data["members.txt"], "web-0 http://web-0.web:8080\nweb-1 http://web-1.web:8080\n");
+  t.deepEqual(
+    parseMembersFile(members.data["members.txt"], "members.txt").map((m) => [m.name, m.url]),
+    [
+      ["web-0", "http://web-0.web:8080"],
+      ["web-1", "http://web-1.web:8080"],
+    ],
+    "the file source reads what the chart wrote",
+  );
+  const pod = one(docs, "Deployment").spec.template.spec;
+  const volume = pod.volumes.find((v: K8sObject) => v.configMap?.name === members.metadata.name);
+  const mount = container(docs).volumeMounts.find((m: K8sObject) => m.name === volume.name);
+  t.is(mount.subPath, undefined, "a subPath mount would never see the ConfigMap's updates");
+  t.true(file.path.startsWith(`${mount.mountPath}/`));
+  t.is(parseConfig(config).membership?.file?.pollInterval, 500);
+
+  const existing = await objects(modes["file from an existing ConfigMap"] as object);
+  t.is(byKind(existing, "ConfigMap").length, 1, "no members ConfigMap made when one exists");
+  const pool = one(existing, "Deployment").spec.template.spec.volumes.find(
+    (v: K8sObject) => v.configMap?.name === "pool",
+  );
+  t.truthy(pool);
+  t.is(
+    (ringrouteYaml(existing).membership as { file: { path: string } }).file.path,
+    "/etc/ringroute-members/members.yaml",
+  );
+});
+
+test("etcd source: endpoints, handoff mode, the password from a Secret, TLS to etcd from another", async (t) => {
+  const docs = await objects(modes.etcd as object);
+  const configMap = configMapOf(docs);
+  t.false(JSON.stringify(configMap).includes("s3cret"), "the password is not in the ConfigMap");
+  t.false(JSON.stringify(one(docs, "Deployment")).includes("s3cret"), "nor in the Deployment");
+  const config = ringrouteYaml(docs);
+  t.deepEqual(config.membership, {
+    etcd: {
+      endpoints: ["https://etcd-0.etcd:2379", "https://etcd-1.etcd:2379"],
+      cluster: "shop",
+      handoff: "immediate",
+      handoffTimeout: "30s",
+      handoffWait: "2s",
+      dialTimeout: "5s",
+      username: "ringroute",
+      tls: {
+        ca: "/etc/ringroute-etcd-tls/ca.crt",
+        cert: "/etc/ringroute-etcd-tls/tls.crt",
+        key: "/etc/ringroute-etcd-tls/tls.key",
+      },
+    },
+  });
+  const secret = one(docs, "Secret");
+  t.is(Buffer.from(secret.data["etcd-password"], "base64").toString(), "s3cret");
+  const env = container(docs).env.find((e: K8sObject) => e.name === "RINGROUTE_ETCD_PASSWORD");
+  t.deepEqual(env.valueFrom.secretKeyRef, { name: secret.metadata.name, key: "etcd-password" });
+  const volume = one(docs, "Deployment").spec.template.spec.volumes.find(
+    (v: K8sObject) => v.secret?.secretName === "etcd-client",
+  );
+  t.is(
+    container(docs).volumeMounts.find((m: K8sObject) => m.name === volume.name).mountPath,
+    "/etc/ringroute-etcd-tls",
+  );
+
+  // ringroute reads the file and the variable together as one etcd source with that password.
+  const dir = await mkdtemp(join(tmpdir(), "ringroute-helm-config-"));
+  const path = join(dir, "ringroute.yaml");
+  await writeFile(path, configMap.data["ringroute.yaml"]);
+  const etcd = loadConfig(["--config", path], { env: { RINGROUTE_ETCD_PASSWORD: "s3cret" } }).membership?.etcd;
+  t.is(etcd?.password, "s3cret");
+  t.is(etcd?.handoff, "immediate");
+  t.is(etcd?.prefix, "/ringroute/shop/");
+  t.throws(() => loadConfig(["--config", path], { env: {} }), { message: /membership\.etcd\.password/ });
+  await rm(dir, { recursive: true });
+
+  const existing = await objects(modes["etcd with TLS to the clients too"] as object);
+  t.deepEqual(byKind(existing, "Secret"), [], "no Secret made when one exists");
+  t.deepEqual(
+    container(existing).env.find((e: K8sObject) => e.name === "RINGROUTE_ETCD_PASSWORD").valueFrom.secretKeyRef,
+    { name: "etcd-auth", key: "etcd-password" },
+  );
+  const defaults = ringrouteYaml(existing);
+  t.is((defaults.membership as { etcd: { handoff: string } }).etcd.handoff, "coordinated", "coordinated by default");
+  t.truthy(defaults.tls, "TLS to clients composes with etcd");
+});
+
+test("a PodDisruptionBudget by default whenever more than one pod runs, none for a single pod", async (t) => {
+  t.is(one(await objects(), "PodDisruptionBudget").spec.minAvailable, 1, "replicaCount 2 by default");
+  t.deepEqual(byKind(await objects({ replicaCount: 1 }), "PodDisruptionBudget"), []);
+  const scaled = await objects({ replicaCount: 1, autoscaling: { enabled: true } });
+  t.is(byKind(scaled, "PodDisruptionBudget").length, 1, "autoscaling runs two or more");
+  t.deepEqual(byKind(await objects({ podDisruptionBudget: { enabled: false } }), "PodDisruptionBudget"), []);
+});
+
+test("pods spread over nodes by default (soft anti-affinity); hard, none, or an own affinity instead", async (t) => {
+  const spec = async (values: object) => one(await objects(values), "Deployment").spec.template.spec;
+  const pod = await spec({});
+  const preferred = pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
+  t.is(preferred.length, 1);
+  t.is(preferred[0].podAffinityTerm.topologyKey, "kubernetes.io/hostname");
+  t.true(
+    selects(
+      preferred[0].podAffinityTerm.labelSelector.matchLabels,
+      pod.metadata?.labels ?? (await objects()).find((d) => d.kind === "Deployment").spec.template.metadata.labels,
+    ),
+  );
+  const hard = (await spec({ podAntiAffinity: "hard" })).affinity.podAntiAffinity;
+  t.is(hard.requiredDuringSchedulingIgnoredDuringExecution[0].topologyKey, "kubernetes.io/hostname");
+  t.is((await spec({ podAntiAffinity: "none" })).affinity, undefined);
+  const own = { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [] } } };
+  t.deepEqual((await spec({ affinity: own })).affinity, own);
+});
+
+test("the chart places partitions with balanced by default, and passes workers, readiness, log and access settings", async (t) => {
+  const config = ringrouteYaml(
+    await objects({
+      config: {
+        workers: "auto",
+        readiness: { sourceDown: "unready" },
+        log: { level: "debug" },
+        access: { log: false, sample: 0.5 },
+      },
+    }),
+  );
+  const parsed = parseConfig(config);
+  t.is(parsed.ring.placement, "balanced");
+  t.is(parsed.workers, "auto");
+  t.is(parsed.readiness.sourceDown, "unready");
+  t.deepEqual(parsed.log, { level: "debug", format: "json" });
+  t.deepEqual(parsed.access, { log: false, sample: 0.5 });
+});
+
+test("the PrometheusRule and the dashboard ConfigMap carry monitoring/'s files, only when enabled", async (t) => {
+  t.deepEqual(
+    byKind(await objects(), "PrometheusRule").concat(
+      byKind(await objects(), "ConfigMap").filter((c) => c.data["ringroute.json"]),
+    ),
+    [],
+  );
+  const docs = await objects({
+    monitoring: {
+      rules: { enabled: true, labels: { release: "prometheus" } },
+      dashboard: { enabled: true, namespace: "grafana" },
+    },
+  });
+  checkKubernetes(t, docs);
+  const rule = one(docs, "PrometheusRule");
+  t.is(rule.metadata.labels.release, "prometheus");
+  const rules = parseYaml(await readFile(join(repo, "monitoring/ringroute-alerts.yaml"), "utf8"));
+  t.deepEqual(rule.spec, rules, "the same groups and rules, runbooks and templates untouched");
+  const dashboard = byKind(docs, "ConfigMap").find((c) => c.data["ringroute.json"] !== undefined);
+  t.is(dashboard.metadata.namespace, "grafana");
+  t.is(dashboard.metadata.labels.grafana_dashboard, "1");
+  t.deepEqual(
+    JSON.parse(dashboard.data["ringroute.json"]),
+    JSON.parse(await readFile(join(repo, "monitoring/ringroute-dashboard.json"), "utf8")),
+  );
+});
+
+/**
+ * ringroute's own config fields, found by asking its parser: a field nobody
+ * knows draws "unknown field (expected one of …)" for each mapping.
+ */
+function configFields(): string[] {
+  const probe = "__probe__";
+  const fieldsOf = (path: string[]): string[] | undefined => {
+    const raw: Record<string, unknown> = {};
+    let at = raw;
+    for (const part of path) at = at[part] = {} as Record<string, unknown>;
+    at[probe] = 1;
+    // Health checks sit beside a source; the parser wants the source first.
+    if (path[0] === "membership" && path[1] === "health") (raw.membership as Record<string, unknown>).serf = null;
+    try {
+      parseConfig(raw);
+    } catch (error) {
+      const expected = /unknown field \(expected (?:one of )?(.*)\)$/.exec((error as Error).message);
+      if (expected && (error as { field?: string }).field === [...path, probe].join(".")) {
+        return (expected[1] as string).split(", ");
+      }
+    }
+    return undefined;
+  };
+  const leaves: string[] = [];
+  const walk = (path: string[]) => {
+    const fields = fieldsOf(path);
+    if (fields === undefined) {
+      leaves.push(path.join("."));
+      return;
+    }
+    for (const field of fields) walk([...path, field]);
+  };
+  for (const field of fieldsOf([]) ?? []) {
+    if (field === "membership") {
+      // One source at a time: each is probed on its own, health beside it.
+      for (const source of [...membershipSourceKinds, "health"]) walk(["membership", source]);
+    } else walk([field]);
+  }
+  return leaves;
+}
+
+/** Config fields the chart sets itself or leaves out on purpose, each with why. */
+const notExposed: Record<string, string> = {
+  listen: "the chart binds 0.0.0.0:ports.proxy",
+  admin: "the chart binds 0.0.0.0:ports.admin so the kubelet can probe it",
+  "tls.cert": "from tls.secretName",
+  "tls.key": "from tls.secretName",
+  "tls.ca": "from tls.secretName with tls.ca",
+  "membership.dns.name": "built from membership.dns.service, namespace, portName (or membership.dns.name)",
+  "membership.file.path": "the mounted ConfigMap's key, membership.file.key",
+  "membership.serf.authKey": "from a Secret as RINGROUTE_SERF_AUTH_KEY (membership.serf.authKey, existingSecret)",
+  "membership.etcd.password": "from a Secret as RINGROUTE_ETCD_PASSWORD (membership.etcd.password, existingSecret)",
+  "membership.etcd.tls.ca": "from membership.etcd.tls.secretName with tls.ca",
+  "membership.etcd.tls.cert": "from membership.etcd.tls.secretName with tls.clientCert",
+  "membership.etcd.tls.key": "from membership.etcd.tls.secretName with tls.clientCert",
+};
+
+/** Where a config field lives in the chart's values. */
+function valuesPath(field: string): string[] {
+  const path = field.split(".");
+  return path[0] === "membership" ? path : ["config", ...path];
+}
+
+test("every field of ringroute's config schema is accepted by values.schema.json, or listed as set by the chart", async (t) => {
+  const schema = JSON.parse(await readFile(join(chart, "values.schema.json"), "utf8")) as Schema;
+  const fields = configFields();
+  // The probe finds what the parser knows: fields other issues add show up here by themselves.
+  for (const known of [
+    "ring.partitions",
+    "proxy.retry.on",
+    "membership.etcd.handoff",
+    "membership.health.rise",
+    "workers",
+  ]) {
+    t.true(fields.includes(known), `probe finds ${known}`);
+  }
+  const missing: string[] = [];
+  for (const field of fields) {
+    if (field in notExposed) continue;
+    let node: Schema | undefined = schema;
+    for (const part of valuesPath(field)) node = node?.properties?.[part];
+    if (node === undefined) missing.push(field);
+  }
+  t.deepEqual(missing, [], "add them to values.schema.json (and the templates), or to notExposed with a reason");
+  for (const field of Object.keys(notExposed)) t.true(fields.includes(field), `${field} is still a config field`);
 });

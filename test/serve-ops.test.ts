@@ -78,6 +78,10 @@ test("the access log writes one JSON line a record, with its time, and samples",
   const parsed = JSON.parse(line);
   t.like(parsed, record);
   t.regex(parsed.time, /Z$/);
+  // Durations print to two decimals, as the README shows them, whatever the clock's float noise.
+  all?.write({ ...record, totalMs: 14.288037000000259, upstreamMs: 0.004999999 });
+  await new Promise((resolve) => setImmediate(resolve));
+  t.regex(out.kept[1] as string, /"totalMs":14\.29,"upstreamMs":0,/);
 
   t.is(createAccessLog({ log: false, sample: 1 }, out), undefined);
   const draws = [0.1, 0.6, 0.24, 0.9];

@@ -249,7 +249,8 @@ test.serial("SIGTERM drains every worker and the primary exits 0 once they are d
     ring.workers.some((w) => alive(w.pid)),
     "no worker outlives the primary",
   );
-  t.regex(running.output(), /SIGTERM: shutting down/);
+  // 'exit' can come before the last of stderr is read: wait for the line rather than look once.
+  await until(() => /SIGTERM: shutting down/.test(running.output()), { what: "the SIGTERM line in the output" });
 });
 
 test("--workers takes a count or auto; anything else exits 2 naming the field", async (t) => {

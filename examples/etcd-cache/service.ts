@@ -13,10 +13,19 @@
  *     --etcd http://127.0.0.1:2379 --store /tmp/cache-store
  *
  * GET /KEY answers the value (404 if absent), PUT /KEY stores the body. A key
- * whose partition this instance does not hold answers 421. Between saving a
- * partition and the new owner loading it, the proxy still routes it here:
- * reads are served from the saved copy, writes answer 503 (retry shortly),
- * like the Go package's advice to buffer during a transition.
+ * whose partition this instance does not hold (`member.holds`) answers 421,
+ * and so does a request whose `x-ringroute-version` (sent by the proxy) is a
+ * version this instance has not taken up yet: it cannot know yet whether it
+ * owns the key there. Between saving a partition and the new owner loading
+ * it, reads are served from the saved copy and writes answer 503 (retry
+ * shortly), like the Go package's advice to buffer during a transition.
+ * `x-cache-from: memory | saved` says which answered a read.
+ *
+ * Fencing: an instance that loses its etcd lease (or cannot reach etcd for a
+ * lease TTL) drops what it holds in memory (`onFenced`), since others take
+ * its partitions over from then on, and answers 421 until hand-offs give it
+ * partitions again. SIGTERM leaves gracefully: drain, wait until every
+ * partition is loaded by its new owner, then revoke the lease.
  */
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
@@ -38,6 +47,10 @@ export interface CacheOptions {
   cluster?: string;
   /** Lease TTL in milliseconds. */
   ttl?: number;
+  /** How long a save or load may take before it is given up (ms). */
+  handoffTimeout?: number;
+  /** How long leaving waits for the partitions to be loaded elsewhere (ms). */
+  leaveTimeout?: number;
 }
 
 export interface CacheService {
@@ -64,17 +77,24 @@ export async function startCacheService(options: CacheOptions): Promise<CacheSer
   const server: Server = createServer((req, res) => {
     const key = req.url ?? "/";
     const partition = cluster.ring.partitionOf(key);
-    const entries = data.get(partition);
+    const wanted = Number(req.headers["x-ringroute-version"] ?? 0);
+    if (wanted > (member.version ?? 0)) {
+      res.writeHead(421, { "content-type": "text/plain" }).end(`version ${wanted} not reached yet\n`);
+      return;
+    }
+    const entries = member.holds(partition, 0) ? data.get(partition) : undefined;
     const saved = handedOver.get(partition);
     if (entries === undefined && saved !== undefined) {
       const value = req.method === "GET" ? saved.get(key) : undefined;
-      if (value !== undefined) res.writeHead(200, { "content-type": "text/plain" }).end(value);
+      if (value !== undefined) res.writeHead(200, { "content-type": "text/plain", "x-cache-from": "saved" }).end(value);
       else if (req.method === "GET") res.writeHead(404).end();
       else res.writeHead(503, { "retry-after": "1" }).end("partition moving\n");
       return;
     }
     if (entries === undefined) {
-      res.writeHead(421, { "content-type": "text/plain" }).end(`partition ${partition} is not held here\n`);
+      res
+        .writeHead(421, { "content-type": "text/plain" })
+        .end(`partition ${partition} is not held by ${options.name}\n`);
       return;
     }
     if (req.method === "PUT") {
@@ -88,16 +108,18 @@ export async function startCacheService(options: CacheOptions): Promise<CacheSer
     }
     const value = entries.get(key);
     if (value === undefined) res.writeHead(404).end();
-    else res.writeHead(200, { "content-type": "text/plain" }).end(value);
+    else res.writeHead(200, { "content-type": "text/plain", "x-cache-from": "memory" }).end(value);
   });
   server.listen(options.port, "127.0.0.1");
   await new Promise((resolve) => server.once("listening", resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
-  const member = new EtcdMember(source, {
+  const member: EtcdMember = new EtcdMember(source, {
     name: options.name,
     url,
     ttl: options.ttl,
+    handoffTimeout: options.handoffTimeout,
+    leaveTimeout: options.leaveTimeout,
     ring: cacheRing,
     handoff: {
       // Save the partition where the next owner will find it, then forget it.
@@ -120,6 +142,11 @@ export async function startCacheService(options: CacheOptions): Promise<CacheSer
     },
     // Every member finished the version: the new owners have what was saved.
     onStable: () => handedOver.clear(),
+    // Others take these partitions over from now on: nothing here can be trusted.
+    onFenced: () => {
+      data.clear();
+      handedOver.clear();
+    },
   });
   await cluster.start();
   await member.join();
@@ -130,15 +157,8 @@ export async function startCacheService(options: CacheOptions): Promise<CacheSer
     member,
     data,
     async close() {
-      // Drain first: the partitions move to the others through release/acquire.
-      await member.setReady(false);
-      await new Promise<void>((resolve) => {
-        const check = () => {
-          if (data.size === 0 && member.settled) resolve();
-          else setTimeout(check, 50);
-        };
-        check();
-      });
+      // Drains first: the partitions move to the others through release and
+      // acquire, and the lease goes only once the new owners loaded them.
       await member.leave();
       await cluster.stop();
       server.close();

@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml";
 import { type Config, defaultConfig, keySourceText, parseConfig } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import { membersFromFlag } from "../membership/config.ts";
+import { yamlProblem } from "../utils/yaml-problem.ts";
 import { usageError } from "./usage-error.ts";
 
 /** One flag: its value's placeholder, the variable and config field it stands for, and a line of help. */
@@ -46,7 +47,7 @@ export const ringFlags: readonly Flag[] = [
   { name: "hash", value: "fnv1a32|fnv1a64", env: "RINGROUTE_HASH", field: "ring.hash", help: "key hash" },
   {
     name: "placement",
-    value: "jump|balanced",
+    value: "balanced|jump|modulo|vnodes",
     env: "RINGROUTE_PLACEMENT",
     field: "ring.placement",
     help: "partitions onto members",
@@ -182,6 +183,7 @@ export const serveFlags: readonly Flag[] = [
  */
 export const secretVariables: readonly { env: string; field: string }[] = [
   { env: "RINGROUTE_SERF_AUTH_KEY", field: "membership.serf.authKey" },
+  { env: "RINGROUTE_ETCD_PASSWORD", field: "membership.etcd.password" },
 ];
 
 export const helpFlag: Flag = { name: "help", help: "print this help and exit" };
@@ -260,7 +262,7 @@ function readConfigFile(path: string, readFile: (path: string) => string): Recor
   try {
     parsed = parseYaml(text);
   } catch (error) {
-    throw new ConfigError("--config", `${path} is not valid YAML: ${(error as Error).message.split("\n")[0]}`);
+    throw new ConfigError("--config", `${path} is not valid YAML: ${yamlProblem(error, text)}`);
   }
   if (parsed === null || parsed === undefined) return {};
   if (typeof parsed !== "object" || Array.isArray(parsed))

@@ -1,26 +1,36 @@
 import { once } from "node:events";
 import { parseArgs } from "node:util";
-import { pino } from "pino";
 import { parseRing } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import { endpoints, parseEtcdConfig } from "../membership/etcd/config.ts";
+import { httpHooks } from "../membership/etcd/hooks.ts";
 import { EtcdMember } from "../membership/etcd/member.ts";
 import { EtcdSource } from "../membership/etcd/source.ts";
 import { duration } from "../utils/duration.ts";
+import { oneOf } from "../utils/fields.ts";
 import type { Command } from "./command.ts";
 import { ringFlags } from "./flags.ts";
+import { createLogging } from "./logging.ts";
 import { usageError } from "./usage-error.ts";
 
 export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [flags]
   Registers a backend (written in any language) in an etcd cluster and keeps
   it there: a lease kept alive while this sidecar runs, ready while GET
   URL+HEALTH-PATH answers 2xx, not ready (drained) while it fails; SIGTERM
-  or SIGINT leaves (revokes the lease). It also takes part in the leader
-  election and reports the member's hand-offs done at once.
+  or SIGINT leaves: drains, waits until its partitions are ready elsewhere
+  (at most --leave-timeout), then revokes the lease. It also takes part in
+  the leader election and runs the member's hand-offs: with --release-hook
+  and --acquire-hook it POSTs {partition, rank, from, to, version} as JSON
+  to the backend and counts a 2xx as done (retrying otherwise); without
+  them it reports each hand-off done at once.
   --cluster NAME (ringroute)  --prefix /ringroute/NAME/  --ttl 10s
   --tags k=v,k=v  --health-path /healthz  --health-interval 2s  --health-timeout 1s
-  --partitions P --replicas R --hash H --placement P --order O (the ring a leader publishes)
-  --username U --password P  --ca FILE --cert FILE --key FILE`;
+  --release-hook URL  --acquire-hook URL  --hook-timeout 10s  --handoff-timeout 30s
+  --leave-timeout 30s
+  --partitions P --replicas R --hash H --placement P --order O --balance-factor F
+  (the ring a leader publishes; balanced, factor 1.25, unless set)
+  --username U --password P  --ca FILE --cert FILE --key FILE
+  --log-level info (RINGROUTE_LOG_LEVEL)  --log-format auto|json|pretty (RINGROUTE_LOG_FORMAT)`;
 
 const options = {
   help: { type: "boolean", short: "h" },
@@ -34,17 +44,27 @@ const options = {
   "health-path": { type: "string" },
   "health-interval": { type: "string" },
   "health-timeout": { type: "string" },
+  "release-hook": { type: "string" },
+  "acquire-hook": { type: "string" },
+  "hook-timeout": { type: "string" },
+  "handoff-timeout": { type: "string" },
+  "leave-timeout": { type: "string" },
   partitions: { type: "string" },
   replicas: { type: "string" },
   hash: { type: "string" },
   placement: { type: "string" },
   order: { type: "string" },
+  "balance-factor": { type: "string" },
   username: { type: "string" },
   password: { type: "string" },
   ca: { type: "string" },
   cert: { type: "string" },
   key: { type: "string" },
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
 } as const;
+
+const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
 export async function member(args: string[]): Promise<void> {
   let values: ReturnType<typeof parse>["values"];
@@ -88,11 +108,29 @@ export async function member(args: string[]): Promise<void> {
   if (healthPath !== undefined && !healthPath.startsWith("/")) {
     throw new ConfigError("--health-path", `must start with "/", got ${JSON.stringify(healthPath)}`);
   }
+  const releaseHook = hookUrl(values["release-hook"], "--release-hook");
+  const acquireHook = hookUrl(values["acquire-hook"], "--acquire-hook");
+  const hookTimeout =
+    values["hook-timeout"] === undefined ? 10_000 : duration(values["hook-timeout"], "--hook-timeout");
+  const handoffTimeout =
+    values["handoff-timeout"] === undefined ? undefined : duration(values["handoff-timeout"], "--handoff-timeout");
+  const leaveTimeout =
+    values["leave-timeout"] === undefined ? 30_000 : duration(values["leave-timeout"], "--leave-timeout");
   const { partitions, replicas, hash, placement, order } = values;
-  const given = Object.entries({ partitions, replicas, hash, placement, order }).filter(([, v]) => v !== undefined);
+  const balanceFactor = values["balance-factor"];
+  const given = Object.entries({ partitions, replicas, hash, placement, order, balanceFactor }).filter(
+    ([, v]) => v !== undefined,
+  );
   const ring = parseRing(Object.fromEntries(given), "ring");
 
-  const logger = pino({ base: { command: "member" } }, pino.destination(2));
+  // The same logger as serve's: ISO times, level names, pretty on a terminal.
+  const level = values["log-level"] ?? (process.env.RINGROUTE_LOG_LEVEL || "info");
+  const format = values["log-format"] ?? (process.env.RINGROUTE_LOG_FORMAT || "auto");
+  const { logger: root } = await createLogging({
+    level: oneOf(level, "--log-level", logLevels),
+    format: oneOf(format, "--log-format", ["json", "pretty", "auto"] as const),
+  });
+  const logger = root.child({ command: "member" });
   const source = new EtcdSource({ ...config, logger });
   const member = new EtcdMember(source, {
     name: values.name,
@@ -102,6 +140,10 @@ export async function member(args: string[]): Promise<void> {
     ring,
     logger,
     ready: healthPath === undefined,
+    handoff: httpHooks(values.name, { release: releaseHook, acquire: acquireHook, timeout: hookTimeout, logger }),
+    handoffTimeout,
+    leaveTimeout,
+    onFenced: (reason) => logger.warn({ reason }, "fenced: holding nothing until hand-offs give partitions back"),
   });
   await source.start({ snapshot: () => {}, down: () => {} });
   try {
@@ -144,6 +186,14 @@ export async function member(args: string[]): Promise<void> {
   await source.stop();
 }
 
+function hookUrl(value: string | undefined, flag: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (!/^https?:\/\//.test(value) || !URL.canParse(value)) {
+    throw new ConfigError(flag, `must be an http(s) URL, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
 function tags(value: string | undefined): Record<string, string> {
   if (value === undefined || value.trim() === "") return {};
   return Object.fromEntries(
@@ -165,7 +215,7 @@ export const memberCommand: Command = {
   synopsis: "ringroute member --etcd URLS --name NAME --url URL [flags]",
   description: memberUsage
     .split("\n")
-    .slice(1, 6)
+    .slice(1, 11)
     .map((line) => line.trim())
     .join("\n"),
   flags: [
@@ -184,7 +234,24 @@ export const memberCommand: Command = {
     },
     { name: "health-interval", value: "DURATION", help: "between health checks", shownDefault: "2s" },
     { name: "health-timeout", value: "DURATION", help: "a health check's answer", shownDefault: "1s" },
-    ...ringFlags.filter((flag) => ["partitions", "replicas", "hash", "placement", "order"].includes(flag.name)),
+    { name: "release-hook", value: "URL", help: "POSTed {partition, rank, from, to, version} to release; 2xx = done" },
+    { name: "acquire-hook", value: "URL", help: "POSTed {partition, rank, from, to, version} to acquire; 2xx = done" },
+    { name: "hook-timeout", value: "DURATION", help: "one hook attempt", shownDefault: "10s" },
+    {
+      name: "handoff-timeout",
+      value: "DURATION",
+      help: "a hand-off step still running is given up after",
+      shownDefault: "30s",
+    },
+    {
+      name: "leave-timeout",
+      value: "DURATION",
+      help: "on SIGTERM, wait this long for partitions to be ready elsewhere",
+      shownDefault: "30s",
+    },
+    ...ringFlags.filter((flag) =>
+      ["partitions", "replicas", "hash", "placement", "order", "balance-factor"].includes(flag.name),
+    ),
     { name: "username", value: "U", help: "etcd user" },
     { name: "password", value: "P", help: "etcd password" },
     { name: "ca", value: "FILE", help: "etcd CA certificate" },

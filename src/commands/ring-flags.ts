@@ -22,7 +22,7 @@ export const ringCommandFlags: readonly Flag[] = [
   {
     name: "members-file",
     value: "FILE",
-    help: 'a members file as the file source reads it ("name url" lines, YAML, JSON)',
+    help: 'a members file: one name a line, or as the file source reads it ("name url" lines, YAML, JSON)',
   },
   ...ringFlags,
 ];
@@ -59,7 +59,26 @@ function membersFile(path: string, field: string): string[] {
   } catch (error) {
     throw new ConfigError(field, `cannot read ${path}: ${(error as NodeJS.ErrnoException).code}`);
   }
+  const names = bareNames(text);
+  if (names !== undefined) return memberNames(names, field);
   return parseMembersFile(text, path).map((m) => m.name);
+}
+
+/**
+ * A plain list of names, one a line (blank lines and # comments skipped), as
+ * `kubectl get pods -o name` (its `pod/` prefix dropped) or libring configs
+ * give them; undefined when a line holds more than a name. Only placement
+ * needs names: the file source, which routes, still needs a URL for each.
+ */
+export function bareNames(text: string): string[] | undefined {
+  const lines = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"));
+  if (lines.length === 0 || lines.some((line) => /\s/.test(line) || line.includes("://") || /^[-[{]/.test(line))) {
+    return undefined;
+  }
+  return lines.map((line) => line.replace(/^pod\//, ""));
 }
 
 /** Splits a comma-separated flag value into trimmed names; `name=url` entries give their name. */

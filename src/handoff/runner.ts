@@ -18,6 +18,18 @@ function releasedIn(doc: HandoffDoc): Map<Slot, number> {
   return map;
 }
 
+/** What a hand-off step acts for. */
+export interface HandoffStep {
+  /** The ring version whose hand-off this is. */
+  version: number;
+  /**
+   * Fires when the step no longer counts: the member lost its lease
+   * (fenced), left, the step ran past `handoffTimeout` and was given up, or
+   * (an acquire) a later version moved the slot away before it finished.
+   */
+  signal: AbortSignal;
+}
+
 /**
  * What a member does with its partitions. Both may return a promise; the
  * hand-off waits for it. `to`/`from` is the other member, or null when the
@@ -25,16 +37,24 @@ function releasedIn(doc: HandoffDoc): Map<Slot, number> {
  */
 export interface HandoffHandlers {
   /** Stop owning (partition, rank): save or flush it. When this settles the new owner may take over. */
-  release?(partition: number, to: string | null, rank: number): void | Promise<void>;
-  /** Take over (partition, rank); called only after the old owner released it (or the hand-off timed out). */
-  acquire?(partition: number, from: string | null, rank: number): void | Promise<void>;
+  release?(partition: number, to: string | null, rank: number, step: HandoffStep): void | Promise<void>;
+  /** Take over (partition, rank); called only after the old owner released it (or it is gone, or fenced). */
+  acquire?(partition: number, from: string | null, rank: number, step: HandoffStep): void | Promise<void>;
 }
+
+/** Why a step's signal fired. */
+export type AbortReason = "fenced" | "stopped" | "timeout" | "superseded";
 
 export interface HandoffRunnerOptions {
   /** This member's name. */
   name: string;
   handlers: HandoffHandlers;
-  /** Milliseconds to wait for the old owner's release before acquiring anyway. */
+  /**
+   * Milliseconds a handler may run before its step is given up (signal
+   * fired, step reported done, counted in `failures`); also how long a new
+   * owner waits for an old owner that does not speak the protocol (no
+   * hand-off document) before acquiring anyway.
+   */
   timeout: number;
   clock: Clock;
   logger: Logger;
@@ -58,15 +78,27 @@ interface Waiter {
  * acquire, an acquire waits for the old owner's release mark. A step from a
  * superseded version still runs its wait (the data may still be moving) but
  * skips an acquire the member no longer needs.
+ *
+ * `fence()` is the member losing its lease: every running step's signal
+ * fires, the held set is cleared and the runner starts over from the next
+ * version it is given, holding nothing.
  */
 export class HandoffRunner {
   /** Slots this member holds ready. */
   readonly held = new Set<Slot>();
   /** Slots this member let go and has not taken back, with the version that let them go: its release marks. */
   readonly released = new Map<Slot, number>();
-  /** Hand-offs that gave up waiting for a release. */
+  /** Hand-offs that acquired without the old owner's release (it does not speak the protocol). */
   timeouts = 0;
+  /** Steps given up (ran past the timeout) or whose handler threw. */
+  failures = 0;
   #chains = new Map<Slot, Promise<void>>();
+  /** Running acquires by slot, to abort when a later version moves the slot away. */
+  #acquiring = new Map<Slot, AbortController>();
+  /** Every running step's controller. */
+  #running = new Set<AbortController>();
+  /** Bumped on fence(): steps of an earlier epoch do nothing more. */
+  #epoch = 0;
   #busy = 0;
   #current: { version: number; ring: Ring } | undefined;
   #waiters = new Set<Waiter>();
@@ -94,6 +126,9 @@ export class HandoffRunner {
     const next = Ring.build(doc.members, doc.ring);
     this.#current = { version: doc.version, ring: next };
     const version = doc.version;
+    for (const [slot, controller] of this.#acquiring) {
+      if (next.owner(partitionOf(slot), rankOf(slot)) !== me) controller.abort("superseded" satisfies AbortReason);
+    }
     const ranks = Math.max(previous.ownerCount, next.ownerCount);
     for (let p = 0; p < doc.ring.partitions; p++) {
       for (let r = 0; r < ranks; r++) {
@@ -104,15 +139,15 @@ export class HandoffRunner {
           if (this.held.has(slot) && !this.#chains.has(slot)) continue;
           if (from === me) {
             // Owner before and after but not holding (a restarted member): take it up at once.
-            if (!this.#chains.has(slot)) this.#schedule(slot, () => this.#acquire(slot, null));
+            if (!this.#chains.has(slot)) this.#schedule(slot, (epoch) => this.#acquire(slot, null, version, epoch));
             continue;
           }
-          this.#schedule(slot, async () => {
+          this.#schedule(slot, async (epoch) => {
             await this.#waitForRelease(from, version, slot);
-            await this.#acquire(slot, from);
+            await this.#acquire(slot, from, version, epoch);
           });
         } else if (from === me || this.held.has(slot) || this.#chains.has(slot)) {
-          this.#schedule(slot, () => this.#release(slot, to, version));
+          this.#schedule(slot, (epoch) => this.#release(slot, to, version, epoch));
         }
       }
     }
@@ -134,9 +169,36 @@ export class HandoffRunner {
     }
   }
 
-  /** Ends all waits (nothing more is acquired) and publishes nothing further. */
+  /** Ends all waits (nothing more is acquired), fires every running step's signal and publishes nothing further. */
   stop(): void {
     this.#stopped = true;
+    this.#abortAll("stopped");
+  }
+
+  /**
+   * The member lost its lease: it holds nothing from now on. Running steps'
+   * signals fire and their outcome is dropped; the next `apply` starts over
+   * (as a member that just joined) and partitions come back only through
+   * hand-offs.
+   */
+  fence(): void {
+    this.#epoch++;
+    this.held.clear();
+    this.released.clear();
+    this.#current = undefined;
+    this.#abortAll("fenced");
+  }
+
+  /** Whether this member holds (partition, rank) ready: owns it in the current version, has it, and nothing about it is pending. */
+  holds(partition: number, rank: number): boolean {
+    const slot = slotOf(partition, rank);
+    return this.held.has(slot) && !this.#chains.has(slot) && this.#owner(slot) === this.#options.name && !this.#stopped;
+  }
+
+  #abortAll(reason: AbortReason): void {
+    for (const controller of this.#running) controller.abort(reason);
+    this.#running.clear();
+    this.#acquiring.clear();
     for (const waiter of this.#waiters) waiter.resolve();
     this.#waiters.clear();
   }
@@ -145,11 +207,12 @@ export class HandoffRunner {
     return this.#current?.ring.owner(partitionOf(slot), rankOf(slot));
   }
 
-  #schedule(slot: Slot, step: () => Promise<void>): void {
+  #schedule(slot: Slot, step: (epoch: number) => Promise<void>): void {
     this.#busy++;
+    const epoch = this.#epoch;
     const previous = this.#chains.get(slot) ?? Promise.resolve();
     const chain: Promise<void> = previous
-      .then(step)
+      .then(() => (epoch === this.#epoch ? step(epoch) : undefined))
       .catch((error) =>
         this.#options.logger.error({ err: error, partition: partitionOf(slot) }, "hand-off step failed"),
       )
@@ -161,36 +224,99 @@ export class HandoffRunner {
     this.#chains.set(slot, chain);
   }
 
-  async #acquire(slot: Slot, from: string | null): Promise<void> {
+  async #acquire(slot: Slot, from: string | null, version: number, epoch: number): Promise<void> {
     // Superseded: a later version moved the slot away before it came.
-    if (this.#stopped || this.#owner(slot) !== this.#options.name || this.held.has(slot)) return;
+    if (this.#stopped || epoch !== this.#epoch || this.#owner(slot) !== this.#options.name || this.held.has(slot))
+      return;
     this.released.delete(slot);
     const partition = partitionOf(slot);
     const rank = rankOf(slot);
-    try {
-      await this.#options.handlers.acquire?.(partition, from, rank);
-    } catch (error) {
-      // The slot is taken anyway: holding back would leave it routed to a member that gave it up.
-      this.#options.logger.error({ err: error, partition, rank, from }, "acquire failed; taking the partition anyway");
-    }
+    const controller = new AbortController();
+    this.#acquiring.set(slot, controller);
+    const outcome = await this.#run(controller, "acquire", { partition, rank, from, version }, (step) =>
+      this.#options.handlers.acquire?.(partition, from, rank, step),
+    );
+    if (this.#acquiring.get(slot) === controller) this.#acquiring.delete(slot);
+    if (epoch !== this.#epoch || outcome === "aborted") return;
+    // Taken even when the handler failed or was given up: holding back would
+    // leave the slot routed to nobody; the failure is logged and counted.
     this.held.add(slot);
   }
 
-  async #release(slot: Slot, to: string | null, version: number): Promise<void> {
+  async #release(slot: Slot, to: string | null, version: number, epoch: number): Promise<void> {
+    if (epoch !== this.#epoch) return;
     if (this.held.has(slot)) {
+      // Not served from here on, whatever the handler does.
       this.held.delete(slot);
       const partition = partitionOf(slot);
       const rank = rankOf(slot);
-      try {
-        await this.#options.handlers.release?.(partition, to, rank);
-      } catch (error) {
-        this.#options.logger.error({ err: error, partition, rank, to }, "release failed; letting the partition go");
-      }
+      const controller = new AbortController();
+      await this.#run(controller, "release", { partition, rank, to, version }, (step) =>
+        this.#options.handlers.release?.(partition, to, rank, step),
+      );
+      if (epoch !== this.#epoch) return;
     }
+    // Marked released even when the handler failed or was given up, so the
+    // new owner acquires and later versions can become stable.
     this.released.set(slot, version);
   }
 
-  /** Resolves when `from` has marked the slot released for `version` (or later), is gone, or the timeout passes. */
+  /**
+   * Runs one handler with its signal, for at most the timeout: then the
+   * signal fires and the step counts as done with an error. "aborted" when
+   * the signal fired for another reason (fenced, stopped, superseded).
+   */
+  async #run(
+    controller: AbortController,
+    kind: "acquire" | "release",
+    context: { partition: number; rank: number; version: number; from?: string | null; to?: string | null },
+    handler: (step: HandoffStep) => void | Promise<void> | undefined,
+  ): Promise<"done" | "failed" | "aborted"> {
+    const { clock, timeout, logger } = this.#options;
+    this.#running.add(controller);
+    let cancel: (() => void) | undefined;
+    try {
+      const work = Promise.resolve().then(() => handler({ version: context.version, signal: controller.signal }));
+      const timedOut = new Promise<"timeout">((resolve) => {
+        cancel = clock.setTimer(() => resolve("timeout"), timeout);
+      });
+      const aborted = new Promise<"aborted">((resolve) => {
+        controller.signal.addEventListener("abort", () => resolve("aborted"), { once: true });
+      });
+      const result = await Promise.race([work.then(() => "done" as const), timedOut, aborted]);
+      if (result === "timeout") {
+        controller.abort("timeout" satisfies AbortReason);
+        this.failures++;
+        logger.error({ ...context, timeoutMs: timeout }, `${kind} still running after handoffTimeout; given up`);
+        work.catch(() => {});
+        return "failed";
+      }
+      if (result === "aborted") {
+        work.catch(() => {});
+        return "aborted";
+      }
+      return "done";
+    } catch (error) {
+      if (controller.signal.aborted) return "aborted";
+      this.failures++;
+      logger.error(
+        { err: error, ...context },
+        `${kind} failed; ${kind === "acquire" ? "taking" : "letting go of"} the partition anyway`,
+      );
+      return "failed";
+    } finally {
+      cancel?.();
+      this.#running.delete(controller);
+    }
+  }
+
+  /**
+   * Resolves when `from` has marked the slot released for `version` (or
+   * later) or is gone (dead, left, or fenced: its lease is gone). An old
+   * owner that speaks the protocol gives up a stuck release by itself, so
+   * the wait has no deadline; only one without a hand-off document (a member
+   * registered by hand) is waited for just `timeout`.
+   */
   #waitForRelease(from: string | null, version: number, slot: Slot): Promise<void> {
     const { alive, progress, clock, timeout, logger } = this.#options;
     if (from === null || this.#stopped) return Promise.resolve();
@@ -201,6 +327,7 @@ export class HandoffRunner {
     };
     if (check()) return Promise.resolve();
     return new Promise((resolve) => {
+      let cancel = () => {};
       const waiter: Waiter = {
         check,
         resolve: () => {
@@ -208,15 +335,21 @@ export class HandoffRunner {
           resolve();
         },
       };
-      const cancel = clock.setTimer(() => {
-        if (!this.#waiters.delete(waiter)) return;
+      const expire = () => {
+        if (!this.#waiters.has(waiter)) return;
+        if (progress(from) !== undefined) {
+          cancel = clock.setTimer(expire, timeout); // it speaks the protocol: its own timeout applies
+          return;
+        }
+        this.#waiters.delete(waiter);
         this.timeouts++;
         logger.warn(
           { partition: partitionOf(slot), rank: rankOf(slot), from, version, timeoutMs: timeout },
-          "no release from the old owner in time; acquiring anyway",
+          "the old owner has no hand-off document and did not release in time; acquiring anyway",
         );
         resolve();
-      }, timeout);
+      };
+      cancel = clock.setTimer(expire, timeout);
       this.#waiters.add(waiter);
     });
   }
@@ -226,7 +359,11 @@ export class HandoffRunner {
     const { ring, version } = this.#current;
     const me = this.#options.name;
     const ready: Slot[] = [];
-    for (const slot of this.held) if (ring.owner(partitionOf(slot), rankOf(slot)) === me) ready.push(slot);
+    // Not while a step of the slot is queued or running (a release from an
+    // earlier version may still be saving it): ready means held and settled.
+    for (const slot of this.held) {
+      if (ring.owner(partitionOf(slot), rankOf(slot)) === me && !this.#chains.has(slot)) ready.push(slot);
+    }
     const byVersion = new Map<number, Slot[]>();
     for (const [slot, v] of this.released) {
       const slots = byVersion.get(v);

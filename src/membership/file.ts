@@ -7,6 +7,7 @@ import { SourceError } from "../errors/source-error.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
 import { memberNames, tags } from "../utils/fields.ts";
 import { type Logger, silentLogger } from "../utils/logger.ts";
+import { yamlProblem } from "../utils/yaml-problem.ts";
 import {
   type FileStamp,
   initialSettle,
@@ -249,7 +250,7 @@ export function parseMembersFile(text: string, path: string): Member[] {
       data = parseYaml(text);
     } catch (error) {
       if (ext === ".yaml" || ext === ".yml") {
-        throw new ConfigError(path, `not valid YAML (${firstLine((error as Error).message)})`);
+        throw new ConfigError(path, `not valid YAML (${yamlProblem(error, text)})`);
       }
       data = undefined; // not YAML: try lines
     }
@@ -300,8 +301,4 @@ function checkedMember(field: string, name: unknown, url: unknown, raw: unknown,
     tags: tags(raw ?? {}, `${field}${dot}tags`),
     state: "alive",
   };
-}
-
-function firstLine(message: string): string {
-  return message.split("\n")[0] ?? message;
 }

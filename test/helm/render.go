@@ -1,7 +1,7 @@
 // Command render renders a Helm chart the way `helm template` does, for
 // tests on machines without helm: Go's text/template with the sprig
 // functions (the engine helm uses) plus helm's own include, tpl, required,
-// toYaml, fromYaml, toJson and lookup. Built from Debian's packages in
+// toYaml, fromYaml, toJson, lookup and .Files.Get. Built from Debian's packages in
 // GOPATH mode (golang-go, golang-github-masterminds-sprig-dev).
 //
 //	render -chart helm/ringroute [-values override.json ...] [-release NAME] [-namespace NS] [-api-versions a/v1,b/v2]
@@ -45,6 +45,19 @@ func (a apiVersions) Has(version string) bool {
 		}
 	}
 	return false
+}
+
+// chartFiles is .Files: the chart's files by path relative to its directory
+// (symbolic links followed, as helm's loader follows them).
+type chartFiles string
+
+// Get is `.Files.Get "path"`: the file's contents, or "" when there is none.
+func (f chartFiles) Get(name string) string {
+	data, err := os.ReadFile(filepath.Join(string(f), filepath.FromSlash(name)))
+	if err != nil {
+		return ""
+	}
+	return string(data)
 }
 
 type output struct {
@@ -98,6 +111,7 @@ func run(chartDir, release, namespace, apis string, valueFiles []string) error {
 			"IsInstall": true, "IsUpgrade": false, "Revision": 1,
 		},
 		"Chart": chartObject(chart),
+		"Files": chartFiles(chartDir),
 		"Capabilities": map[string]interface{}{
 			"KubeVersion": map[string]interface{}{"Version": "v1.29.0", "Major": "1", "Minor": "29", "GitVersion": "v1.29.0"},
 			"APIVersions": versions,

@@ -20,6 +20,8 @@ export interface Node {
 
 export interface NodeOptions extends Partial<EtcdMemberOptions> {
   handoffTimeout?: number;
+  /** Where this node reaches etcd (a forwarder to cut); default the server itself. */
+  endpoint?: string;
 }
 
 /** Tracks what a test started, to stop it all in teardown. */
@@ -39,13 +41,19 @@ export class Nodes {
 
   /** A member: a Cluster (local = name) on a coordinated source, joined. */
   async member(name: string, options: NodeOptions = {}): Promise<Node> {
-    const { handoffTimeout, ...rest } = options;
-    const source = new EtcdSource({ endpoints: [this.etcd.endpoint], cluster: this.cluster, handoffTimeout });
+    const { handoffTimeout, endpoint, ...rest } = options;
+    const source = new EtcdSource({
+      endpoints: [endpoint ?? this.etcd.endpoint],
+      cluster: this.cluster,
+      handoffTimeout,
+    });
     const cluster = new Cluster({ source, local: name, ring: this.ring });
     const member = new EtcdMember(source, {
       name,
       url: `http://127.0.0.1:1/${name}`,
       ttl: 10_000,
+      // Teardown leaves every member: a test's end need not wait 30 s for a hand-over nobody can take.
+      leaveTimeout: 3000,
       ring: this.ring,
       ...rest,
     });

@@ -66,19 +66,55 @@ A/AAAA <service>.<namespace>.svc.<clusterDomain>.
 {{- else if ne (upper $m.dns.type) "SRV" }}
 {{- $_ := required (printf "membership.dns.port: required for type %s (A/AAAA records carry no port)" $m.dns.type) $m.dns.port }}
 {{- end }}
+{{- with $m.dns.server }}{{ $_ := set $dns "server" . }}{{ end }}
+{{- with $m.dns.tries }}{{ $_ := set $dns "tries" (int .) }}{{ end }}
+{{- with $m.dns.scheme }}{{ $_ := set $dns "scheme" . }}{{ end }}
 {{- $_ := set $out "dns" $dns }}
 {{- else if eq $m.source "static" }}
 {{- if not $m.static.members }}
 {{- fail "membership.static.members: list the backends as [{name, url}] when membership.source is static" }}
 {{- end }}
 {{- $_ := set $out "static" (dict "members" $m.static.members) }}
+{{- else if eq $m.source "file" }}
+{{- if and (not $m.file.members) (not $m.file.existingConfigMap) }}
+{{- fail "membership.file: list the backends in membership.file.members or name a ConfigMap in membership.file.existingConfigMap" }}
+{{- end }}
+{{- $_ := set $out "file" (dict "path" (printf "%s/%s" (include "ringroute.membersDir" .) $m.file.key) "pollInterval" $m.file.pollInterval "settle" $m.file.settle) }}
 {{- else if eq $m.source "serf" }}
 {{- $serf := dict "rpc" (required "membership.serf.rpc: the Serf agent's RPC address" $m.serf.rpc) "urlTag" $m.serf.urlTag }}
 {{- /* The auth key reaches the pod from a Secret (RINGROUTE_SERF_AUTH_KEY), never through this ConfigMap. */}}
 {{- with $m.serf.tags }}{{ $_ := set $serf "tags" . }}{{ end }}
+{{- range $field := list "tagMatch" "urlScheme" "reconnectMax" "timeout" }}
+{{- with index $m.serf $field }}{{ $_ := set $serf $field . }}{{ end }}
+{{- end }}
 {{- $_ := set $out "serf" $serf }}
+{{- else if eq $m.source "etcd" }}
+{{- $e := $m.etcd }}
+{{- if not $e.endpoints }}
+{{- fail "membership.etcd.endpoints: list the etcd client URLs" }}
+{{- end }}
+{{- $etcd := dict "endpoints" $e.endpoints "cluster" $e.cluster "handoff" $e.handoff "handoffTimeout" $e.handoffTimeout "handoffWait" $e.handoffWait "dialTimeout" $e.dialTimeout }}
+{{- with $e.prefix }}{{ $_ := set $etcd "prefix" . }}{{ end }}
+{{- with $e.tags }}{{ $_ := set $etcd "tags" . }}{{ end }}
+{{- /* The password reaches the pod from a Secret (RINGROUTE_ETCD_PASSWORD), never through this ConfigMap. */}}
+{{- if $e.username }}
+{{- if not (or $e.password $e.existingSecret) }}
+{{- fail "membership.etcd.username: set membership.etcd.password or membership.etcd.existingSecret too" }}
+{{- end }}
+{{- $_ := set $etcd "username" $e.username }}
+{{- end }}
+{{- if $e.tls.secretName }}
+{{- $tls := dict }}
+{{- if $e.tls.ca }}{{ $_ := set $tls "ca" "/etc/ringroute-etcd-tls/ca.crt" }}{{ end }}
+{{- if $e.tls.clientCert }}
+{{- $_ := set $tls "cert" "/etc/ringroute-etcd-tls/tls.crt" }}
+{{- $_ := set $tls "key" "/etc/ringroute-etcd-tls/tls.key" }}
+{{- end }}
+{{- $_ := set $etcd "tls" $tls }}
+{{- end }}
+{{- $_ := set $out "etcd" $etcd }}
 {{- else }}
-{{- fail (printf "membership.source: must be dns, static or serf, got %q" $m.source) }}
+{{- fail (printf "membership.source: must be dns, static, file, serf or etcd, got %q" $m.source) }}
 {{- end }}
 {{- with $m.health }}
 {{- $_ := set $out "health" . }}
@@ -100,6 +136,11 @@ traffic to the proxy port, and the kubelet probes the admin port.
 {{- end }}
 {{- end }}
 {{- $_ := set $config "membership" (include "ringroute.membership" . | fromYaml) }}
+{{- if .Values.tls.secretName }}
+{{- $tls := dict "cert" "/etc/ringroute-tls/tls.crt" "key" "/etc/ringroute-tls/tls.key" }}
+{{- if .Values.tls.ca }}{{ $_ := set $tls "ca" "/etc/ringroute-tls/ca.crt" }}{{ end }}
+{{- $_ := set $config "tls" $tls }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -109,6 +150,24 @@ traffic to the proxy port, and the kubelet probes the admin port.
 {{- if and (eq .Values.membership.source "serf") (or $serf.existingSecret $serf.authKey) }}
 {{- $serf.existingSecret | default (include "ringroute.suffixed" (list . "serf")) }}
 {{- end }}
+{{- end }}
+
+{{/* Whether the etcd password comes from a Secret, and which one: existingSecret, or the one the chart makes. */}}
+{{- define "ringroute.etcdSecret" -}}
+{{- $etcd := .Values.membership.etcd }}
+{{- if and (eq .Values.membership.source "etcd") $etcd.username (or $etcd.existingSecret $etcd.password) }}
+{{- $etcd.existingSecret | default (include "ringroute.suffixed" (list . "etcd")) }}
+{{- end }}
+{{- end }}
+
+{{/* Where the members file's ConfigMap is mounted (beside /etc/ringroute: a mount inside a ConfigMap volume cannot be made). */}}
+{{- define "ringroute.membersDir" -}}
+/etc/ringroute-members
+{{- end }}
+
+{{/* The ConfigMap holding the members file: existingConfigMap, or the one the chart makes from membership.file.members. */}}
+{{- define "ringroute.membersConfigMap" -}}
+{{- .Values.membership.file.existingConfigMap | default (include "ringroute.suffixed" (list . "members")) }}
 {{- end }}
 
 {{/* A duration of ringroute's config ("500ms", "5s", "1m", "1h", 0) in seconds. */}}

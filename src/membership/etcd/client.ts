@@ -1,7 +1,12 @@
 import { readFileSync } from "node:fs";
-import { noop } from "cockatiel";
-import { Etcd3, type IOptions } from "etcd3";
+import { createRequire } from "node:module";
+import type { Etcd3, IOptions } from "etcd3";
 import type { EtcdConnection } from "./config.ts";
+
+// etcd3 brings gRPC and protobufjs (a third of the install, most of the import
+// time): loaded when the first client is made, not when the library is imported.
+// Both packages are CommonJS, so a synchronous require keeps constructors synchronous.
+const require = createRequire(import.meta.url);
 
 /**
  * An etcd v3 client for a connection config. etcd3's own retries and circuit
@@ -12,6 +17,8 @@ import type { EtcdConnection } from "./config.ts";
 export function createEtcdClient(
   connection: Pick<EtcdConnection, "endpoints" | "tls" | "username" | "password" | "dialTimeout">,
 ): Etcd3 {
+  const { Etcd3 } = require("etcd3") as typeof import("etcd3");
+  const { noop } = require("cockatiel") as typeof import("cockatiel");
   const options: IOptions = {
     hosts: connection.endpoints,
     dialTimeout: connection.dialTimeout,

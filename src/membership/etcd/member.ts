@@ -1,11 +1,13 @@
 import { EventEmitter } from "node:events";
 import type { Lease } from "etcd3";
 import { type HandoffHandlers, HandoffRunner } from "../../handoff/runner.ts";
+import { fromLists } from "../../handoff/slots.ts";
 import { Ring, type RingConfig } from "../../ring/ring.ts";
 import { type Clock, systemClock } from "../../utils/clock.ts";
 import { type Logger, silentLogger } from "../../utils/logger.ts";
-import type { HandoffDoc, VersionDoc } from "./documents.ts";
+import { type HandoffDoc, parseNumber, type VersionDoc } from "./documents.ts";
 import { keyOf, stableKey } from "./keys.ts";
+import { LeaseWatch } from "./lease-watch.ts";
 import type { EtcdSource, EtcdView } from "./source.ts";
 
 export interface EtcdMemberOptions {
@@ -20,12 +22,26 @@ export interface EtcdMemberOptions {
   ready?: boolean;
   /** What to do with partitions that move to or from this member. Default: nothing to move. */
   handoff?: HandoffHandlers;
-  /** Milliseconds to wait for an old owner's release before acquiring anyway. Default: the source's (30 s). */
+  /**
+   * Milliseconds a release or acquire handler may run before it is given up
+   * (its signal fires, the step counts as done with an error); also how long
+   * a new owner waits for an old owner without a hand-off document before
+   * acquiring anyway. Default: the source's (30 s).
+   */
   handoffTimeout?: number;
+  /** Milliseconds `leave()` waits, drained, for its partitions to be ready elsewhere before revoking. Default 30 s. */
+  leaveTimeout?: number;
   /** The ring settings the leader publishes with each version. Default: defaultRingConfig(). */
   ring?: Partial<RingConfig>;
   /** Runs on every member when a version becomes stable (every member of it finished its hand-offs). */
   onStable?: (version: number) => void;
+  /**
+   * Runs when the member is fenced: it lost its lease, or could not reach
+   * etcd for a lease TTL. It holds nothing from then on (`holds` answers
+   * false) and must stop serving its partitions; it registers again by
+   * itself and gets partitions back only through hand-offs.
+   */
+  onFenced?: (reason: string) => void;
   clock?: Clock;
   logger?: Logger;
 }
@@ -38,8 +54,9 @@ export interface EtcdMemberOptions {
  * marks it stable once every member of it reports done.
  *
  * Events: `leader` (isLeader: boolean, leader: string | undefined) on every
- * change of leader; `stable` (version) as `onStable`; `lost` (error) when the
- * lease expired and the member registers again.
+ * change of leader; `stable` (version) as `onStable`; `fenced` (reason) as
+ * `onFenced`; `lost` (error) when the lease expired and the member registers
+ * again (after `fenced`).
  */
 export class EtcdMember extends EventEmitter {
   readonly name: string;
@@ -62,6 +79,13 @@ export class EtcdMember extends EventEmitter {
   #pending: { doc: HandoffDoc; done: boolean } | undefined;
   #readyWritten: number | undefined;
   #cancelRetry: (() => void) | undefined;
+  #watch: LeaseWatch | undefined;
+  /** The store revision of this registration's member key: views older than it are not acted on. */
+  #registeredAt = 0n;
+  /** The leave in progress: a second call waits for the same one. */
+  #left: Promise<void> | undefined;
+  /** Set while `leave()` waits for the partitions to be ready elsewhere. */
+  #leaving: (() => void) | undefined;
 
   constructor(source: EtcdSource, options: EtcdMemberOptions) {
     super();
@@ -108,20 +132,89 @@ export class EtcdMember extends EventEmitter {
     return this.#ready;
   }
 
-  /** Leaves: revokes the lease, so etcd deletes every key of this member at once. */
-  async leave(): Promise<void> {
+  /**
+   * Leaves without losing anything: drains (`setReady(false)`), waits until
+   * every partition it gave up is ready at its new owner (or `leaveTimeout`
+   * passes, or it holds nothing and no version is published), then revokes
+   * the lease, so etcd deletes every key of this member at once.
+   */
+  leave(): Promise<void> {
+    this.#left ??= this.#leave().finally(() => {
+      this.#left = undefined;
+    });
+    return this.#left;
+  }
+
+  async #leave(): Promise<void> {
+    if (!this.#joined) return;
+    if (this.#lease !== undefined && this.#runner.version !== undefined) {
+      const timeout = this.#options.leaveTimeout ?? 30_000;
+      this.#logger.info({ leaveTimeout: timeout }, "leaving: draining first");
+      await this.setReady(false).catch((error) => this.#logger.warn({ err: error }, "cannot drain; leaving anyway"));
+      const handedOver = await new Promise<boolean>((resolve) => {
+        const cancel = this.#clock.setTimer(() => done(false), timeout);
+        const done = (ok: boolean) => {
+          cancel();
+          this.#leaving = undefined;
+          resolve(ok);
+        };
+        this.#leaving = () => {
+          if (this.#handedOver()) done(true);
+        };
+        this.#leaving();
+      });
+      if (handedOver) this.#logger.info("partitions ready elsewhere; revoking the lease");
+      else
+        this.#logger.warn(
+          { leaveTimeout: timeout },
+          "partitions not ready elsewhere within leaveTimeout; leaving anyway",
+        );
+    }
     if (!this.#joined) return;
     this.#joined = false;
     this.#unlisten?.();
     this.#cancelRetry?.();
+    this.#watch?.stop();
     this.#runner.stop();
     const lease = this.#lease;
     this.#lease = undefined;
     await lease?.revoke().catch((error) => this.#logger.warn({ err: error }, "lease revoke failed; it will expire"));
   }
 
+  /** Drained: the latest version leaves this member out, its hand-offs are done, and each slot it let go is ready at its new owner. */
+  #handedOver(): boolean {
+    const view = this.#source.view;
+    const latest = this.#source.latestVersion();
+    if (latest === undefined || latest.members.includes(this.name)) return false;
+    if (this.#runner.version !== latest.version || !this.#runner.done || this.#runner.held.size > 0) return false;
+    if (latest.members.length === 0) return true;
+    const ring = Ring.build(latest.members, latest.ring);
+    const ready = new Map<string, Set<number>>();
+    for (const slot of this.#runner.released.keys()) {
+      const owner = ring.owner(Math.floor(slot / 256), slot % 256);
+      if (owner === undefined) continue;
+      let slots = ready.get(owner);
+      if (slots === undefined) {
+        const doc = view.handoff.get(owner);
+        slots = doc !== undefined && doc.version >= latest.version ? fromLists(doc.ready) : new Set();
+        ready.set(owner, slots);
+      }
+      if (!slots.has(slot)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Whether this member holds (partition, rank) ready now: the answer an
+   * application uses to decide whether to serve. False while the slot is
+   * being acquired or released, after the member was fenced, and after it left.
+   */
+  holds(partition: number, rank = 0): boolean {
+    return this.#joined && this.#lease !== undefined && this.#runner.holds(partition, rank);
+  }
+
   isLeader(): boolean {
-    return this.#joined && this.#leader === this.name;
+    return this.#joined && this.#lease !== undefined && this.#leader === this.name;
   }
 
   /** The current leader's name, as far as this member knows. */
@@ -143,10 +236,18 @@ export class EtcdMember extends EventEmitter {
     return this.#runner.done;
   }
 
-  /** Hand-offs that acquired without the old owner's release (timed out). */
+  /** Hand-offs that acquired without the old owner's release (it had no hand-off document and timed out). */
   get handoffTimeouts(): number {
     return this.#runner.timeouts;
   }
+
+  /** Release or acquire steps given up after `handoffTimeout` or whose handler threw (each logged as an error). */
+  get handoffFailures(): number {
+    return this.#runner.failures;
+  }
+
+  /** Times this member was fenced (lost its lease or could not reach etcd for a TTL). */
+  fencings = 0;
 
   /** Slots (partition·256 + rank) this member holds ready. */
   get held(): ReadonlySet<number> {
@@ -154,21 +255,62 @@ export class EtcdMember extends EventEmitter {
   }
 
   async #register(): Promise<void> {
+    const sentAt = this.#clock.now();
     const lease = this.#source.client.lease(this.#ttlSeconds);
-    lease.on("lost", (error: Error) => {
-      if (this.#lease !== lease || !this.#joined) return;
-      this.#lease = undefined;
-      this.#logger.warn({ err: error }, "lease lost; registering again");
-      this.emit("lost", error);
-      this.#retryRegister(200);
-    });
+    const watch = new LeaseWatch(this.#clock, this.#ttlSeconds * 1000, () =>
+      this.#fence(lease, new Error(`no keepalive answered for a lease TTL (${this.#ttlSeconds} s)`)),
+    );
+    lease.on("keepaliveFired", () => watch.sent());
+    lease.on("keepaliveSucceeded", () => watch.answered());
+    lease.on("keepaliveEstablished", () => watch.reset());
+    lease.on("lost", (error: Error) => this.#fence(lease, error));
     await lease.grant();
+    if (!this.#joined) {
+      lease.revoke().catch(() => {});
+      return;
+    }
+    this.#watch?.stop();
+    this.#watch = watch;
+    watch.start(sentAt);
+    // Progress left by an earlier life under this name (a restart within the
+    // TTL, a fencing) must not claim anything for this one.
+    const { client, config } = this.#source;
+    await client.delete().key(keyOf(config.prefix, "handoff", this.name));
+    await client.delete().key(keyOf(config.prefix, "ready", this.name));
+    this.#registeredAt = await this.#putMember(lease);
+    await lease.put(keyOf(config.prefix, "election", this.name)).value(this.name);
+    if (!this.#joined || watch !== this.#watch) return;
     this.#lease = lease;
-    await this.#putMember(lease);
-    await lease.put(keyOf(this.#source.config.prefix, "election", this.name)).value(this.name);
+    if (watch.expired) return this.#fence(lease, new Error("registration took longer than the lease TTL"));
     // A new lease starts with no progress keys: write them again.
     this.#readyWritten = undefined;
     this.#runner.republish();
+    if (this.#unlisten !== undefined) this.#onView(this.#source.view);
+  }
+
+  /**
+   * The lease is gone, or may be: stop claiming partitions at once (held
+   * set cleared, every running step's signal fired, `onFenced`), then
+   * register again under a new lease, holding nothing.
+   */
+  #fence(lease: Lease, error: Error): void {
+    if (this.#lease !== lease || !this.#joined) return;
+    this.#lease = undefined;
+    this.#watch?.stop();
+    this.#watch = undefined;
+    this.fencings++;
+    this.#runner.fence();
+    this.#pending = undefined;
+    lease.revoke().catch(() => {}); // if etcd still has it, its keys must not outlive the fencing
+    this.#logger.warn({ err: error }, "fenced: lease lost; holding nothing, registering again");
+    try {
+      this.#options.onFenced?.(error.message);
+    } catch (thrown) {
+      this.#logger.error({ err: thrown }, "onFenced threw");
+    }
+    this.emit("fenced", error.message);
+    this.emit("lost", error);
+    this.#retryRegister(200);
   }
 
   #retryRegister(delay: number): void {
@@ -181,9 +323,10 @@ export class EtcdMember extends EventEmitter {
     }, delay);
   }
 
-  async #putMember(lease: Lease): Promise<void> {
+  async #putMember(lease: Lease): Promise<bigint> {
     const value = JSON.stringify({ url: this.#options.url, tags: this.#options.tags ?? {}, ready: this.#ready });
-    await lease.put(keyOf(this.#source.config.prefix, "members", this.name)).value(value);
+    const response = await lease.put(keyOf(this.#source.config.prefix, "members", this.name)).value(value);
+    return BigInt(response.header.revision);
   }
 
   #onView(view: EtcdView): void {
@@ -192,7 +335,10 @@ export class EtcdMember extends EventEmitter {
     const versions = [...view.versions.values()].sort((a, b) => a.version - b.version);
     const current = this.#runner.version;
     const next = current === undefined ? versions.slice(-1) : versions.filter((v) => v.version > current);
-    for (const doc of next) this.#take(doc);
+    // Fenced (no lease): no version is taken up until registered again, and
+    // then only from a view that includes the registration (a view read
+    // before a cut-off would hand back partitions others have since taken).
+    if (this.#lease !== undefined && view.revision >= this.#registeredAt) for (const doc of next) this.#take(doc);
     this.#runner.recheck();
     if (view.stable !== undefined && view.stable !== this.#stable) {
       this.#stable = view.stable;
@@ -204,7 +350,8 @@ export class EtcdMember extends EventEmitter {
       }
       this.emit("stable", view.stable);
     }
-    if (this.isLeader()) void this.#lead();
+    if (this.isLeader() && view.revision >= this.#registeredAt) void this.#lead();
+    this.#leaving?.();
   }
 
   #take(doc: VersionDoc): void {
@@ -290,8 +437,16 @@ export class EtcdMember extends EventEmitter {
       return;
     }
     if (view.stable !== latest.version && latest.members.every((m) => view.ready.get(m) === latest.version)) {
-      await client.put(stableKey(config.prefix)).value(String(latest.version));
-      this.#logger.info({ version: latest.version }, "version marked stable");
+      // Forward only: a transaction on the value read, so a leader acting on
+      // an old view (another took over meanwhile) never moves stable back.
+      const key = stableKey(config.prefix);
+      const current = await client.get(key).exec();
+      const kv = current.kvs[0];
+      const was = kv === undefined ? undefined : parseNumber(kv.value.toString());
+      if (was !== undefined && was >= latest.version) return;
+      const guard = kv === undefined ? client.if(key, "Create", "==", 0) : client.if(key, "Mod", "==", kv.mod_revision);
+      const result = await guard.then(client.put(key).value(String(latest.version))).commit();
+      if (result.succeeded) this.#logger.info({ version: latest.version, was }, "version marked stable");
     }
   }
 
@@ -318,7 +473,8 @@ export class EtcdMember extends EventEmitter {
         }
       } catch (error) {
         this.#logger.warn({ err: error, version: doc.version }, "cannot write hand-off progress; retrying");
-        this.#pending ??= { doc, done };
+        // Only under the same lease: progress from before a fencing is never written again.
+        if (this.#lease === lease) this.#pending ??= { doc, done };
         failed = true;
       } finally {
         this.#writing = false;
