@@ -30,7 +30,7 @@ import { defaultConfig } from "../src/config.ts";
 import type { Member, SnapshotSink } from "../src/membership/source.ts";
 import { diff } from "../src/ring/diff.ts";
 import { Ring } from "../src/ring/ring.ts";
-import { RingBuilder } from "../src/workers/ring-builder.ts";
+import { RingBuilder } from "../src/serving/ring-builder.ts";
 import { median } from "./stats.ts";
 
 const { values } = parseArgs({
