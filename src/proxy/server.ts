@@ -123,6 +123,11 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
       upstreams.drop(member.name);
       ejections.forget(member.name);
     },
+    // Back in the ring is a new life (a restart that left first, a drain undone): failures counted while it
+    // was leaving, such as the 503s of a member saving its partitions, say nothing about it now.
+    memberUp(member) {
+      ejections.forget(member.name);
+    },
   });
 
   const accept = (socket: Socket) => {
