@@ -84,11 +84,12 @@ test("a slot moved away and back in one batch is not advertised ready while its 
   r.apply(version(2, ["a", "b"], ["a"]));
   r.apply(version(3, ["a"], ["a", "b"]));
   t.false(ready().has(slot), "not ready while the release of v2 is queued");
-  t.false(r.holds(p, 0));
+  t.true(r.holds(p, 0), "still served: its release has not begun, so nobody else can have it");
   await flush();
   const ofP = () => calls.filter((c) => c.startsWith(`release ${p} `) || c.startsWith(`acquire ${p} `));
   t.deepEqual(ofP().slice(-1), [`release ${p} v2`]);
   t.false(ready().has(slot), "nor while it runs");
+  t.false(r.holds(p, 0), "not served once the release began");
   releasing.resolve();
   await flush();
   t.false(ready().has(slot), "b has not released its v3 slot yet");

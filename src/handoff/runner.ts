@@ -204,10 +204,17 @@ export class HandoffRunner {
     this.#abortAll("fenced");
   }
 
-  /** Whether this member holds (partition, rank) ready: owns it in the current version, has it, and nothing about it is pending. */
+  /**
+   * Whether this member may serve (partition, rank) now: it acquired it and
+   * no release of it has begun (nor a fencing, nor a stop). Until its release
+   * begins nobody else can take it over (a new owner waits for the release
+   * mark), so serving is safe even after a version moved it away: that is
+   * when proxies still route the slot here ("moving"). What the published
+   * document lists ready is stricter: owned in the current version, nothing
+   * pending.
+   */
   holds(partition: number, rank: number): boolean {
-    const slot = slotOf(partition, rank);
-    return this.held.has(slot) && !this.#chains.has(slot) && this.#owner(slot) === this.#options.name && !this.#stopped;
+    return this.held.has(slotOf(partition, rank)) && !this.#stopped;
   }
 
   #abortAll(reason: AbortReason): void {

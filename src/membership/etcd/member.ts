@@ -209,9 +209,11 @@ export class EtcdMember extends EventEmitter {
   }
 
   /**
-   * Whether this member holds (partition, rank) ready now: the answer an
-   * application uses to decide whether to serve. False while the slot is
-   * being acquired or released, after the member was fenced, and after it left.
+   * Whether this member holds (partition, rank) now: the answer an
+   * application uses to decide whether to serve. True from the end of its
+   * acquire until its release begins (even after a version moved it away:
+   * proxies route it here until then); false while it is being acquired or
+   * released, after the member was fenced, and after it left.
    */
   holds(partition: number, rank = 0): boolean {
     return this.#joined && this.#lease !== undefined && this.#runner.holds(partition, rank);
