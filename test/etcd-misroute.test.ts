@@ -163,7 +163,15 @@ class Scene {
   /** An in-process member whose backend serves what `member.holds` says. */
   async member(
     name: string,
-    options: { release?: number; acquire?: number; endpoint?: string; onFenced?: () => void } = {},
+    options: {
+      release?: number;
+      acquire?: number;
+      endpoint?: string;
+      onFenced?: () => void;
+      handoffTimeout?: number;
+      /** Releases never settle (a flush that hangs): given up after `handoffTimeout`. */
+      stuck?: boolean;
+    } = {},
   ): Promise<Node> {
     let node: Node | undefined;
     const backend = await new Backend(name, this, (p, r) => node?.member.holds(p, r) === true).listen();
@@ -181,10 +189,11 @@ class Scene {
       ttl: 2000,
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
       ...(options.onFenced === undefined ? {} : { onFenced: options.onFenced }),
+      ...(options.handoffTimeout === undefined ? {} : { handoffTimeout: options.handoffTimeout }),
       handoff: {
         release: (p, _to, _r, step) => {
           this.releaseBegan(name, p);
-          return wait(options.release, step.signal);
+          return options.stuck ? new Promise<void>(() => {}) : wait(options.release, step.signal);
         },
         acquire: (_p, _from, _r, step) => wait(options.acquire, step.signal),
       },
@@ -358,4 +367,23 @@ test("a member cut off from etcd: only requests the proxy sent between its fenci
   t.log(
     `cut → fenced ${(fencedAt - cutAt).toFixed(0)} ms; ${fenced.length} requests reached fenced a (refused), within ${window.toFixed(0)} ms of its fencing; ${late.length} reached an old owner ≤ ${worst.toFixed(0)} ms into its release; answers: ${summary}`,
   );
+});
+
+test("a release that never settles: given up after handoffTimeout, the new owner takes over, and no request reaches a member not holding the partition", async (t) => {
+  t.timeout(120_000);
+  const s = new Scene(t);
+  await s.startProxy();
+  const a = await s.member("a", { stuck: true, handoffTimeout: 1500 });
+  await s.stable(["a"], "a alone");
+  s.startTraffic();
+  const b = await s.member("b", { acquire: 200 });
+  await s.stable(["a", "b"], "a and b stable despite a's hung releases");
+  await s.member("c", { acquire: 200 });
+  await s.stable(["a", "b", "c"], "a later version stable too");
+  const summary = await s.stopTraffic();
+  t.true(a.member.handoffFailures > 0, "a gave its hung releases up");
+  t.is(b.member.handoffTimeouts, 0, "b acquired on a's release marks");
+  const { late, other, worst } = s.late();
+  t.deepEqual(other, [], "no request reached a member not holding its partition, but for the exception");
+  t.log(`${late.length} requests reached an old owner ≤ ${worst.toFixed(0)} ms into its release; answers: ${summary}`);
 });
