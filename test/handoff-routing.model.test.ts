@@ -1,18 +1,20 @@
 /**
  * The hand-off routing rule and the members' HandoffRunner together,
  * attacked by a model: random joins, deaths, restarts under the same name (a
- * new lease while the old one's documents linger), versions published,
- * members taking them up late (or two at once), the real runner's handlers
- * let finish one at a time in any order, and proxies started at any point,
- * each fed by a
- * stand-in for etcd that delivers watch batches as etcd does (several
- * revisions, several versions, in one batch). After every step:
+ * new lease while the old one's documents linger), fencings, versions
+ * published, members taking them up late (or two at once), the real
+ * runner's handlers let finish one at a time in any order, and proxies
+ * started at any point, each fed by a stand-in for etcd that delivers watch
+ * batches as etcd does (several revisions, several versions, in one batch).
+ * After every step:
  *
  * - every proxy's table equals a brute-force model computed afresh from the
  *   store at the proxy's revision (so two proxies at one revision agree,
  *   however each got there);
  * - for every proxy that has caught up, no slot goes to a member that does
  *   not hold it right now (acquiring, releasing, restarted, or never had it).
+ * - no two live members hold one slot, and what a runner says it holds
+ *   (`holds`) its application has.
  *
  * Then three old defects are put back, one at a time, and the same property
  * must find each: D1 (an unchanged owner counts as ready), D2 (old owners
@@ -109,7 +111,7 @@ class Member {
 
   constructor(
     readonly name: string,
-    readonly lease: string,
+    public lease: string,
     readonly world: World,
   ) {
     const hold = (kind: "acquire" | "release") => (p: number, _other: string | null, r: number, step: HandoffStep) => {
@@ -347,6 +349,21 @@ class World {
     this.members.set(name, new Member(name, lease, this));
   }
 
+  /**
+   * The member loses its lease (cut off from etcd): its keys expire, its
+   * runner is fenced (holds nothing, running steps' signals fire) and it
+   * registers again under a new lease, the same runner going on.
+   */
+  fence(name: string): void {
+    const member = this.members.get(name);
+    if (member === undefined) return;
+    this.#expire(member.lease);
+    member.runner.fence();
+    member.held.clear();
+    member.lease = String(++this.#leases);
+    this.store.write([{ type: "put", key: `members/${name}`, value: { url: `http://${name}` }, lease: member.lease }]);
+  }
+
   /** Expires leases no live member holds (a restarted member's old one). */
   expireOld(): void {
     const live = new Set([...this.members.values()].map((m) => m.lease));
@@ -483,6 +500,7 @@ const commands = fc.commands(
   [
     name.map((n) => command(`join or die(${n})`, (w) => (w.members.has(n) ? w.kill(n) : w.join(n)))),
     name.map((n) => command(`restart(${n})`, (w) => w.restart(n))),
+    name.map((n) => command(`fence(${n})`, (w) => w.fence(n))),
     fc.constant(command("expireOld", (w) => w.expireOld())),
     fc.constant(command("publish", (w) => w.publish())),
     fc.constant(
