@@ -225,3 +225,62 @@ test("a reused connection the member closes on a POST head, before any body byte
   t.is((member.requests[1] as Message).body.length, 0, "the closed connection got the head only");
   t.is((member.requests[2] as Message).body.toString(), "0123456789", "the fresh one got the body, whole");
 });
+
+/** Two members: whichever gets a PUT first answers 503 at its head (before its body); the other answers it whole. */
+async function busyFirst() {
+  const h = await startRawProxy(["a", "b"]);
+  let busy: string | undefined;
+  for (const member of h.backends) {
+    member.script = {
+      early: true,
+      async answer(request, c) {
+        if (request.method === "PUT" && (busy === undefined || busy === member.name)) {
+          busy = member.name;
+          c.socket.write(fixed(503, "busy"));
+          return;
+        }
+        await until(() => request.complete || c.closed, { what: `${request.method} ${request.url} to arrive whole` });
+        if (!c.closed) c.socket.write(fixed(200, `${member.name} ${request.method} ${request.body.toString()}`));
+      },
+    };
+  }
+  return { h, busy: () => h.backend(busy ?? "none"), other: () => h.backends.find((b) => b.name !== busy) };
+}
+
+test("a PUT answered 503 before any of its body: resent to the next member, which gets the head and then the whole body; the first connection is closed", async (t) => {
+  const { h, busy, other } = await busyFirst();
+  t.teardown(() => h.close());
+  const client = await h.connect();
+  await client.send("PUT /k/p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n");
+  await until(() => other()?.requests[0]?.method === "PUT", { what: "the PUT head at the next member" });
+  await client.send("0123456789");
+  const [answer] = await client.waitForResponses(1);
+  t.is(answer?.status, 200);
+  t.is(answer?.body.toString(), `${other()?.name} PUT 0123456789`);
+  await until(() => busy().connections[0]?.closed === true, {
+    what: "the connection that still expected the body to close",
+  });
+  for (const member of h.backends) for (const c of member.connections) wholeRequests(t, c);
+  t.deepEqual(seen(busy()), [["PUT /k/p (cut)"]], "the head only, then closed");
+  t.deepEqual(seen(other() as RecordingBackend), [["PUT /k/p"]]);
+});
+
+test("a PUT answered 503 after part of its body went out: the 503 is passed on, and the rest of the body reaches no member", async (t) => {
+  const { h, busy, other } = await busyFirst();
+  t.teardown(() => h.close());
+  const client = await h.connect();
+  await client.send("PUT /k/p HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\nGET /k/smug");
+  const [answer] = await client.waitForResponses(1);
+  t.deepEqual([answer?.status, answer?.body.toString()], [503, "busy"], "the member's answer: the body is not at hand");
+  await client.waitForEnd("the proxy to close the client whose body is unread");
+  await client.send(" HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n0123456789").catch(() => {});
+  // A later request for the same key goes to the member that answered 503 to PUTs only.
+  const next = await h.connect();
+  await next.send("GET /k/p HTTP/1.1\r\nHost: x\r\n\r\n");
+  const [got] = await next.waitForResponses(1);
+  t.is(got?.body.toString(), `${busy().name} GET `);
+  for (const member of h.backends) for (const c of member.connections) wholeRequests(t, c);
+  t.deepEqual(seen(busy()), [["PUT /k/p (cut)"], ["GET /k/p"]], "the cut connection was not reused");
+  t.is((busy().requests[0] as Message).body.toString(), "GET /k/smug");
+  t.deepEqual(seen(other() as RecordingBackend), [], "nothing was resent");
+});
