@@ -32,8 +32,8 @@ COPY package.json package-lock.json ./
 RUN npm pkg set "dependencies.etcd3=$(npm pkg get peerDependencies.etcd3 | tr -d '"')" \
  && npm pkg delete devDependencies.etcd3 \
  && npm install --omit=dev --ignore-scripts --no-audit --no-fund \
- && node -e 'require.resolve("etcd3")' \
- && npm cache clean --force
+ && node -e 'require.resolve("etcd3")'
+RUN npm cache clean --force
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
