@@ -1,8 +1,8 @@
 /**
  * The partition-movement benchmark: every placement side by side, for the
  * cluster sizes, partition counts and replica counts users choose between,
- * over random joins, leaves, replacements, a StatefulSet scale-out and runs
- * of 20 changes. Writes bench/results/movement.md and movement.svg.
+ * over random joins, leaves, replacements, a StatefulSet scale-out and
+ * scale-down and runs of 20 changes, and ends with a recommendation. Writes bench/results/movement.md and movement.svg.
  *
  *   npm run bench:movement              full grid, writes the results
  *   npm run bench:movement -- --quick   a small grid, printed, nothing written
@@ -49,7 +49,10 @@ const cells = runGrid(grid, configurations, (line) => process.stderr.write(`${li
 const seconds = (Date.now() - started) / 1000;
 
 const machine = `Node ${process.version}, ${cpus()[0]?.model.trim() ?? "unknown CPU"}`;
-const report = renderReport(cells, { grid, configurations, orderFree, machine, seconds });
+const command = ["npm run bench:movement", ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : [])].join(
+  " ",
+);
+const report = renderReport(cells, { grid, configurations, orderFree, machine, seconds, command, written: !printOnly });
 
 // The chart: P = 2048, R = 1, one panel per scenario.
 const chartPartitions = 2048;
@@ -57,7 +60,7 @@ const byId = (id: ScenarioId) => scenarios.find((s) => s.id === id) as (typeof s
 const chart = renderChart({
   title: "Partitions moved per membership change",
   subtitle: `share of primaries that change owner, P = ${chartPartitions}, R = 1; lower is better, the dashed line is the least possible`,
-  footer: `Each point is the mean of ${byId("join").samples(chartPartitions)} random changes at that size (${byId("changes").samples(chartPartitions)} runs of 20 in the last panel; the scale-out is its one change); names like ip-10-4-17-201, seed ${seed}. Tables: movement.md`,
+  footer: `Each point is the mean of ${byId("join").samples(chartPartitions)} random changes at that size (${byId("changes").samples(chartPartitions)} runs of 20 in the last panel; the StatefulSet scale-out and scale-down are one change each); names like ip-10-4-17-201, seed ${seed}. Tables: movement.md`,
   panels: scenarios.map((scenario) => {
     const at = (name: string | null) =>
       grid.sizes.flatMap((n) => {
@@ -84,6 +87,7 @@ const chart = renderChart({
 
 if (printOnly) {
   process.stdout.write(report);
+  process.stderr.write(`ran in ${seconds.toFixed(0)} s, nothing written\n`);
 } else {
   writeFileSync(new URL("results/movement.md", import.meta.url), report);
   writeFileSync(new URL("results/movement.svg", import.meta.url), chart);

@@ -49,10 +49,14 @@ try {
     samples.fetch?.push(t.fetchMs);
     samples.draw?.push(t.drawMs);
     for (let i = 0; i < 3; i++) samples.redraw?.push((await ring.page.evaluate("window.ringPage.redraw()")) as number);
+    // The owners as text are written when their section opens; closed again before the join.
+    await ring.page.evaluate("document.querySelector('#owners-details').open = true");
     await ring.page.waitForSelector(`#owners[data-checksum="${ring.serving.cluster.ring.checksum}"]`, {
       state: "attached",
     });
     samples.ownersList?.push((await ring.page.evaluate("window.ringPage.timings.ownersListMs")) as number);
+    await ring.page.evaluate("document.querySelector('#owners-details').open = false");
+    await ring.page.waitForFunction("document.querySelectorAll('#owners li').length === 0");
 
     // A member joins: from the server's ring change to the page showing it.
     const members = [...names, `joiner-${round}`];

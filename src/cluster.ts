@@ -31,6 +31,12 @@ export interface ClusterListener {
    * errors; `source` tells up from down.
    */
   sourceError?(error: Error): void;
+  /**
+   * A snapshot or a reload was applied, whether or not the ring changed: what
+   * the proxy routes by (`routing`, hand-offs in progress, member records
+   * such as URLs) may be new. Called last, after any of the above.
+   */
+  changed?(): void;
 }
 
 export interface ClusterOptions {
@@ -129,6 +135,7 @@ export class Cluster {
     if (change.ring !== undefined) {
       const next = Ring.build([...this.#ring.members], { ...this.#ring.config, ...change.ring });
       if (next.checksum !== this.#ring.checksum) this.#replace(next, this.#known, this.#known);
+      this.#emit((l) => l.changed?.());
     }
     if (change.source !== undefined) {
       const running = this.#started;
@@ -351,10 +358,11 @@ export class Cluster {
 
     const inRing = this.#ringMembers(known);
     const previous = this.ring;
-    if (this.#sameMembers(inRing)) return;
-
-    const fits = built !== undefined && built.size === inRing.length && inRing.every((name) => built.has(name));
-    this.#replace(fits ? built : previous.withMembers(inRing), known, previousKnown);
+    if (!this.#sameMembers(inRing)) {
+      const fits = built !== undefined && built.size === inRing.length && inRing.every((name) => built.has(name));
+      this.#replace(fits ? built : previous.withMembers(inRing), known, previousKnown);
+    }
+    this.#emit((l) => l.changed?.());
   }
 
   /** Makes `next` the ring and tells listeners what changed: members down, up, releases, acquires, ring. */

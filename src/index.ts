@@ -53,4 +53,4 @@ export {
 } from "./ring/placement/index.ts";
 export { defaultRingConfig, Ring, type RingConfig } from "./ring/ring.ts";
 // Ring builds on a worker thread, for ClusterOptions.build.
-export { RingBuilder, type RingBuilderOptions } from "./workers/ring-builder.ts";
+export { RingBuilder, type RingBuilderOptions } from "./serving/ring-builder.ts";

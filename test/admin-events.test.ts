@@ -1,7 +1,10 @@
 import { type IncomingMessage, request } from "node:http";
 import { connect } from "node:net";
 import test from "ava";
+import fc from "fast-check";
+import type { MoveCounts } from "../src/admin/events.ts";
 import { Metrics } from "../src/admin/metrics.ts";
+import { movedCells } from "../src/admin/ring-view.ts";
 import { type AdminOptions, createAdminServer } from "../src/admin/server.ts";
 import { Cluster } from "../src/cluster.ts";
 import { diff, movement } from "../src/ring/diff.ts";
@@ -247,4 +250,95 @@ test("/ring?table=false leaves the table out; table=compact indexes the members 
   const bad = await send(all.base, "/ring?table=yes");
   t.is(bad.status, 400);
   t.like(bad.json, { error: "bad_request", field: "table" });
+});
+
+/** What a page holding `previous` shows after applying a `cells` event: the brute-force reading of it. */
+function applyCells(previous: Ring, cells: ReturnType<typeof movedCells>): (string | undefined)[][] {
+  const rows = Array.from({ length: previous.config.partitions }, (_, p) =>
+    Array.from({ length: previous.ownerCount }, (_, r) => previous.owner(p, r)),
+  );
+  const slots = cells.slots ?? [];
+  for (let i = 0; i < slots.length; i += 3) {
+    (rows[slots[i] as number] as (string | undefined)[])[slots[i + 1] as number] = cells.ringMembers[
+      slots[i + 2] as number
+    ] as string;
+  }
+  return rows;
+}
+
+test("a cells event turns the previous ring's table into the next one, for any join, leave or replacement", (t) => {
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(fc.stringMatching(/^[a-z]{1,6}$/), { minLength: 4, maxLength: 12 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.nat(),
+      (names, replicas, pick) => {
+        const before = Ring.build(names.slice(1), { partitions: 97, replicas });
+        const variants = [
+          names,
+          names.slice(2),
+          [...names.slice(1).filter((_, i) => i !== pick % (names.length - 1)), names[0] as string],
+        ];
+        for (const next of variants) {
+          const after = Ring.build(next, { partitions: 97, replicas });
+          const cells = movedCells(after, before);
+          if (cells.slots === null) {
+            // Only when the owner count changes (or more than half of the slots moved): then the page re-reads.
+            const moved = movement(before, after).replicaSlots;
+            if (before.ownerCount === after.ownerCount && moved <= 0.5 * 97 * after.ownerCount) return false;
+            continue;
+          }
+          const shown = applyCells(before, cells);
+          for (let p = 0; p < 97; p++) {
+            if (JSON.stringify(shown[p]) !== JSON.stringify(after.ownersOfPartition(p))) return false;
+          }
+          if (cells.slots.length / 3 !== movement(before, after).replicaSlots) return false;
+        }
+        return true;
+      },
+    ),
+    { seed: 23, numRuns: 60 },
+  );
+  t.pass();
+});
+
+test("/changes keeps the last 100 ring changes, numbered and timed, with who gave primaries to whom", async (t) => {
+  const all = await startAdmin(["alpha", "bravo"]);
+  t.teardown(() => all.close());
+  const stream = subscribe(all.port, "/events?types=ring,cells");
+  t.teardown(() => stream.close());
+  await stream.connected();
+  all.source.set(members("alpha", "bravo", "charlie"));
+  await until(() => stream.events().length >= 2, { what: "the ring and cells events of the join" });
+  const [ring, cells] = stream.events();
+  t.is(ring?.event, "ring");
+  t.is(cells?.event, "cells");
+  const before = Ring.build(["alpha", "bravo"], { partitions: 64 });
+  const after = Ring.build(["alpha", "bravo", "charlie"], { partitions: 64 });
+  const moved = movement(before, after).primaries;
+  // charlie took every moved primary; alpha and bravo gave them.
+  const summary = ring?.data as { to: MoveCounts; from: MoveCounts; seq: number; at: string };
+  t.deepEqual(summary.to, { members: [{ name: "charlie", partitions: moved }], others: 0 });
+  const given = Object.fromEntries(summary.from.members.map((m) => [m.name, m.partitions]));
+  for (const name of ["alpha", "bravo"]) {
+    let count = 0;
+    for (let p = 0; p < 64; p++) if (before.owner(p, 0) === name && after.owner(p, 0) !== name) count++;
+    t.is(given[name] ?? 0, count, name);
+  }
+  t.like(cells?.data, { checksum: after.checksum, previousChecksum: before.checksum, ringMembers: after.members });
+
+  for (let i = 0; i < 104; i++) all.source.set(members("alpha", "bravo", i % 2 === 0 ? "delta" : "echo"));
+  // The join was change 1 (the admin server started after the first members): 105 in all.
+  await until(() => all.admin.events.changes.at(-1)?.seq === 105, { what: "105 ring changes" });
+  const reply = await send(all.base, "/changes");
+  t.is(reply.status, 200);
+  const changes = reply.json.changes as { seq: number; at: string; added: string[] }[];
+  t.is(changes.length, 100);
+  t.deepEqual(
+    changes.map((c) => c.seq),
+    Array.from({ length: 100 }, (_, i) => i + 6),
+    "the oldest five are gone",
+  );
+  t.deepEqual(changes.at(-1)?.added, ["echo"]);
+  t.false(Number.isNaN(Date.parse(changes.at(-1)?.at ?? "")));
 });

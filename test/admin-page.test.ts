@@ -57,7 +57,8 @@ async function checkCanvasMatchesRing(t: ExecutionContext, page: RingPage) {
     expected.set(c, (expected.get(c) ?? 0) + (member.partitions[0] as number));
   }
   t.deepEqual(Object.fromEntries(countByColour(cells.slice(0, P))), Object.fromEntries(expected));
-  // And the owners as text match /ring's table, in replica order.
+  // And the owners as text match /ring's table, in replica order (written once their section is open).
+  await page.page.evaluate("document.querySelector('#owners-details').open = true");
   await page.page.waitForSelector(`#owners[data-checksum="${ring.checksum}"]`, { state: "attached" });
   const owners = await page.page.$$eval("#owners li", (items) =>
     items.map((li) => JSON.parse((li as HTMLElement).dataset.owners as string)),
@@ -81,6 +82,10 @@ serial(
     );
     t.is(await page.page.textContent("#config-checksum"), page.serving.cluster.ring.checksum);
     t.is(await page.page.textContent("#config-partitions"), "1000");
+    // The header shows the knobs of the default placement, balanced, and none that it ignores.
+    t.is(await page.page.textContent("#config-placement"), "balanced");
+    t.is(await page.page.textContent("#config-balanceFactor"), "1.25");
+    for (const ignored of ["order", "vnodes", "compat"]) t.is(await page.page.$(`#config-${ignored}`), null, ignored);
     // Hovering the first cell names partition 0, its owners in replica order, and keys that land there.
     await page.page.hover("#ring", { position: { x: 1, y: 1 } });
     await page.page.waitForSelector("#tip .examples", { timeout: 60_000 });
@@ -94,16 +99,150 @@ serial(
   },
 );
 
-for (const [partitions, n] of [
-  [1, 2],
-  [65536, 7],
+for (const [partitions, n, placement] of [
+  [1, 2, "jump"],
+  [65536, 7, "balanced"],
 ] as const) {
-  serial(`P = ${partitions} draws exactly its partitions`, async (t) => {
-    const page = await openRingPage(names(n).map(fakeMember), { partitions });
+  serial(`P = ${partitions} draws exactly its partitions (${placement})`, async (t) => {
+    const page = await openRingPage(names(n).map(fakeMember), { partitions, placement });
     t.teardown(() => page.close());
     await checkCanvasMatchesRing(t, page);
+    if (placement === "jump") {
+      // jump indexes the sorted members: order matters, a balance factor does not.
+      t.is(await page.page.textContent("#config-order"), "lexical");
+      t.is(await page.page.$("#config-balanceFactor"), null);
+    }
   });
 }
+
+/** The page's checksum once it shows `ring`'s. */
+const showing = (page: RingPage, checksum: string) =>
+  page.page.waitForFunction((c) => document.body.dataset.checksum === c, checksum, { timeout: 30_000 });
+
+/** Rewrites the members file and waits for the page to show the ring the server built from it. */
+async function change(page: RingPage, members: string[]) {
+  const changed = new Promise<void>((resolve) => {
+    const stop = page.serving.cluster.listen({
+      ring: () => {
+        stop();
+        resolve();
+      },
+    });
+  });
+  await page.setMembers(members.map(fakeMember));
+  await within(changed, { what: "the server to apply the new members file" });
+  await showing(page, page.serving.cluster.ring.checksum);
+}
+
+serial("a member's colour is a function of its name: the same after a reload and as members come and go", async (t) => {
+  const members = names(25);
+  const page = await openRingPage(members.map(fakeMember), { partitions: 4096 });
+  t.teardown(() => page.close());
+  const first = await colours(page.page);
+  t.is(Object.keys(first).length, 25);
+  t.true(new Set(Object.values(first)).size >= 20, "names spread over the colours");
+  await page.page.reload();
+  await showing(page, page.serving.cluster.ring.checksum);
+  t.deepEqual(await colours(page.page), first, "a reload keeps every colour");
+  // A newcomer that sorts first and a member gone shift every ring index; no survivor changes colour.
+  const next = ["a-first", ...members.filter((m) => m !== "node-3")];
+  await change(page, next);
+  const after = await colours(page.page);
+  for (const name of next.slice(1)) t.is(after[name], first[name], name);
+  await page.page.waitForFunction("!window.ringPage.animating()");
+  await checkCanvasMatchesRing(t, page);
+});
+
+serial(
+  "with 24 members, selecting one in the table or on the map highlights its partitions and dims the rest",
+  async (t) => {
+    const page = await openRingPage(names(24).map(fakeMember), { partitions: 2048 });
+    t.teardown(() => page.close());
+    const colour = await colours(page.page);
+    const ring = page.serving.cluster.ring;
+    const bright = async () => {
+      const cells = (await readCanvas(page.page)).slice(0, 2048);
+      return Object.fromEntries(
+        Object.entries(colour).map(([name, c]) => [name, cells.filter((cell) => cell === c).length]),
+      );
+    };
+    const only = (name: string) =>
+      Object.fromEntries(Object.keys(colour).map((m) => [m, m === name ? (ring.loads.get(name)?.[0] as number) : 0]));
+
+    await page.page.click('#members tbody tr[data-member="node-5"]');
+    t.is(await page.page.evaluate("document.body.dataset.selected"), "node-5");
+    t.deepEqual(await bright(), only("node-5"), "only node-5's primaries keep their colour");
+    // Clicking a cell selects its primary owner instead.
+    await page.page.click("#ring", { position: { x: 1, y: 1 } });
+    const owner = ring.ownersOfPartition(0)[0] as string;
+    t.is(await page.page.evaluate("window.ringPage.selected()"), owner);
+    t.deepEqual(await bright(), only(owner));
+    // Escape clears it: every cell in its owner's colour again.
+    await page.page.keyboard.press("Escape");
+    t.is(await page.page.evaluate("window.ringPage.selected()"), null);
+    await checkCanvasMatchesRing(t, page);
+  },
+);
+
+serial(
+  "a change keeps exactly the moved partitions bright for a while, and the log says from and to whom",
+  async (t) => {
+    const before = names(6);
+    const page = await openRingPage(before.map(fakeMember), { partitions: 2048 });
+    t.teardown(() => page.close());
+    // A long highlight, so the check cannot race its end on a busy machine.
+    await page.page.goto(`${page.admin}/?highlight=600000`);
+    await showing(page, page.serving.cluster.ring.checksum);
+    const previous = page.serving.cluster.ring;
+    const tables: string[] = [];
+    page.page.on("request", (request) => {
+      if (request.url().includes("table=compact")) tables.push(request.url());
+    });
+    await change(page, [...before, "node-new"]);
+    t.deepEqual(tables, [], "the change came as moved cells over /events: the table was not read again");
+    const next = page.serving.cluster.ring;
+    const moved: number[] = [];
+    for (let p = 0; p < 2048; p++) if (previous.owner(p, 0) !== next.owner(p, 0)) moved.push(p);
+    t.true(moved.length > 0);
+    t.deepEqual(await page.page.evaluate("window.ringPage.highlighted()"), moved);
+    // On the map, the moved cells are in node-new's colour and nothing else is in any member's.
+    const colour = await colours(page.page);
+    const cells = (await readCanvas(page.page)).slice(0, 2048);
+    const known = new Set(Object.values(colour));
+    t.deepEqual(
+      cells.flatMap((c, p) => (known.has(c) ? [p] : [])),
+      moved,
+    );
+    t.true(moved.every((p) => cells[p] === colour["node-new"]));
+    const line = (await page.page.textContent("#log li")) ?? "";
+    t.regex(line, new RegExp(`\\+node-new: ${moved.length} partitions moved`));
+    t.true(line.includes(`to node-new (${moved.length})`), line);
+    t.regex(line, /from node-\d \(\d+\)/);
+  },
+);
+
+serial("the change log shows the server's last changes after a page load, newest first", async (t) => {
+  const members = names(4);
+  const page = await openRingPage(members.map(fakeMember), { partitions: 512 });
+  t.teardown(() => page.close());
+  await change(page, [...members, "node-x"]);
+  await change(page, [...members, "node-x", "node-y"]);
+  await change(page, [...members, "node-y"]);
+  await page.page.reload();
+  await showing(page, page.serving.cluster.ring.checksum);
+  await page.page.waitForSelector("#log[data-loaded]", { state: "attached" });
+  const server = (await send(page.admin, "/changes")).json.changes as { seq: number; checksum: string }[];
+  const shown = await page.page.$$eval("#log li", (items) =>
+    items.map((li) => ({ seq: Number((li as HTMLElement).dataset.seq), text: li.textContent ?? "" })),
+  );
+  t.deepEqual(
+    shown.map((s) => s.seq),
+    server.map((c) => c.seq).reverse(),
+  );
+  t.true(server.length >= 4, "the first members and three changes");
+  t.regex(shown[0]?.text ?? "", /−node-x: \d+ partitions moved/);
+  t.regex(shown[1]?.text ?? "", /\+node-y/);
+});
 
 serial(
   "a member added through the membership source shows on the page, moved cells and a change log line",

@@ -63,7 +63,7 @@ test("/metrics counts requests by serving member and shows the ring, after traff
   }
   t.is(sample(text, `ringroute_requests_total{member="none",code="400",method="GET"}`), 1);
   t.is(sample(text, `ringroute_members{state="alive"}`), 3);
-  t.is(sample(text, `ringroute_ring_info{checksum="${ring.checksum}",placement="jump",hash="fnv1a32"}`), 1);
+  t.is(sample(text, `ringroute_ring_info{checksum="${ring.checksum}",placement="balanced",hash="fnv1a32"}`), 1);
   for (const [member, counts] of ring.loads) {
     for (const [replica, count] of counts.entries()) {
       t.is(sample(text, `ringroute_partitions_owned{member="${member}",replica="${replica}"}`), count);
@@ -145,13 +145,13 @@ test("/ring shows the ring's config, members with state, checksum and table", as
     partitions: 512,
     replicas: 3,
     hash: "fnv1a32",
-    placement: "jump",
+    placement: "balanced",
     order: "lexical",
     balanceFactor: 1.25,
     vnodes: 150,
     compat: "none",
   });
-  t.is(reply.json.cap, null, "jump has no cap");
+  t.is(reply.json.cap, 213, "the balanced default's cap: ⌊1.25 · 512 / 3⌋");
   t.is(reply.json.table.length, 512);
   for (const p of [0, 1, 255, 511]) t.deepEqual(reply.json.table[p], ring.ownersOfPartition(p));
   const alpha = reply.json.members.find((m: { name: string }) => m.name === "alpha");

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
-import { check, checkFiles, summary } from "../src/commands/check.ts";
+import { check, checkFiles, placementNotice, summary } from "../src/commands/check.ts";
 import { commandHelp } from "../src/commands/command.ts";
 import { loadConfig, parseCommandLine } from "../src/commands/flags.ts";
 import { lookup, lookupTarget } from "../src/commands/lookup.ts";
@@ -22,9 +22,10 @@ const lines = (text: string) =>
     .split("\n")
     .map((line) => JSON.parse(line));
 
-test("lookup prints one JSON line a key with libring's owners, as Go computes them", async (t) => {
+test("lookup --placement jump prints one JSON line a key with libring's owners, as Go computes them", async (t) => {
   for (const c of goVectors.cases) {
     const flags = ["--members", c.members.join(","), "--partitions", `${c.partitions}`, "--replicas", `${c.replicas}`];
+    flags.push("--placement", "jump");
     const run = await ringroute(["lookup", ...flags, "--hash", c.hash, "--", ...c.keys]);
     t.is(run.code, 0, run.stderr);
     t.deepEqual(
@@ -365,6 +366,33 @@ test("check validates without binding and prints one line; a bad field exits 2 n
     stdout: "",
     stderr: 'ringroute: ring.replicas: must be an integer from 1 to 255, got "0"\n',
   });
+});
+
+test("check notes a config that leaves ring.placement unset (the default changed); one that sets it, or compat, gets no notice", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "ringroute-notice-"));
+  const file = (name: string, text: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    return path;
+  };
+  const unset = file("unset.yaml", "ring: { partitions: 64 }\n");
+  const pinned = file("pinned.yaml", "ring: { partitions: 64, placement: jump }\n");
+  const libring = file("libring.yaml", "ring: { compat: libring }\n");
+  const [a, b, c, d] = await Promise.all([
+    ringroute(["check", "--config", unset]),
+    ringroute(["check", "--config", pinned]),
+    ringroute(["check", "--config", libring]),
+    ringroute(["check", "--config", unset, "--placement", "jump"]),
+  ]);
+  t.is(a?.code, 0, a?.stderr);
+  t.regex(a?.stdout ?? "", /^config ok: .*ring 64 partitions, 3 replicas, balanced, /);
+  t.regex(a?.stderr ?? "", /^notice: ring\.placement is not set, so it is balanced .*set ring\.placement: jump/);
+  for (const run of [b, c, d]) {
+    t.is(run?.code, 0, run?.stderr);
+    t.is(run?.stderr, "", "no notice");
+  }
+  t.regex(b?.stdout ?? "", /ring 64 partitions, 3 replicas, jump, /);
+  t.is(placementNotice({}) === undefined, false, "nothing set at all: the notice");
 });
 
 test("check's line (and serve's first) names every membership source, etcd included, never `none`", (t) => {

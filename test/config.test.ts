@@ -13,12 +13,13 @@ function file(text: string): string {
   return path;
 }
 
-test("with nothing given, the config is defaultConfig(): proxy on :8080, admin on loopback :9090, libring's ring", (t) => {
+test("with nothing given, the config is defaultConfig(): proxy on :8080, admin on loopback :9090, a balanced ring", (t) => {
   const config = loadConfig([], { env: {} });
   t.deepEqual(config, defaultConfig());
   t.deepEqual(config.listen, { host: "0.0.0.0", port: 8080 });
   t.deepEqual(config.admin, { host: "127.0.0.1", port: 9090 });
-  t.like(config.ring, { partitions: 512, replicas: 3, hash: "fnv1a32", placement: "jump", order: "lexical" });
+  t.like(config.ring, { partitions: 512, replicas: 3, hash: "fnv1a32", placement: "balanced", order: "lexical" });
+  t.is(config.ring.balanceFactor, 1.25);
   t.is(config.membership, undefined, "no membership: serve runs the demo backends");
 });
 

@@ -1,11 +1,12 @@
 import test from "ava";
-import { Metrics } from "../src/admin/metrics.ts";
 import { defaultConfig } from "../src/config.ts";
-import { createProxy } from "../src/proxy/server.ts";
+import { defaultEtcdConfig } from "../src/membership/etcd/config.ts";
 import { Ring } from "../src/ring/ring.ts";
+import { startServing } from "../src/serving/index.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { type Node, Nodes, sleep } from "./helpers/etcd-nodes.ts";
+import { inEachShape } from "./helpers/shapes.ts";
 import { until } from "./helpers/until.ts";
 
 let etcd: EtcdServer;
@@ -58,133 +59,146 @@ async function settledOn(all: Node[], members: string[], ring: { partitions: num
   );
 }
 
-test("a release that takes 2 s holds its partitions' requests (up to handoffWait) instead of sending them anywhere; no request reaches the new owner before its acquire settled", async (t) => {
-  const ring = { partitions: 16, replicas: 1 };
-  const n = nodes(t, ring);
-  const backends = await startBackends(["a", "b"]);
-  t.teardown(() => Promise.all(backends.map((b) => b.kill())).then(() => {}));
-  const [backendA, backendB] = backends as [Backend, Backend];
-  const arrivals: { backend: string; partition: number; at: number }[] = [];
-  const record = (backend: Backend) => {
-    backend.handler = (req, res) => {
-      arrivals.push({
-        backend: backend.name,
-        partition: Ring.build(["x"], ring).partitionOf(req.url ?? "/"),
-        at: performance.now(),
-      });
-      res.writeHead(200).end(backend.name);
+inEachShape(
+  "a release that takes 2 s holds its partitions' requests (up to handoffWait) instead of sending them anywhere; no request reaches the new owner before its acquire settled",
+  async (t, shape) => {
+    const ring = { partitions: 16, replicas: 1 };
+    const n = nodes(t, ring);
+    const backends = await startBackends(["a", "b"]);
+    t.teardown(() => Promise.all(backends.map((b) => b.kill())).then(() => {}));
+    const [backendA, backendB] = backends as [Backend, Backend];
+    const arrivals: { backend: string; partition: number; at: number }[] = [];
+    const record = (backend: Backend) => {
+      backend.handler = (req, res) => {
+        arrivals.push({
+          backend: backend.name,
+          partition: Ring.build(["x"], ring).partitionOf(req.url ?? "/"),
+          at: performance.now(),
+        });
+        res.writeHead(200).end(backend.name);
+      };
     };
-  };
-  record(backendA);
-  record(backendB);
+    record(backendA);
+    record(backendB);
 
-  let releaseStarted = 0;
-  const released = new Map<number, number>();
-  const releasing = new Map<number, number>();
-  const acquired = new Map<number, number>();
-  const a = await n.member("a", {
-    url: backendA.url,
-    handoff: {
-      async release(partition) {
-        releaseStarted ||= performance.now();
-        releasing.set(partition, performance.now());
-        await sleep(2000); // saving the partition's data somewhere
-        released.set(partition, performance.now());
+    let releaseStarted = 0;
+    const released = new Map<number, number>();
+    const releasing = new Map<number, number>();
+    const acquired = new Map<number, number>();
+    const a = await n.member("a", {
+      url: backendA.url,
+      handoff: {
+        async release(partition) {
+          releaseStarted ||= performance.now();
+          releasing.set(partition, performance.now());
+          await sleep(2000); // saving the partition's data somewhere
+          released.set(partition, performance.now());
+        },
       },
-    },
-  });
-  await settledOn([a], ["a"], ring, "a alone, stable");
+    });
+    await settledOn([a], ["a"], ring, "a alone, stable");
 
-  // Requests wait for a partition none holds ready: longer than the 2 s release, so every one is answered.
-  const proxyCluster = await n.observer({ handoffWait: 10_000 });
-  const metrics = new Metrics(proxyCluster, { defaultMetrics: false });
-  t.teardown(() => metrics.close());
-  const config = defaultConfig();
-  const proxy = createProxy({ cluster: proxyCluster, config: { key: config.key, proxy: config.proxy } });
-  const { port } = await proxy.listen(0, "127.0.0.1");
-  t.teardown(() => proxy.close(1000));
-  await until(() => proxyCluster.routing.has("a"), { what: "the proxy routing to a" });
+    // `serve` in this shape: with workers, every worker must route by the primary's hand-off routing.
+    const serving = await startServing({
+      ...defaultConfig(),
+      listen: { host: "127.0.0.1", port: 0 },
+      admin: { host: "127.0.0.1", port: 0 },
+      workers: shape.workers,
+      access: { log: false, sample: 1 },
+      ring: { ...defaultConfig().ring, ...ring },
+      // Requests wait for a partition none holds ready: longer than the 2 s release, so every one is answered.
+      membership: { etcd: { ...defaultEtcdConfig(n.cluster), endpoints: [etcd.endpoint], handoffWait: 10_000 } },
+    });
+    t.teardown(() => serving.close());
+    const proxyCluster = serving.cluster;
+    const port = serving.proxy.port;
+    const metricsText = async () => (await send(`http://127.0.0.1:${serving.admin.port}`, "/metrics")).text;
+    await until(() => proxyCluster.routing.has("a") && serving.workers().every((w) => w.inSync), {
+      what: "serve routing to a, in every worker",
+    });
 
-  // One key per partition that will move to b.
-  const moving = new Map<number, string>();
-  const target = Ring.build(["a", "b"], ring);
-  for (let i = 0; moving.size < owned(["a", "b"], ring, "b").length; i++) {
-    const key = `/k${i}`;
-    const p = target.partitionOf(key);
-    if (target.ownerOf(key) === "b" && !moving.has(p)) moving.set(p, key);
-  }
-
-  let sending = true;
-  t.teardown(() => {
-    sending = false;
-  });
-  const traffic = (async () => {
-    while (sending) {
-      for (const key of moving.values()) {
-        const reply = await send(`http://127.0.0.1:${port}`, key);
-        t.is(reply.status, 200);
-      }
+    // One key per partition that will move to b.
+    const moving = new Map<number, string>();
+    const target = Ring.build(["a", "b"], ring);
+    for (let i = 0; moving.size < owned(["a", "b"], ring, "b").length; i++) {
+      const key = `/k${i}`;
+      const p = target.partitionOf(key);
+      if (target.ownerOf(key) === "b" && !moving.has(p)) moving.set(p, key);
     }
-  })();
-  traffic.catch(() => {}); // awaited below; a failure before that must not go unhandled
 
-  const b = await n.member("b", {
-    url: backendB.url,
-    handoff: {
-      async acquire(partition) {
-        await sleep(50); // loading it
-        acquired.set(partition, performance.now());
+    let sending = true;
+    t.teardown(() => {
+      sending = false;
+    });
+    const traffic = (async () => {
+      while (sending) {
+        for (const key of moving.values()) {
+          const reply = await send(`http://127.0.0.1:${port}`, key);
+          t.is(reply.status, 200);
+        }
+      }
+    })();
+    traffic.catch(() => {}); // awaited below; a failure before that must not go unhandled
+
+    const b = await n.member("b", {
+      url: backendB.url,
+      handoff: {
+        async acquire(partition) {
+          await sleep(50); // loading it
+          acquired.set(partition, performance.now());
+        },
       },
-    },
-  });
-  const joinedAt = performance.now();
-  await settledOn([a, b], ["a", "b"], ring, "a and b stable");
-  await until(
-    () => proxyCluster.coordination?.partitionsInHandoff === 0 && proxyCluster.stableVersion === proxyCluster.version,
-    {
-      what: "the proxy done with the hand-off",
-    },
-  );
-  await until(
-    () =>
-      moving.size > 0 && [...moving.keys()].every((p) => arrivals.some((x) => x.backend === "b" && x.partition === p)),
-    {
-      what: "requests of every moved partition reaching b",
-    },
-  );
-  sending = false;
-  await traffic;
+    });
+    const joinedAt = performance.now();
+    await settledOn([a, b], ["a", "b"], ring, "a and b stable");
+    await until(
+      () => proxyCluster.coordination?.partitionsInHandoff === 0 && proxyCluster.stableVersion === proxyCluster.version,
+      {
+        what: "the proxy done with the hand-off",
+      },
+    );
+    await until(
+      () =>
+        moving.size > 0 &&
+        [...moving.keys()].every((p) => arrivals.some((x) => x.backend === "b" && x.partition === p)),
+      {
+        what: "requests of every moved partition reaching b",
+      },
+    );
+    sending = false;
+    await traffic;
 
-  const atB = arrivals.filter((x) => x.backend === "b");
-  for (const x of atB) {
-    const settled = acquired.get(x.partition);
-    t.true(settled !== undefined && x.at > settled, `partition ${x.partition} reached b before its acquire settled`);
-    t.true(x.at > (released.get(x.partition) ?? Number.POSITIVE_INFINITY), "and after a released it");
-  }
-  // The documented exception: a request routed before the proxy saw a take up the new version (one etcd round
-  // trip after a's release began) can still reach a; the version header lets a refuse it. Nothing later does.
-  const lateAtA = arrivals.filter(
-    (x) => x.backend === "a" && moving.has(x.partition) && x.at > (releasing.get(x.partition) ?? Infinity),
-  );
-  const lateBy = lateAtA.map((x) => x.at - (releasing.get(x.partition) as number));
-  t.true(
-    lateBy.every((ms) => ms < 1000),
-    `requests reached a ${lateBy.map((ms) => ms.toFixed(0)).join(", ")} ms into its release`,
-  );
-  const firstAtB = Math.min(...atB.map((x) => x.at));
-  t.true(firstAtB - releaseStarted >= 2000, "b got nothing during a's 2 s release");
-  const text = await metrics.text();
-  t.regex(text, new RegExp(`^ringroute_ring_version ${proxyCluster.version}$`, "m"));
-  t.regex(text, new RegExp(`^ringroute_stable_version ${proxyCluster.version}$`, "m"));
-  t.regex(text, /^ringroute_partitions_in_handoff 0$/m);
-  const observed = Number(/^ringroute_handoff_duration_seconds_count (\d+)$/m.exec(text)?.[1]);
-  t.is(observed, moving.size, "one hand-off duration per moved slot");
-  const over2s = Number(/^ringroute_handoff_duration_seconds_bucket\{le="1"\} (\d+)$/m.exec(text)?.[1]);
-  t.is(over2s, 0, "every moved slot waited out a's 2 s release");
-  t.log(
-    `b joined → first request routed to b ${(firstAtB - joinedAt).toFixed(0)} ms (release 2000 ms, acquire 50 ms); ${lateAtA.length} requests reached a after its release began, at most ${Math.max(0, ...lateBy).toFixed(0)} ms after`,
-  );
-});
+    const atB = arrivals.filter((x) => x.backend === "b");
+    for (const x of atB) {
+      const settled = acquired.get(x.partition);
+      t.true(settled !== undefined && x.at > settled, `partition ${x.partition} reached b before its acquire settled`);
+      t.true(x.at > (released.get(x.partition) ?? Number.POSITIVE_INFINITY), "and after a released it");
+    }
+    // The documented exception: a request routed before the proxy saw a take up the new version (one etcd round
+    // trip after a's release began) can still reach a; the version header lets a refuse it. Nothing later does.
+    const lateAtA = arrivals.filter(
+      (x) => x.backend === "a" && moving.has(x.partition) && x.at > (releasing.get(x.partition) ?? Infinity),
+    );
+    const lateBy = lateAtA.map((x) => x.at - (releasing.get(x.partition) as number));
+    t.true(
+      lateBy.every((ms) => ms < 1000),
+      `requests reached a ${lateBy.map((ms) => ms.toFixed(0)).join(", ")} ms into its release`,
+    );
+    const firstAtB = Math.min(...atB.map((x) => x.at));
+    t.true(firstAtB - releaseStarted >= 2000, "b got nothing during a's 2 s release");
+    const text = await metricsText();
+    t.regex(text, new RegExp(`^ringroute_ring_version ${proxyCluster.version}$`, "m"));
+    t.regex(text, new RegExp(`^ringroute_stable_version ${proxyCluster.version}$`, "m"));
+    t.regex(text, /^ringroute_partitions_in_handoff 0$/m);
+    const observed = Number(/^ringroute_handoff_duration_seconds_count (\d+)$/m.exec(text)?.[1]);
+    t.is(observed, moving.size, "one hand-off duration per moved slot");
+    const over2s = Number(/^ringroute_handoff_duration_seconds_bucket\{le="1"\} (\d+)$/m.exec(text)?.[1]);
+    t.is(over2s, 0, "every moved slot waited out a's 2 s release");
+    t.log(
+      `b joined → first request routed to b ${(firstAtB - joinedAt).toFixed(0)} ms (release 2000 ms, acquire 50 ms); ${lateAtA.length} requests reached a after its release began, at most ${Math.max(0, ...lateBy).toFixed(0)} ms after`,
+    );
+  },
+);
 
 test("two changes in quick succession settle on the latest", async (t) => {
   const ring = { partitions: 32, replicas: 2 };

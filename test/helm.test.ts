@@ -803,6 +803,7 @@ test("etcd source: endpoints, handoff mode, the password from a Secret, TLS to e
       cluster: "shop",
       handoff: "immediate",
       handoffTimeout: "30s",
+      handoffWait: "2s",
       dialTimeout: "5s",
       username: "ringroute",
       tls: {

@@ -10,8 +10,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import test, { type ExecutionContext } from "ava";
+import type { ExecutionContext } from "ava";
 import { fixed, header, RawClient, RecordingBackend, type Script } from "./helpers/raw.ts";
+import { inEachShape, type Shape } from "./helpers/shapes.ts";
 import { until, within } from "./helpers/until.ts";
 
 /** The built CLI (`npm test` builds first; run `npm run build` before running this file alone). */
@@ -35,7 +36,7 @@ const hangOnHang: Script = {
 };
 
 /** Starts `ringroute serve` with one member and `yaml` appended to the config; finds the proxy's port by probing. */
-async function serve(t: ExecutionContext, member: RecordingBackend, yaml: string): Promise<Running> {
+async function serve(t: ExecutionContext, shape: Shape, member: RecordingBackend, yaml: string): Promise<Running> {
   const dir = mkdtempSync(join(tmpdir(), "ringroute-shutdown-"));
   const config = join(dir, "ringroute.yaml");
   writeFileSync(
@@ -44,7 +45,18 @@ async function serve(t: ExecutionContext, member: RecordingBackend, yaml: string
   );
   const child = spawn(
     process.execPath,
-    [cli, "serve", "--config", config, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+    [
+      cli,
+      "serve",
+      "--config",
+      config,
+      "--listen",
+      "127.0.0.1:0",
+      "--admin",
+      "127.0.0.1:0",
+      "--workers",
+      String(shape.workers),
+    ],
     { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RINGROUTE_CONFIG: "" } },
   );
   let output = "";
@@ -79,47 +91,50 @@ async function serve(t: ExecutionContext, member: RecordingBackend, yaml: string
   return { child, port, output: () => output, exit };
 }
 
-test("with a member that never answers, serve exits at shutdownTimeout, not when the member answers", async (t) => {
-  t.timeout(120_000, "a real process started, drained and stopped on a busy machine");
-  const member = await RecordingBackend.start("solo");
-  t.teardown(() => member.close());
-  member.script = hangOnHang;
-  // The member would hold its requests for a minute; the exit must come at shutdownTimeout instead.
-  const running = await serve(
-    t,
-    member,
-    "shutdownTimeout: 2s\nshutdownDelay: 0s\nproxy:\n  timeouts:\n    response: 60s\n    keepAlive: 60s\n",
-  );
-  const clients = await Promise.all([1, 2, 3].map(() => RawClient.connect(running.port)));
-  t.teardown(() => {
-    for (const c of clients) c.close();
-  });
-  for (const [i, client] of clients.entries()) await client.send(`GET /hang/${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
-  await until(() => member.requests.filter((r) => r.url.startsWith("/hang/")).length === 3, {
-    what: "three requests hanging at the member",
-  });
-  // And one idle keep-alive connection to the member, which must not hold the exit either.
-  const quick = await RawClient.connect(running.port);
-  await quick.send("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-  await quick.when(() => quick.ended, "the quick GET's response");
-  quick.close();
-  running.child.kill("SIGTERM");
-  const signalled = Date.now();
-  t.log(`SIGTERM at ${new Date(signalled).toISOString().slice(17, 23)}`);
-  // The bound is shutdownTimeout + 1 s (measured 2.1–2.2 s); the deadline only leaves room for a
-  // starved machine, and stays far below the minute that waiting for the member would take.
-  const code = await within(running.exit, { what: "exit soon after shutdownTimeout", timeout: 10_000 }).catch(
-    async (error) => {
-      await running.exit;
-      throw new Error(
-        `${(error as Error).message}; it exited after ${Date.now() - signalled} ms:\n${running.output()}`,
-      );
-    },
-  );
-  t.log(`exited ${Date.now() - signalled} ms after SIGTERM (shutdownTimeout 2000 ms)`);
-  t.is(code, 0, running.output());
-  await until(() => member.open === 0, { what: "every member connection closed by the exit" });
-});
+inEachShape(
+  "with a member that never answers, serve exits at shutdownTimeout, not when the member answers",
+  async (t, shape) => {
+    const member = await RecordingBackend.start("solo");
+    t.teardown(() => member.close());
+    member.script = hangOnHang;
+    // The member would hold its requests for a minute; the exit must come at shutdownTimeout instead.
+    const running = await serve(
+      t,
+      shape,
+      member,
+      "shutdownTimeout: 2s\nshutdownDelay: 0s\nproxy:\n  timeouts:\n    response: 60s\n    keepAlive: 60s\n",
+    );
+    const clients = await Promise.all([1, 2, 3].map(() => RawClient.connect(running.port)));
+    t.teardown(() => {
+      for (const c of clients) c.close();
+    });
+    for (const [i, client] of clients.entries()) await client.send(`GET /hang/${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    await until(() => member.requests.filter((r) => r.url.startsWith("/hang/")).length === 3, {
+      what: "three requests hanging at the member",
+    });
+    // And one idle keep-alive connection to the member, which must not hold the exit either.
+    const quick = await RawClient.connect(running.port);
+    await quick.send("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    await quick.when(() => quick.ended, "the quick GET's response");
+    quick.close();
+    running.child.kill("SIGTERM");
+    const signalled = Date.now();
+    t.log(`SIGTERM at ${new Date(signalled).toISOString().slice(17, 23)}`);
+    // The bound is shutdownTimeout + 1 s (measured 2.1–2.2 s); the deadline only leaves room for a
+    // starved machine, and stays far below the minute that waiting for the member would take.
+    const code = await within(running.exit, { what: "exit soon after shutdownTimeout", timeout: 10_000 }).catch(
+      async (error) => {
+        await running.exit;
+        throw new Error(
+          `${(error as Error).message}; it exited after ${Date.now() - signalled} ms:\n${running.output()}`,
+        );
+      },
+    );
+    t.log(`exited ${Date.now() - signalled} ms after SIGTERM (shutdownTimeout 2000 ms)`);
+    t.is(code, 0, running.output());
+    await until(() => member.open === 0, { what: "every member connection closed by the exit" });
+  },
+);
 
 /** A client that sends GETs one after another on keep-alive connections until the proxy stops accepting. */
 async function loop(port: number, id: number, tally: { ok: number; lost: number; closes: number }): Promise<void> {
@@ -157,12 +172,11 @@ async function loop(port: number, id: number, tally: { ok: number; lost: number;
   }
 }
 
-test("clients looping on keep-alive through SIGTERM (with shutdownDelay) lose no request", async (t) => {
-  t.timeout(120_000, "a real process started, drained and stopped on a busy machine");
+inEachShape("clients looping on keep-alive through SIGTERM (with shutdownDelay) lose no request", async (t, shape) => {
   const member = await RecordingBackend.start("solo");
   t.teardown(() => member.close());
   member.script = hangOnHang;
-  const running = await serve(t, member, "shutdownTimeout: 5s\nshutdownDelay: 1s\n");
+  const running = await serve(t, shape, member, "shutdownTimeout: 5s\nshutdownDelay: 1s\n");
   const tally = { ok: 0, lost: 0, closes: 0 };
   const loops = [0, 1, 2, 3].map((id) => loop(running.port, id, tally));
   await until(() => tally.ok >= 40, { what: "40 requests answered before SIGTERM" });

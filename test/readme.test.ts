@@ -128,7 +128,8 @@ test("the README's lookup and plan sessions print what the commands print", asyn
   }
   t.true(commands.length >= 4, "lookup, plan, plan --json and a bad flag");
   for (const { command, expected, line } of commands) {
-    const args = command.split(" ").slice(1);
+    // Words as a shell splits them here: single quotes group and are removed.
+    const args = (command.match(/'[^']*'|\S+/g) ?? []).slice(1).map((word) => word.replace(/^'(.*)'$/, "$1"));
     const result = await run(process.execPath, ["--import", "tsx", cli, ...args], { cwd: repo }).catch(
       (error: { stdout: string; stderr: string }) => error,
     );

@@ -2,7 +2,7 @@ import test from "ava";
 import { Cluster } from "../src/cluster.ts";
 import type { Member, MembershipSource, SnapshotSink } from "../src/membership/source.ts";
 import { Ring, type RingConfig } from "../src/ring/ring.ts";
-import { RingBuilder } from "../src/workers/ring-builder.ts";
+import { RingBuilder } from "../src/serving/ring-builder.ts";
 import { within } from "./helpers/until.ts";
 
 const names = (n: number, prefix = "m") => Array.from({ length: n }, (_, i) => `${prefix}${i}`);

@@ -1,24 +1,23 @@
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "node:tls";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import test from "ava";
 import { parse as parseYaml } from "yaml";
 import { createAccessLog, createLogging } from "../src/commands/logging.ts";
-import { type Serving, startServing } from "../src/commands/serve.ts";
 import { parseConfig } from "../src/config.ts";
 import { ConfigError } from "../src/errors/config-error.ts";
 import type { AccessRecord } from "../src/proxy/observer.ts";
+import { type Serving, startServing } from "../src/serving/index.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
 import { ManualClock } from "./helpers/clock.ts";
+import { inEachShape, serve } from "./helpers/shapes.ts";
 import { until } from "./helpers/until.ts";
 
-const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 const run = promisify(execFile);
 
 /** A writable that keeps what pino writes, one string a line. */
@@ -136,45 +135,58 @@ function configFor(backends: Backend[], extra: string): string {
   return `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nmembership:\n  static:\n    members:\n${members}\n${extra}`;
 }
 
-test("a reload under load loses no request; ring.partitions changes the checksum; a bad config changes nothing", async (t) => {
-  const backends = await startBackends(["a", "b", "c"]);
-  t.teardown(() => Promise.all(backends.map((b) => b.kill())));
-  const config = parseConfig(parseYaml(configFor(backends, "ring: { partitions: 512 }\naccess: { log: false }\n")));
-  const serving: Serving = await startServing(config);
-  t.teardown(() => serving.close());
-  const proxy = `http://127.0.0.1:${serving.proxy.port}`;
-  const before = serving.cluster.ring.checksum;
+inEachShape(
+  "a reload under load loses no request; ring.partitions changes the checksum; a bad config changes nothing",
+  async (t, shape) => {
+    const backends = await startBackends(["a", "b", "c"]);
+    t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+    const config = {
+      ...parseConfig(parseYaml(configFor(backends, "ring: { partitions: 512 }\naccess: { log: false }\n"))),
+      workers: shape.workers,
+    };
+    const serving: Serving = await startServing(config);
+    t.teardown(() => serving.close());
+    const proxy = `http://127.0.0.1:${serving.proxy.port}`;
+    const before = serving.cluster.ring.checksum;
 
-  const traffic = load(proxy);
-  await until(() => traffic.sent > 50, { what: "requests flowing before the reload" });
-  const next = parseConfig(
-    parseYaml(
-      configFor(backends, "ring: { partitions: 1024 }\naccess: { log: false }\nproxy: { retry: { attempts: 1 } }\n"),
-    ),
-  );
-  const reloaded = await serving.reload({ ...next, listen: { host: "127.0.0.1", port: 1 } });
-  const sentAtReload = traffic.sent;
-  await until(() => traffic.sent > sentAtReload + 50, { what: "requests flowing after the reload" });
-  await traffic.stop();
+    const traffic = load(proxy);
+    await until(() => traffic.sent > 50, { what: "requests flowing before the reload" });
+    const next = parseConfig(
+      parseYaml(
+        configFor(backends, "ring: { partitions: 1024 }\naccess: { log: false }\nproxy: { retry: { attempts: 1 } }\n"),
+      ),
+    );
+    const reloaded = await serving.reload({ ...next, workers: shape.workers, listen: { host: "127.0.0.1", port: 1 } });
+    const sentAtReload = traffic.sent;
+    await until(() => traffic.sent > sentAtReload + 50, { what: "requests flowing after the reload" });
+    await traffic.stop();
 
-  t.deepEqual(traffic.failures, [], "no request failed across the reload");
-  t.deepEqual(reloaded.restart, ["listen"], "the listen address waits for a restart");
-  t.true(reloaded.applied.includes("ring") && reloaded.applied.includes("proxy"), reloaded.applied.join(","));
-  t.is(serving.cluster.ring.config.partitions, 1024);
-  t.not(serving.cluster.ring.checksum, before);
-  t.is(serving.cluster.ring.size, 3);
+    t.deepEqual(traffic.failures, [], "no request failed across the reload");
+    t.deepEqual(reloaded.restart, ["listen"], "the listen address waits for a restart");
+    t.true(reloaded.applied.includes("ring") && reloaded.applied.includes("proxy"), reloaded.applied.join(","));
+    t.is(serving.cluster.ring.config.partitions, 1024);
+    t.not(serving.cluster.ring.checksum, before);
+    t.is(serving.cluster.ring.size, 3);
 
-  const admin = `http://127.0.0.1:${serving.admin.port}`;
-  await t.throwsAsync(
-    serving.reload({ ...next, tls: { cert: "/nonexistent/cert.pem", key: "/nonexistent/key.pem" } }),
-    { instanceOf: ConfigError, message: /^tls\.cert: cannot read/ },
-  );
-  const metrics = (await send(admin, "/metrics")).text;
-  t.regex(metrics, /ringroute_config_reloads_total\{result="applied"\} 1\b/);
-  t.regex(metrics, /ringroute_config_reloads_total\{result="invalid"\} 1\b/);
-  t.is(serving.cluster.ring.config.partitions, 1024, "the invalid config changed nothing");
-  t.is((await send(proxy, "/users/1")).status, 200);
-});
+    const admin = `http://127.0.0.1:${serving.admin.port}`;
+    await t.throwsAsync(
+      serving.reload({ ...next, tls: { cert: "/nonexistent/cert.pem", key: "/nonexistent/key.pem" } }),
+      { instanceOf: ConfigError, message: /^tls\.cert: cannot read/ },
+    );
+    // A config that does not even load (a bad file on SIGHUP) counts as invalid too.
+    await t.throwsAsync(
+      serving.reload(() => {
+        throw new ConfigError("ring.partitions", "must be a positive integer");
+      }),
+      { instanceOf: ConfigError },
+    );
+    const metrics = (await send(admin, "/metrics")).text;
+    t.regex(metrics, /ringroute_config_reloads_total\{result="applied"\} 1\b/);
+    t.regex(metrics, /ringroute_config_reloads_total\{result="invalid"\} 2\b/);
+    t.is(serving.cluster.ring.config.partitions, 1024, "the invalid config changed nothing");
+    t.is((await send(proxy, "/users/1")).status, 200);
+  },
+);
 
 /** A self-signed certificate for 127.0.0.1, made by openssl now. */
 async function certificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
@@ -211,77 +223,83 @@ async function servedName(port: number, ca: string): Promise<string> {
   return String(name);
 }
 
-test("serve: HTTPS with curl --cacert, JSON logs on stderr, access lines on stdout, SIGHUP reloads certificates and logs", async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), "ringroute-tls-"));
-  const first = await certificate(dir, "first");
-  const second = await certificate(dir, "second");
-  const backends = await startBackends(["a", "b"]);
-  t.teardown(() => Promise.all(backends.map((b) => b.kill())));
-  const path = join(dir, "ringroute.yaml");
-  const tls = (c: { cert: string; key: string }) => `tls: { cert: ${c.cert}, key: ${c.key} }\n`;
-  writeFileSync(path, configFor(backends, tls(first)));
+inEachShape(
+  "serve: HTTPS with curl --cacert, JSON logs on stderr, access lines on stdout, SIGHUP reloads certificates and logs",
+  async (t, shape) => {
+    const dir = mkdtempSync(join(tmpdir(), "ringroute-tls-"));
+    const first = await certificate(dir, "first");
+    const second = await certificate(dir, "second");
+    const backends = await startBackends(["a", "b"]);
+    t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+    const path = join(dir, "ringroute.yaml");
+    const tls = (c: { cert: string; key: string }) => `tls: { cert: ${c.cert}, key: ${c.key} }\n`;
+    writeFileSync(path, configFor(backends, tls(first)));
 
-  const child = spawn(process.execPath, ["--import", "tsx", cli, "serve", "--config", path], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RINGROUTE_CONFIG: "" },
-  });
-  t.teardown(() => child.kill("SIGKILL"));
-  let stdout = "";
-  let stderr = "";
-  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-  const exit = once(child, "exit");
-  const logs = () =>
-    stderr
-      .split("\n")
-      .filter((line) => line !== "")
-      .map((line) => JSON.parse(line));
-  const listening = await until(() => /proxy listening on (https:\/\/[^,\s]+)/.exec(stderr)?.[1], {
-    what: `the "proxy listening" line\n${stderr}`,
-    timeout: 60_000,
-  });
-  const port = Number(new URL(listening).port);
+    const running = await serve(t, shape, ["--config", path]);
+    const { child, logs } = running;
+    const stdout = () => running.stdout();
+    const exit = running.exit;
+    const listening = running.proxy;
+    t.regex(listening, /^https:/);
+    const port = Number(new URL(listening).port);
 
-  const curl = await run("curl", ["-sS", "--cacert", first.cert, `${listening}/users/42`]);
-  const seen = JSON.parse(curl.stdout);
-  t.is(seen.headers["x-forwarded-proto"], "https");
-  t.is(await servedName(port, first.cert), "first");
+    const curl = await run("curl", ["-sS", "--cacert", first.cert, `${listening}/users/42`]);
+    const seen = JSON.parse(curl.stdout);
+    t.is(seen.headers["x-forwarded-proto"], "https");
+    t.is(await servedName(port, first.cert), "first");
 
-  for (const entry of logs()) {
-    t.regex(entry.time, /Z$/, JSON.stringify(entry));
-    t.true(["info", "warn", "error", "debug"].includes(entry.level), JSON.stringify(entry));
-    t.false(String(entry.msg).startsWith("ringroute:"), "no program prefix");
-  }
-  t.true(logs().some((e) => e.msg === "member joined the ring" && e.member === "a"));
-  t.true(logs().some((e) => e.msg === "ring changed" && typeof e.checksum === "string" && e.moved > 0));
-  t.true(logs().some((e) => /^try: curl https:\/\/127\.0\.0\.1:\d+\/users\/42/.test(e.msg)));
+    for (const entry of logs()) {
+      t.regex(entry.time, /Z$/, JSON.stringify(entry));
+      t.true(["info", "warn", "error", "debug"].includes(entry.level), JSON.stringify(entry));
+      t.false(String(entry.msg).startsWith("ringroute:"), "no program prefix");
+    }
+    t.true(logs().some((e) => e.msg === "member joined the ring" && e.member === "a"));
+    t.true(logs().some((e) => e.msg === "ring changed" && typeof e.checksum === "string" && e.moved > 0));
+    t.true(logs().some((e) => /^try: curl https:\/\/127\.0\.0\.1:\d+\/users\/42/.test(e.msg)));
 
-  const access = await until(() => stdout.split("\n").find((line) => line.includes('"/users/42"')), {
-    what: "the access line of /users/42",
-  });
-  t.like(JSON.parse(access), { method: "GET", path: "/users/42", status: 200, tried: 1, client: "127.0.0.1" });
+    if (shape.workers > 1) {
+      // Each worker logs for itself, with its own pid.
+      const pids = new Set(
+        logs()
+          .filter((e) => e.msg === "worker ready")
+          .map((e) => e.pid),
+      );
+      t.is(pids.size, shape.workers);
+      t.false(pids.has(child.pid));
+    }
+    const access = await until(
+      () =>
+        stdout()
+          .split("\n")
+          .find((line) => line.includes('"/users/42"')),
+      {
+        what: "the access line of /users/42",
+      },
+    );
+    t.like(JSON.parse(access), { method: "GET", path: "/users/42", status: 200, tried: 1, client: "127.0.0.1" });
 
-  writeFileSync(path, configFor(backends, `${tls(second)}log: { level: debug }\n`));
-  child.kill("SIGHUP");
-  await until(() => logs().some((e) => e.msg === "SIGHUP: config reloaded"), { what: "the reload line" });
-  t.is(await servedName(port, second.cert), "second", "new connections get the new certificate");
+    writeFileSync(path, configFor(backends, `${tls(second)}log: { level: debug }\n`));
+    child.kill("SIGHUP");
+    await until(() => logs().some((e) => e.msg === "SIGHUP: config reloaded"), { what: "the reload line" });
+    t.is(await servedName(port, second.cert), "second", "new connections get the new certificate");
 
-  writeFileSync(path, configFor(backends, `${tls(second)}ring: { partitions: nope }\n`));
-  child.kill("SIGHUP");
-  const refused = await until(() => logs().find((e) => String(e.msg).startsWith("SIGHUP: config not reloaded")), {
-    what: "the refused reload line",
-  });
-  t.like(refused, { level: "error", field: "ring.partitions" });
-  t.is(
-    (await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", second.cert, `${listening}/k`]))
-      .stdout,
-    "200",
-  );
+    writeFileSync(path, configFor(backends, `${tls(second)}ring: { partitions: nope }\n`));
+    child.kill("SIGHUP");
+    const refused = await until(() => logs().find((e) => String(e.msg).startsWith("SIGHUP: config not reloaded")), {
+      what: "the refused reload line",
+    });
+    t.like(refused, { level: "error", field: "ring.partitions" });
+    t.is(
+      (await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", second.cert, `${listening}/k`]))
+        .stdout,
+      "200",
+    );
 
-  child.kill("SIGTERM");
-  t.is((await exit)[0], 0);
-  t.true(logs().some((e) => e.msg === "stopped"));
-});
+    child.kill("SIGTERM");
+    t.is(await exit, 0);
+    t.true(logs().some((e) => e.msg === "stopped"));
+  },
+);
 
 test("an ejection and its end are logged", async (t) => {
   const backends = await startBackends(["a", "b"]);

@@ -14,7 +14,8 @@ const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 
 interface RingView {
   checksum: string;
-  workers: { pid: number; checksum: string | null; inSync: boolean }[];
+  routingVersion: number;
+  workers: { pid: number; version: number | null; inSync: boolean }[];
 }
 
 interface Running {
@@ -109,10 +110,12 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Both workers running and routing by `checksum`. */
+/** Both workers running and routing by the primary's latest routing version, whose ring is `checksum`. */
 const workersOn = (running: Running, checksum: string) => async () => {
   const ring = await running.ring();
-  return ring.checksum === checksum && ring.workers.length === 2 && ring.workers.every((w) => w.checksum === checksum)
+  return ring.checksum === checksum &&
+    ring.workers.length === 2 &&
+    ring.workers.every((w) => w.version === ring.routingVersion && w.inSync)
     ? ring
     : undefined;
 };
@@ -165,6 +168,8 @@ test.serial("/metrics shows the sum of both workers' requests, and the cluster's
   t.is(total(text, "ringroute_requests_total"), keys.length);
   t.is(total(text, "ringroute_request_duration_seconds_count"), keys.length);
   t.regex(text, /^ringroute_members\{state="alive"\} 2$/m, "members counted by the primary alone, not per worker");
+  t.is(total(text, "ringroute_member_up"), 2, "one sample a member, from the primary alone");
+  t.is(total(text, "ringroute_build_info"), 1);
   t.is(total(text, "ringroute_partitions_owned"), 512 * 2);
   t.is(total(text, "ringroute_worker_restarts_total"), 0);
 });

@@ -2,7 +2,7 @@
 import { markdownTable } from "../stats.ts";
 import type { Configuration } from "./configurations.ts";
 import type { Cell, Grid } from "./run.ts";
-import { type Scenario, scenarios, seed } from "./scenarios.ts";
+import { type Scenario, type ScenarioId, scenarios, seed } from "./scenarios.ts";
 
 export interface ReportContext {
   grid: Grid;
@@ -11,6 +11,10 @@ export interface ReportContext {
   orderFree: string[];
   machine: string;
   seconds: number;
+  /** The command that ran, as the report names it (`npm run bench:movement`, with its flags). */
+  command: string;
+  /** True when the report goes to bench/results/; a printed report says so instead of "Written by". */
+  written: boolean;
 }
 
 export function renderReport(cells: Cell[], context: ReportContext): string {
@@ -51,13 +55,17 @@ export function renderReport(cells: Cell[], context: ReportContext): string {
   out.push("# Partition movement, balance and cost of every placement");
   out.push("");
   out.push(
-    `Written by \`npm run bench:movement\` (seed ${seed}; ${context.machine}; ${context.seconds.toFixed(0)} s). ` +
+    `${context.written ? "Written" : "Printed"} by \`${context.command}\` in ${context.seconds.toFixed(0)} s ` +
+      `(seed ${seed}; ${context.machine}). ` +
       "Movement and balance are the same on every run; build and lookup times are this machine's.",
   );
   out.push("");
-  out.push("![Partitions moved against cluster size, one panel per scenario](movement.svg)");
-  out.push("");
+  if (context.written) {
+    out.push("![Partitions moved against cluster size, one panel per scenario](movement.svg)");
+    out.push("");
+  }
   out.push(...renderSummary(cells, context));
+  out.push(...renderAdvice(cells, context));
   out.push("## Configurations");
   out.push("");
   for (const c of configurations) out.push(`- **${c.name}**: ${c.about}.`);
@@ -146,27 +154,43 @@ function capitalize(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
+/** Which sizes the summary shows: the run's smallest and largest (one, when the run has one size). */
+export function summarySizes(grid: Grid): { small: number; large: number } {
+  return { small: Math.min(...grid.sizes), large: Math.max(...grid.sizes) };
+}
+
+/** Partition counts the summary and the advice read: all but 512 (few a member), unless 512 is all the run has. */
+function summaryPartitions(grid: Grid): number[] {
+  const larger = grid.partitions.filter((p) => p !== 512);
+  return larger.length > 0 ? larger : grid.partitions;
+}
+
+type SummaryWhat = ScenarioId | "balance" | "build";
+
 /**
  * The key numbers at R = 1 on one table per P, one row per configuration:
- * what the README quotes. Sizes 10 and 100 stand for small and large.
+ * what the README quotes. The columns follow the run's member counts: a join
+ * at the smallest n, then everything at the largest.
  */
 export function renderSummary(cells: Cell[], context: ReportContext): string[] {
+  const { small, large } = summarySizes(context.grid);
   const out: string[] = ["## Summary", ""];
-  const columns: [string, (typeof scenarios)[number]["id"] | "balance" | "build", number][] = [
-    ["join, n=10", "join", 10],
-    ["join, n=100", "join", 100],
-    ["leave, n=100", "leave", 100],
-    ["replace, n=100", "replace", 100],
-    ["StatefulSet +1, n=100", "scale-out", 100],
-    ["20 changes, n=100", "changes", 100],
-    ["busiest/mean, n=100", "balance", 100],
-    ["build ms, n=100", "build", 100],
+  const columns: [string, SummaryWhat, number][] = [
+    ...(small === large ? [] : [[`join, n=${small}`, "join", small] as [string, SummaryWhat, number]]),
+    [`join, n=${large}`, "join", large],
+    [`leave, n=${large}`, "leave", large],
+    [`replace, n=${large}`, "replace", large],
+    [`StatefulSet +1, n=${large}`, "scale-out", large],
+    [`StatefulSet −1, n=${large}`, "scale-in", large],
+    [`20 changes, n=${large}`, "changes", large],
+    [`busiest/mean, n=${large}`, "balance", large],
+    [`build ms, n=${large}`, "build", large],
   ];
   out.push(
-    "Primaries moved (share of P, × the optimum) at R = 1; balance and build time for n = 100. " +
+    `Primaries moved (share of P, × the optimum) at R = 1; balance and build time for n = ${large}. ` +
       "Every size, R = 3 and the replica slots are in the tables below.",
   );
-  for (const partitions of context.grid.partitions.filter((p) => p !== 512)) {
+  for (const partitions of summaryPartitions(context.grid)) {
     out.push("", `### P = ${partitions}, R = 1`, "");
     const rows = context.configurations.map((c) => [
       c.name,
@@ -182,6 +206,92 @@ export function renderSummary(cells: Cell[], context: ReportContext): string[] {
       }),
     ]);
     out.push(markdownTable(["configuration", ...columns.map(([label]) => label)], rows));
+  }
+  out.push("");
+  return out;
+}
+
+/** The situations the advice weighs, each a scenario of the run. */
+const situations: { id: ScenarioId; label: string }[] = [
+  { id: "leave", label: "a member fails or leaves" },
+  { id: "join", label: "scale-out with any names" },
+  { id: "replace", label: "a member replaced under a new name" },
+  { id: "scale-out", label: "StatefulSet scale-out" },
+  { id: "scale-in", label: "StatefulSet scale-down" },
+];
+
+/**
+ * A short recommendation derived from the results: at the largest P and n
+ * of the run, R = 1, among the placements the proxy runs, which one moves
+ * least in each situation, which one is never far from the best (the
+ * general choice), when jump is the better one, and what libring interop
+ * costs. Pure: cells in, lines out.
+ */
+export function renderAdvice(cells: Cell[], context: ReportContext): string[] {
+  const { large } = summarySizes(context.grid);
+  const partitions = Math.max(...summaryPartitions(context.grid));
+  const own = context.configurations.filter((c) => c.kind === "ringroute").map((c) => c.name);
+  const at = (name: string) =>
+    cells.find((c) => c.configuration === name && c.n === large && c.partitions === partitions && c.replicas === 1);
+  const ratio = (name: string, id: ScenarioId) => {
+    const result = at(name)?.scenarios[id];
+    return result === undefined ? Number.NaN : result.primaries / result.optimum;
+  };
+  const present = own.filter((name) => at(name) !== undefined);
+  if (present.length === 0) return [];
+  const x = (value: number) => `×${value.toFixed(value >= 10 ? 0 : 1)}`;
+  const best = (id: ScenarioId) => Math.min(...present.map((name) => ratio(name, id)));
+  // The general choice: of the placements within 1.25× the best in every situation (or else the
+  // closest), the one with the most even load: movement near the optimum is cheap, hot members are not.
+  const worst = (name: string) => Math.max(...situations.map((s) => ratio(name, s.id) / best(s.id)));
+  const busiest = (name: string) => at(name)?.balance.primaries.maxOverMean ?? Number.POSITIVE_INFINITY;
+  const closest = Math.min(...present.map(worst));
+  const near = present.filter((name) => worst(name) <= Math.max(1.25, closest * 1.1));
+  const general = [...near].sort((a, b) => busiest(a) - busiest(b) || worst(a) - worst(b))[0] as string;
+  const out = ["## Recommendation", ""];
+  out.push(
+    `From this run at P = ${partitions}, n = ${large}, R = 1 (primaries moved × the optimum; ` +
+      `the placements the proxy runs: ${present.join(", ")}):`,
+  );
+  out.push("");
+  for (const situation of situations) {
+    const winners = present.filter((name) => ratio(name, situation.id) <= best(situation.id) * 1.1);
+    const others = present
+      .filter((name) => !winners.includes(name))
+      .map((name) => `${name} ${x(ratio(name, situation.id))}`);
+    out.push(
+      `- **${capitalize(situation.label)}:** ${winners.map((name) => `${name} ${x(ratio(name, situation.id))}`).join(", ")}` +
+        (others.length > 0 ? `; against ${others.join(", ")}.` : "."),
+    );
+  }
+  out.push(
+    `- **In general: \`${general}\`**: within ${worst(general).toFixed(2)}× the least-moving placement in each of these situations, ` +
+      `with the busiest member at ${busiest(general).toFixed(2)}× the mean` +
+      (near.length > 1
+        ? ` (${near
+            .filter((name) => name !== general)
+            .map((name) => `${name}: ${busiest(name).toFixed(2)}×`)
+            .join(", ")}).`
+        : "."),
+  );
+  const natural = present.find((name) => name === "jump+natural");
+  if (natural !== undefined) {
+    const endOnly = ["scale-out", "scale-in"] as const;
+    const good = endOnly.every((id) => ratio(natural, id) <= best(id) * 1.1);
+    out.push(
+      good
+        ? `- **\`jump\` with \`order: natural\`** only for a StatefulSet that scales at its end and whose pods keep their names: ` +
+            `${x(ratio(natural, "scale-out"))} on scale-out, ${x(ratio(natural, "scale-in"))} on scale-down, ` +
+            `but ${x(ratio(natural, "leave"))} when a pod in the middle fails.`
+        : `- **\`jump\` with \`order: natural\`** moved ${x(ratio(natural, "scale-out"))} on a StatefulSet scale-out here, no better than the others.`,
+    );
+  }
+  const libring = present.find((name) => name === "jump+lexical");
+  if (libring !== undefined) {
+    out.push(
+      `- **Beside libring:** \`compat: libring\` (jump, lexical, fnv1a64) is the only setting that routes as libring does; ` +
+        `it moves ${x(ratio(libring, "leave"))} when a member fails and ${x(ratio(libring, "join"))} on a join.`,
+    );
   }
   out.push("");
   return out;

@@ -23,7 +23,7 @@ export interface Trial {
   steps: Step[];
 }
 
-export type ScenarioId = "join" | "leave" | "replace" | "scale-out" | "changes";
+export type ScenarioId = "join" | "leave" | "replace" | "scale-out" | "scale-in" | "changes";
 
 export interface Scenario {
   id: ScenarioId;
@@ -85,6 +85,15 @@ export const scenarios: Scenario[] = [
     trials: (n) => {
       const start = Array.from({ length: n }, (_, i) => `web-${i}`);
       return [{ start, steps: [{ members: [...start, `web-${n}`], optimum: 1 / (n + 1) }] }];
+    },
+  },
+  {
+    id: "scale-in",
+    title: "StatefulSet scale-down (web-0 … web-n lose web-n)",
+    samples: () => 1,
+    trials: (n) => {
+      const start = Array.from({ length: n + 1 }, (_, i) => `web-${i}`);
+      return [{ start, steps: [{ members: start.slice(0, n), optimum: 1 / (n + 1) }] }];
     },
   },
   {

@@ -10,7 +10,7 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Cluster } from "../../src/cluster.ts";
 import type { Member, MembershipSource, SnapshotSink } from "../../src/membership/source.ts";
 import { createProxy } from "../../src/proxy/server.ts";
-import { RingBuilder } from "../../src/workers/ring-builder.ts";
+import { RingBuilder } from "../../src/serving/ring-builder.ts";
 
 const [mode, portList, count, partitions] = process.argv.slice(2) as [string, string, string, string];
 const ports = portList.split(",").map(Number);

@@ -3,7 +3,8 @@
  * an `id:`; a client that reconnects with `Last-Event-ID` gets what it missed
  * from a bounded history, or a `reset` event when that is gone. By default a
  * stream carries memberUp, memberDown, ring (one summary a change) and
- * source; acquire and release (one a moved slot) only when `types=` asks.
+ * source; acquire and release (one a moved slot) and cells (a change's moved
+ * slots in one event, what the ring page applies) only when `types=` asks.
  *
  * Clients are fed from the shared history at their own pace: a client that
  * stops reading keeps only a cursor, and is dropped once the history moves
@@ -16,11 +17,14 @@ import type { Member } from "../membership/source.ts";
 import type { Ring } from "../ring/ring.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
 import { type Logger, silentLogger } from "../utils/logger.ts";
+import { movedCells } from "./ring-view.ts";
 
-export const eventTypes = ["memberUp", "memberDown", "ring", "source", "acquire", "release"] as const;
+export const eventTypes = ["memberUp", "memberDown", "ring", "source", "acquire", "release", "cells"] as const;
 export type EventType = (typeof eventTypes)[number];
 const defaultTypes: readonly EventType[] = ["memberUp", "memberDown", "ring", "source"];
 const partitionTypes: ReadonlySet<EventType> = new Set(["acquire", "release"]);
+/** Changes kept for GET /changes (the ring page's log after a load). */
+export const changeHistory = 100;
 
 export interface EventStreamOptions {
   clock?: Clock;
@@ -54,13 +58,51 @@ function memberJson(member: Member) {
   return { name: member.name, url: member.url, state: member.state, tags: member.tags };
 }
 
-/** The `ring` event: what changed, in the plan's terms (× optimum = moved / optimal primaries). */
+/** Members that gave or took primaries in a change, most first, with how many; the rest summed. */
+export interface MoveCounts {
+  members: { name: string; partitions: number }[];
+  /** Primaries given or taken by members past the first ten. */
+  others: number;
+}
+
+/**
+ * Who gave primaries to whom: for every partition whose primary changed, the
+ * old owner in `from` and the new one in `to` (a partition with no owner
+ * before or after counts on one side only).
+ */
+export function primaryMoves(ring: Ring, previous: Ring): { from: MoveCounts; to: MoveCounts } {
+  const from = new Map<string, number>();
+  const to = new Map<string, number>();
+  if (ring.config.partitions === previous.config.partitions) {
+    const bump = (counts: Map<string, number>, name: string | undefined) => {
+      if (name !== undefined) counts.set(name, (counts.get(name) ?? 0) + 1);
+    };
+    for (let p = 0; p < ring.config.partitions; p++) {
+      const was = previous.owner(p, 0);
+      const now = ring.owner(p, 0);
+      if (was === now) continue;
+      bump(from, was);
+      bump(to, now);
+    }
+  }
+  const top = (counts: Map<string, number>): MoveCounts => {
+    const sorted = [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    return {
+      members: sorted.slice(0, 10).map(([name, partitions]) => ({ name, partitions })),
+      others: sorted.slice(10).reduce((sum, [, n]) => sum + n, 0),
+    };
+  };
+  return { from: top(from), to: top(to) };
+}
+
+/** The `ring` event: what changed, in the plan's terms (× optimum = moved / optimal primaries), and who gave primaries to whom. */
 export function ringSummary(ring: Ring, previous: Ring) {
   const added = ring.members.filter((m) => !previous.has(m));
   const removed = previous.members.filter((m) => !ring.has(m));
   const comparable = ring.config.partitions === previous.config.partitions;
   const plan = comparable ? comparePlan(previous, ring, added, removed) : undefined;
   return {
+    ...primaryMoves(ring, previous),
     checksum: ring.checksum,
     previousChecksum: previous.checksum,
     size: ring.size,
@@ -75,6 +117,9 @@ export function ringSummary(ring: Ring, previous: Ring) {
         : Math.round((100 * plan.moved_primaries) / plan.optimal_primaries) / 100,
   };
 }
+
+/** One ring change as the log keeps it: the `ring` event without the config, numbered and timed. */
+export type RingChange = { seq: number; at: string } & Omit<ReturnType<typeof ringSummary>, "config">;
 
 interface Entry {
   seq: number;
@@ -112,6 +157,11 @@ export class EventStream {
   #partitionClients = 0;
   /** First sequence number from which acquire/release are complete in the history. */
   #partitionsSince = 1;
+  /** Clients that want `cells`; the moved cells are computed only while there is one. */
+  #cellsClients = 0;
+  /** The last `changeHistory` ring changes, oldest first. */
+  #changes: RingChange[] = [];
+  #changeSeq = 0;
   #closed = false;
 
   constructor(cluster: Cluster, options: EventStreamOptions = {}) {
@@ -129,7 +179,18 @@ export class EventStream {
       release: (event) => {
         if (this.#partitionClients > 0) this.#append("release", event);
       },
-      ring: (ring, previous) => this.#append("ring", ringSummary(ring, previous)),
+      ring: (ring, previous) => {
+        const { config, ...summary } = ringSummary(ring, previous);
+        const change: RingChange = {
+          seq: ++this.#changeSeq,
+          at: new Date(this.#clock.now()).toISOString(),
+          ...summary,
+        };
+        this.#changes.push(change);
+        if (this.#changes.length > changeHistory) this.#changes.shift();
+        this.#append("ring", { ...change, config });
+        if (this.#cellsClients > 0) this.#append("cells", movedCells(ring, previous));
+      },
       source: (up, error) =>
         this.#append("source", { up, since: new Date(this.#clock.now()).toISOString(), error: error?.message ?? null }),
     });
@@ -139,6 +200,11 @@ export class EventStream {
   /** Connected clients. */
   get size(): number {
     return this.#clients.size;
+  }
+
+  /** The last 100 ring changes, oldest first: what GET /changes answers. */
+  get changes(): readonly RingChange[] {
+    return this.#changes;
   }
 
   /** Bytes of event frames held for resuming and lagging clients. */
@@ -160,6 +226,7 @@ export class EventStream {
     res.write(": connected\nretry: 2000\n\n");
     const wantsPartitions = [...types].some((t) => partitionTypes.has(t));
     if (wantsPartitions && this.#partitionClients++ === 0) this.#partitionsSince = this.#nextSeq;
+    if (types.has("cells")) this.#cellsClients++;
     const client: Client = { res, types, next: this.#nextSeq, blocked: false };
     const lastEventId = req.headers["last-event-id"];
     if (typeof lastEventId === "string" && lastEventId !== "") {
@@ -265,6 +332,7 @@ export class EventStream {
 
   #remove(client: Client): void {
     if (!this.#clients.delete(client)) return;
+    if (client.types.has("cells")) this.#cellsClients--;
     if (![...client.types].some((t) => partitionTypes.has(t))) return;
     // With no one following them, partition events can no longer be resumed (a new follower
     // starts from #partitionsSince), so their memory goes now.

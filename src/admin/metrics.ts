@@ -10,6 +10,7 @@
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
+import type { Member } from "../membership/source.ts";
 import type { ClientFailure, ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
 import { registerHandoffMetrics } from "./handoff-metrics.ts";
@@ -144,6 +145,10 @@ export interface MetricsOptions {
   ejected?: () => string[];
   /** Milliseconds a departed member's series are kept (`metrics.memberRetention`; default 1 h). */
   memberRetention?: number;
+  /** Without a cluster (a worker's traffic metrics): who leaves and comes back, for `memberRetention`. */
+  members?: {
+    listen(listener: { memberDown?(member: Member): void; memberUp?(member: Member): void }): () => void;
+  };
   /** Time for the retention; default the system clock. */
   clock?: Clock;
 }
@@ -170,7 +175,8 @@ export class Metrics implements ProxyObserver {
   #inFlight = 0;
   readonly #unsubscribe: () => void;
 
-  constructor(cluster: Cluster, options: MetricsOptions = {}) {
+  /** `cluster` undefined: traffic metrics only, for a worker process whose primary reports the cluster. */
+  constructor(cluster: Cluster | undefined, options: MetricsOptions = {}) {
     const registry = options.registry ?? new Registry();
     this.registry = registry;
     this.ejected = options.ejected ?? (() => []);
@@ -218,12 +224,6 @@ export class Metrics implements ProxyObserver {
 
     const metrics = this;
     new Gauge({
-      name: "ringroute_build_info",
-      help: "Always 1; the version label is ringroute's.",
-      labelNames: ["version"],
-      registers,
-    }).set({ version: packageVersion() }, 1);
-    new Gauge({
       name: "ringroute_requests_in_flight",
       help: "Client requests received and not yet answered.",
       registers,
@@ -231,6 +231,17 @@ export class Metrics implements ProxyObserver {
         this.set(metrics.#inFlight);
       },
     });
+    // Traffic only (a worker process): the cluster's metrics come from one place, its primary.
+    if (cluster === undefined) {
+      this.#unsubscribe = options.members?.listen(this.#departures()) ?? (() => {});
+      return;
+    }
+    new Gauge({
+      name: "ringroute_build_info",
+      help: "Always 1; the version label is ringroute's.",
+      labelNames: ["version"],
+      registers,
+    }).set({ version: packageVersion() }, 1);
     new Gauge({
       name: "ringroute_member_up",
       help: "1 for each member in the ring the proxy routes to; 0 for a member the source reports down or the proxy ejected.",
@@ -318,6 +329,13 @@ export class Metrics implements ProxyObserver {
       },
       // Every failure counts, not just the one that took the source down.
       sourceError: () => sourceErrors.inc({ source: cluster.sourceKind }),
+      ...this.#departures(),
+    });
+  }
+
+  /** Members leaving and coming back, for `memberRetention`. */
+  #departures(): { memberDown(member: Member): void; memberUp(member: Member): void } {
+    return {
       memberDown: (member) => {
         this.#departed.delete(member.name);
         this.#departed.set(member.name, this.#clock.now());
@@ -326,7 +344,7 @@ export class Metrics implements ProxyObserver {
       memberUp: (member) => {
         this.#departed.delete(member.name);
       },
-    });
+    };
   }
 
   /** Drops the series and state of members that left more than `memberRetention` ago. */

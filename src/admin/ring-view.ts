@@ -166,3 +166,41 @@ export function exampleKeys(ring: Ring, partition: number, count = 3): string[] 
   }
   return found;
 }
+
+/** Past this share of P·R moved slots, a `cells` event carries none: its triples would outweigh the whole table. */
+const cellsLimit = 0.5;
+
+/**
+ * The `cells` event: the slots whose owner changed, as flat triples
+ * (partition, rank, index into `ringMembers`), for a page that holds the
+ * previous ring (`previousChecksum`) to apply instead of re-reading the
+ * table. Slots of members that stayed keep their owner by name: the page
+ * re-indexes them by `ringMembers`. `slots` is null when the change is not a
+ * delta (other partition or owner counts) or moves more than half of
+ * the slots.
+ */
+export function movedCells(ring: Ring, previous: Ring) {
+  const head = {
+    checksum: ring.checksum,
+    previousChecksum: previous.checksum,
+    partitions: ring.config.partitions,
+    ownerCount: ring.ownerCount,
+    ringMembers: ring.members,
+  };
+  const P = ring.config.partitions;
+  const oc = ring.ownerCount;
+  if (previous.config.partitions !== P || previous.ownerCount !== oc || oc === 0) return { ...head, slots: null };
+  const after = new Map(ring.members.map((name, i) => [name, i]));
+  const index = Int32Array.from(previous.members, (name) => after.get(name) ?? -1);
+  const slots: number[] = [];
+  const limit = cellsLimit * P * oc;
+  for (let p = 0; p < P; p++) {
+    for (let r = 0; r < oc; r++) {
+      const now = ring.ownerIndex(p, r);
+      if (index[previous.ownerIndex(p, r)] === now) continue;
+      if (slots.length / 3 >= limit) return { ...head, slots: null };
+      slots.push(p, r, now);
+    }
+  }
+  return { ...head, slots };
+}

@@ -1,7 +1,7 @@
 /**
  * The admin server, on its own port (loopback by default) so traffic never
  * reaches it: the ring page (/), /metrics, /healthz, /readyz, /ring,
- * /events and /plan.
+ * /events, /changes (the last 100 ring changes) and /plan.
  */
 
 import { readFile } from "node:fs/promises";
@@ -183,6 +183,9 @@ export function createAdminServer(options: AdminOptions): AdminServer {
       case "/plan":
         plan(url, res);
         return;
+      case "/changes":
+        json(res, 200, { changes: events.changes });
+        return;
       case "/partition": {
         const routing = cluster.routing;
         const ring = routing.ring;
@@ -212,7 +215,7 @@ export function createAdminServer(options: AdminOptions): AdminServer {
       default:
         json(res, 404, {
           error: "not_found",
-          message: "try /, /metrics, /healthz, /readyz, /ring, /events or /plan",
+          message: "try /, /metrics, /healthz, /readyz, /ring, /events, /changes or /plan",
         });
     }
   }

@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
-import { type Config, keySourceText } from "../config.ts";
+import { type Config, keySourceText, parseConfig } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import type { MembershipConfig } from "../membership/config.ts";
+import { loadEtcd3 } from "../membership/etcd/client.ts";
 import { parseMembersFile } from "../membership/file.ts";
 import type { Command } from "./command.ts";
-import { loadConfig, serveFlags } from "./flags.ts";
+import { parseCommandLine, rawConfig, serveFlags } from "./flags.ts";
 
 export const check: Command = {
   name: "check",
@@ -15,9 +16,14 @@ a members file, TLS files) without binding or contacting anything; prints one li
 Exit 0 when serve would start, 2 with the field that is wrong.`,
   flags: serveFlags,
   async run(_line, args) {
-    const config = loadConfig(args);
+    const raw = rawConfig(parseCommandLine(args, serveFlags).values, serveFlags);
+    const config = parseConfig(raw);
     checkFiles(config);
+    // serve would load etcd3 at start; an install without it fails here the same way.
+    if (config.membership?.etcd) loadEtcd3();
     process.stdout.write(`config ok: ${summary(config)}\n`);
+    const notice = placementNotice(raw);
+    if (notice !== undefined) process.stderr.write(`notice: ${notice}\n`);
   },
 };
 
@@ -42,6 +48,22 @@ export function checkFiles(config: Config, read = (path: string) => readFileSync
       throw new ConfigError("tls", `the certificate and key do not load: ${(error as Error).message}`);
     }
   }
+}
+
+/**
+ * The upgrade notice: a config that leaves `ring.placement` unset (and no
+ * `compat` that fixes it) gets the default, which changed from jump to
+ * balanced; a tier that relied on the old default re-places its partitions.
+ */
+export function placementNotice(raw: Record<string, unknown>): string | undefined {
+  const ring = raw.ring;
+  const set = (field: string) =>
+    typeof ring === "object" && ring !== null && (ring as Record<string, unknown>)[field] !== undefined;
+  if (set("placement") || set("compat")) return undefined;
+  return (
+    "ring.placement is not set, so it is balanced (balanceFactor 1.25), the new default; " +
+    "earlier versions defaulted to jump: set ring.placement: jump to keep a tier's rings as they were"
+  );
 }
 
 /** One line: what serve runs (check prints it, serve logs it at start). */

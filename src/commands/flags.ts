@@ -47,7 +47,7 @@ export const ringFlags: readonly Flag[] = [
   { name: "hash", value: "fnv1a32|fnv1a64", env: "RINGROUTE_HASH", field: "ring.hash", help: "key hash" },
   {
     name: "placement",
-    value: "jump|balanced|modulo|vnodes",
+    value: "balanced|jump|modulo|vnodes",
     env: "RINGROUTE_PLACEMENT",
     field: "ring.placement",
     help: "partitions onto members",

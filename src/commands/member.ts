@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { parseArgs } from "node:util";
 import { parseRing } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
+import { loadEtcd3 } from "../membership/etcd/client.ts";
 import { endpoints, parseEtcdConfig } from "../membership/etcd/config.ts";
 import { httpHooks } from "../membership/etcd/hooks.ts";
 import { EtcdMember } from "../membership/etcd/member.ts";
@@ -27,7 +28,8 @@ export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [
   --tags k=v,k=v  --health-path /healthz  --health-interval 2s  --health-timeout 1s
   --release-hook URL  --acquire-hook URL  --hook-timeout 10s  --handoff-timeout 30s
   --leave-timeout 30s
-  --partitions P --replicas R --hash H --placement P --order O (the ring a leader publishes)
+  --partitions P --replicas R --hash H --placement P --order O --balance-factor F
+  (the ring a leader publishes; balanced, factor 1.25, unless set)
   --username U --password P  --ca FILE --cert FILE --key FILE
   --log-level info (RINGROUTE_LOG_LEVEL)  --log-format auto|json|pretty (RINGROUTE_LOG_FORMAT)`;
 
@@ -53,6 +55,7 @@ const options = {
   hash: { type: "string" },
   placement: { type: "string" },
   order: { type: "string" },
+  "balance-factor": { type: "string" },
   username: { type: "string" },
   password: { type: "string" },
   ca: { type: "string" },
@@ -115,8 +118,12 @@ export async function member(args: string[]): Promise<void> {
   const leaveTimeout =
     values["leave-timeout"] === undefined ? 30_000 : duration(values["leave-timeout"], "--leave-timeout");
   const { partitions, replicas, hash, placement, order } = values;
-  const given = Object.entries({ partitions, replicas, hash, placement, order }).filter(([, v]) => v !== undefined);
+  const balanceFactor = values["balance-factor"];
+  const given = Object.entries({ partitions, replicas, hash, placement, order, balanceFactor }).filter(
+    ([, v]) => v !== undefined,
+  );
   const ring = parseRing(Object.fromEntries(given), "ring");
+  loadEtcd3("--etcd");
 
   // The same logger as serve's: ISO times, level names, pretty on a terminal.
   const level = values["log-level"] ?? (process.env.RINGROUTE_LOG_LEVEL || "info");
@@ -244,7 +251,9 @@ export const memberCommand: Command = {
       help: "on SIGTERM, wait this long for partitions to be ready elsewhere",
       shownDefault: "30s",
     },
-    ...ringFlags.filter((flag) => ["partitions", "replicas", "hash", "placement", "order"].includes(flag.name)),
+    ...ringFlags.filter((flag) =>
+      ["partitions", "replicas", "hash", "placement", "order", "balance-factor"].includes(flag.name),
+    ),
     { name: "username", value: "U", help: "etcd user" },
     { name: "password", value: "P", help: "etcd password" },
     { name: "ca", value: "FILE", help: "etcd CA certificate" },

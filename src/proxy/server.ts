@@ -47,6 +47,8 @@ export interface RoutingProxy {
   readonly server: Server;
   /** Listens on host:port (port 0 picks one) and resolves with the bound address. */
   listen(port: number, host?: string): Promise<AddressInfo>;
+  /** Serves a connection accepted elsewhere (a worker process gets them from its primary). */
+  accept(socket: Socket): void;
   /**
    * Stops accepting; responses from now on carry `Connection: close`, idle
    * keep-alive connections close between requests; at `timeoutMs` whatever
@@ -123,10 +125,19 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
       upstreams.drop(member.name);
       ejections.forget(member.name);
     },
+    // Back in the ring is a new life (a restart that left first, a drain undone): failures counted while it
+    // was leaving, such as the 503s of a member saving its partitions, say nothing about it now.
+    memberUp(member) {
+      ejections.forget(member.name);
+    },
   });
 
+  // Set once close() finished: nothing is served after the deadline.
+  let closed = false;
   const accept = (socket: Socket) => {
-    if (state.closing) {
+    // While closing, a connection accepted just before the listener closed (or handed over late by
+    // node:cluster's primary) is still served, its response with `Connection: close`: never reset.
+    if (closed) {
       socket.destroy();
       return;
     }
@@ -159,6 +170,12 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
           resolve(server.address() as AddressInfo);
         });
       }),
+    accept(socket: Socket) {
+      // As the listener would have made it: half-open allowed, no Nagle delay.
+      socket.allowHalfOpen = true;
+      socket.setNoDelay(true);
+      server.emit("connection", socket);
+    },
     close(timeoutMs = defaults.shutdownTimeout): Promise<void> {
       closing ??= new Promise<void>((resolve) => {
         stopListening();
@@ -168,6 +185,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
         const finish = () => {
           if (finished) return;
           finished = true;
+          closed = true;
           cancelDeadline();
           for (const socket of [...state.lingering]) socket.destroy();
           upstreams.destroy();

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { endianness } from "node:os";
 import { ConfigError } from "../errors/config-error.ts";
 import { type KeyHashName, keyHashes, type Partitioner } from "../hash/index.ts";
 import { show } from "../utils/fields.ts";
@@ -36,7 +37,7 @@ export function defaultRingConfig(): RingConfig {
     partitions: 512,
     replicas: 3,
     hash: "fnv1a32",
-    placement: "jump",
+    placement: "balanced",
     order: "lexical",
     balanceFactor: 1.25,
     vnodes: 150,
@@ -74,11 +75,13 @@ export class Ring {
   /** Entry p·ownerCount + r is the index in `members` of rank r of partition p. */
   readonly #table: Uint32Array;
   /**
-   * One frozen owner array per partition, made at build time so `ownersOf`
-   * hands out a shared array instead of allocating one per lookup. Costs a
-   * small array per partition (about 3 MB at P = 65536, R = 3).
+   * One frozen owner array per partition, made on a partition's first lookup
+   * and kept, so `ownersOf` hands out a shared array instead of allocating
+   * one per lookup. Made lazily, so a ring built on another thread costs the
+   * serving thread no 65,536 allocations when it arrives (up to about 3 MB at
+   * P = 65536, R = 3, once every partition was looked up).
    */
-  readonly #owners: readonly (readonly string[])[];
+  readonly #owners: (readonly string[] | undefined)[];
   readonly #partitionOf: Partitioner;
   readonly #index: ReadonlyMap<string, number>;
 
@@ -101,9 +104,8 @@ export class Ring {
         ? balanceCap(config.partitions, members.length, config.balanceFactor)
         : undefined;
 
-    const rows = ownerRows(members, this.#table, config.partitions, this.ownerCount);
-    this.#owners = rows.owners;
-    this.loads = rows.loads;
+    this.#owners = new Array(members.length === 0 ? 0 : config.partitions);
+    this.loads = loadsOf(members, this.#table, this.ownerCount);
     this.checksum = checksumOf(this.config, this.members, this.#table);
   }
 
@@ -172,23 +174,45 @@ export class Ring {
 
   /** The key's owners in replica order; shared and frozen, empty for an empty ring. */
   ownersOf(key: string): readonly string[] {
-    return this.#owners[this.#partitionOf(key)] as readonly string[];
+    const p = this.#partitionOf(key);
+    return this.#owners[p] ?? this.#row(p);
   }
 
   /** The key's primary owner, or undefined for an empty ring. */
   ownerOf(key: string): string | undefined {
-    return this.#owners[this.#partitionOf(key)]?.[0];
+    return this.ownersOf(key)[0];
   }
 
   ownersOfPartition(partition: number): readonly string[] {
     const owners = this.#owners[partition];
-    if (owners === undefined) throw new RangeError(`partition ${partition} is outside [0, ${this.config.partitions})`);
-    return owners;
+    if (owners !== undefined) return owners;
+    if (!(Number.isInteger(partition) && partition >= 0 && partition < this.config.partitions)) {
+      throw new RangeError(`partition ${partition} is outside [0, ${this.config.partitions})`);
+    }
+    return this.#row(partition);
   }
 
   /** Rank `replica` of `partition`, or undefined past the owner count. */
   owner(partition: number, replica: number): string | undefined {
-    return this.#owners[partition]?.[replica];
+    if (!(replica >= 0 && replica < this.ownerCount && partition >= 0 && partition < this.config.partitions)) {
+      return undefined;
+    }
+    return this.members[this.#table[partition * this.ownerCount + replica] as number];
+  }
+
+  /** Index in `members` of rank `replica` of `partition` (no bounds check): for comparing rings by table. */
+  ownerIndex(partition: number, replica: number): number {
+    return this.#table[partition * this.ownerCount + replica] as number;
+  }
+
+  /** Makes and keeps partition p's frozen owner array (empty for an empty ring). */
+  #row(p: number): readonly string[] {
+    const n = this.ownerCount;
+    const row = new Array<string>(n);
+    for (let r = 0; r < n; r++) row[r] = this.members[this.#table[p * n + r] as number] as string;
+    const frozen = Object.freeze(row);
+    if (n > 0) this.#owners[p] = frozen;
+    return frozen;
   }
 
   /**
@@ -212,6 +236,22 @@ export class Ring {
     }
     return list;
   }
+}
+
+/** Each member's count of partitions per rank, from the index table. */
+function loadsOf(
+  members: readonly string[],
+  table: Uint32Array,
+  ownerCount: number,
+): ReadonlyMap<string, readonly number[]> {
+  const counts = new Uint32Array(members.length * ownerCount);
+  for (let i = 0; i < table.length; i++) {
+    const r = i % ownerCount;
+    counts[(table[i] as number) * ownerCount + r] = (counts[(table[i] as number) * ownerCount + r] as number) + 1;
+  }
+  return new Map(
+    members.map((m, i) => [m, Object.freeze(Array.from(counts.subarray(i * ownerCount, (i + 1) * ownerCount)))]),
+  );
 }
 
 /**
@@ -349,9 +389,13 @@ function checksumOf(config: RingConfig, members: readonly string[], table: Uint3
   settings.members = members;
   const digest = createHash("sha256");
   digest.update(JSON.stringify(settings));
-  // Little-endian on every platform, so big-endian hosts agree.
-  const bytes = Buffer.alloc(table.length * 4);
-  for (let i = 0; i < table.length; i++) bytes.writeUInt32LE(table[i] as number, i * 4);
-  digest.update(bytes);
+  // Little-endian on every platform, so big-endian hosts agree; on little-endian ones the table is those bytes.
+  if (endianness() === "LE") {
+    digest.update(new Uint8Array(table.buffer, table.byteOffset, table.byteLength));
+  } else {
+    const bytes = Buffer.alloc(table.length * 4);
+    for (let i = 0; i < table.length; i++) bytes.writeUInt32LE(table[i] as number, i * 4);
+    digest.update(bytes);
+  }
   return digest.digest("hex").slice(0, 16);
 }

@@ -93,7 +93,7 @@ A/AAAA <service>.<namespace>.svc.<clusterDomain>.
 {{- if not $e.endpoints }}
 {{- fail "membership.etcd.endpoints: list the etcd client URLs" }}
 {{- end }}
-{{- $etcd := dict "endpoints" $e.endpoints "cluster" $e.cluster "handoff" $e.handoff "handoffTimeout" $e.handoffTimeout "dialTimeout" $e.dialTimeout }}
+{{- $etcd := dict "endpoints" $e.endpoints "cluster" $e.cluster "handoff" $e.handoff "handoffTimeout" $e.handoffTimeout "handoffWait" $e.handoffWait "dialTimeout" $e.dialTimeout }}
 {{- with $e.prefix }}{{ $_ := set $etcd "prefix" . }}{{ end }}
 {{- with $e.tags }}{{ $_ := set $etcd "tags" . }}{{ end }}
 {{- /* The password reaches the pod from a Secret (RINGROUTE_ETCD_PASSWORD), never through this ConfigMap. */}}

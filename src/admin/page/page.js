@@ -16,8 +16,12 @@
   let view = null;
   /** Per partition: 1 if the what-if plan would move its primary. */
   let planMask = null;
-  /** Cells that moved in the last change, fading from white to their new colour. */
+  /** Cells that moved in the last change: bright while the rest are dimmed, for `highlightMs`. */
   let flash = null;
+  /** How long moved cells stay highlighted after a change (`?highlight=MS` sets it). */
+  const highlightMs = Number(new URLSearchParams(location.search).get("highlight")) || 4000;
+  /** The member whose partitions are highlighted (chosen in the table or on the map), or null. */
+  let selected = null;
   let layout = { cols: 1, rows: 1, cell: 1, gap: 0 };
   const totalsBefore = { at: 0, totals: new Map() };
   const timings = {};
@@ -31,6 +35,9 @@
     colorOf,
     layoutOf: () => layout,
     animating: () => flash !== null,
+    /** Partitions highlighted as moved by the last change, while they are. */
+    highlighted: () => (flash ? [...flash.moved.keys()].filter((p) => flash.moved[p]) : []),
+    selected: () => selected,
     /** Draws the ring once more; returns the milliseconds it took (for the page benchmark). */
     redraw: () => {
       const started = performance.now();
@@ -39,16 +46,26 @@
     },
   };
 
-  // ---- colours: each member keeps the colour it was first given (golden-angle hues in order of
-  // appearance), so a change recolours only the cells that moved.
+  // ---- colours: a pure function of the member's name (FNV-1a over its UTF-8 bytes picks one of
+  // 72 colours: 24 hues 15° apart in three lightnesses, so two members never get colours closer
+  // than that), so a member has the same colour after a reload, a change, in another browser and
+  // on another proxy; a change recolours only the cells that moved.
   const colorCache = new Map();
+  const utf8 = new TextEncoder();
+  function nameHash(name) {
+    let h = 0x811c9dc5;
+    for (const byte of utf8.encode(name)) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+    // A final mix, so names that differ in their last byte land far apart.
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+    return Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  }
   function colorOf(name) {
     let rgb = colorCache.get(name);
     if (rgb === undefined) {
-      const i = colorCache.size;
-      const hue = ((i * 137.508 + 200) % 360) / 360;
-      const light = [0.5, 0.38, 0.62][Math.floor(i / 7) % 3];
-      rgb = hslToRgb(hue, 0.62, light);
+      const slot = nameHash(name) % 72;
+      const hue = ((slot % 24) * 15 + 5) / 360;
+      const light = [0.5, 0.36, 0.64][Math.floor(slot / 24)];
+      rgb = hslToRgb(hue, 0.65, light);
       colorCache.set(name, rgb);
     }
     return rgb;
@@ -135,6 +152,7 @@
       }
       flash = count > 0 ? { moved, start: performance.now() } : null;
     }
+    if (selected !== null && !view.names.includes(selected)) selected = null;
     planMask = null;
     $("#plan").replaceChildren();
     layout = layoutFor(P);
@@ -155,6 +173,96 @@
     if (flash) requestAnimationFrame(animate);
   }
 
+  /**
+   * Applies a change from a `cells` event to the ring shown, when it is the
+   * ring the change started from: members re-indexed by name, the moved
+   * slots written, only the moved cells flashed. Anything else reloads.
+   */
+  function applyCells(change) {
+    const previous = view;
+    if (!previous || previous.checksum === change.checksum) return;
+    if (
+      change.slots === null ||
+      previous.checksum !== change.previousChecksum ||
+      previous.config.partitions !== change.partitions ||
+      previous.ownerCount !== change.ownerCount ||
+      refreshing
+    ) {
+      refresh();
+      return;
+    }
+    const started = performance.now();
+    const P = change.partitions;
+    const oc = change.ownerCount;
+    const names = change.ringMembers;
+    const indexOf = new Map(names.map((name, i) => [name, i]));
+    const remap = Int32Array.from(previous.names, (name) => indexOf.get(name) ?? -1);
+    const table = new Int32Array(P * oc);
+    for (let i = 0; i < table.length; i++) table[i] = remap[previous.table[i]];
+    const moved = new Uint8Array(P);
+    const slots = change.slots;
+    for (let i = 0; i < slots.length; i += 3) {
+      table[slots[i] * oc + slots[i + 1]] = slots[i + 2];
+      if (slots[i + 1] === 0) moved[slots[i]] = 1;
+    }
+    const primaries = new Int32Array(P);
+    for (let p = 0; p < P; p++) primaries[p] = table[p * oc];
+    view = {
+      ...previous,
+      checksum: change.checksum,
+      names,
+      table,
+      primaries,
+      colors: Uint32Array.from(names, (name) => pack(colorOf(name))),
+    };
+    if (selected !== null && !indexOf.has(selected)) selected = null;
+    flash = moved.some((m) => m === 1) ? { moved, start: performance.now() } : null;
+    planMask = null;
+    $("#plan").replaceChildren();
+    draw();
+    timings.applyMs = performance.now() - started;
+    document.body.dataset.checksum = view.checksum;
+    const shownChecksum = $("#config-checksum");
+    if (shownChecksum) shownChecksum.textContent = view.checksum;
+    if (flash) requestAnimationFrame(animate);
+    // The members table (loads, states) and the text list follow; the map is already right.
+    fetchJson("ring?table=false")
+      .then((ring) => {
+        if (ring.checksum !== view.checksum) return;
+        view.config = ring.config;
+        view.members = ring.members;
+        renderConfig();
+        renderMembers(ring.members);
+        renderSource(ring.source);
+      })
+      .catch(() => {});
+    patchOwners(previous.checksum, slots);
+  }
+
+  /**
+   * After a delta, rewrites only the moved partitions' items of a whole owners
+   * list (rebuilding 65,536 items would hold the page up); a list that was
+   * not whole yet is written again.
+   */
+  function patchOwners(previousChecksum, slots) {
+    const list = $("#owners");
+    if (list.dataset.checksum !== previousChecksum) {
+      renderOwners();
+      return;
+    }
+    const items = list.children;
+    let last = -1;
+    for (let i = 0; i < slots.length; i += 3) {
+      const p = slots[i];
+      if (p === last) continue;
+      last = p;
+      const owners = ownersOf(p, view);
+      items[p].dataset.owners = JSON.stringify(owners);
+      items[p].textContent = owners.join(", ");
+    }
+    list.dataset.checksum = view.checksum;
+  }
+
   function layoutFor(partitions) {
     const width = Math.max(256, Math.min(900, $("#canvas-wrap").clientWidth || 768));
     const cols = Math.ceil(Math.sqrt(partitions));
@@ -164,7 +272,6 @@
   }
 
   // ---- drawing: one pixel buffer for every cell, so P = 65,536 is one putImageData
-  const white = [255, 255, 255];
   function draw(now = performance.now()) {
     const { cols, rows, cell, gap } = layout;
     const width = cols * cell;
@@ -178,13 +285,24 @@
     pixels.fill(pack([238, 238, 238]));
     const P = view.config.partitions;
     const size = cell - gap;
-    const fade = flash ? Math.min(1, (now - flash.start) / 1200) : 1;
+    // Moved cells stay bright and the rest dimmed for highlightMs, then the dimming fades out.
+    const since = flash ? now - flash.start : 0;
+    const fading = flash ? Math.max(0, Math.min(1, (since - highlightMs) / fadeMs)) : 1;
     const empty = pack([200, 200, 200]);
+    const chosen = selected === null ? -1 : view.names.indexOf(selected);
+    const oc = view.ownerCount;
     for (let p = 0; p < P; p++) {
       const owner = view.primaries[p];
       let color = owner < 0 ? empty : view.colors[owner];
-      if (planMask && !planMask[p]) color = dim(color);
-      else if (flash && fade < 1 && flash.moved[p]) color = pack(mix(white, unpack(color), fade));
+      if (planMask) {
+        if (!planMask[p]) color = dim(color);
+      } else if (flash) {
+        if (!flash.moved[p]) color = fading === 0 ? dim(color) : pack(mix(unpack(dim(color)), unpack(color), fading));
+      } else if (chosen >= 0 && owner !== chosen) {
+        let replica = false;
+        for (let r = 1; r < oc; r++) if (view.table[p * oc + r] === chosen) replica = true;
+        color = replica ? pack(mix(unpack(view.colors[chosen]), [245, 245, 245], 0.55)) : dim(color);
+      }
       const x0 = (p % cols) * cell;
       const y0 = Math.floor(p / cols) * cell;
       for (let dy = 0; dy < size; dy++) {
@@ -197,21 +315,58 @@
   const unpack = (c) => [c & 255, (c >>> 8) & 255, (c >>> 16) & 255];
   const dim = (c) => pack(mix(unpack(c), [245, 245, 245], 0.8));
 
+  const fadeMs = 600;
   function animate(now) {
     if (!flash) return;
-    draw(now);
-    if (now - flash.start < 1200) requestAnimationFrame(animate);
-    else flash = null;
+    const since = now - flash.start;
+    if (since >= highlightMs + fadeMs) {
+      flash = null;
+      draw(now);
+      return;
+    }
+    // Nothing changes while the highlight holds: redraw only when the fade begins.
+    if (since >= highlightMs) draw(now);
+    requestAnimationFrame(animate);
+  }
+
+  // ---- selecting a member: its partitions bright (replicas lighter), the rest dimmed
+  function select(name) {
+    selected = name === selected ? null : name;
+    if (selected === null) delete document.body.dataset.selected;
+    else document.body.dataset.selected = selected;
+    for (const row of document.querySelectorAll("#members tbody tr")) {
+      row.classList.toggle("selected", row.dataset.member === selected);
+    }
+    if (view) draw();
+  }
+  $("#members tbody").addEventListener("click", (event) => {
+    const row = event.target.closest("tr");
+    if (row?.dataset.color && row.dataset.color !== "transparent") select(row.dataset.member);
+  });
+  canvas.addEventListener("click", (event) => {
+    const p = partitionAt(event);
+    if (p === undefined) return;
+    const owner = view.primaries[p];
+    if (owner >= 0) select(view.names[owner]);
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && selected !== null) select(selected);
+  });
+  function partitionAt(event) {
+    if (!view) return undefined;
+    const rect = canvas.getBoundingClientRect();
+    const x = Math.floor(((event.clientX - rect.left) * canvas.width) / rect.width / layout.cell);
+    const y = Math.floor(((event.clientY - rect.top) * canvas.height) / rect.height / layout.cell);
+    const p = y * layout.cols + x;
+    return x >= layout.cols || p >= view.config.partitions || p < 0 ? undefined : p;
   }
 
   // ---- hover: partition and owners in replica order
   canvas.addEventListener("mousemove", (event) => {
     if (!view) return;
     const rect = canvas.getBoundingClientRect();
-    const x = Math.floor(((event.clientX - rect.left) * canvas.width) / rect.width / layout.cell);
-    const y = Math.floor(((event.clientY - rect.top) * canvas.height) / rect.height / layout.cell);
-    const p = y * layout.cols + x;
-    if (x >= layout.cols || p >= view.config.partitions || p < 0) {
+    const p = partitionAt(event);
+    if (p === undefined) {
       tip.hidden = true;
       return;
     }
@@ -269,9 +424,19 @@
   }
 
   // ---- text views
+  /** The settings the ring's placement reads: the others change nothing, so the header leaves them out. */
+  function knobs(config) {
+    const { partitions, replicas, hash, placement, order, balanceFactor, vnodes, compat } = config;
+    const items = { partitions, replicas, hash, placement };
+    // balanced and vnodes place by name, whatever the order; jump and modulo index the sorted list.
+    if (placement !== "balanced" && placement !== "vnodes") items.order = order;
+    if (placement === "balanced") items.balanceFactor = balanceFactor;
+    if (placement === "vnodes") items.vnodes = vnodes;
+    if (compat && compat !== "none") items.compat = compat;
+    return items;
+  }
   function renderConfig() {
-    const { partitions, replicas, hash, placement, order, ...rest } = view.config;
-    const items = { partitions, replicas, hash, placement, order, ...rest, checksum: view.checksum };
+    const items = { ...knobs(view.config), checksum: view.checksum };
     $("#config").innerHTML = Object.entries(items)
       .map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd id="config-${escapeHtml(k)}">${escapeHtml(v)}</dd></div>`)
       .join("");
@@ -309,9 +474,10 @@
 
   /**
    * The owners list: one item per partition, owners in replica order, for
-   * screen readers and tests; inside a closed <details> it costs no layout.
-   * Written in slices between frames, so the canvas and the page stay
-   * responsive at P = 65,536, and marked with the ring's checksum when whole.
+   * screen readers and tests, written while its <details> is open and
+   * emptied when it closes. Written in slices between frames, so the canvas
+   * and the page stay responsive at P = 65,536, marked with the ring's
+   * checksum when whole, and patched item by item on a change.
    */
   let ownersGeneration = 0;
   function renderOwners() {
@@ -319,8 +485,10 @@
     const started = performance.now();
     const shown = view;
     const list = $("#owners");
-    list.replaceChildren();
+    if (list.firstChild) list.replaceChildren();
     delete list.dataset.checksum;
+    // Only while its section is open: 65,536 items kept in the page make every later change slow.
+    if (!$("#owners-details").open || !shown) return;
     const P = shown.config.partitions;
     const slice = 4096;
     const write = (from) => {
@@ -344,6 +512,8 @@
     write(0);
   }
 
+  $("#owners-details").addEventListener("toggle", () => renderOwners());
+
   /** Where the proxy's routing differs from the ring for a member: slots it is routed now, and those it keeps as old owner. */
   function routedNote(m) {
     if (!m.routed || m.handoff === 0) return "";
@@ -360,7 +530,8 @@
     };
     const rows = members.map((m) => {
       const color = m.inRing ? hex(colorOf(m.name)) : "transparent";
-      return `<tr data-member="${escapeHtml(m.name)}" data-color="${color}" data-status="${m.status}">
+      const chosen = m.name === selected ? ' class="selected"' : "";
+      return `<tr data-member="${escapeHtml(m.name)}" data-color="${color}" data-status="${m.status}"${chosen}>
 <td><span class="swatch" style="background:${color}"></span></td>
 <td>${escapeHtml(m.name)}</td><td class="url">${escapeHtml(m.url)}</td>
 <td><span class="state ${m.status}">${m.status}</span></td>
@@ -372,16 +543,23 @@
     totalsBefore.totals = new Map(members.map((m) => [m.name, { requests: m.requests, errors: m.errors }]));
   }
 
-  // Rates come from the proxy's own counters, read every two seconds.
+  // Rates come from the proxy's own counters, read every two seconds. A ring the page does not
+  // show yet is normally on its way as a cells event; only when two polls in a row see it does the
+  // page re-read the table (a stream that broke without a reset).
+  let unseen = null;
   async function poll() {
     try {
       const ring = await fetchJson("ring?table=false");
       if (view && ring.checksum === view.checksum) {
+        unseen = null;
         renderMembers(ring.members);
         renderSource(ring.source);
         renderRouting(ring);
-      } else {
+      } else if (!view || unseen === ring.checksum) {
+        unseen = null;
         await refresh();
+      } else {
+        unseen = ring.checksum;
       }
     } catch {
       // The next poll tries again.
@@ -390,26 +568,59 @@
   }
 
   // ---- live changes
-  function logChange(summary) {
-    const who = [...summary.added.map((m) => `+${m}`), ...summary.removed.map((m) => `−${m}`)].join(" ");
-    const moved = summary.moved
-      ? `${summary.moved.primaries} partitions moved${summary.timesOptimum === null ? "" : ` (${summary.timesOptimum.toFixed(2)}× optimum)`}`
+  /** Changes already in the log, by their number: the history and the live stream may both bring one. */
+  const logged = new Set();
+  const moveText = (counts) => {
+    const shown = counts.members.map((m) => `${m.name} (${m.partitions})`);
+    if (counts.others > 0) shown.push(`others (${counts.others})`);
+    return shown.join(", ");
+  };
+  function logChange(change) {
+    if (change.seq !== undefined) {
+      if (logged.has(change.seq)) return;
+      logged.add(change.seq);
+    }
+    const who = [...change.added.map((m) => `+${m}`), ...change.removed.map((m) => `−${m}`)].join(" ");
+    const moved = change.moved
+      ? `${change.moved.primaries} partitions moved${change.timesOptimum === null ? "" : ` (${change.timesOptimum.toFixed(2)}× optimum)`}`
       : "config changed";
     const li = document.createElement("li");
-    li.innerHTML = `<time>${new Date().toLocaleTimeString()}</time> ${escapeHtml(who || "members changed")}: ${escapeHtml(moved)}, ${summary.size} members`;
-    li.dataset.checksum = summary.checksum;
-    li.dataset.moved = summary.moved ? summary.moved.primaries : "";
+    const at = change.at ? new Date(change.at) : new Date();
+    let text = `<time datetime="${escapeHtml(at.toISOString())}">${at.toLocaleTimeString()}</time> ${escapeHtml(who || "members changed")}: ${escapeHtml(moved)}, ${change.size} members`;
+    if (change.moved && change.moved.primaries > 0 && change.from && change.to) {
+      const sides = [
+        change.from.members.length > 0 ? `from ${escapeHtml(moveText(change.from))}` : "",
+        change.to.members.length > 0 ? `to ${escapeHtml(moveText(change.to))}` : "",
+      ].filter((side) => side !== "");
+      text += `<div class="moves">${sides.join("<br>")}</div>`;
+    }
+    li.innerHTML = text;
+    li.dataset.checksum = change.checksum;
+    li.dataset.moved = change.moved ? change.moved.primaries : "";
+    if (change.seq !== undefined) li.dataset.seq = change.seq;
     const log = $("#log");
-    log.prepend(li);
+    // Newest first, by number, so a history entry arriving after a live one still sorts right.
+    const seq = change.seq ?? Number.POSITIVE_INFINITY;
+    const older = [...log.children].find((item) => Number(item.dataset.seq ?? Number.POSITIVE_INFINITY) < seq);
+    log.insertBefore(li, older ?? null);
     while (log.children.length > 200) log.lastChild.remove();
   }
 
+  /** The server's last changes, so the log survives a page load. */
+  async function history() {
+    try {
+      const { changes } = await fetchJson("changes");
+      for (const change of changes) logChange(change);
+      $("#log").dataset.loaded = String(changes.length);
+    } catch {
+      // The live stream still fills the log.
+    }
+  }
+
   function follow() {
-    const events = new EventSource("events");
-    events.addEventListener("ring", (event) => {
-      logChange(JSON.parse(event.data));
-      refresh();
-    });
+    const events = new EventSource("events?types=memberUp,memberDown,ring,source,cells");
+    events.addEventListener("ring", (event) => logChange(JSON.parse(event.data)));
+    events.addEventListener("cells", (event) => applyCells(JSON.parse(event.data)));
     events.addEventListener("reset", () => refresh());
     events.addEventListener("source", (event) => {
       const data = JSON.parse(event.data);
@@ -459,6 +670,7 @@ ${changed
 
   // ---- start
   follow();
+  history();
   refresh().then(
     () => {
       timings.firstRenderMs = performance.now();

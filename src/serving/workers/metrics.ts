@@ -1,12 +1,13 @@
 /**
  * The primary's /metrics with workers: its own registry (membership, ring,
- * worker restarts) plus every worker's (requests, upstream errors, process
- * metrics), combined by prom-client's AggregatorRegistry: counters and
- * histograms summed across workers.
+ * build info, reloads, worker restarts) plus every worker's traffic metrics
+ * (requests, upstream errors, process metrics), combined by prom-client's
+ * AggregatorRegistry: counters and histograms summed across workers. A
+ * worker registers no cluster metric, so those come from the primary alone.
  */
 import { AggregatorRegistry, Counter } from "prom-client";
-import { Metrics } from "../admin/metrics.ts";
-import type { Cluster } from "../cluster.ts";
+import { Metrics } from "../../admin/metrics.ts";
+import type { Cluster } from "../../cluster.ts";
 import type { WorkerMetricsJson } from "./messages.ts";
 
 /** What one worker answers to a scrape. */
@@ -14,27 +15,6 @@ export interface WorkerScrape {
   metrics: WorkerMetricsJson;
   ejected: string[];
 }
-
-/**
- * Metrics that describe the cluster, not traffic: every worker reports the
- * same values (from the ring it was sent), so the primary's alone count;
- * summed, a gauge like ringroute_member_up would read 3 with two workers.
- * The primary's member_up already counts a member any worker ejected.
- */
-const primaryOnly = new Set([
-  "ringroute_build_info",
-  "ringroute_member_up",
-  "ringroute_members",
-  "ringroute_partitions_owned",
-  "ringroute_ring_info",
-  "ringroute_membership_source_up",
-  "ringroute_membership_source_errors_total",
-  "ringroute_ring_changes_total",
-  "ringroute_partition_moves_total",
-  "ringroute_ring_version",
-  "ringroute_stable_version",
-  "ringroute_partitions_in_handoff",
-]);
 
 export class WorkerMetrics extends Metrics {
   readonly restarts: Counter;
@@ -59,7 +39,7 @@ export class WorkerMetrics extends Metrics {
     const workers = await this.#scrape();
     this.#ejected.members = [...new Set(workers.flatMap((w) => w.ejected))].sort();
     const own = await this.registry.getMetricsAsJSON();
-    const theirs = workers.map((w) => w.metrics.filter((m) => !primaryOnly.has(m.name)));
+    const theirs = workers.map((w) => w.metrics);
     return AggregatorRegistry.aggregate([own, ...theirs]).metrics();
   }
 }

@@ -1,5 +1,5 @@
 import { availableParallelism } from "node:os";
-import type { Config } from "../config.ts";
+import type { Config } from "../../config.ts";
 
 /** The number of proxy processes `workers: N | auto` asks for. */
 export function workerCount(workers: Config["workers"]): number {
