@@ -122,6 +122,45 @@ test("a client that sends FIN mid-body frees its member connection at once, with
   );
 });
 
+test("a client that resets while its whole request waits for the member frees the member connection at once", async (t) => {
+  const reports = new Reports();
+  const h = await startRawProxy(["solo"], {
+    observer: reports,
+    proxy(c) {
+      c.connections = 1;
+      c.timeouts.response = 60_000;
+    },
+  });
+  t.teardown(() => h.close());
+  const member = h.backend("solo");
+  // The member never answers /wait: only the client's reset can end that exchange.
+  member.script = {
+    answer(request, c) {
+      if (request.url !== "/wait") c.socket.write(fixed(200, "ok"));
+    },
+  };
+  const waiting = await h.connect();
+  await waiting.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+  await member.waitForRequests(1);
+  waiting.socket.resetAndDestroy();
+  // Long before timeouts.response (60 s): the client socket is read while it waits, so the reset is seen.
+  await until(() => member.connections.every((c) => c.closed), {
+    what: "the member connection of the abandoned request to close",
+    timeout: 10_000,
+  });
+  const get = await h.connect();
+  await get.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  const [reply] = await get.waitForResponses(1, [], 10_000);
+  t.is(reply?.status, 200);
+  get.close();
+  t.deepEqual(reports.upstreamErrors, []);
+  t.deepEqual(reports.clientErrors, ["aborted"]);
+  t.deepEqual(
+    reports.records.filter((r) => r.path === "/wait").map((r) => [r.outcome, r.member]),
+    [["aborted", "solo"]],
+  );
+});
+
 test("a request waits timeouts.queue for a connection, then gets 503 with Retry-After", async (t) => {
   const reports = new Reports();
   const h = await startRawProxy(["solo"], {
