@@ -4,7 +4,7 @@
  * a flat list like Ring.table) and `table=false` (no table at all).
  */
 import type { Cluster } from "../cluster.ts";
-import { noneReady, type RoutingTable, slotStates } from "../handoff/table.ts";
+import { noneReady, type RoutingTable } from "../handoff/table.ts";
 import type { Ring } from "../ring/ring.ts";
 
 export type TableForm = "full" | "compact" | "none";
