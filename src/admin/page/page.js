@@ -140,6 +140,8 @@
     if (oc > 0) for (let p = 0; p < P; p++) primaries[p] = table[p * oc];
     view = {
       checksum,
+      /** The target ring's checksum, for the header; `checksum` is the routing table's under hand-offs. */
+      ringChecksum: ring.checksum,
       config: ring.config,
       names,
       ownerCount: oc,
@@ -236,6 +238,7 @@
       states,
       primaries,
       colors: Uint32Array.from(names, (name) => pack(colorOf(name))),
+      ringChecksum: change.coordinated ? previous.ringChecksum : change.checksum,
     };
     if (selected !== null && !indexOf.has(selected)) selected = null;
     flash = moved.some((m) => m === 1) ? { moved, start: performance.now() } : null;
@@ -245,17 +248,19 @@
     timings.applyMs = performance.now() - started;
     document.body.dataset.checksum = view.checksum;
     const shownChecksum = $("#config-checksum");
-    if (shownChecksum) shownChecksum.textContent = view.checksum;
+    if (shownChecksum) shownChecksum.textContent = view.ringChecksum;
     if (flash) requestAnimationFrame(animate);
     // The members table (loads, states) and the text list follow; the map is already right.
     fetchJson("ring?table=false")
       .then((ring) => {
-        if (ring.checksum !== view.checksum) return;
+        if ((ring.routing?.checksum ?? ring.checksum) !== view.checksum) return;
+        view.ringChecksum = ring.checksum;
         view.config = ring.config;
         view.members = ring.members;
         renderConfig();
         renderMembers(ring.members);
         renderSource(ring.source);
+        renderRouting(ring);
       })
       .catch(() => {});
     patchOwners(previous.checksum, slots);
@@ -483,7 +488,7 @@
     return items;
   }
   function renderConfig() {
-    const items = { ...knobs(view.config), checksum: view.checksum };
+    const items = { ...knobs(view.config), checksum: view.ringChecksum };
     $("#config").innerHTML = Object.entries(items)
       .map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd id="config-${escapeHtml(k)}">${escapeHtml(v)}</dd></div>`)
       .join("");
@@ -510,7 +515,8 @@
     el.dataset.checksum = routing.checksum;
     el.classList.toggle("down", Boolean(routing.stalled) || none > 0);
     clearTimeout(routingTimer);
-    if (!settled || routing.stalled) routingTimer = setTimeout(() => refresh(), 1000);
+    // Only the summary (`table=false`): the map's changes come as cells over /events.
+    if (!settled || routing.stalled) routingTimer = setTimeout(() => check(), 1000);
   }
 
   function renderSource(source) {
@@ -594,13 +600,19 @@
   // show yet is normally on its way as a cells event; only when two polls in a row see it does the
   // page re-read the table (a stream that broke without a reset).
   let unseen = null;
-  async function poll() {
+  async function check() {
     try {
       const ring = await fetchJson("ring?table=false");
       // The map shows what is routed: the ring's checksum without hand-offs, the routing table's under them.
       const shown = ring.routing?.checksum ?? ring.checksum;
       if (view && shown === view.checksum) {
         unseen = null;
+        // Under hand-offs the target ring may change before what is routed does: the header follows it.
+        if (ring.checksum !== view.ringChecksum) {
+          view.ringChecksum = ring.checksum;
+          view.config = ring.config;
+          renderConfig();
+        }
         renderMembers(ring.members);
         renderSource(ring.source);
         renderRouting(ring);
@@ -613,6 +625,9 @@
     } catch {
       // The next poll tries again.
     }
+  }
+  async function poll() {
+    await check();
     setTimeout(poll, 2000);
   }
 
