@@ -23,10 +23,17 @@ COPY src ./src
 RUN npm run build
 
 # Production dependencies only, installed apart so no dev tool reaches the image.
+# etcd3 is an optional peer dependency (a library install leaves it out); the
+# image serves every membership source, so it is made a dependency here, at the
+# range package.json declares and the version package-lock.json locks.
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm pkg set "dependencies.etcd3=$(npm pkg get peerDependencies.etcd3 | tr -d '"')" \
+ && npm pkg delete devDependencies.etcd3 \
+ && npm install --omit=dev --ignore-scripts --no-audit --no-fund \
+ && node -e 'require.resolve("etcd3")'
+RUN npm cache clean --force
 
 FROM ${NODE_IMAGE}
 ENV NODE_ENV=production

@@ -38,7 +38,10 @@ function deferred(): Deferred {
   return { promise, resolve };
 }
 
-function runner(handlers: HandoffHandlers, others: { alive?: Set<string>; docs?: Map<string, HandoffDoc> } = {}) {
+function runner(
+  handlers: HandoffHandlers,
+  others: { alive?: Set<string>; docs?: Map<string, HandoffDoc>; written?: (doc: HandoffDoc) => Promise<void> } = {},
+) {
   const clock = new ManualClock();
   const { logger, entries } = recordingLogger();
   const published: { doc: HandoffDoc; done: boolean }[] = [];
@@ -52,7 +55,10 @@ function runner(handlers: HandoffHandlers, others: { alive?: Set<string>; docs?:
     logger,
     alive: (m) => alive.has(m),
     progress: (m) => docs.get(m),
-    publish: (doc, done) => published.push({ doc, done }),
+    publish: (doc, done) => {
+      published.push({ doc, done });
+      return others.written?.(doc);
+    },
   });
   const last = () => published.at(-1) as { doc: HandoffDoc; done: boolean };
   const ready = () => fromLists(last().doc.ready);
@@ -78,11 +84,12 @@ test("a slot moved away and back in one batch is not advertised ready while its 
   r.apply(version(2, ["a", "b"], ["a"]));
   r.apply(version(3, ["a"], ["a", "b"]));
   t.false(ready().has(slot), "not ready while the release of v2 is queued");
-  t.false(r.holds(p, 0));
+  t.true(r.holds(p, 0), "still served: its release has not begun, so nobody else can have it");
   await flush();
   const ofP = () => calls.filter((c) => c.startsWith(`release ${p} `) || c.startsWith(`acquire ${p} `));
   t.deepEqual(ofP().slice(-1), [`release ${p} v2`]);
   t.false(ready().has(slot), "nor while it runs");
+  t.false(r.holds(p, 0), "not served once the release began");
   releasing.resolve();
   await flush();
   t.false(ready().has(slot), "b has not released its v3 slot yet");
@@ -95,6 +102,38 @@ test("a slot moved away and back in one batch is not advertised ready while its 
   t.true(ready().has(slot));
   t.true(r.holds(p, 0));
   t.true(last().done);
+});
+
+test("a release begins only once the document saying the member took the version up is written", async (t) => {
+  const p = movingPartition();
+  const calls: string[] = [];
+  const writes = new Map<number, Deferred>();
+  const { r, published } = runner(
+    {
+      release: (partition, _to, _rank, step) => void calls.push(`release ${partition} v${step.version}`),
+      acquire: (partition, _from, _rank, step) => void calls.push(`acquire ${partition} v${step.version}`),
+    },
+    {
+      written: (doc) => {
+        let write = writes.get(doc.version);
+        if (write === undefined) {
+          write = deferred();
+          writes.set(doc.version, write);
+        }
+        return write.promise;
+      },
+    },
+  );
+  r.apply(version(1, ["a"], []));
+  await flush();
+  t.true(calls.includes(`acquire ${p} v1`), "an acquire does not wait for the write");
+  r.apply(version(2, ["a", "b"], ["a"]));
+  await flush();
+  t.false(calls.includes(`release ${p} v2`), "the v2 document is not written yet: the slot is still served");
+  t.is(published.at(-1)?.doc.version, 2, "it was handed to the store");
+  writes.get(2)?.resolve();
+  await flush();
+  t.true(calls.includes(`release ${p} v2`), "written: the release begins");
 });
 
 test("a release still running after handoffTimeout is given up: its signal fires, the slot is marked released, the step counts as failed", async (t) => {

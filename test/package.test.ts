@@ -23,3 +23,16 @@ test(".gitignore ignores no tracked file (examples/ringroute.yaml is part of the
   });
   t.is(stdout, "");
 });
+
+test("etcd3 (gRPC, protobufjs) is an optional peer dependency: a library install leaves it out, the repository keeps it for its tests", async (t) => {
+  const pkg = await read("package.json");
+  const lock = await read("package-lock.json");
+  t.is(pkg.dependencies.etcd3, undefined);
+  t.is(pkg.dependencies.cockatiel, undefined, "cockatiel is taken from etcd3's own dependencies");
+  t.deepEqual(pkg.peerDependenciesMeta?.etcd3, { optional: true });
+  t.is(pkg.devDependencies.etcd3, pkg.peerDependencies.etcd3);
+  // In the lock, nothing that etcd3 brings is a production package.
+  for (const name of ["etcd3", "@grpc/grpc-js", "protobufjs", "cockatiel"]) {
+    t.true(lock.packages[`node_modules/${name}`]?.dev, `${name} is installed for development only`);
+  }
+});

@@ -11,10 +11,10 @@ import { defaultConfig, type ProxyConfig } from "../src/config.ts";
 import type { Coordination } from "../src/handoff/coordination.ts";
 import { RoutingTable, type SlotState } from "../src/handoff/table.ts";
 import type { MembershipSource, SnapshotSink } from "../src/membership/source.ts";
-import { createProxy } from "../src/proxy/server.ts";
+import { createProxy, type RoutingProxy } from "../src/proxy/server.ts";
 import type { Ring } from "../src/ring/ring.ts";
 import { ManualClock } from "./helpers/clock.ts";
-import { header, json, RawClient, RecordingBackend } from "./helpers/raw.ts";
+import { fixed, header, json, RawClient, RecordingBackend, scripts } from "./helpers/raw.ts";
 import { until } from "./helpers/until.ts";
 
 /** A coordinating source whose routing table the test sets slot by slot. */
@@ -38,8 +38,22 @@ class HandoffSource implements MembershipSource {
     };
   }
 
+  #sink: SnapshotSink | undefined;
+
   async start(sink: SnapshotSink): Promise<void> {
-    sink.snapshot(this.members.map((m) => ({ ...m, tags: {}, state: "alive" as const })));
+    this.#sink = sink;
+    this.present(this.members.map((m) => m.name));
+  }
+
+  /** The members ready now; the others are draining (registered, out of the ring). Back in, one registered anew. */
+  present(names: string[]): void {
+    this.#sink?.snapshot(
+      this.members.map((m) => ({
+        ...m,
+        tags: {},
+        state: names.includes(m.name) ? ("alive" as const) : ("left" as const),
+      })),
+    );
   }
 
   async stop(): Promise<void> {}
@@ -67,6 +81,7 @@ interface Setup {
   started: { count: number };
   key: string;
   partition: number;
+  proxy: RoutingProxy;
 }
 
 async function setup(
@@ -108,7 +123,18 @@ async function setup(
     await closing;
   });
   const key = "/users/42";
-  return { clock, source, cluster, backends, port, statuses, started, key, partition: cluster.ring.partitionOf(key) };
+  return {
+    clock,
+    source,
+    cluster,
+    backends,
+    port,
+    statuses,
+    started,
+    key,
+    partition: cluster.ring.partitionOf(key),
+    proxy,
+  };
 }
 
 async function get(s: Setup, extra = ""): Promise<RawClient> {
@@ -232,6 +258,61 @@ test("with replicas 2 under coordination, failover goes only to the other member
   t.is(ok?.status, 200);
   t.is(s.backends.find((b) => b.name === owners[1])?.requests.length, 1);
   t.is(s.backends.find((b) => b.name === third)?.bytesSeen, 0);
+});
+
+test("a member ejected for its 503s still gets the slots it alone holds ready; a re-registration starts with no ejection", async (t) => {
+  // One failure ejects; the owner answers 503 ("retry shortly", as a member saving a partition does).
+  const s = await setup(t, { proxy: (p) => Object.assign(p.eject, { after: 1, for: 10_000 }) });
+  s.source.route(s.cluster.ring, () => undefined);
+  const owner = s.backends.find((b) => b.name === s.cluster.ring.owner(s.partition, 0)) as RecordingBackend;
+  const others = s.backends.filter((b) => b !== owner);
+  owner.script = scripts.raw(fixed(503, "saving", [["Retry-After", "1"]]));
+  const [first] = await (await get(s)).waitForResponses(1);
+  t.is(first?.status, 503, "the member's own 503 goes back: nobody else holds the partition");
+  t.deepEqual(s.proxy.ejected(), [owner.name]);
+
+  // Ejected, but the only member holding the partition ready: the request still goes there, never to another.
+  owner.script = scripts.echo();
+  const [second] = await (await get(s)).waitForResponses(1);
+  t.is(second?.status, 200);
+  t.is(owner.requests.length, 2);
+  t.is(
+    others.reduce((n, b) => n + b.bytesSeen, 0),
+    0,
+    "members without the partition got nothing",
+  );
+
+  // A restart, leaving first: out of the ring it still answers for the slot it is releasing (503s, ejected
+  // again), then registers anew. What the old registration did is forgotten.
+  s.source.present(others.map((b) => b.name));
+  s.source.route(s.cluster.ring, (p, r) =>
+    p === s.partition && r === 0 ? { member: owner.name, state: "moving" } : undefined,
+  );
+  owner.script = scripts.raw(fixed(503, "saving", [["Retry-After", "1"]]));
+  const [third] = await (await get(s)).waitForResponses(1);
+  t.is(third?.status, 503);
+  t.deepEqual(s.proxy.ejected(), [owner.name]);
+  s.source.present(s.backends.map((b) => b.name));
+  t.deepEqual(s.proxy.ejected(), [], "back in the ring, not ejected");
+});
+
+test("with replicas 2, a member ejected for its 503s is skipped only for the other member holding the partition", async (t) => {
+  const s = await setup(t, { replicas: 2, proxy: (p) => Object.assign(p.eject, { after: 1, for: 10_000 }) });
+  s.source.route(s.cluster.ring, () => undefined);
+  const [primary, secondary] = s.cluster.ring.ownersOfPartition(s.partition);
+  const backend = (name: string | undefined) => s.backends.find((b) => b.name === name) as RecordingBackend;
+  const third = s.backends.find((b) => b.name !== primary && b.name !== secondary) as RecordingBackend;
+  backend(primary).script = scripts.raw(fixed(503, "saving"));
+  const [first] = await (await get(s)).waitForResponses(1);
+  t.is(first?.status, 200, "retried on the member holding rank 1");
+  t.is(backend(secondary).requests.length, 1);
+  t.deepEqual(s.proxy.ejected(), [primary]);
+
+  const [second] = await (await get(s)).waitForResponses(1);
+  t.is(second?.status, 200);
+  t.is(backend(primary).requests.length, 1, "skipped while ejected");
+  t.is(backend(secondary).requests.length, 2);
+  t.is(third.bytesSeen, 0, "the member without the partition got nothing");
 });
 
 test("without coordination the ownership headers are off by default, on when asked, and client x-ringroute-* is dropped either way", async (t) => {

@@ -3,6 +3,7 @@ import { createSecureContext } from "node:tls";
 import { type Config, keySourceText, parseConfig } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
 import type { MembershipConfig } from "../membership/config.ts";
+import { loadEtcd3 } from "../membership/etcd/client.ts";
 import { parseMembersFile } from "../membership/file.ts";
 import type { Command } from "./command.ts";
 import { parseCommandLine, rawConfig, serveFlags } from "./flags.ts";
@@ -18,6 +19,8 @@ Exit 0 when serve would start, 2 with the field that is wrong.`,
     const raw = rawConfig(parseCommandLine(args, serveFlags).values, serveFlags);
     const config = parseConfig(raw);
     checkFiles(config);
+    // serve would load etcd3 at start; an install without it fails here the same way.
+    if (config.membership?.etcd) loadEtcd3();
     process.stdout.write(`config ok: ${summary(config)}\n`);
     const notice = placementNotice(raw);
     if (notice !== undefined) process.stderr.write(`notice: ${notice}\n`);

@@ -2,6 +2,7 @@ import { once } from "node:events";
 import { parseArgs } from "node:util";
 import { parseRing } from "../config.ts";
 import { ConfigError } from "../errors/config-error.ts";
+import { loadEtcd3 } from "../membership/etcd/client.ts";
 import { endpoints, parseEtcdConfig } from "../membership/etcd/config.ts";
 import { httpHooks } from "../membership/etcd/hooks.ts";
 import { EtcdMember } from "../membership/etcd/member.ts";
@@ -122,6 +123,7 @@ export async function member(args: string[]): Promise<void> {
     ([, v]) => v !== undefined,
   );
   const ring = parseRing(Object.fromEntries(given), "ring");
+  loadEtcd3("--etcd");
 
   // The same logger as serve's: ISO times, level names, pretty on a terminal.
   const level = values["log-level"] ?? (process.env.RINGROUTE_LOG_LEVEL || "info");

@@ -62,8 +62,13 @@ export interface HandoffRunnerOptions {
   alive(member: string): boolean;
   /** `member`'s published hand-off document, if any. */
   progress(member: string): HandoffDoc | undefined;
-  /** Publishes this member's progress; `done` is set when every hand-off of `doc.version` has settled. */
-  publish(doc: HandoffDoc, done: boolean): void;
+  /**
+   * Publishes this member's progress; `done` is set when every hand-off of
+   * `doc.version` has settled. May return a promise that settles once a
+   * document of `doc.version` (or later) is in the store: releases of a
+   * version begin only then (see `apply`).
+   */
+  publish(doc: HandoffDoc, done: boolean): void | Promise<void>;
 }
 
 interface Waiter {
@@ -129,6 +134,13 @@ export class HandoffRunner {
     for (const [slot, controller] of this.#acquiring) {
       if (next.owner(partitionOf(slot), rankOf(slot)) !== me) controller.abort("superseded" satisfies AbortReason);
     }
+    // Proxies route a moving slot to its old owner until its document shows it took the version up, so a
+    // release begins only once that document is written: requests routed before it went out may still
+    // arrive while the slot is held (only those the proxies' watch delivers late come after).
+    let written = () => {};
+    const taken = new Promise<void>((resolve) => {
+      written = resolve;
+    });
     const ranks = Math.max(previous.ownerCount, next.ownerCount);
     for (let p = 0; p < doc.ring.partitions; p++) {
       for (let r = 0; r < ranks; r++) {
@@ -147,11 +159,14 @@ export class HandoffRunner {
             await this.#acquire(slot, from, version, epoch);
           });
         } else if (from === me || this.held.has(slot) || this.#chains.has(slot)) {
-          this.#schedule(slot, (epoch) => this.#release(slot, to, version, epoch));
+          this.#schedule(slot, async (epoch) => {
+            await taken;
+            await this.#release(slot, to, version, epoch);
+          });
         }
       }
     }
-    this.#publish();
+    Promise.resolve(this.#publish()).then(written, written);
   }
 
   /** Publishes the current progress again (after the member registered anew). */
@@ -189,10 +204,17 @@ export class HandoffRunner {
     this.#abortAll("fenced");
   }
 
-  /** Whether this member holds (partition, rank) ready: owns it in the current version, has it, and nothing about it is pending. */
+  /**
+   * Whether this member may serve (partition, rank) now: it acquired it and
+   * no release of it has begun (nor a fencing, nor a stop). Until its release
+   * begins nobody else can take it over (a new owner waits for the release
+   * mark), so serving is safe even after a version moved it away: that is
+   * when proxies still route the slot here ("moving"). What the published
+   * document lists ready is stricter: owned in the current version, nothing
+   * pending.
+   */
   holds(partition: number, rank: number): boolean {
-    const slot = slotOf(partition, rank);
-    return this.held.has(slot) && !this.#chains.has(slot) && this.#owner(slot) === this.#options.name && !this.#stopped;
+    return this.held.has(slotOf(partition, rank)) && !this.#stopped;
   }
 
   #abortAll(reason: AbortReason): void {
@@ -354,7 +376,7 @@ export class HandoffRunner {
     });
   }
 
-  #publish(): void {
+  #publish(): void | Promise<void> {
     if (this.#stopped || this.#current === undefined) return;
     const { ring, version } = this.#current;
     const me = this.#options.name;
@@ -371,6 +393,6 @@ export class HandoffRunner {
       else byVersion.set(v, [slot]);
     }
     const released = Object.fromEntries([...byVersion].map(([v, slots]) => [String(v), toLists(slots)]));
-    this.#options.publish({ version, ready: toLists(ready), released }, this.#busy === 0);
+    return this.#options.publish({ version, ready: toLists(ready), released }, this.#busy === 0);
   }
 }

@@ -125,6 +125,11 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
       upstreams.drop(member.name);
       ejections.forget(member.name);
     },
+    // Back in the ring is a new life (a restart that left first, a drain undone): failures counted while it
+    // was leaving, such as the 503s of a member saving its partitions, say nothing about it now.
+    memberUp(member) {
+      ejections.forget(member.name);
+    },
   });
 
   // Set once close() finished: nothing is served after the deadline.

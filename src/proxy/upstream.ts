@@ -18,7 +18,7 @@ export interface ProxyCluster {
   /** Milliseconds a request waits for a partition no member holds ready (coordinated hand-offs); default 2000. */
   readonly handoffWait?: number | undefined;
   member(name: string): Member | undefined;
-  listen(listener: { memberDown?(member: Member): void }): () => void;
+  listen(listener: { memberDown?(member: Member): void; memberUp?(member: Member): void }): () => void;
 }
 
 /** The exchange side of a member connection: what happens to a response. */

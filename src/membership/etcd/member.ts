@@ -78,6 +78,9 @@ export class EtcdMember extends EventEmitter {
   #writing = false;
   #pending: { doc: HandoffDoc; done: boolean } | undefined;
   #readyWritten: number | undefined;
+  /** The newest version whose progress document is in the store, and those waiting for one. */
+  #docWritten = 0;
+  #docWaiters = new Set<{ version: number; resolve(): void }>();
   #cancelRetry: (() => void) | undefined;
   #watch: LeaseWatch | undefined;
   /** The store revision of this registration's member key: views older than it are not acted on. */
@@ -176,6 +179,7 @@ export class EtcdMember extends EventEmitter {
     this.#cancelRetry?.();
     this.#watch?.stop();
     this.#runner.stop();
+    this.#docWrittenFor();
     const lease = this.#lease;
     this.#lease = undefined;
     await lease?.revoke().catch((error) => this.#logger.warn({ err: error }, "lease revoke failed; it will expire"));
@@ -205,9 +209,11 @@ export class EtcdMember extends EventEmitter {
   }
 
   /**
-   * Whether this member holds (partition, rank) ready now: the answer an
-   * application uses to decide whether to serve. False while the slot is
-   * being acquired or released, after the member was fenced, and after it left.
+   * Whether this member holds (partition, rank) now: the answer an
+   * application uses to decide whether to serve. True from the end of its
+   * acquire until its release begins (even after a version moved it away:
+   * proxies route it here until then); false while it is being acquired or
+   * released, after the member was fenced, and after it left.
    */
   holds(partition: number, rank = 0): boolean {
     return this.#joined && this.#lease !== undefined && this.#runner.holds(partition, rank);
@@ -301,6 +307,8 @@ export class EtcdMember extends EventEmitter {
     this.fencings++;
     this.#runner.fence();
     this.#pending = undefined;
+    this.#docWritten = 0;
+    this.#docWrittenFor(); // the steps waiting on it were dropped with the fencing
     lease.revoke().catch(() => {}); // if etcd still has it, its keys must not outlive the fencing
     this.#logger.warn({ err: error }, "fenced: lease lost; holding nothing, registering again");
     try {
@@ -451,9 +459,21 @@ export class EtcdMember extends EventEmitter {
   }
 
   /** Writes the newest progress document (and `ready/<name>` once a version is done), one write at a time. */
-  #publish(doc: HandoffDoc, done: boolean): void {
+  #publish(doc: HandoffDoc, done: boolean): Promise<void> {
     this.#pending = { doc, done };
     this.#flush();
+    if (doc.version <= this.#docWritten) return Promise.resolve();
+    return new Promise((resolve) => this.#docWaiters.add({ version: doc.version, resolve }));
+  }
+
+  /** A document of `version` is written (or, with none, nothing will be under this lease): its waiters go on. */
+  #docWrittenFor(version = Number.POSITIVE_INFINITY): void {
+    if (Number.isFinite(version)) this.#docWritten = Math.max(this.#docWritten, version);
+    for (const waiter of this.#docWaiters) {
+      if (waiter.version > version) continue;
+      this.#docWaiters.delete(waiter);
+      waiter.resolve();
+    }
   }
 
   #flush(): void {
@@ -467,6 +487,7 @@ export class EtcdMember extends EventEmitter {
       let failed = false;
       try {
         await lease.put(keyOf(prefix, "handoff", this.name)).value(JSON.stringify(doc));
+        if (this.#lease === lease) this.#docWrittenFor(doc.version);
         if (done && this.#readyWritten !== doc.version) {
           await lease.put(keyOf(prefix, "ready", this.name)).value(String(doc.version));
           this.#readyWritten = doc.version;
