@@ -4,13 +4,15 @@ import test from "ava";
 import fc from "fast-check";
 import type { MoveCounts } from "../src/admin/events.ts";
 import { Metrics } from "../src/admin/metrics.ts";
-import { movedCells } from "../src/admin/ring-view.ts";
+import { movedCells, routedCells, routedMoves } from "../src/admin/ring-view.ts";
 import { type AdminOptions, createAdminServer } from "../src/admin/server.ts";
 import { Cluster } from "../src/cluster.ts";
+import { RoutingTable, type SlotState, slotStates } from "../src/handoff/table.ts";
 import { diff, movement } from "../src/ring/diff.ts";
 import { Ring } from "../src/ring/ring.ts";
 import { send, TestSource } from "./helpers/backends.ts";
 import { ManualClock } from "./helpers/clock.ts";
+import { CoordinatedSource, handoffStep } from "./helpers/coordinated-source.ts";
 import { until } from "./helpers/until.ts";
 
 const member = (name: string) => ({ name, url: `http://127.0.0.1:1/${name}` });
@@ -341,4 +343,249 @@ test("/changes keeps the last 100 ring changes, numbered and timed, with who gav
   );
   t.deepEqual(changes.at(-1)?.added, ["echo"]);
   t.false(Number.isNaN(Date.parse(changes.at(-1)?.at ?? "")));
+});
+
+// ---- under coordinated hand-offs the page follows what is routed
+
+/** A slot as a page shows it: the routed member (undefined: none ready) and its state. */
+type Shown = { member: string | undefined; state: SlotState };
+
+/** The brute-force reading of a routing table, slot by slot, by name. */
+function shownOf(table: RoutingTable): Shown[][] {
+  return Array.from({ length: table.ring.config.partitions }, (_, p) =>
+    Array.from({ length: table.ranks }, (_, r) => ({ member: table.member(p, r), state: table.state(p, r) })),
+  );
+}
+
+/** What a page holding `previous` shows after applying routed cells. */
+function applyRoutedCells(previous: RoutingTable, cells: ReturnType<typeof routedCells>): Shown[][] {
+  const rows = shownOf(previous);
+  const slots = cells.slots ?? [];
+  for (let i = 0; i < slots.length; i += 3) {
+    const index = slots[i + 2] as number;
+    (rows[slots[i] as number] as Shown[])[slots[i + 1] as number] = {
+      member: index < 0 ? undefined : cells.ringMembers[index],
+      state: slotStates[cells.states?.[i / 3] as number] as SlotState,
+    };
+  }
+  return rows;
+}
+
+/** Who gave and took primaries between two tables, by name, "none ready" on its own: the model of routedMoves. */
+function primaryModel(before: RoutingTable, after: RoutingTable) {
+  const from = new Map<string, number>();
+  const to = new Map<string, number>();
+  let fromNone = 0;
+  let toNone = 0;
+  let primaries = 0;
+  let slots = 0;
+  for (let p = 0; p < after.ring.config.partitions; p++) {
+    for (let r = 0; r < after.ranks; r++) {
+      const was = before.member(p, r);
+      const now = after.member(p, r);
+      if (was === now) continue;
+      slots++;
+      if (r > 0) continue;
+      primaries++;
+      if (was === undefined) fromNone++;
+      else from.set(was, (from.get(was) ?? 0) + 1);
+      if (now === undefined) toNone++;
+      else to.set(now, (to.get(now) ?? 0) + 1);
+    }
+  }
+  const sorted = (m: Map<string, number>) => Object.fromEntries([...m].sort());
+  return { primaries, slots, from: sorted(from), to: sorted(to), fromNone, toNone };
+}
+
+const slotArbitrary = (pool: string[]) =>
+  fc.oneof(
+    fc.constant<Shown>({ member: undefined, state: "none" }),
+    fc.constantFrom(...pool).map((m): Shown => ({ member: m, state: "moving" })),
+    fc.constant<Shown | "owner">("owner"),
+  );
+
+test("routed cells turn the previous routing table into the next one, and routedMoves counts who gave to whom, by name", (t) => {
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(fc.stringMatching(/^[a-z]{1,5}$/), { minLength: 3, maxLength: 8 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 40 }),
+      fc.nat(),
+      (names, replicas, partitions, seed) => {
+        // A member only the old table routes to (it left), and rings before and after.
+        const before = Ring.build(names.slice(1), { partitions, replicas });
+        const after = Ring.build(names.slice(0, -1), { partitions, replicas });
+        const size = partitions * after.ownerCount;
+        const [first, second] = fc.sample(fc.array(slotArbitrary(names), { minLength: size, maxLength: size }), {
+          seed,
+          numRuns: 2,
+        }) as [(Shown | "owner")[], (Shown | "owner")[]];
+        const table = (ring: Ring, picks: (Shown | "owner")[], version: number) =>
+          RoutingTable.coordinated(
+            ring,
+            picks.map((pick, i) =>
+              pick === "owner"
+                ? { member: ring.owner(Math.floor(i / ring.ownerCount), i % ring.ownerCount), state: "ready" as const }
+                : pick,
+            ),
+            version,
+          );
+        if (before.ownerCount !== after.ownerCount) return true;
+        const old = table(before, first, 1);
+        const next = table(after, second, 2);
+        for (const [a, b] of [
+          [old, next],
+          [next, old],
+          [RoutingTable.ready(before), next],
+          [next, RoutingTable.ready(after)],
+        ] as const) {
+          const cells = routedCells(b, a);
+          const wanted = shownOf(b);
+          let changed = 0;
+          const had = shownOf(a);
+          for (let p = 0; p < partitions; p++) {
+            for (let r = 0; r < b.ranks; r++) {
+              const x = had[p]?.[r];
+              const y = wanted[p]?.[r];
+              if (x?.member !== y?.member || x?.state !== y?.state) changed++;
+            }
+          }
+          if (cells.slots === null) {
+            if (changed <= 0.5 * size) return false;
+          } else {
+            if (JSON.stringify(applyRoutedCells(a, cells)) !== JSON.stringify(wanted)) return false;
+            if (cells.slots.length / 3 !== changed) return false;
+          }
+          const model = primaryModel(a, b);
+          const moves = routedMoves(b, a);
+          const byName = (counts: { members: { name: string; partitions: number }[] }) =>
+            Object.fromEntries(counts.members.map((m) => [m.name, m.partitions]).sort());
+          if (
+            moves.moved?.primaries !== model.primaries ||
+            moves.moved?.slots !== model.slots ||
+            JSON.stringify(byName(moves.from)) !== JSON.stringify(model.from) ||
+            JSON.stringify(byName(moves.to)) !== JSON.stringify(model.to) ||
+            moves.from.none !== model.fromNone ||
+            moves.to.none !== model.toNone ||
+            moves.from.others !== 0
+          ) {
+            return false;
+          }
+        }
+        return true;
+      },
+    ),
+    { seed: 23, numRuns: 80 },
+  );
+  t.pass();
+});
+
+test("under coordinated hand-offs, /events and /changes follow what is routed: old owner, none ready, new owner", async (t) => {
+  const config = { partitions: 64, replicas: 2 };
+  const source = new CoordinatedSource(members("alpha", "bravo"));
+  const cluster = new Cluster({ source, ring: config });
+  const old = Ring.build(["alpha", "bravo"], config);
+  source.table = handoffStep(old, old, "ready", 1);
+  await cluster.start();
+  const metrics = new Metrics(cluster, { defaultMetrics: false });
+  const admin = createAdminServer({ cluster, metrics });
+  const { port } = await admin.listen(0, "127.0.0.1");
+  t.teardown(async () => {
+    await admin.close();
+    metrics.close();
+    await cluster.stop();
+  });
+  const stream = subscribe(port, "/events?types=ring,routing,cells");
+  t.teardown(() => stream.close());
+  await stream.connected();
+
+  // charlie joins: the target ring changes at once, but what is routed only as the hand-off steps.
+  source.set(members("alpha", "bravo", "charlie"));
+  const target = cluster.ring;
+  await until(() => stream.events().length >= 1, { what: "the ring event of the join" });
+  t.like(stream.events()[0], { event: "ring", data: { coordinated: true, added: ["charlie"] } });
+
+  const steps = [
+    handoffStep(old, target, "moving", 2),
+    handoffStep(old, target, "none", 3),
+    handoffStep(old, target, "ready", 4),
+  ];
+  let previous = source.table;
+  for (const [i, step] of steps.entries()) {
+    source.route(step);
+    await until(() => stream.events().length >= 3 + 2 * i, { what: `the routing and cells events of step ${i + 1}` });
+    const [routing, cells] = stream.events().slice(1 + 2 * i);
+    t.is(routing?.event, "routing");
+    t.is(cells?.event, "cells");
+    const model = primaryModel(previous, step);
+    t.like(routing?.data, {
+      kind: "routing",
+      version: step.version,
+      checksum: step.checksum,
+      previousChecksum: previous.checksum,
+      moved: { primaries: model.primaries, slots: model.slots },
+      states: step.counts,
+    });
+    const data = routing?.data as ReturnType<typeof routedMoves>;
+    t.is(data.from.none, model.fromNone);
+    t.is(data.to.none, model.toNone);
+    t.deepEqual(Object.fromEntries(data.to.members.map((m) => [m.name, m.partitions]).sort()), model.to);
+    t.deepEqual(Object.fromEntries(data.from.members.map((m) => [m.name, m.partitions]).sort()), model.from);
+    const applied = applyRoutedCells(previous, cells?.data as ReturnType<typeof routedCells>);
+    t.deepEqual(applied, shownOf(step), `step ${i + 1}: the cells give the routed table`);
+    previous = step;
+  }
+  // Step 1 moves nothing (still at the old owners); step 2 takes charlie's primaries to none ready; step 3 gives them to charlie.
+  const moved = [...Array(64).keys()].filter((p) => old.owner(p, 0) !== target.owner(p, 0)).length;
+  t.true(moved > 0);
+  const routings = stream
+    .events()
+    .filter((f) => f.event === "routing")
+    .map((f) => f.data as ReturnType<typeof routedMoves>);
+  t.deepEqual(
+    routings.map((r) => [r.moved?.primaries, r.from.none, r.to.none]),
+    [
+      [0, 0, 0],
+      [moved, 0, moved],
+      [moved, moved, 0],
+    ],
+  );
+  t.deepEqual(routings[2]?.to.members, [{ name: "charlie", partitions: moved }]);
+
+  // The history keeps both kinds, in order.
+  const reply = await send(`http://127.0.0.1:${port}`, "/changes");
+  t.deepEqual(
+    (reply.json.changes as { kind?: string; seq: number }[]).map((c) => [c.seq, c.kind ?? "ring"]),
+    [
+      [1, "ring"],
+      [2, "routing"],
+      [3, "routing"],
+      [4, "routing"],
+    ],
+  );
+  // The page loads the routed table with the ring.
+  const compact = await send(`http://127.0.0.1:${port}`, "/ring?table=compact");
+  t.like(compact.json, { checksum: target.checksum, routed: { checksum: steps[2]?.checksum } });
+});
+
+test("without hand-offs no routing event is sent: the ring's cells say it all", async (t) => {
+  const all = await startAdmin(["alpha", "bravo"]);
+  t.teardown(() => all.close());
+  const stream = subscribe(all.port, "/events?types=ring,routing,cells");
+  t.teardown(() => stream.close());
+  await stream.connected();
+  all.source.set(members("alpha", "bravo", "charlie"));
+  all.source.set(members("alpha", "charlie"));
+  await until(() => stream.events().length >= 4, { what: "two ring and cells events" });
+  t.deepEqual(
+    stream.events().map((f) => f.event),
+    ["ring", "cells", "ring", "cells"],
+  );
+  t.like(stream.events()[0]?.data, { coordinated: false });
+  t.deepEqual(
+    all.admin.events.changes.map((c) => ("kind" in c ? c.kind : "ring")),
+    ["ring", "ring"],
+  );
+  const compact = await send(all.base, "/ring?table=compact");
+  t.false("routed" in compact.json);
 });

@@ -3,8 +3,11 @@
  * an `id:`; a client that reconnects with `Last-Event-ID` gets what it missed
  * from a bounded history, or a `reset` event when that is gone. By default a
  * stream carries memberUp, memberDown, ring (one summary a change) and
- * source; acquire and release (one a moved slot) and cells (a change's moved
- * slots in one event, what the ring page applies) only when `types=` asks.
+ * source; routing (one summary a change of what is routed, under coordinated
+ * hand-offs), acquire and release (one a moved slot) and cells (a change's
+ * moved slots in one event, what the ring page applies) only when `types=`
+ * asks. Under coordinated hand-offs `cells` follows the routing table, not
+ * the target ring: the page shows where requests go.
  *
  * Clients are fed from the shared history at their own pace: a client that
  * stops reading keeps only a cursor, and is dropped once the history moves
@@ -13,13 +16,23 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Cluster } from "../cluster.ts";
 import { comparePlan } from "../commands/plan.ts";
+import type { RoutingTable } from "../handoff/table.ts";
 import type { Member } from "../membership/source.ts";
 import type { Ring } from "../ring/ring.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
 import { type Logger, silentLogger } from "../utils/logger.ts";
-import { movedCells } from "./ring-view.ts";
+import { movedCells, routedCells, routedMoves } from "./ring-view.ts";
 
-export const eventTypes = ["memberUp", "memberDown", "ring", "source", "acquire", "release", "cells"] as const;
+export const eventTypes = [
+  "memberUp",
+  "memberDown",
+  "ring",
+  "routing",
+  "source",
+  "acquire",
+  "release",
+  "cells",
+] as const;
 export type EventType = (typeof eventTypes)[number];
 const defaultTypes: readonly EventType[] = ["memberUp", "memberDown", "ring", "source"];
 const partitionTypes: ReadonlySet<EventType> = new Set(["acquire", "release"]);
@@ -119,7 +132,20 @@ export function ringSummary(ring: Ring, previous: Ring) {
 }
 
 /** One ring change as the log keeps it: the `ring` event without the config, numbered and timed. */
-export type RingChange = { seq: number; at: string } & Omit<ReturnType<typeof ringSummary>, "config">;
+export type RingChange = { seq: number; at: string; coordinated: boolean } & Omit<
+  ReturnType<typeof ringSummary>,
+  "config"
+>;
+
+/**
+ * One change of what is routed under coordinated hand-offs (a slot from its
+ * old owner to "none ready", then to the new owner), as the `routing` event
+ * and the log carry it: `kind: "routing"` tells it from a ring change.
+ */
+export type RoutingChange = { seq: number; at: string; kind: "routing" } & ReturnType<typeof routedMoves>;
+
+/** An entry of GET /changes: a change of the target ring, or of what is routed. */
+export type Change = RingChange | RoutingChange;
 
 interface Entry {
   seq: number;
@@ -159,8 +185,10 @@ export class EventStream {
   #partitionsSince = 1;
   /** Clients that want `cells`; the moved cells are computed only while there is one. */
   #cellsClients = 0;
-  /** The last `changeHistory` ring changes, oldest first. */
-  #changes: RingChange[] = [];
+  /** The last `changeHistory` changes (ring and routing), oldest first. */
+  #changes: Change[] = [];
+  /** The routing table the last `changed` saw: what routing changes are diffed against. */
+  #routing: RoutingTable;
   #changeSeq = 0;
   #closed = false;
 
@@ -170,6 +198,7 @@ export class EventStream {
     this.#heartbeatMs = options.heartbeatMs ?? 15_000;
     this.#historyBytes = options.historyBytes ?? 32 * 1024 * 1024;
     this.#epoch = this.#clock.now().toString(36);
+    this.#routing = cluster.routing;
     this.#unsubscribe = cluster.listen({
       memberUp: (member) => this.#append("memberUp", memberJson(member)),
       memberDown: (member) => this.#append("memberDown", memberJson(member)),
@@ -185,16 +214,46 @@ export class EventStream {
           seq: ++this.#changeSeq,
           at: new Date(this.#clock.now()).toISOString(),
           ...summary,
+          // Under coordinated hand-offs this is the target; what moves is told by routing changes.
+          coordinated: cluster.routing.coordinated,
         };
-        this.#changes.push(change);
-        if (this.#changes.length > changeHistory) this.#changes.shift();
+        this.#keep(change);
         this.#append("ring", { ...change, config });
-        if (this.#cellsClients > 0) this.#append("cells", movedCells(ring, previous));
+        // Under coordinated hand-offs the map shows what is routed: its cells come with `changed`.
+        if (this.#cellsClients > 0 && !cluster.routing.coordinated) this.#append("cells", movedCells(ring, previous));
       },
+      changed: () => this.#routed(cluster.routing),
       source: (up, error) =>
         this.#append("source", { up, since: new Date(this.#clock.now()).toISOString(), error: error?.message ?? null }),
     });
     this.#scheduleHeartbeat();
+  }
+
+  #keep(change: Change): void {
+    this.#changes.push(change);
+    if (this.#changes.length > changeHistory) this.#changes.shift();
+  }
+
+  /**
+   * A new routing table under coordinated hand-offs (or the first one, or
+   * the last before they stop): its moves are logged and, for the page, sent
+   * as cells. Without coordination the table is the ring and the ring event
+   * has said it all.
+   */
+  #routed(routing: RoutingTable): void {
+    const previous = this.#routing;
+    if (routing === previous || routing.checksum === previous.checksum) return;
+    this.#routing = routing;
+    if (!routing.coordinated && !previous.coordinated) return;
+    const change: RoutingChange = {
+      seq: ++this.#changeSeq,
+      at: new Date(this.#clock.now()).toISOString(),
+      kind: "routing",
+      ...routedMoves(routing, previous),
+    };
+    this.#keep(change);
+    this.#append("routing", change);
+    if (this.#cellsClients > 0) this.#append("cells", routedCells(routing, previous));
   }
 
   /** Connected clients. */
@@ -202,8 +261,8 @@ export class EventStream {
     return this.#clients.size;
   }
 
-  /** The last 100 ring changes, oldest first: what GET /changes answers. */
-  get changes(): readonly RingChange[] {
+  /** The last 100 changes (ring and routing), oldest first: what GET /changes answers. */
+  get changes(): readonly Change[] {
     return this.#changes;
   }
 

@@ -4,7 +4,7 @@
  * a flat list like Ring.table) and `table=false` (no table at all).
  */
 import type { Cluster } from "../cluster.ts";
-import type { RoutingTable } from "../handoff/table.ts";
+import { noneReady, type RoutingTable } from "../handoff/table.ts";
 import type { Ring } from "../ring/ring.ts";
 
 export type TableForm = "full" | "compact" | "none";
@@ -203,4 +203,140 @@ export function movedCells(ring: Ring, previous: Ring) {
     }
   }
   return { ...head, slots };
+}
+
+/** Routed members that gave or took primaries in a routing change, most first; the rest summed; and "none ready". */
+export interface RoutedMoveCounts {
+  members: { name: string; partitions: number }[];
+  /** Primaries given or taken by members past the first ten. */
+  others: number;
+  /** Primaries that were (in `from`) or became (in `to`) none ready: requests for them wait. */
+  none: number;
+}
+
+/**
+ * How a change of the routing table moved what is routed: slots (partition,
+ * rank) whose routed member changed, primaries among them, who gave and who
+ * took primaries (with "none ready" as its own side), and the slots waiting
+ * now. Compared by table index, as ring/diff.ts does, so P = 65,536 is a
+ * few integer reads a slot.
+ */
+export function routedMoves(routing: RoutingTable, previous: RoutingTable) {
+  const now = routing.toMessage();
+  const was = previous.toMessage();
+  const partitions = routing.ring.config.partitions;
+  const ranks = routing.ranks;
+  const from = new Map<number, number>();
+  const to = new Map<number, number>();
+  let slots = 0;
+  let primaries = 0;
+  let fromNone = 0;
+  let toNone = 0;
+  const comparable = previous.ring.config.partitions === partitions && previous.ranks === ranks;
+  if (comparable) {
+    const index = remap(was.members, now.members);
+    for (let i = 0; i < now.table.length; i++) {
+      const after = now.table[i] as number;
+      const before = was.table[i] as number;
+      const mapped = before === noneReady ? noneReady : (index[before] as number);
+      if (mapped === after) continue;
+      slots++;
+      if (i % ranks !== 0) continue;
+      primaries++;
+      if (before === noneReady) fromNone++;
+      else from.set(before, (from.get(before) ?? 0) + 1);
+      if (after === noneReady) toNone++;
+      else to.set(after, (to.get(after) ?? 0) + 1);
+    }
+  }
+  const top = (counts: Map<number, number>, names: readonly string[], none: number): RoutedMoveCounts => {
+    const sorted = [...counts]
+      .map(([i, n]) => [names[i] as string, n] as const)
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    return {
+      members: sorted.slice(0, 10).map(([name, n]) => ({ name, partitions: n })),
+      others: sorted.slice(10).reduce((sum, [, n]) => sum + n, 0),
+      none,
+    };
+  };
+  return {
+    checksum: routing.checksum,
+    previousChecksum: previous.checksum,
+    version: routing.version ?? null,
+    coordinated: routing.coordinated,
+    /** Null when the tables are not comparable (another partition or owner count). */
+    moved: comparable ? { primaries, slots } : null,
+    from: top(from, was.members, fromNone),
+    to: top(to, now.members, toNone),
+    /** Slots by state after the change. */
+    states: routing.counts,
+    size: routing.ring.size,
+  };
+}
+
+/** A previous table's index of a member no longer in the table. */
+const gone = -1;
+
+/** Each index into `before` as an index into `after` (`gone` when not there). */
+function remap(before: readonly string[], after: readonly string[]): Int32Array {
+  const at = new Map(after.map((name, i) => [name, i]));
+  return Int32Array.from(before, (name) => at.get(name) ?? gone);
+}
+
+/**
+ * The `cells` event under coordinated hand-offs: the routing table's slots
+ * whose routed member or state changed, as triples (partition, rank, index
+ * into `ringMembers`, −1 for none ready) with each one's state in `states`
+ * (0 ready, 1 moving, 2 none ready: the order of `slotStates`). `ringMembers` are the routing table's
+ * members, the checksums its checksums: a page that shows the previous
+ * table applies it as it applies a ring's cells. `slots` is null when the
+ * tables are not comparable or more than half of the slots changed.
+ */
+export function routedCells(routing: RoutingTable, previous: RoutingTable) {
+  const now = routing.toMessage();
+  const was = previous.toMessage();
+  const P = routing.ring.config.partitions;
+  const ranks = routing.ranks;
+  const head = {
+    checksum: routing.checksum,
+    previousChecksum: previous.checksum,
+    partitions: P,
+    ownerCount: ranks,
+    ringMembers: now.members,
+    coordinated: routing.coordinated,
+  };
+  if (previous.ring.config.partitions !== P || previous.ranks !== ranks || ranks === 0) {
+    return { ...head, slots: null, states: null };
+  }
+  const index = remap(was.members, now.members);
+  const slots: number[] = [];
+  const states: number[] = [];
+  const limit = cellsLimit * P * ranks;
+  for (let i = 0; i < now.table.length; i++) {
+    const after = now.table[i] as number;
+    const before = was.table[i] as number;
+    const mapped = before === noneReady ? noneReady : (index[before] as number);
+    const state = now.states[i] as number;
+    if (mapped === after && state === was.states[i]) continue;
+    if (slots.length / 3 >= limit) return { ...head, slots: null, states: null };
+    slots.push(Math.floor(i / ranks), i % ranks, after === noneReady ? -1 : after);
+    states.push(state);
+  }
+  return { ...head, slots, states };
+}
+
+/**
+ * `/ring?table=compact`'s `routed` under coordinated hand-offs: the routing
+ * table as the page holds it, one entry a slot (partition-major) indexing
+ * `members` or −1 for none ready, and each slot's state.
+ */
+export function routedCompact(routing: RoutingTable) {
+  const message = routing.toMessage();
+  return {
+    checksum: routing.checksum,
+    members: message.members,
+    table: Array.from(message.table, (i) => (i === noneReady ? -1 : i)),
+    /** Per slot: 0 ready, 1 moving, 2 none ready (the order of `slotStates`). */
+    states: Array.from(message.states),
+  };
 }

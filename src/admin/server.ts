@@ -11,6 +11,7 @@ import type { Cluster } from "../cluster.ts";
 import { comparePlan, ringAfter } from "../commands/plan.ts";
 import { memberList } from "../commands/ring-flags.ts";
 import { ConfigError } from "../errors/config-error.ts";
+import type { RoutingTable } from "../handoff/table.ts";
 import { diff } from "../ring/diff.ts";
 import type { Ring } from "../ring/ring.ts";
 import type { Clock } from "../utils/clock.ts";
@@ -19,7 +20,7 @@ import { type Logger, silentLogger } from "../utils/logger.ts";
 import { EventStream, EventTypeError, parseTypes } from "./events.ts";
 import type { Metrics } from "./metrics.ts";
 import { Readiness } from "./readiness.ts";
-import { exampleKeys, parseTableForm, ringJson, TableFormError } from "./ring-view.ts";
+import { exampleKeys, parseTableForm, ringJson, routedCompact, TableFormError } from "./ring-view.ts";
 
 export { ringJson } from "./ring-view.ts";
 
@@ -72,6 +73,7 @@ export function createAdminServer(options: AdminOptions): AdminServer {
   });
   const pages = new Map<string, Promise<Buffer>>();
   const compactTables = new WeakMap<Ring, string>();
+  const routedTables = new WeakMap<RoutingTable, ReturnType<typeof routedCompact>>();
 
   const json = (res: ServerResponse, status: number, body: unknown) => {
     const text = JSON.stringify(body);
@@ -170,11 +172,19 @@ export function createAdminServer(options: AdminOptions): AdminServer {
           encoded = `[${ring.table.join(",")}]`;
           compactTables.set(ring, encoded);
         }
+        // Under coordinated hand-offs the page shows what is routed: that table comes along.
+        const routing = cluster.routing;
+        let routed = routing.coordinated ? routedTables.get(routing) : undefined;
+        if (routing.coordinated && routed === undefined) {
+          routed = routedCompact(routing);
+          routedTables.set(routing, routed);
+        }
         const body = {
           ...ringJson(cluster, { ...view, table: "none" }),
           ...options.ring?.(),
           ringMembers: ring.members,
           ownerCount: ring.ownerCount,
+          ...(routed === undefined ? {} : { routed }),
         };
         res.writeHead(200, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
         res.end(`${JSON.stringify(body).slice(0, -1)},"table":${encoded}}`);

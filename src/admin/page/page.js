@@ -38,6 +38,12 @@
     /** Partitions highlighted as moved by the last change, while they are. */
     highlighted: () => (flash ? [...flash.moved.keys()].filter((p) => flash.moved[p]) : []),
     selected: () => selected,
+    /** How (partition, rank) is routed as shown: "ready", "moving" or "none" (under hand-offs), with its member or null. */
+    slot: (p, r = 0) => {
+      const i = p * view.ownerCount + r;
+      const state = view.states ? slotStates[view.states[i]] : "ready";
+      return { member: view.table[i] < 0 ? null : view.names[view.table[i]], state };
+    },
     /** Draws the ring once more; returns the milliseconds it took (for the page benchmark). */
     redraw: () => {
       const started = performance.now();
@@ -122,20 +128,28 @@
     const fetched = performance.now();
     const previous = view;
     renderRouting(ring);
-    if (previous && previous.checksum === ring.checksum) return;
+    // Under coordinated hand-offs the map shows what is routed (`routed`), which may trail the ring.
+    const routed = ring.routed;
+    const checksum = routed ? routed.checksum : ring.checksum;
+    if (previous && previous.checksum === checksum) return;
     const P = ring.config.partitions;
     const oc = ring.ownerCount;
-    const table = Int32Array.from(ring.table);
+    const names = routed ? routed.members : ring.ringMembers;
+    const table = Int32Array.from(routed ? routed.table : ring.table);
     const primaries = new Int32Array(P).fill(-1);
     if (oc > 0) for (let p = 0; p < P; p++) primaries[p] = table[p * oc];
     view = {
-      checksum: ring.checksum,
+      checksum,
+      /** The target ring's checksum, for the header; `checksum` is the routing table's under hand-offs. */
+      ringChecksum: ring.checksum,
       config: ring.config,
-      names: ring.ringMembers,
+      names,
       ownerCount: oc,
       table,
+      /** Per slot: 0 ready, 1 moving, 2 none ready; null while every slot is ready (no hand-offs). */
+      states: routed ? Uint8Array.from(routed.states) : null,
       primaries,
-      colors: Uint32Array.from(ring.ringMembers, (name) => pack(colorOf(name))),
+      colors: Uint32Array.from(names, (name) => pack(colorOf(name))),
       members: ring.members,
       source: ring.source,
     };
@@ -198,12 +212,21 @@
     const indexOf = new Map(names.map((name, i) => [name, i]));
     const remap = Int32Array.from(previous.names, (name) => indexOf.get(name) ?? -1);
     const table = new Int32Array(P * oc);
-    for (let i = 0; i < table.length; i++) table[i] = remap[previous.table[i]];
+    for (let i = 0; i < table.length; i++) table[i] = previous.table[i] < 0 ? -1 : remap[previous.table[i]];
+    // Routing changes carry each slot's state; a ring change leaves every slot ready.
+    let states = null;
+    if (change.states) states = previous.states ? previous.states.slice() : new Uint8Array(P * oc);
     const moved = new Uint8Array(P);
     const slots = change.slots;
     for (let i = 0; i < slots.length; i += 3) {
-      table[slots[i] * oc + slots[i + 1]] = slots[i + 2];
-      if (slots[i + 1] === 0) moved[slots[i]] = 1;
+      const at = slots[i] * oc + slots[i + 1];
+      table[at] = slots[i + 2];
+      if (states) states[at] = change.states[i / 3];
+      if (slots[i + 1] !== 0) continue;
+      // A slot whose state changed under the same member (ready → moving) did not move.
+      const was = previous.table[at] < 0 ? null : previous.names[previous.table[at]];
+      const now = slots[i + 2] < 0 ? null : names[slots[i + 2]];
+      if (was !== now) moved[slots[i]] = 1;
     }
     const primaries = new Int32Array(P);
     for (let p = 0; p < P; p++) primaries[p] = table[p * oc];
@@ -212,8 +235,10 @@
       checksum: change.checksum,
       names,
       table,
+      states,
       primaries,
       colors: Uint32Array.from(names, (name) => pack(colorOf(name))),
+      ringChecksum: change.coordinated ? previous.ringChecksum : change.checksum,
     };
     if (selected !== null && !indexOf.has(selected)) selected = null;
     flash = moved.some((m) => m === 1) ? { moved, start: performance.now() } : null;
@@ -223,17 +248,19 @@
     timings.applyMs = performance.now() - started;
     document.body.dataset.checksum = view.checksum;
     const shownChecksum = $("#config-checksum");
-    if (shownChecksum) shownChecksum.textContent = view.checksum;
+    if (shownChecksum) shownChecksum.textContent = view.ringChecksum;
     if (flash) requestAnimationFrame(animate);
     // The members table (loads, states) and the text list follow; the map is already right.
     fetchJson("ring?table=false")
       .then((ring) => {
-        if (ring.checksum !== view.checksum) return;
+        if ((ring.routing?.checksum ?? ring.checksum) !== view.checksum) return;
+        view.ringChecksum = ring.checksum;
         view.config = ring.config;
         view.members = ring.members;
         renderConfig();
         renderMembers(ring.members);
         renderSource(ring.source);
+        renderRouting(ring);
       })
       .catch(() => {});
     patchOwners(previous.checksum, slots);
@@ -291,9 +318,13 @@
     const empty = pack([200, 200, 200]);
     const chosen = selected === null ? -1 : view.names.indexOf(selected);
     const oc = view.ownerCount;
+    const states = view.states;
+    // Slots in hand-off: none ready hatched dark (requests wait), moving (still at the old owner) striped light.
+    const hatch = size >= 4;
     for (let p = 0; p < P; p++) {
       const owner = view.primaries[p];
-      let color = owner < 0 ? empty : view.colors[owner];
+      const state = states && oc > 0 ? states[p * oc] : 0;
+      let color = owner < 0 ? (state === 2 ? waiting : empty) : view.colors[owner];
       if (planMask) {
         if (!planMask[p]) color = dim(color);
       } else if (flash) {
@@ -305,13 +336,24 @@
       }
       const x0 = (p % cols) * cell;
       const y0 = Math.floor(p / cols) * cell;
+      if (state === 0 || !hatch) {
+        for (let dy = 0; dy < size; dy++) {
+          const row = (y0 + dy) * width + x0;
+          for (let dx = 0; dx < size; dx++) pixels[row + dx] = color;
+        }
+        continue;
+      }
+      const stripe = state === 2 ? pack([250, 250, 250]) : pack(mix(unpack(color), [255, 255, 255], 0.6));
+      const every = state === 2 ? 4 : 6;
       for (let dy = 0; dy < size; dy++) {
         const row = (y0 + dy) * width + x0;
-        for (let dx = 0; dx < size; dx++) pixels[row + dx] = color;
+        for (let dx = 0; dx < size; dx++) pixels[row + dx] = (dx + dy) % every < 2 ? stripe : color;
       }
     }
     ctx.putImageData(image, 0, 0);
   }
+  const slotStates = ["ready", "moving", "none"];
+  const waiting = pack([96, 96, 96]);
   const unpack = (c) => [c & 255, (c >>> 8) & 255, (c >>> 16) & 255];
   const dim = (c) => pack(mix(unpack(c), [245, 245, 245], 0.8));
 
@@ -371,15 +413,20 @@
       return;
     }
     const owners = ownersOf(p);
+    const stateNote = (rank) => {
+      const state = view.states ? view.states[p * view.ownerCount + rank] : 0;
+      return state === 1 ? " (moving: still the old owner)" : "";
+    };
     tip.innerHTML =
       `<strong>partition ${p}</strong><br>` +
       (owners.length === 0
         ? "no owner"
         : owners
-            .map(
-              (name, rank) =>
-                `${rank === 0 ? "primary" : `replica ${rank}`}: <span class="swatch" style="background:${hex(colorOf(name))}"></span> ${escapeHtml(name)}`,
-            )
+            .map((name, rank) => {
+              const label = rank === 0 ? "primary" : `replica ${rank}`;
+              if (name === noneReady) return `${label}: none ready (requests wait)`;
+              return `${label}: <span class="swatch" style="background:${hex(colorOf(name))}"></span> ${escapeHtml(name)}${stateNote(rank)}`;
+            })
             .join("<br>"));
     tip.hidden = false;
     showExamples(p);
@@ -417,9 +464,14 @@
       })
       .catch(() => {});
   }
+  /** Shown for a slot no member holds ready (coordinated hand-offs). */
+  const noneReady = "none ready";
   function ownersOf(p, shown = view) {
     const owners = [];
-    for (let r = 0; r < shown.ownerCount; r++) owners.push(shown.names[shown.table[p * shown.ownerCount + r]]);
+    for (let r = 0; r < shown.ownerCount; r++) {
+      const index = shown.table[p * shown.ownerCount + r];
+      owners.push(index < 0 ? noneReady : shown.names[index]);
+    }
     return owners;
   }
 
@@ -436,7 +488,7 @@
     return items;
   }
   function renderConfig() {
-    const items = { ...knobs(view.config), checksum: view.checksum };
+    const items = { ...knobs(view.config), checksum: view.ringChecksum };
     $("#config").innerHTML = Object.entries(items)
       .map(([k, v]) => `<div><dt>${escapeHtml(k)}</dt><dd id="config-${escapeHtml(k)}">${escapeHtml(v)}</dd></div>`)
       .join("");
@@ -463,7 +515,8 @@
     el.dataset.checksum = routing.checksum;
     el.classList.toggle("down", Boolean(routing.stalled) || none > 0);
     clearTimeout(routingTimer);
-    if (!settled || routing.stalled) routingTimer = setTimeout(() => refresh(), 1000);
+    // Only the summary (`table=false`): the map's changes come as cells over /events.
+    if (!settled || routing.stalled) routingTimer = setTimeout(() => check(), 1000);
   }
 
   function renderSource(source) {
@@ -547,23 +600,34 @@
   // show yet is normally on its way as a cells event; only when two polls in a row see it does the
   // page re-read the table (a stream that broke without a reset).
   let unseen = null;
-  async function poll() {
+  async function check() {
     try {
       const ring = await fetchJson("ring?table=false");
-      if (view && ring.checksum === view.checksum) {
+      // The map shows what is routed: the ring's checksum without hand-offs, the routing table's under them.
+      const shown = ring.routing?.checksum ?? ring.checksum;
+      if (view && shown === view.checksum) {
         unseen = null;
+        // Under hand-offs the target ring may change before what is routed does: the header follows it.
+        if (ring.checksum !== view.ringChecksum) {
+          view.ringChecksum = ring.checksum;
+          view.config = ring.config;
+          renderConfig();
+        }
         renderMembers(ring.members);
         renderSource(ring.source);
         renderRouting(ring);
-      } else if (!view || unseen === ring.checksum) {
+      } else if (!view || unseen === shown) {
         unseen = null;
         await refresh();
       } else {
-        unseen = ring.checksum;
+        unseen = shown;
       }
     } catch {
       // The next poll tries again.
     }
+  }
+  async function poll() {
+    await check();
     setTimeout(poll, 2000);
   }
 
@@ -573,30 +637,50 @@
   const moveText = (counts) => {
     const shown = counts.members.map((m) => `${m.name} (${m.partitions})`);
     if (counts.others > 0) shown.push(`others (${counts.others})`);
+    if (counts.none > 0) shown.push(`${noneReady} (${counts.none})`);
     return shown.join(", ");
   };
+  /** A routing change (coordinated hand-offs): what moved of what is routed, and the slots still waiting. */
+  function routingText(change) {
+    const version = change.version === null ? "" : ` v${change.version}`;
+    const moved = change.moved
+      ? `${change.moved.primaries} partitions moved (${change.moved.slots} slots)`
+      : "routing replaced";
+    const waiting = change.states.none > 0 ? `, ${change.states.none} slots none ready` : "";
+    const moving = change.states.moving > 0 ? `, ${change.states.moving} moving` : "";
+    return `routing${version}: ${moved}${waiting}${moving}`;
+  }
   function logChange(change) {
     if (change.seq !== undefined) {
       if (logged.has(change.seq)) return;
       logged.add(change.seq);
     }
-    const who = [...change.added.map((m) => `+${m}`), ...change.removed.map((m) => `−${m}`)].join(" ");
-    const moved = change.moved
-      ? `${change.moved.primaries} partitions moved${change.timesOptimum === null ? "" : ` (${change.timesOptimum.toFixed(2)}× optimum)`}`
-      : "config changed";
     const li = document.createElement("li");
     const at = change.at ? new Date(change.at) : new Date();
-    let text = `<time datetime="${escapeHtml(at.toISOString())}">${at.toLocaleTimeString()}</time> ${escapeHtml(who || "members changed")}: ${escapeHtml(moved)}, ${change.size} members`;
+    let text = `<time datetime="${escapeHtml(at.toISOString())}">${at.toLocaleTimeString()}</time> `;
+    if (change.kind === "routing") {
+      text += escapeHtml(routingText(change));
+    } else {
+      const who = [...change.added.map((m) => `+${m}`), ...change.removed.map((m) => `−${m}`)].join(" ");
+      // Under hand-offs the ring is the target: its partitions move as the routing entries say.
+      const verb = change.coordinated ? "to move" : "moved";
+      const moved = change.moved
+        ? `${change.moved.primaries} partitions ${verb}${change.timesOptimum === null ? "" : ` (${change.timesOptimum.toFixed(2)}× optimum)`}`
+        : "config changed";
+      text += `${change.coordinated ? "target ring " : ""}${escapeHtml(who || "members changed")}: ${escapeHtml(moved)}, ${change.size} members`;
+    }
     if (change.moved && change.moved.primaries > 0 && change.from && change.to) {
+      const some = (counts) => counts.members.length > 0 || counts.none > 0;
       const sides = [
-        change.from.members.length > 0 ? `from ${escapeHtml(moveText(change.from))}` : "",
-        change.to.members.length > 0 ? `to ${escapeHtml(moveText(change.to))}` : "",
+        some(change.from) ? `from ${escapeHtml(moveText(change.from))}` : "",
+        some(change.to) ? `to ${escapeHtml(moveText(change.to))}` : "",
       ].filter((side) => side !== "");
       text += `<div class="moves">${sides.join("<br>")}</div>`;
     }
     li.innerHTML = text;
     li.dataset.checksum = change.checksum;
     li.dataset.moved = change.moved ? change.moved.primaries : "";
+    li.dataset.kind = change.kind ?? "ring";
     if (change.seq !== undefined) li.dataset.seq = change.seq;
     const log = $("#log");
     // Newest first, by number, so a history entry arriving after a live one still sorts right.
@@ -618,8 +702,9 @@
   }
 
   function follow() {
-    const events = new EventSource("events?types=memberUp,memberDown,ring,source,cells");
+    const events = new EventSource("events?types=memberUp,memberDown,ring,routing,source,cells");
     events.addEventListener("ring", (event) => logChange(JSON.parse(event.data)));
+    events.addEventListener("routing", (event) => logChange(JSON.parse(event.data)));
     events.addEventListener("cells", (event) => applyCells(JSON.parse(event.data)));
     events.addEventListener("reset", () => refresh());
     events.addEventListener("source", (event) => {

@@ -294,7 +294,9 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
       }),
       close() {
         closing ??= (async () => {
-          await announceShutdown(current, admin, logger, clock);
+          await announceShutdown(current, admin, logger, clock, () => {
+            for (const s of states.values()) send(s.worker, { type: "ringroute:draining" });
+          });
           // Stop accepting first: a new connection is refused from here on, never lost in a hand-off.
           // (Not awaited: close's callback waits for the connections the workers hold.)
           server.close();
