@@ -32,8 +32,6 @@ export interface ClientServer {
   clock: Clock;
   /** Shutting down: every response closes its connection. */
   closing: boolean;
-  /** Draining before the stop (`shutdownDelay`): still accepting, but every response closes its connection. */
-  draining: boolean;
   /** Sockets closed on our side after an answer, waiting a moment for the client's FIN (destroyed on shutdown). */
   lingering: Set<Socket>;
   tls: boolean;
@@ -90,7 +88,7 @@ export class ClientConnection implements ClientSide, Timed {
   }
 
   get closeAfter(): boolean {
-    return !this.#keepAlive || this.#server.closing || this.#server.draining;
+    return !this.#keepAlive || this.#server.closing;
   }
 
   write(data: Buffer | string): boolean {
