@@ -931,10 +931,14 @@ const documented: Classified[] = [
         const whole = r.response.status === 204 || r.method === "HEAD" ? 0 : r.response.body.size;
         return d.ringroute === `${whole} bytes` && Number(d.haproxy.split(" ")[0]) < whole;
       }
-      const at = c.requests.findIndex((q) => q.response.interim !== 0 || q.response.framing === "close");
-      if (at < 0) return false;
-      if (d.aspect === "client:responses") return count(d.haproxy) < count(d.ringroute) && count(d.haproxy) <= at + 1;
-      return d.aspect === "member:arrivals" && (d.request ?? -1) > at && d.haproxy === "0";
+      // Where HAProxy may cut: at any response after a 1xx or ended by a close, not only the first.
+      const cuts = c.requests.flatMap((q, i) =>
+        q.response.interim !== 0 || q.response.framing === "close" ? [i] : [],
+      );
+      if (cuts.length === 0) return false;
+      if (d.aspect === "client:responses")
+        return count(d.haproxy) < count(d.ringroute) && cuts.some((at) => count(d.haproxy) <= at + 1);
+      return d.aspect === "member:arrivals" && cuts.some((at) => (d.request ?? -1) > at) && d.haproxy === "0";
     },
   },
   {

@@ -146,7 +146,14 @@ export class ClientConnection implements ClientSide, Timed {
         if (this.#started) {
           this.#clientError("head_timeout");
           this.#fail(408, "request_timeout");
-        } else this.#end();
+        } else {
+          // Deadlines fire from a timer, before this turn's poll has read what clients sent: a request
+          // already in the socket's buffer would be cut with its connection. Close after the poll
+          // (setImmediate runs after it), and only if nothing of a next request arrived meanwhile.
+          setImmediate(() => {
+            if (this.state === "idle" && !this.#started) this.#end();
+          });
+        }
         return;
       case "head":
         this.#clientError("head_timeout");
