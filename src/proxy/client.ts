@@ -32,8 +32,6 @@ export interface ClientServer {
   clock: Clock;
   /** Shutting down: every response closes its connection. */
   closing: boolean;
-  /** Draining before the stop (`shutdownDelay`): still accepting, but every response closes its connection. */
-  draining: boolean;
   /** Sockets closed on our side after an answer, waiting a moment for the client's FIN (destroyed on shutdown). */
   lingering: Set<Socket>;
   tls: boolean;
@@ -90,7 +88,7 @@ export class ClientConnection implements ClientSide, Timed {
   }
 
   get closeAfter(): boolean {
-    return !this.#keepAlive || this.#server.closing || this.#server.draining;
+    return !this.#keepAlive || this.#server.closing;
   }
 
   write(data: Buffer | string): boolean {
@@ -148,7 +146,14 @@ export class ClientConnection implements ClientSide, Timed {
         if (this.#started) {
           this.#clientError("head_timeout");
           this.#fail(408, "request_timeout");
-        } else this.#end();
+        } else {
+          // Deadlines fire from a timer, before this turn's poll has read what clients sent: a request
+          // already in the socket's buffer would be cut with its connection. Close after the poll
+          // (setImmediate runs after it), and only if nothing of a next request arrived meanwhile.
+          setImmediate(() => {
+            if (this.state === "idle" && !this.#started) this.#end();
+          });
+        }
         return;
       case "head":
         this.#clientError("head_timeout");

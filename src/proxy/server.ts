@@ -55,13 +55,6 @@ export interface RoutingProxy {
    * is left (clients, members, tunnels) is destroyed. Resolves when done.
    */
   close(timeoutMs?: number): Promise<void>;
-  /**
-   * The start of a graceful stop, while still accepting: every response from
-   * now on carries `Connection: close`, so keep-alive clients reconnect (to
-   * whoever the load balancer now picks) instead of holding a connection that
-   * `close()` would later have to cut between two of their requests.
-   */
-  drain(): void;
   /** New key and proxy settings for requests that start from now on (SIGHUP). */
   reconfigure(proxy: ProxyConfig, key: KeyConfig): void;
   /** New certificate and key for new TLS connections; throws when the listener is plain HTTP. */
@@ -119,7 +112,6 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     deadlines,
     clock,
     closing: false,
-    draining: false,
     lingering: new Set(),
     tls: options.tls !== undefined,
     connectionClosed(conn) {
@@ -183,9 +175,6 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
       socket.allowHalfOpen = true;
       socket.setNoDelay(true);
       server.emit("connection", socket);
-    },
-    drain() {
-      state.draining = true;
     },
     close(timeoutMs = defaults.shutdownTimeout): Promise<void> {
       closing ??= new Promise<void>((resolve) => {

@@ -66,7 +66,7 @@ export async function startInProcess(config: Config, options: ServingOptions = {
       }),
       close() {
         closing ??= (async () => {
-          await announceShutdown(current, admin, logger, clock, () => listener.drain());
+          await announceShutdown(current, admin, logger, clock);
           await listener.close(current.shutdownTimeout);
           await admin.close();
           metrics.close();

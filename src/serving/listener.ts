@@ -34,8 +34,6 @@ export interface Listener {
   listen(): Promise<AddressInfo>;
   /** Applies the listener's part of a validated reload (key, proxy settings, TLS, access log). */
   reload(plan: ReloadPlan, tls: TlsMaterial | undefined): void;
-  /** Still accepting, every response closes its connection from now on (the start of `shutdownDelay`). */
-  drain(): void;
   /** Stops accepting and finishes requests in flight within `timeout` ms; then closes the access log. */
   close(timeout: number): Promise<void>;
 }
@@ -81,9 +79,6 @@ export function createListener(config: Config, options: ListenerOptions): Listen
         accessLog?.close();
         accessLog = options.accessLog(plan.running.access);
       }
-    },
-    drain() {
-      proxy.drain();
     },
     async close(timeout) {
       stopWatching();

@@ -85,20 +85,16 @@ export function countedReloads(
 
 /**
  * The start of a graceful stop, the same in both hosts: /readyz answers 503,
- * and traffic is served on for `shutdownDelay` so load balancers notice first,
- * every response closing its connection (`drain`): keep-alive clients open a
- * new one for their next request rather than lose it to the stop.
+ * and traffic is served on for `shutdownDelay` so load balancers notice first.
  */
 export async function announceShutdown(
   config: Config,
   admin: AdminServer,
   logger: Logger,
   clock: Clock,
-  drain: () => void,
 ): Promise<void> {
   admin.draining();
   if (config.shutdownDelay > 0) {
-    drain();
     logger.info(
       { shutdownDelay: config.shutdownDelay },
       "draining: /readyz answers 503, serving on so load balancers notice first",

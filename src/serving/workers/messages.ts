@@ -20,8 +20,6 @@ export type ToWorker =
   | { type: "ringroute:scrape"; id: number }
   /** A client connection the primary accepted, sent with the message as its handle. */
   | { type: "ringroute:connection" }
-  /** The primary's shutdownDelay began: responses close their connections from now on. */
-  | { type: "ringroute:draining" }
   | { type: "ringroute:drain"; timeout: number };
 
 export type FromWorker =

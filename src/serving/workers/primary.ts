@@ -294,9 +294,7 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
       }),
       close() {
         closing ??= (async () => {
-          await announceShutdown(current, admin, logger, clock, () => {
-            for (const s of states.values()) send(s.worker, { type: "ringroute:draining" });
-          });
+          await announceShutdown(current, admin, logger, clock);
           // Stop accepting first: a new connection is refused from here on, never lost in a hand-off.
           // (Not awaited: close's callback waits for the connections the workers hold.)
           server.close();

@@ -125,9 +125,6 @@ export function runWorker(): void {
           send({ type: "ringroute:scrape", id: message.id, metrics: json, ejected: listener?.proxy.ejected() ?? [] }),
         );
         return;
-      case "ringroute:draining":
-        listener?.drain();
-        return;
       case "ringroute:drain":
         void drain(message.timeout);
         return;
