@@ -4,10 +4,6 @@
  * TLS clients are unaffected, and nothing of the plain request reaches a
  * member. Time is a manual clock.
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import test, { type ExecutionContext } from "ava";
 import { Cluster } from "../src/cluster.ts";
@@ -16,27 +12,10 @@ import { createProxy } from "../src/proxy/server.ts";
 import { TestSource } from "./helpers/backends.ts";
 import { ManualClock } from "./helpers/clock.ts";
 import { header, json, RawClient, RecordingBackend } from "./helpers/raw.ts";
+import { selfSigned } from "./helpers/tls.ts";
 import { until } from "./helpers/until.ts";
 
-/** A self-signed certificate, made by openssl. */
-function certificate(): { cert: string; key: string } {
-  const dir = mkdtempSync(join(tmpdir(), "ringroute-tls-"));
-  execFileSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"].concat([
-      "-subj",
-      "/CN=tls.example",
-      "-keyout",
-      join(dir, "key.pem"),
-      "-out",
-      join(dir, "cert.pem"),
-    ]),
-    { stdio: "ignore" },
-  );
-  return { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") };
-}
-
-const material = certificate();
+const material = selfSigned("tls.example");
 
 async function setup(t: ExecutionContext) {
   const backend = await RecordingBackend.start("solo");

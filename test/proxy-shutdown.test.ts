@@ -5,10 +5,6 @@
  * reconfigure() and reloadTls() apply to what starts afterwards; every
  * request leaves one access record.
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import test from "ava";
 import { Cluster } from "../src/cluster.ts";
@@ -18,6 +14,7 @@ import { createProxy, type ProxyOptions } from "../src/proxy/server.ts";
 import { TestSource } from "./helpers/backends.ts";
 import { ManualClock } from "./helpers/clock.ts";
 import { header, json, RawClient, RecordingBackend, scripts } from "./helpers/raw.ts";
+import { selfSigned } from "./helpers/tls.ts";
 import { until, within } from "./helpers/until.ts";
 
 async function setup(t: import("ava").ExecutionContext, extra: Partial<ProxyOptions> = {}) {
@@ -135,24 +132,6 @@ test("reconfigure() applies new limits to the requests that follow", async (t) =
   t.is(json(reply as NonNullable<typeof reply>).error, "uri_too_long");
 });
 
-/** A self-signed certificate for `name`, made by openssl. */
-function certificate(name: string): { cert: string; key: string } {
-  const dir = mkdtempSync(join(tmpdir(), "ringroute-tls-"));
-  execFileSync(
-    "openssl",
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"].concat([
-      "-subj",
-      `/CN=${name}`,
-      "-keyout",
-      join(dir, "key.pem"),
-      "-out",
-      join(dir, "cert.pem"),
-    ]),
-    { stdio: "ignore" },
-  );
-  return { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") };
-}
-
 /** One HTTPS GET over a raw TLS socket; the certificate's CN and the response text. */
 function httpsGet(port: number, ca: string): Promise<{ cn: string; text: string }> {
   return new Promise((resolve, reject) => {
@@ -167,14 +146,14 @@ function httpsGet(port: number, ca: string): Promise<{ cn: string; text: string 
 }
 
 test("with tls the listener speaks HTTPS, sets X-Forwarded-Proto: https, and reloadTls() serves the new certificate", async (t) => {
-  const first = certificate("first.example");
+  const first = selfSigned("first.example");
   const { backend, proxy, port } = await setup(t, { tls: first });
   const one = await httpsGet(port, first.cert);
   t.is(one.cn, "first.example");
   t.regex(one.text, /^HTTP\/1\.1 200 /);
   const [request] = await backend.waitForRequests(1);
   t.is(header(request as NonNullable<typeof request>, "x-forwarded-proto"), "https");
-  const second = certificate("second.example");
+  const second = selfSigned("second.example");
   proxy.reloadTls(second);
   const two = await httpsGet(port, second.cert);
   t.is(two.cn, "second.example");

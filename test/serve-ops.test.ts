@@ -16,6 +16,7 @@ import { type Serving, startServing } from "../src/serving/index.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
 import { ManualClock } from "./helpers/clock.ts";
 import { inEachShape, serve } from "./helpers/shapes.ts";
+import { type Certificate, selfSigned } from "./helpers/tls.ts";
 import { until } from "./helpers/until.ts";
 
 const run = promisify(execFile);
@@ -188,32 +189,6 @@ inEachShape(
   },
 );
 
-/** A self-signed certificate for 127.0.0.1, made by openssl now. */
-async function certificate(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, `${name}.pem`);
-  const key = join(dir, `${name}-key.pem`);
-  await run("openssl", [
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    `/CN=${name}`,
-    "-addext",
-    "subjectAltName=IP:127.0.0.1",
-    "-keyout",
-    key,
-    "-out",
-    cert,
-  ]);
-  return { cert, key };
-}
-
 /** The certificate subject a new TLS connection to `port` is shown. */
 async function servedName(port: number, ca: string): Promise<string> {
   const socket = connect({ host: "127.0.0.1", port, ca: readFileSync(ca) });
@@ -227,12 +202,12 @@ inEachShape(
   "serve: HTTPS with curl --cacert, JSON logs on stderr, access lines on stdout, SIGHUP reloads certificates and logs",
   async (t, shape) => {
     const dir = mkdtempSync(join(tmpdir(), "ringroute-tls-"));
-    const first = await certificate(dir, "first");
-    const second = await certificate(dir, "second");
+    const first = selfSigned("first", dir);
+    const second = selfSigned("second", dir);
     const backends = await startBackends(["a", "b"]);
     t.teardown(() => Promise.all(backends.map((b) => b.kill())));
     const path = join(dir, "ringroute.yaml");
-    const tls = (c: { cert: string; key: string }) => `tls: { cert: ${c.cert}, key: ${c.key} }\n`;
+    const tls = (c: Certificate) => `tls: { cert: ${c.certFile}, key: ${c.keyFile} }\n`;
     writeFileSync(path, configFor(backends, tls(first)));
 
     const running = await serve(t, shape, ["--config", path]);
@@ -243,10 +218,10 @@ inEachShape(
     t.regex(listening, /^https:/);
     const port = Number(new URL(listening).port);
 
-    const curl = await run("curl", ["-sS", "--cacert", first.cert, `${listening}/users/42`]);
+    const curl = await run("curl", ["-sS", "--cacert", first.certFile, `${listening}/users/42`]);
     const seen = JSON.parse(curl.stdout);
     t.is(seen.headers["x-forwarded-proto"], "https");
-    t.is(await servedName(port, first.cert), "first");
+    t.is(await servedName(port, first.certFile), "first");
 
     for (const entry of logs()) {
       t.regex(entry.time, /Z$/, JSON.stringify(entry));
@@ -281,7 +256,7 @@ inEachShape(
     writeFileSync(path, configFor(backends, `${tls(second)}log: { level: debug }\n`));
     child.kill("SIGHUP");
     await until(() => logs().some((e) => e.msg === "SIGHUP: config reloaded"), { what: "the reload line" });
-    t.is(await servedName(port, second.cert), "second", "new connections get the new certificate");
+    t.is(await servedName(port, second.certFile), "second", "new connections get the new certificate");
 
     writeFileSync(path, configFor(backends, `${tls(second)}ring: { partitions: nope }\n`));
     child.kill("SIGHUP");
@@ -290,8 +265,18 @@ inEachShape(
     });
     t.like(refused, { level: "error", field: "ring.partitions" });
     t.is(
-      (await run("curl", ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", second.cert, `${listening}/k`]))
-        .stdout,
+      (
+        await run("curl", [
+          "-sS",
+          "-o",
+          "/dev/null",
+          "-w",
+          "%{http_code}",
+          "--cacert",
+          second.certFile,
+          `${listening}/k`,
+        ])
+      ).stdout,
       "200",
     );
 
