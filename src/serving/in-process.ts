@@ -8,9 +8,9 @@ import { createAccessLog } from "../commands/logging.ts";
 import type { Config } from "../config.ts";
 import { systemClock } from "../utils/clock.ts";
 import { silentLogger } from "../utils/logger.ts";
-import { bindError, createListener } from "./listener.ts";
+import { createListener } from "./listener.ts";
 import { planReload, readTls, validateReload } from "./reload.ts";
-import { announceShutdown, countedReloads, type Serving, type ServingOptions } from "./serving.ts";
+import { announceShutdown, countedReloads, listenAdmin, type Serving, type ServingOptions } from "./serving.ts";
 import { createRoutingSource } from "./source.ts";
 
 export async function startInProcess(config: Config, options: ServingOptions = {}): Promise<Serving> {
@@ -44,9 +44,7 @@ export async function startInProcess(config: Config, options: ServingOptions = {
     // The first ring is built on the thread: listen once it is in place.
     await cluster.idle();
     const proxyAddress = await listener.listen();
-    const adminAddress = await admin.listen(config.admin.port, config.admin.host).catch((error) => {
-      throw bindError("admin", config.admin, error);
-    });
+    const adminAddress = await listenAdmin(admin, config);
     let closing: Promise<void> | undefined;
     return {
       proxy: proxyAddress,

@@ -12,6 +12,7 @@ import type { Config } from "../config.ts";
 import type { DemoBackend } from "../demo/backends.ts";
 import type { Clock } from "../utils/clock.ts";
 import type { Logger } from "../utils/logger.ts";
+import { bindError } from "./listener.ts";
 import type { Reloaded } from "./reload.ts";
 
 export type { Reloaded } from "./reload.ts";
@@ -102,4 +103,11 @@ export async function announceShutdown(
     await new Promise<void>((resolve) => clock.setTimer(resolve, config.shutdownDelay));
   }
   logger.info({ shutdownTimeout: config.shutdownTimeout }, "stopped accepting; finishing requests in flight");
+}
+
+/** Binds the admin server on `config.admin`, in either host; an address that cannot be bound is a ConfigError naming `admin`. */
+export function listenAdmin(admin: AdminServer, config: Config): Promise<AddressInfo> {
+  return admin.listen(config.admin.port, config.admin.host).catch((error) => {
+    throw bindError("admin", config.admin, error);
+  });
 }

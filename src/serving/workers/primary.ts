@@ -20,7 +20,14 @@ import { silentLogger } from "../../utils/logger.ts";
 import { bindError } from "../listener.ts";
 import { planReload, readTls, validateReload } from "../reload.ts";
 import { RoutingFeed, type RoutingSnapshot } from "../routing-snapshot.ts";
-import { announceShutdown, countedReloads, type Serving, type ServingOptions, type WorkerStatus } from "../serving.ts";
+import {
+  announceShutdown,
+  countedReloads,
+  listenAdmin,
+  type Serving,
+  type ServingOptions,
+  type WorkerStatus,
+} from "../serving.ts";
 import { createRoutingSource } from "../source.ts";
 import { workerCount } from "./count.ts";
 import { type FromWorker, isMessage, type ToWorker } from "./messages.ts";
@@ -266,9 +273,7 @@ export async function startWorkers(config: Config, options: ServingOptions = {})
     for (let i = 0; i < count; i++) fork();
     const failed = await allReady;
     if (failed !== undefined) throw failed;
-    const adminAddress = await admin.listen(config.admin.port, config.admin.host).catch((error) => {
-      throw bindError("admin", config.admin, error);
-    });
+    const adminAddress = await listenAdmin(admin, config);
     let closing: Promise<void> | undefined;
     return {
       proxy: proxyAddress,
