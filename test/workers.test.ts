@@ -1,16 +1,13 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { once } from "node:events";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import test from "ava";
 import { Ring } from "../src/ring/ring.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
 import { ringroute } from "./helpers/cli.ts";
+import { startServe } from "./helpers/serve.ts";
 import { until, within } from "./helpers/until.ts";
-
-const cli = fileURLToPath(new URL("../src/cli.ts", import.meta.url));
 
 interface RingView {
   checksum: string;
@@ -43,48 +40,19 @@ async function serveWorkers(backends: Backend[], args: string[] = [], yaml = "")
     join(dir, "ringroute.yaml"),
     `membership:\n  file:\n    path: ${file}\n    pollInterval: 100ms\n${yaml}`,
   );
-  const child = spawn(
-    process.execPath,
-    [
-      "--import",
-      "tsx",
-      cli,
-      "serve",
-      "--config",
-      join(dir, "ringroute.yaml"),
-      "--listen",
-      "127.0.0.1:0",
-      "--admin",
-      "127.0.0.1:0",
-      "--workers",
-      "2",
-      ...args,
-    ],
-    { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RINGROUTE_CONFIG: "" } },
-  );
-  // Should the test process end early (a timeout), the primary goes with it; its workers follow on disconnect.
-  const killOnExit = () => child.kill("SIGKILL");
-  process.once("exit", killOnExit);
-  child.once("exit", () => process.off("exit", killOnExit));
-  let output = "";
-  child.stdout?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-  child.stderr?.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
-  const exit = once(child, "exit").then(([code]) => code as number | null);
-  const [proxy, admin] = await until(
-    () => {
-      if (child.exitCode !== null) throw new Error(`serve exited ${child.exitCode}:\n${output}`);
-      const proxy = /proxy listening on (http:\/\/[^,\s]+)/.exec(output)?.[1];
-      const admin = /admin on (http:\/\/[\d.:]+):/.exec(output)?.[1];
-      return proxy && admin ? ([proxy, admin] as const) : undefined;
-    },
-    { what: "serve --workers 2 to print its addresses", timeout: 60_000 },
-  );
+  const { child, proxy, admin, exit, output } = await startServe([
+    "--config",
+    join(dir, "ringroute.yaml"),
+    "--workers",
+    "2",
+    ...args,
+  ]);
   return {
     child,
     proxy,
     admin,
     exit,
-    output: () => output,
+    output,
     ring: async () => (await send(admin, "/ring")).json as RingView,
     metrics: async () => (await send(admin, "/metrics")).text,
     members,
