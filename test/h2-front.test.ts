@@ -344,3 +344,32 @@ test("a member's 503 is retried for a GET, not for a POST, as for HTTP/1.1", asy
     ],
   );
 });
+
+test("a member that answers before the body ended: the answer is passed on, the rest of the body refused with RST_STREAM(NO_ERROR)", async (t) => {
+  const h = await startRawProxy(names);
+  t.teardown(() => h.close());
+  for (const b of h.backends) {
+    b.script = {
+      early: true,
+      answer(_request, c) {
+        c.socket.write(fixed(413, "too big", [["Connection", "close"]]));
+      },
+    };
+  }
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => closeSession(client));
+  const stream = client.request({ ":method": "POST", ":path": "/upload/2" });
+  stream.on("error", () => {});
+  stream.write("the first part of a body that never ends");
+  const chunks: Buffer[] = [];
+  stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+  const status = new Promise<number>((resolve) =>
+    stream.on("response", (headers) => resolve(Number(headers[":status"]))),
+  );
+  const closed = new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+  t.is(await status, 413);
+  t.is(await closed, constants.NGHTTP2_NO_ERROR);
+  t.is(Buffer.concat(chunks).toString(), "too big");
+  for (const b of h.backends) b.script = scripts.echo();
+  t.is((await request(client, "/after")).status, 200, "the session goes on");
+});
