@@ -373,3 +373,17 @@ test("a member that answers before the body ended: the answer is passed on, the 
   for (const b of h.backends) b.script = scripts.echo();
   t.is((await request(client, "/after")).status, 200, "the session goes on");
 });
+
+test("a preface followed by bytes that are not HTTP/2 frames: the session ends (GOAWAY) and the connection closes; no member hears of it", async (t) => {
+  const h = await startRawProxy(names);
+  t.teardown(() => h.close());
+  const client = await h.connect();
+  await client.send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
+  await client.waitForEnd("the proxy closing the connection");
+  // What it got is HTTP/2 (SETTINGS, GOAWAY): never an HTTP/1.1 answer to the request hidden behind the preface.
+  t.false(client.text.includes("HTTP/1.1"), client.preview);
+  t.is(
+    h.backends.reduce((n, b) => n + b.bytesSeen, 0),
+    0,
+  );
+});
