@@ -53,7 +53,7 @@ test("curl --http2-prior-knowledge: every request reaches lookup's owner as an H
     first,
   );
   t.deepEqual(
-    reports.requests.map((r) => r.protocol),
+    reports.protocols,
     keys.map(() => "h2"),
   );
   t.deepEqual(
