@@ -49,7 +49,9 @@ type Written =
   | "client"
   | "reason"
   | "outcome"
-  | "truncated";
+  | "truncated"
+  | "protocol";
+// Both serialisers below write each of them (`writeAccessLine` is checked against `accessLine` by a property test).
 const everyField: [Exclude<keyof AccessRecord, Written>] extends [never] ? true : never = true;
 void everyField;
 
@@ -58,11 +60,12 @@ export function accessLine(record: AccessRecord, now: number): string {
   const reason = record.reason === undefined ? "" : `,"reason":${str(record.reason)}`;
   const outcome = record.outcome === undefined ? "" : `,"outcome":${str(record.outcome)}`;
   const truncated = record.truncated === undefined ? "" : `,"truncated":${record.truncated}`;
+  const protocol = record.protocol === undefined ? "" : `,"protocol":${str(record.protocol)}`;
   return (
     `{"time":"${isoTime(now)}","method":${str(record.method)},"path":${str(record.path)},` +
     `"status":${record.status},"partition":${record.partition},"member":${str(record.member)},` +
     `"tried":${record.tried},"bytesIn":${record.bytesIn},"bytesOut":${record.bytesOut},` +
-    `"totalMs":${ms(record.totalMs)},"upstreamMs":${ms(record.upstreamMs)},"client":${str(record.client)}${reason}${outcome}${truncated}}\n`
+    `"totalMs":${ms(record.totalMs)},"upstreamMs":${ms(record.upstreamMs)},"client":${str(record.client)}${reason}${outcome}${truncated}${protocol}}\n`
   );
 }
 
@@ -109,6 +112,10 @@ export function writeAccessLine(record: AccessRecord, now: number, buffer: Buffe
     p = text(out, p, record.outcome);
   }
   if (record.truncated !== undefined) p = ascii(out, p, record.truncated ? ',"truncated":true' : ',"truncated":false');
+  if (record.protocol !== undefined) {
+    p = ascii(out, p, ',"protocol":');
+    p = text(out, p, record.protocol);
+  }
   out[p++] = 0x7d; // }
   out[p++] = 0x0a; // \n
   return p;
@@ -122,7 +129,8 @@ export function accessLineBound(record: AccessRecord): number {
     record.member.length +
     record.client.length +
     (record.reason?.length ?? 0) +
-    (record.outcome?.length ?? 0);
+    (record.outcome?.length ?? 0) +
+    (record.protocol?.length ?? 0);
   // Punctuation, names, time and numbers take under 400 bytes.
   return 400 + 6 * strings;
 }
