@@ -51,7 +51,6 @@ type Written =
   | "outcome"
   | "truncated"
   | "protocol";
-// Both serialisers below write each of them (`writeAccessLine` is checked against `accessLine` by a property test).
 const everyField: [Exclude<keyof AccessRecord, Written>] extends [never] ? true : never = true;
 void everyField;
 
@@ -76,6 +75,8 @@ export function accessLine(record: AccessRecord, now: number): string {
  * `JSON.stringify`. The caller makes sure `out` has `accessLineBound(record)`
  * bytes free. `serve` logs through this one (about 1 KB of garbage a request
  * less than building the line as a string and concatenating it into a batch).
+ * Every field `accessLine` writes is written here too: the property test in
+ * test/access-line.test.ts compares the two.
  */
 export function writeAccessLine(record: AccessRecord, now: number, buffer: Buffer, at: number): number {
   const out = buffer as Out;
