@@ -84,10 +84,12 @@ const clientReasons: Record<ClientFailure, string> = {
   aborted: "client_closed",
   bad_request: "bad_request",
 };
-/** Bodies up to this size go out in one buffer with their head (a copy is cheaper than a second write). */
+/** Sized bodies up to this size that did not come with their head are waited for, to go out in one write with it. */
 const combineLimit = 16 * 1024;
 
 export class Exchange implements ResponseSink {
+  /** Response bytes are copied before they are written (see #pass): the member socket's read buffer is reused. */
+  readonly borrowsReadBuffer = true;
   readonly #ctx: EngineContext;
   readonly #client: ClientSide;
   readonly request: RequestInfo;
@@ -314,28 +316,25 @@ export class Exchange implements ResponseSink {
     else this.#pass(buffer, start, end);
   }
 
-  /** Body bytes to the client as they are (with the held head, in one write when small). */
+  /**
+   * Body bytes to the client as they are, with the held head in front when there is one: one write. The
+   * bytes are in the member sockets' shared read buffer, valid only during this call (`borrowsReadBuffer`),
+   * so they are always copied: a write the client does not take at once keeps its buffer until it does.
+   */
   #pass(buffer: Buffer, start: number, end: number): void {
     this.#bytesOut += end - start;
     const head = this.#heldHead;
-    let ok: boolean;
+    let out: Buffer;
     if (head === undefined) {
-      ok = this.#client.write(buffer.subarray(start, end));
-    } else if (end - start <= combineLimit) {
-      this.#heldHead = undefined;
-      const out = Buffer.allocUnsafe(head.length + end - start);
-      out.write(head, 0, "latin1");
-      buffer.copy(out, head.length, start, end);
-      ok = this.#client.write(out);
+      out = Buffer.allocUnsafe(end - start);
+      buffer.copy(out, 0, start, end);
     } else {
       this.#heldHead = undefined;
-      const socket = this.#client.socket;
-      socket.cork();
-      this.#client.write(head);
-      ok = this.#client.write(buffer.subarray(start, end));
-      socket.uncork();
+      out = Buffer.allocUnsafe(head.length + end - start);
+      out.write(head, 0, "latin1");
+      buffer.copy(out, head.length, start, end);
     }
-    if (!ok) {
+    if (!this.#client.write(out)) {
       // The client is not reading: the member waits on it, so the client is timed, not the member.
       this.#conn?.pauseResponse();
       this.#client.writeStalled(true);
@@ -550,7 +549,8 @@ export class Exchange implements ResponseSink {
     const upstream = conn.detach();
     const { socket: client, rest: early } = this.#client.takeTunnel();
     client.write(`HTTP/1.1 101 ${parser.reason}\r\n${head.lines}connection: upgrade\r\nupgrade: ${upgrade}\r\n\r\n`);
-    if (pos < rest.length) client.write(rest.subarray(pos));
+    // A copy: `rest` is the member sockets' shared read buffer.
+    if (pos < rest.length) client.write(Buffer.from(rest.subarray(pos)));
     if (early !== undefined && early.length > 0) upstream.write(early);
     const tunnel = new Tunnel(this.#ctx, client, upstream);
     this.#ctx.tunnels.add(tunnel);
