@@ -134,11 +134,32 @@ export function readRequestHead(
   }
   if (listed !== undefined) lines = withoutListed(lines, listed);
   if (forwarded) {
-    lines += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\nx-forwarded-proto: ${proto}\r\n`;
+    lines +=
+      xff === undefined
+        ? forwardedLines(client, proto)
+        : `x-forwarded-for: ${xff}, ${client}\r\nx-forwarded-proto: ${proto}\r\n`;
     if (head.host !== undefined) lines += `x-forwarded-host: ${head.host}\r\n`;
   }
   head.lines = lines;
   return head;
+}
+
+let lastClient = "";
+let lastProto = "";
+let lastForwarded = "";
+
+/**
+ * `x-forwarded-for` and `x-forwarded-proto` for a client that sent no X-Forwarded-For, kept for the last
+ * client and scheme: requests come in runs from the same address (keep-alive), so the lines are usually
+ * made once, not once a request.
+ */
+function forwardedLines(client: string, proto: string): string {
+  if (client !== lastClient || proto !== lastProto) {
+    lastClient = client;
+    lastProto = proto;
+    lastForwarded = `x-forwarded-for: ${client}\r\nx-forwarded-proto: ${proto}\r\n`;
+  }
+  return lastForwarded;
 }
 
 /** Rebuilds `lines` without the headers a Connection header listed (rare: a second pass is fine). */
