@@ -84,6 +84,9 @@ const clientReasons: Record<ClientFailure, string> = {
   aborted: "client_closed",
   bad_request: "bad_request",
 };
+/** Every exchange's `#tried` before its first member; shared, so never changed (a new array replaces it). */
+const noneTried: string[] = [];
+
 /** The length in bytes of `HTTP/1.1 <status> <reason>\r\n` (the reason is latin1: a byte a character). */
 function statusLineBytes(status: number, reason: string): number {
   return 9 + String(status).length + 1 + reason.length + 2;
@@ -109,7 +112,8 @@ export class Exchange implements ResponseSink {
   readonly #ctx: EngineContext;
   readonly #client: ClientSide;
   readonly request: RequestInfo;
-  readonly #tried: string[] = [];
+  /** Members tried, in order. Made with its first member: an empty array grows a 17-slot store on its first push. */
+  #tried: string[] = noneTried;
   #member = "none";
   #pool: UpstreamPool | undefined;
   #conn: UpstreamConnection | undefined;
@@ -159,7 +163,7 @@ export class Exchange implements ResponseSink {
 
   /** Sends the request to `member`. */
   send(member: string): void {
-    this.#tried.push(member);
+    this.#tried = this.#tried.length === 0 ? [member] : [...this.#tried, member];
     this.#member = member;
     const pool = this.#ctx.upstreams.get(member);
     if (pool === undefined) {

@@ -17,6 +17,24 @@ const hopByHop = new Set([
   "upgrade",
 ]);
 
+/** Field names seen, in lower case: at most this many are remembered (names are the peers' choice). */
+const lowerCaseLimit = 512;
+const lowerCases = new Map<string, string>();
+
+/**
+ * `name.toLowerCase()`, remembered: the same few names come with every message (Host, Content-Length,
+ * Connection, User-Agent…), and lower-casing one that has capitals makes a new string each time. A lookup
+ * makes none. Once `lowerCaseLimit` names are known, others are lower-cased as they come.
+ */
+export function lowerCase(name: string): string {
+  let lower = lowerCases.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lowerCases.size < lowerCaseLimit) lowerCases.set(name, lower);
+  }
+  return lower;
+}
+
 /** Whether `name` (lower case) is a hop-by-hop header. */
 export function isHopByHop(name: string): boolean {
   return hopByHop.has(name);
@@ -89,7 +107,7 @@ export function readRequestHead(
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
     const value = values[i] as string;
-    const lower = name.toLowerCase();
+    const lower = lowerCase(name);
     switch (lower) {
       case "host":
         head.hosts++;
@@ -196,7 +214,7 @@ export function readResponseHead(names: readonly string[], values: readonly stri
     // Most response headers are not hop-by-hop: test the length before lower-casing.
     const n = name.length;
     if (n === 10 || n === 17 || n === 14 || n === 7 || n === 2 || n === 16 || n === 18 || n === 19) {
-      const lower = name.toLowerCase();
+      const lower = lowerCase(name);
       if (lower === "connection") {
         listed = connectionTokens(value, listed);
         continue;
@@ -259,7 +277,7 @@ export function readResponseFields(
     // Most response headers are not hop-by-hop: test the length before lower-casing.
     const n = name.length;
     if (n === 10 || n === 17 || n === 14 || n === 7 || n === 2 || n === 16 || n === 18 || n === 19) {
-      const lower = name.toLowerCase();
+      const lower = lowerCase(name);
       if (lower === "connection") {
         listed = connectionTokens(value, listed);
         continue;
@@ -284,7 +302,7 @@ export function readResponseFields(
     for (let j = 0; j < all; j++) {
       const i = keptFields[j] as number;
       const name = names[i] as string;
-      if (listed.has(name.toLowerCase())) continue;
+      if (listed.has(lowerCase(name))) continue;
       keptFields[count++] = i;
       bytes += name.length + (values[i] as string).length + 4;
     }
