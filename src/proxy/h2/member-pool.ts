@@ -251,6 +251,22 @@ export class MemberSessions implements Timed {
     }
   }
 
+  /** A session got GOAWAY before carrying a stream: unless another session can serve them, the waiters move on. */
+  refusedSession(session: Session): void {
+    for (const other of this.#sessions) {
+      if (other !== session && other.state !== "draining" && other.state !== "closed") {
+        this.dispatch();
+        return;
+      }
+    }
+    const waiting = this.#waiting.splice(0);
+    this.#rearm();
+    for (const call of waiting) {
+      call.queue = undefined;
+      call.fail({ kind: "refused", error: new Error("member sent GOAWAY before any stream") });
+    }
+  }
+
   removed(session: Session): void {
     this.#sessions.delete(session);
     this.dispatch();
@@ -296,6 +312,7 @@ export class MemberSessions implements Timed {
   }
 }
 
+/** `connecting` until the member's first SETTINGS; `draining` after a GOAWAY or close(): no new streams. */
 type SessionState = "connecting" | "ready" | "draining" | "closed";
 
 /** One HTTP/2 session to a member. */
@@ -307,6 +324,8 @@ class Session implements Timed {
   deadline = 0;
   /** Streams in use. */
   active = 0;
+  /** Streams ever started on it. */
+  started = 0;
   /** The last stream id the member's GOAWAY said it would process; -1 before any GOAWAY. */
   goawayLast = -1;
   /** The error code of that GOAWAY. */
@@ -326,8 +345,9 @@ class Session implements Timed {
       peerMaxConcurrentStreams: settings.streams,
     });
     this.#session = session;
-    session.on("connect", () => this.#connected());
-    session.on("remoteSettings", () => owner.dispatch());
+    // Ready at the member's first SETTINGS, not at the TCP connect: its stream limit is known by then, and a
+    // member that accepts connections but does not speak HTTP/2 is a connect failure (timeouts.connect).
+    session.on("remoteSettings", () => this.#connected());
     session.on("goaway", (code: number, last: number) => this.#goaway(code, last));
     session.on("error", (error: Error) => this.#errored(error));
     session.on("close", () => this.#closed());
@@ -344,6 +364,7 @@ class Session implements Timed {
   }
 
   start(call: Call): void {
+    this.started++;
     this.active++;
     this.deadline = 0;
     call.start(this, this.#owner);
@@ -372,7 +393,11 @@ class Session implements Timed {
   }
 
   #connected(): void {
-    if (this.state !== "connecting") return;
+    if (this.state !== "connecting") {
+      // A later SETTINGS may change the member's stream limit.
+      this.#owner.dispatch();
+      return;
+    }
     this.state = "ready";
     this.deadline = this.#owner.deadlines.now() + this.#owner.settings.keepAlive;
     this.#owner.dispatch();
@@ -385,7 +410,10 @@ class Session implements Timed {
     if (this.state === "ready" || this.state === "connecting") this.state = "draining";
     this.deadline = 0;
     this.#owner.logger.debug({ member: this.#owner.name, code, last }, "member sent GOAWAY");
-    this.#owner.dispatch();
+    // A member that turns away a session before it carried anything is not taking calls: the waiters move on
+    // rather than open session after session.
+    if (this.started === 0) this.#owner.refusedSession(this);
+    else this.#owner.dispatch();
   }
 
   #errored(error: Error): void {
@@ -439,6 +467,7 @@ const {
   NGHTTP2_CANCEL,
   NGHTTP2_FRAME_SIZE_ERROR,
   NGHTTP2_COMPRESSION_ERROR,
+  NGHTTP2_ENHANCE_YOUR_CALM,
 } = constants;
 
 /** One request on one stream (or waiting for one). */
@@ -460,6 +489,7 @@ export class Call implements MemberCall, Timed {
   /** Over: answered, failed, timed out or cancelled; nothing more goes to the sink. */
   #done = false;
   #responded = false;
+  #readEnded = false;
   #error: Error | undefined;
   #wantDrain = false;
   /** `timeouts.response` when the stream started (a reload applies to later calls). */
@@ -630,21 +660,24 @@ export class Call implements MemberCall, Timed {
   }
 
   #end(): void {
-    if (this.#done) return;
-    // A response ends with the stream's end; a stream that ends with no response head is the member's fault.
-    if (!this.#responded) {
-      this.fail({ kind: "bad_response", error: new Error("member ended the stream without a response") });
-      return;
-    }
-    this.#finish();
-    this.#sink.end();
+    // node:http2 ends the readable side of a reset stream too: whether the response is whole is known at close.
+    this.#readEnded = true;
   }
 
   #closed(session: Session, stream: ClientHttp2Stream): void {
     session.streamClosed();
     if (this.#done) return;
-    const failure = streamFailure(stream, session, this.#error, this.#responded);
-    this.fail(failure);
+    if (this.#readEnded && this.#responded && (stream.rstCode ?? NGHTTP2_NO_ERROR) === NGHTTP2_NO_ERROR) {
+      this.#finish();
+      this.#sink.end();
+      return;
+    }
+    if (this.#readEnded && !this.#responded && stream.rstCode === NGHTTP2_NO_ERROR) {
+      // A stream that ends with no response head is the member's fault.
+      this.fail({ kind: "bad_response", error: new Error("member ended the stream without a response") });
+      return;
+    }
+    this.fail(streamFailure(stream, session, this.#error, this.#responded));
   }
 
   #finish(): void {
@@ -685,7 +718,13 @@ export function streamFailure(
     return { ...base, kind: "refused", error: error ?? new Error("member refused the stream") };
   if (!responded && (id === undefined || (session.goawayLast >= 0 && id > session.goawayLast)))
     return { ...base, kind: "refused", error: error ?? new Error("member did not process the stream (GOAWAY)") };
-  if (code === NGHTTP2_PROTOCOL_ERROR || code === NGHTTP2_FRAME_SIZE_ERROR || code === NGHTTP2_COMPRESSION_ERROR) {
+  // ENHANCE_YOUR_CALM is also how node:http2 refuses a response head over its header limits.
+  if (
+    code === NGHTTP2_PROTOCOL_ERROR ||
+    code === NGHTTP2_FRAME_SIZE_ERROR ||
+    code === NGHTTP2_COMPRESSION_ERROR ||
+    code === NGHTTP2_ENHANCE_YOUR_CALM
+  ) {
     return { ...base, kind: "bad_response", error: error ?? new Error(`stream error ${code}`) };
   }
   const sessionFailed = session.failure;
