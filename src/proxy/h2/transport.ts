@@ -86,9 +86,12 @@ export interface MemberSink {
   ready(): void;
   /**
    * The member's final response head: status and end-to-end headers (no pseudo-headers, no connection-specific
-   * or framing headers). Informational (1xx) responses are not reported.
+   * or framing headers except a content-length that holds). Informational (1xx) responses are not reported.
+   * `last`: nothing follows (no body, no trailers; `end` comes next): an h2c member's trailers-only response
+   * (gRPC errors), a 204 or 304, a HEAD response, content-length 0. The client's response then ends with its
+   * HEADERS frame, as gRPC requires of a trailers-only response.
    */
-  headers(status: number, headers: HeaderList): void;
+  headers(status: number, headers: HeaderList, last: boolean): void;
   /** Response body bytes (decoded: no HTTP/1.1 chunk framing). The buffer is the exchange's to keep. */
   data(chunk: Buffer): void;
   /** Trailer fields at the end of the body (HTTP/1.1 chunked trailers or h2 trailing HEADERS). */
