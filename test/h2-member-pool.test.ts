@@ -104,8 +104,8 @@ class Recorder implements MemberSink {
   ready(): void {
     this.events.push("ready");
   }
-  headers(status: number, headers: HeaderList): void {
-    this.events.push("headers");
+  headers(status: number, headers: HeaderList, last: boolean): void {
+    this.events.push(last ? "headers(last)" : "headers");
     this.status = status;
     this.headerList = headers;
   }
@@ -210,6 +210,20 @@ test("a call reaches the member with its method, path (after the member URL's pa
   t.is(got.te, "trailers");
   t.is(got["x-tenant"], "t1");
   t.is(got["content-length"], "5");
+  h2.destroy();
+  await m.close();
+});
+
+test("a trailers-only response (a gRPC error) is one head with nothing after it", async (t) => {
+  const m = await member((stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "5" }, { endStream: true });
+  });
+  const { t: h2 } = transport({ a: m.url });
+  const sink = new Recorder();
+  h2.open("a", request(), sink).end();
+  await until(() => sink.over, what("the response"));
+  t.deepEqual(sink.events, ["ready", "headers(last)", "end"]);
+  t.is(sink.headerList?.values[sink.headerList.names.indexOf("grpc-status")], "5");
   h2.destroy();
   await m.close();
 });

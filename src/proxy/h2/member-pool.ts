@@ -468,6 +468,7 @@ const {
   NGHTTP2_FRAME_SIZE_ERROR,
   NGHTTP2_COMPRESSION_ERROR,
   NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_FLAG_END_STREAM,
 } = constants;
 
 /** One request on one stream (or waiting for one). */
@@ -521,7 +522,7 @@ export class Call implements MemberCall, Timed {
       return;
     }
     this.#stream = stream;
-    stream.on("response", (headers: IncomingHttpHeaders) => this.#response(headers));
+    stream.on("response", (headers: IncomingHttpHeaders, flags: number) => this.#response(headers, flags));
     stream.on("data", (chunk: Buffer) => this.#data(chunk));
     stream.on("trailers", (trailers: IncomingHttpHeaders) => this.#trailers(trailers));
     stream.on("end", () => this.#end());
@@ -640,12 +641,13 @@ export class Call implements MemberCall, Timed {
     this.deadline = this.#deadlines.now() + this.#responseMs;
   }
 
-  #response(headers: IncomingHttpHeaders): void {
+  #response(headers: IncomingHttpHeaders, flags: number): void {
     if (this.#done) return;
     this.#responded = true;
     if (this.deadline !== 0) this.#arm();
     const status = Number(headers[":status"]);
-    this.#sink.headers(status, headerList(headers));
+    // END_STREAM on the head: nothing follows (a trailers-only gRPC response, a 204…).
+    this.#sink.headers(status, headerList(headers), (flags & NGHTTP2_FLAG_END_STREAM) !== 0);
   }
 
   #data(chunk: Buffer): void {
