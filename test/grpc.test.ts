@@ -303,3 +303,19 @@ test("a member killed mid-stream: that call gets UNAVAILABLE, later calls go to 
     t.is(reply.member, world.owners.get(key)?.[1], "the next owner answers once k is gone");
   }
 });
+
+test("an HTTP/1.1 request for an h2c member: 502 member_protocol, and the member sees nothing", async (t) => {
+  const [key] = tenants((o) => good.has(o[0] as string), 1) as [string];
+  const owner = world.echo[world.owners.get(key)?.[0] as string] as EchoMember;
+  const before = owner.seen.length;
+  const response = await fetch(`${world.serve.proxy}/ringroute.test.Echo/Who`, {
+    method: "POST",
+    headers: { "x-tenant": key, "content-type": "application/json" },
+    body: "{}",
+  });
+  t.is(response.status, 502);
+  const body = (await response.json()) as { error: string; message: string };
+  t.is(body.error, "member_protocol");
+  t.regex(body.message, /HTTP\/2/);
+  t.is(owner.seen.length, before);
+});
