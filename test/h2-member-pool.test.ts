@@ -658,3 +658,32 @@ test("a member that accepts the connection and sends nothing: connect at timeout
   h2.destroy();
   await m.close();
 });
+
+test("a member is timed while it does not take the body, not once it did and the client owes the rest (manual clock)", async (t) => {
+  const clock = new ManualClock();
+  let memberStream: ServerHttp2Stream | undefined;
+  const m = await member((stream) => {
+    memberStream = stream;
+    stream.pause();
+  });
+  const { t: h2 } = transport({ a: m.url }, { response: 5_000 }, clock);
+  const sink = new Recorder();
+  const call = h2.open("a", request({ hasBody: true }), sink);
+  await until(() => sink.events.includes("ready"), what("the stream to open"));
+  const chunk = Buffer.alloc(16 * 1024, 97);
+  let sent = 0;
+  while (call.write(chunk) && sent < 4 * 1024 * 1024) sent += chunk.length;
+  // Not taking the body: the member is timed.
+  clock.advance(4_000);
+  t.deepEqual(sink.events, ["ready"]);
+  memberStream?.resume();
+  await until(() => sink.drains > 0, what("the member to take the body"));
+  // The client now owes the rest: however long it takes, the member is not blamed.
+  clock.advance(60_000);
+  t.deepEqual(sink.events, ["ready"]);
+  call.end();
+  clock.advance(5_100);
+  t.deepEqual(sink.events, ["ready", "failed:timeout"], "timed again once the request is whole");
+  h2.destroy();
+  await m.close();
+});

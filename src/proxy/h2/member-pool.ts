@@ -532,6 +532,8 @@ export class Call implements MemberCall, Timed {
     stream.on("drain", () => {
       if (this.#wantDrain && !this.#done) {
         this.#wantDrain = false;
+        // The member took the body: until the client sends the rest, the client is waited on, not the member.
+        if (!this.#ended && !this.#responded) this.deadline = 0;
         this.#sink.drained();
       }
     });
