@@ -16,6 +16,7 @@ import {
 } from "node:http2";
 import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import test from "ava";
+import fc from "fast-check";
 import { defaultConfig } from "../src/config.ts";
 import type { Member } from "../src/membership/source.ts";
 import { Deadlines } from "../src/proxy/deadlines.ts";
@@ -686,4 +687,62 @@ test("a member is timed while it does not take the body, not once it did and the
   t.deepEqual(sink.events, ["ready", "failed:timeout"], "timed again once the request is whole");
   h2.destroy();
   await m.close();
+});
+
+test("any mix of calls and member behaviours: each call ends once, as its stream's fate says, within the stream and session caps", async (t) => {
+  type Fate = "answer" | "refuse" | "reset" | "late-reset";
+  const expected: Record<Fate, string[]> = {
+    answer: ["ready", "headers", "end"],
+    refuse: ["ready", "failed:refused"],
+    reset: ["ready", "failed:reset"],
+    "late-reset": ["ready", "headers", "failed:reset"],
+  };
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.constantFrom<Fate>("answer", "refuse", "reset", "late-reset"), { minLength: 1, maxLength: 24 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: 1, max: 3 }),
+      async (fates, limit, sessions) => {
+        const m = await member(
+          (stream, headers) => {
+            const fate = headers["x-fate"] as Fate;
+            // Answered a turn later, so that streams overlap.
+            setImmediate(() => {
+              if (fate === "refuse") stream.close(constants.NGHTTP2_REFUSED_STREAM);
+              else if (fate === "reset") stream.destroy(new Error("reset"));
+              else {
+                stream.respond({ ":status": 200 });
+                if (fate === "answer") stream.end(String(headers["x-i"]));
+                else stream.write("x", () => stream.destroy(new Error("late reset")));
+              }
+            });
+          },
+          { maxConcurrentStreams: limit },
+        );
+        const { t: h2 } = transport({ a: m.url }, { sessions, streams: 100 });
+        try {
+          const sinks = fates.map((fate, i) => {
+            const sink = new Recorder();
+            const headers = { names: ["x-fate", "x-i"], values: [fate, String(i)] };
+            h2.open("a", request({ headers }), sink).end();
+            return sink;
+          });
+          await until(() => sinks.every((s) => s.over), what("every call to end"));
+          fates.forEach((fate, i) => {
+            const sink = sinks[i] as Recorder;
+            if (JSON.stringify(sink.events) !== JSON.stringify(expected[fate]))
+              throw new Error(`call ${i} (${fate}): ${sink.events.join(", ")}`);
+            if (fate === "answer" && sink.text !== String(i)) throw new Error(`call ${i} got ${sink.text}`);
+          });
+          if (m.maxOpen > limit) throw new Error(`${m.maxOpen} streams open on a session limited to ${limit}`);
+          if (m.sessions.length > sessions) throw new Error(`${m.sessions.length} sessions, cap ${sessions}`);
+        } finally {
+          h2.destroy();
+          await m.close();
+        }
+      },
+    ),
+    { numRuns: 25 },
+  );
+  t.pass();
 });
