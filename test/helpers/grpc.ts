@@ -161,12 +161,6 @@ export function unary(
   });
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const name = process.argv[2] ?? "member";
-  const member = await startEchoMember(name, 0, (line) => process.stdout.write(`${line}\n`));
-  process.stdout.write(`listening ${member.port}\n`);
-}
-
 /** A Count call (server streaming). */
 export function countStream(
   client: EchoClient,
@@ -181,4 +175,10 @@ export function countStream(
 export function chatStream(client: EchoClient, metadata: grpc.Metadata): grpc.ClientDuplexStream<Message, Message> {
   const fn = client.chat as unknown as (m: grpc.Metadata) => grpc.ClientDuplexStream<Message, Message>;
   return fn.call(client, metadata);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const name = process.argv[2] ?? "member";
+  const member = await startEchoMember(name, 0, (line) => process.stdout.write(`${line}\n`));
+  process.stdout.write(`listening ${member.port}\n`);
 }
