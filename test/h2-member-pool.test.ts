@@ -240,7 +240,7 @@ test("calls share a session up to the member's SETTINGS_MAX_CONCURRENT_STREAMS, 
   const sinks = Array.from({ length: 5 }, () => new Recorder());
   for (const sink of sinks) h2.open("a", request(), sink).end();
   await until(() => held.length === 4, what("4 streams at the member (2 sessions × 2)"));
-  t.deepEqual(h2.stats("a"), { sessions: 2, streams: 4, waiting: 2 });
+  t.deepEqual(h2.stats("a"), { sessions: 2, draining: 0, streams: 4, waiting: 2 });
   t.is(m.sessions.length, 2);
   t.is(m.maxOpen, 2, "never more streams on a session than the member allows");
   // Answering one frees a stream for a waiting call.
@@ -745,4 +745,34 @@ test("any mix of calls and member behaviours: each call ends once, as its stream
     { numRuns: 25 },
   );
   t.pass();
+});
+
+test("a session draining after GOAWAY keeps its calls and does not count against the cap: new calls get a new session", async (t) => {
+  const held: ServerHttp2Stream[] = [];
+  const m = await member((stream) => {
+    held.push(stream);
+    if (held.length === 1) stream.session?.goaway(constants.NGHTTP2_NO_ERROR, stream.id);
+    else {
+      stream.respond({ ":status": 200 });
+      stream.end("new session");
+    }
+  });
+  const { t: h2 } = transport({ a: m.url }, { sessions: 1 });
+  const first = new Recorder();
+  h2.open("a", request(), first).end();
+  await until(() => held.length === 1 && h2.stats("a")?.streams === 1, what("the first call at the member"));
+  // The GOAWAY names the first stream as processed: it goes on; the next call cannot use that session.
+  await until(() => h2.stats("a")?.draining === 1, what("the session to drain after the GOAWAY"));
+  const second = new Recorder();
+  h2.open("a", request(), second).end();
+  await until(() => second.over, what("the second call"));
+  t.deepEqual(second.events, ["ready", "headers", "end"]);
+  t.is(second.text, "new session");
+  t.is(m.sessions.length, 2);
+  held[0]?.respond({ ":status": 200 });
+  held[0]?.end("old session");
+  await until(() => first.over, what("the first call to finish on its draining session"));
+  t.is(first.text, "old session");
+  h2.destroy();
+  await m.close();
 });

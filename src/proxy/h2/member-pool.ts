@@ -59,6 +59,14 @@ export interface H2cSettings {
   headerBytes: number;
 }
 
+/** One member's sessions (those draining after a GOAWAY among them), streams in use and calls waiting. */
+export interface H2cStats {
+  sessions: number;
+  draining: number;
+  streams: number;
+  waiting: number;
+}
+
 /** A few sessions, each with as many streams as HTTP/2 peers usually allow (RFC 9113 §6.5.2 suggests ≥ 100). */
 export const defaultH2c = { sessions: 4, streams: 100 } as const;
 
@@ -120,7 +128,7 @@ export class H2cTransport implements MemberTransport {
   }
 
   /** Sessions open to `name` right now (for tests and metrics). */
-  stats(name: string): { sessions: number; streams: number; waiting: number } | undefined {
+  stats(name: string): H2cStats | undefined {
     return this.#members.get(name)?.stats();
   }
 
@@ -177,10 +185,14 @@ export class MemberSessions implements Timed {
     this.logger = logger;
   }
 
-  stats(): { sessions: number; streams: number; waiting: number } {
+  stats(): H2cStats {
     let streams = 0;
-    for (const session of this.#sessions) streams += session.active;
-    return { sessions: this.#sessions.size, streams, waiting: this.#waiting.length };
+    let draining = 0;
+    for (const session of this.#sessions) {
+      streams += session.active;
+      if (session.state === "draining") draining++;
+    }
+    return { sessions: this.#sessions.size, draining, streams, waiting: this.#waiting.length };
   }
 
   enqueue(call: Call): void {
@@ -217,9 +229,14 @@ export class MemberSessions implements Timed {
     this.#rearm();
     if (this.#waiting.length === 0 || this.#closed) return;
     // Streams the sessions still connecting will offer (the member's limit is not known before its SETTINGS).
+    // Sessions draining after a GOAWAY do not count against the cap: they take no new streams.
     let coming = 0;
-    for (const session of this.#sessions) if (session.state === "connecting") coming += this.settings.streams;
-    if (coming < this.#waiting.length && this.#sessions.size < this.settings.sessions) {
+    let usable = 0;
+    for (const session of this.#sessions) {
+      if (session.state === "connecting") coming += this.settings.streams;
+      if (session.state === "connecting" || session.state === "ready") usable++;
+    }
+    if (coming < this.#waiting.length && usable < this.settings.sessions) {
       this.#sessions.add(new Session(this));
     }
   }
@@ -359,6 +376,7 @@ class Session implements Timed {
     return Math.min(this.#owner.settings.streams, remote);
   }
 
+  /** The node:http2 session, for a call to open its stream on. */
   get sessionRef(): ClientHttp2Session {
     return this.#session;
   }
