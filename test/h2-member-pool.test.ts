@@ -20,7 +20,7 @@ import fc from "fast-check";
 import { defaultConfig } from "../src/config.ts";
 import type { Member } from "../src/membership/source.ts";
 import { Deadlines } from "../src/proxy/deadlines.ts";
-import { type H2cSettings, H2cTransport, h2cSettings } from "../src/proxy/h2/member-pool.ts";
+import { grpcTimeout, type H2cSettings, H2cTransport, h2cSettings } from "../src/proxy/h2/member-pool.ts";
 import type { HeaderList, MemberFailure, MemberRequest, MemberSink } from "../src/proxy/h2/transport.ts";
 import type { ProxyCluster } from "../src/proxy/upstream.ts";
 import { silentLogger } from "../src/utils/logger.ts";
@@ -773,6 +773,29 @@ test("a session draining after GOAWAY keeps its calls and does not count against
   held[0]?.end("old session");
   await until(() => first.over, what("the first call to finish on its draining session"));
   t.is(first.text, "old session");
+  h2.destroy();
+  await m.close();
+});
+
+test("the member gets the call's time left as grpc-timeout, in at most 8 digits", async (t) => {
+  t.is(grpcTimeout(250), "250m");
+  t.is(grpcTimeout(0.2), "1m");
+  t.is(grpcTimeout(-5), "1m", "a deadline just passed still reads as a deadline");
+  t.is(grpcTimeout(99_999_999), "99999999m");
+  t.is(grpcTimeout(100_000_000), "100000S");
+  t.is(grpcTimeout(1e12), "99999999S");
+  const clock = new ManualClock();
+  const m = await member((stream) => {
+    stream.respond({ ":status": 200 });
+    stream.end();
+  });
+  const { t: h2 } = transport({ a: m.url }, {}, clock);
+  const sink = new Recorder();
+  const headers = { names: ["grpc-timeout"], values: ["5S"] };
+  // The call's deadline was 5 s from its start; 1.5 s of it went by (an earlier attempt, say).
+  h2.open("a", request({ headers, deadline: clock.now() + 3_500 }), sink).end();
+  await until(() => sink.over, what("the call"));
+  t.is(m.streams[0]?.headers["grpc-timeout"], "3500m");
   h2.destroy();
   await m.close();
 });

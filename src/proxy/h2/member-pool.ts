@@ -595,7 +595,7 @@ export class Call implements MemberCall, Timed {
     if (request.contentLength !== undefined) out["content-length"] = String(request.contentLength);
     // The member learns the time left, not the client's whole budget (a retry has less).
     if (request.deadline !== 0 && out["grpc-timeout"] !== undefined) {
-      out["grpc-timeout"] = `${Math.max(1, request.deadline - this.#deadlines.now())}m`;
+      out["grpc-timeout"] = grpcTimeout(request.deadline - this.#deadlines.now());
     }
     return out;
   }
@@ -761,6 +761,12 @@ export function streamFailure(
     kind: "reset",
     error: new Error(responded ? "member closed the stream mid-response" : "member closed the stream before answering"),
   };
+}
+
+/** Milliseconds as a grpc-timeout value: at most 8 digits (gRPC's PROTOCOL-HTTP2), in ms or else seconds. */
+export function grpcTimeout(ms: number): string {
+  const left = Math.max(1, Math.ceil(ms));
+  return left < 100_000_000 ? `${left}m` : `${Math.min(99_999_999, Math.ceil(left / 1000))}S`;
 }
 
 /** End-to-end fields of a received head: pseudo-headers dropped, repeated fields one entry each. */
