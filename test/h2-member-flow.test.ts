@@ -1,5 +1,6 @@
 /**
- * Flow control through the proxy to an h2c member, both ways: a client that
+ * h2 clients through the proxy to an h2c member: curl's request as the
+ * member gets it, and flow control both ways: a client that
  * stops reading stops the member (its writes block after a bounded number of
  * bytes), a member that stops reading stops the client; nothing is buffered
  * without bound in between, and every byte arrives once both go on.
@@ -13,7 +14,7 @@ import { Cluster } from "../src/cluster.ts";
 import { parseConfig } from "../src/config.ts";
 import { StaticSource } from "../src/membership/static.ts";
 import { createProxy, type RoutingProxy } from "../src/proxy/server.ts";
-import { closeSession, session } from "./helpers/h2.ts";
+import { closeSession, curl, session } from "./helpers/h2.ts";
 import { until } from "./helpers/until.ts";
 
 /** Resolves with `read()` once it has not changed over three polls 100 ms apart: the flow has come to rest. */
@@ -152,4 +153,38 @@ test("a member that stops reading the request body stops the client; every byte 
   await once(stream, "end");
   t.is(Buffer.concat(response).toString(), expected);
   await closeSession(client);
+});
+
+test("curl over h2c prior knowledge reaches an h2c member: the member's HTTP/2 request, and its answer back", async (t) => {
+  let seen: Record<string, unknown> = {};
+  const r = await rig((stream) => {
+    const chunks: Buffer[] = [];
+    stream.on("data", (c: Buffer) => chunks.push(c));
+    stream.on("end", () => {
+      stream.respond({ ":status": 201, "x-member": "m" });
+      stream.end(`got ${Buffer.concat(chunks).toString()}`);
+    });
+  });
+  t.teardown(() => r.close());
+  r.member.once("stream", (_stream, headers) => {
+    seen = { ...headers };
+  });
+  const run = await curl([
+    "--http2-prior-knowledge",
+    "-i",
+    "-H",
+    "x-tenant: t1",
+    "--data-binary",
+    "hello",
+    `${r.url}/items/1?x=y`,
+  ]);
+  t.is(run.code, 0, run.stderr);
+  t.regex(run.stdout, /^HTTP\/2 201/);
+  t.regex(run.stdout, /x-member: m/);
+  t.regex(run.stdout, /got hello$/);
+  t.is(seen[":method"], "POST");
+  t.is(seen[":path"], "/items/1?x=y");
+  t.is(seen["x-tenant"], "t1");
+  t.is(seen["content-length"], "5");
+  t.truthy(seen["x-forwarded-for"], "the forwarding headers of this hop");
 });
