@@ -6,6 +6,7 @@
  */
 import { connect, type Socket } from "node:net";
 import type { RoutingTable } from "../handoff/table.ts";
+import { type MemberProtocol, protocolOf } from "../membership/protocol.ts";
 import type { Member } from "../membership/source.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type HeadLimits, OK, PAUSED, Parser } from "./llhttp.ts";
@@ -531,9 +532,15 @@ export class UpstreamPool implements Timed {
   }
 }
 
-/** One pool per member, made on first use and closed when the member leaves or its URL changes. */
+/**
+ * One pool per member, made on first use and closed when the member leaves
+ * or its URL or protocol changes: the next request after such a change
+ * drops the old pool's connections and gets a new pool.
+ */
 export class Upstreams {
   readonly #pools = new Map<string, UpstreamPool>();
+  /** The protocol each pool was made for. */
+  readonly #protocols = new Map<string, MemberProtocol>();
   settings: PoolSettings;
 
   constructor(
@@ -548,10 +555,12 @@ export class Upstreams {
     const current = this.#pools.get(name);
     const member = this.cluster.member(name);
     if (member === undefined) return undefined;
-    if (current !== undefined && current.url === member.url) return current;
+    const protocol = protocolOf(member);
+    if (current !== undefined && current.url === member.url && this.#protocols.get(name) === protocol) return current;
     current?.close();
     const pool = new UpstreamPool(name, member.url, this.settings, this.deadlines);
     this.#pools.set(name, pool);
+    this.#protocols.set(name, protocol);
     return pool;
   }
 
@@ -564,6 +573,7 @@ export class Upstreams {
   drop(name: string): void {
     this.#pools.get(name)?.close();
     this.#pools.delete(name);
+    this.#protocols.delete(name);
   }
 
   close(): void {
@@ -573,5 +583,6 @@ export class Upstreams {
   destroy(): void {
     for (const pool of this.#pools.values()) pool.destroy();
     this.#pools.clear();
+    this.#protocols.clear();
   }
 }
