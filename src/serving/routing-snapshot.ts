@@ -8,7 +8,7 @@
  */
 import type { Cluster } from "../cluster.ts";
 import { type RoutingMessage, RoutingTable } from "../handoff/table.ts";
-import { withProtocol } from "../membership/protocol.ts";
+import { protocolOf, withProtocol } from "../membership/protocol.ts";
 import type { Member } from "../membership/source.ts";
 
 export interface RoutingSnapshot {
@@ -33,8 +33,12 @@ export function routingSnapshot(
     version,
     routing: routing.toMessage(),
     handoffWait,
+    // "h1" travels as no protocol at all: a source that writes it out changes nothing.
     known: known.map((m) =>
-      withProtocol({ name: m.name, url: m.url, state: m.state, tags: { ...m.tags } }, m.protocol),
+      withProtocol(
+        { name: m.name, url: m.url, state: m.state, tags: { ...m.tags } },
+        protocolOf(m) === "h1" ? undefined : m.protocol,
+      ),
     ),
   };
 }
