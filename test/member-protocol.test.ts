@@ -364,3 +364,39 @@ test("GET /ring lists each member's protocol: h1 unless it declares h2c", async 
     ],
   );
 });
+
+test("the Cluster and a worker's view tell listeners when a member is reached differently: a new URL or protocol, nothing else", async (t) => {
+  const source = new TestSource(["a", "b"]);
+  const cluster = new Cluster({ source, ring: { partitions: 16, replicas: 1 } });
+  await cluster.start();
+  const heard: string[] = [];
+  cluster.listen({
+    memberChanged: (m, before) =>
+      heard.push(`${m.name} ${before.url} ${before.protocol ?? "-"} → ${m.url} ${m.protocol ?? "-"}`),
+  });
+  const feed = new RoutingFeed(cluster);
+  const view = new WorkerView();
+  view.apply(feed.current);
+  const viewHeard: string[] = [];
+  view.listen({
+    memberChanged: (m, before) => viewHeard.push(`${m.name} ${before.protocol ?? "-"} → ${m.protocol ?? "-"}`),
+  });
+  feed.listen((s) => view.apply(s));
+
+  source.send("a", { name: "b", protocol: "h1" }); // what absent means
+  source.send("a", { name: "b", tags: { zone: "eu" } }); // tags are not how it is reached
+  source.send("a", { name: "b", state: "failed" }, "c"); // nor is its state
+  source.send("a", "b", "c");
+  t.deepEqual(heard, []);
+  source.send("a", { name: "b", protocol: "h2c" });
+  source.send("a", { name: "b", protocol: "h2c", url: "http://b2.test:80" });
+  source.send("a", "b");
+  t.deepEqual(heard, [
+    "b http://b.test:80 - → http://b.test:80 h2c",
+    "b http://b.test:80 h2c → http://b2.test:80 h2c",
+    "b http://b2.test:80 h2c → http://b.test:80 -",
+  ]);
+  t.deepEqual(viewHeard, ["b - → h2c", "b h2c → h2c", "b h2c → -"]);
+  feed.stop();
+  await cluster.stop();
+});

@@ -20,3 +20,8 @@ export function protocolOf(member: Pick<Member, "protocol">): MemberProtocol {
 export function withProtocol<T extends Member>(member: T, protocol: MemberProtocol | undefined): T {
   return protocol === undefined ? member : { ...member, protocol };
 }
+
+/** Whether two records of a member are reached the same way: the same URL, spoken to in the same protocol. */
+export function sameAddress(a: Pick<Member, "url" | "protocol">, b: Pick<Member, "url" | "protocol">): boolean {
+  return a.url === b.url && protocolOf(a) === protocolOf(b);
+}

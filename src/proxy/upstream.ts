@@ -19,7 +19,12 @@ export interface ProxyCluster {
   /** Milliseconds a request waits for a partition no member holds ready (coordinated hand-offs); default 2000. */
   readonly handoffWait?: number | undefined;
   member(name: string): Member | undefined;
-  listen(listener: { memberDown?(member: Member): void; memberUp?(member: Member): void }): () => void;
+  listen(listener: {
+    memberDown?(member: Member): void;
+    memberUp?(member: Member): void;
+    /** The member is reached differently now (a new URL or protocol under the same name). */
+    memberChanged?(member: Member, previous: Member): void;
+  }): () => void;
 }
 
 /** The exchange side of a member connection: what happens to a response. */
