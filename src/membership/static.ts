@@ -6,9 +6,9 @@ import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 export interface StaticMember {
   name: string;
   url: string;
-  tags?: Record<string, string>;
-  /** "h2c" for a member spoken to over HTTP/2 in cleartext (gRPC); absent: HTTP/1.1. */
+  /** How the proxy talks to it: HTTP/1.1 (absent, "h1") or HTTP/2 over cleartext ("h2c"). */
   protocol?: "h1" | "h2c";
+  tags?: Record<string, string>;
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { connect, type Socket } from "node:net";
 import type { RoutingTable } from "../handoff/table.ts";
-import { type MemberProtocol, protocolOf } from "../membership/protocol.ts";
+import { protocolOf } from "../membership/protocol.ts";
 import type { Member } from "../membership/source.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type HeadLimits, OK, PAUSED, Parser } from "./llhttp.ts";
@@ -342,6 +342,8 @@ export class UpstreamPool implements Timed {
   readonly port: number;
   /** The member URL's path, without a trailing slash, put before every request path ("" for none). */
   readonly prefix: string;
+  /** How the member speaks: an h2c member takes no HTTP/1.1 requests (the exchange answers 502 instead). */
+  readonly protocol: "h1" | "h2c";
   settings: PoolSettings;
   readonly deadlines: Deadlines;
   /** The oldest waiter's queue deadline (0: nobody waits). */
@@ -356,10 +358,11 @@ export class UpstreamPool implements Timed {
   #uploads = 0;
   #closed = false;
 
-  constructor(name: string, url: string, settings: PoolSettings, deadlines: Deadlines) {
+  constructor(name: string, url: string, settings: PoolSettings, deadlines: Deadlines, protocol: "h1" | "h2c" = "h1") {
     const parsed = new URL(url);
     this.name = name;
     this.url = url;
+    this.protocol = protocol;
     this.host = parsed.hostname.replace(/^\[|\]$/g, "");
     this.port = Number(parsed.port || (parsed.protocol === "https:" ? 443 : 80));
     this.prefix = parsed.pathname.replace(/\/+$/, "");
@@ -544,8 +547,6 @@ export class UpstreamPool implements Timed {
  */
 export class Upstreams {
   readonly #pools = new Map<string, UpstreamPool>();
-  /** The protocol each pool was made for. */
-  readonly #protocols = new Map<string, MemberProtocol>();
   settings: PoolSettings;
 
   constructor(
@@ -561,11 +562,10 @@ export class Upstreams {
     const member = this.cluster.member(name);
     if (member === undefined) return undefined;
     const protocol = protocolOf(member);
-    if (current !== undefined && current.url === member.url && this.#protocols.get(name) === protocol) return current;
+    if (current !== undefined && current.url === member.url && current.protocol === protocol) return current;
     current?.close();
-    const pool = new UpstreamPool(name, member.url, this.settings, this.deadlines);
+    const pool = new UpstreamPool(name, member.url, this.settings, this.deadlines, protocol);
     this.#pools.set(name, pool);
-    this.#protocols.set(name, protocol);
     return pool;
   }
 
@@ -578,7 +578,6 @@ export class Upstreams {
   drop(name: string): void {
     this.#pools.get(name)?.close();
     this.#pools.delete(name);
-    this.#protocols.delete(name);
   }
 
   close(): void {
@@ -588,6 +587,5 @@ export class Upstreams {
   destroy(): void {
     for (const pool of this.#pools.values()) pool.destroy();
     this.#pools.clear();
-    this.#protocols.clear();
   }
 }
