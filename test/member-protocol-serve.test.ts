@@ -1,7 +1,8 @@
 /**
  * A member's protocol in a running `serve`, one process and workers: a
  * change of it under the same name and URL reaches every process, which
- * closes the connections it kept to the member; /ring shows it.
+ * closes the connections it kept to the member and speaks the new protocol
+ * from then on; /ring shows it.
  */
 import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { join } from "node:path";
 import { Ring } from "../src/ring/ring.ts";
 import { send } from "./helpers/backends.ts";
 import { type DualMember, startDualMember } from "./helpers/dual-member.ts";
+import { sendAs } from "./helpers/h2.ts";
 import { inEachShape, serve } from "./helpers/shapes.ts";
 import { until } from "./helpers/until.ts";
 
@@ -89,4 +91,24 @@ inEachShape("a member's protocol change closes the connections every process kep
     keptByA.filter((id) => a.connections.get(id)?.open === false),
     [],
   );
+
+  // b is spoken to over h2c now (an h2 client's streams, multiplexed on a new connection)...
+  const bKeys = keys.filter((k) => ring.ownerOf(k) === "b");
+  for (const key of bKeys.slice(0, 6)) {
+    const reply = await sendAs("h2", running.proxy, key);
+    t.is(reply.status, 200);
+    t.is(reply.json.protocol, "h2");
+    t.false(kept.includes(reply.json.connection), "a new connection");
+  }
+  const sessions = open(b);
+  t.true(sessions.length > 0);
+  // ...and back to HTTP/1.1: the h2c sessions close too, and HTTP/1.1 reaches b again.
+  members.write([
+    { name: "a", url: a.url },
+    { name: "b", url: b.url },
+  ]);
+  await until(() => sessions.every((id) => b.connections.get(id)?.open === false), {
+    what: `b's h2c sessions ${sessions.join(", ")} closed by the proxy after its protocol changed back`,
+  });
+  for (const key of bKeys.slice(0, 3)) t.is((await send(running.proxy, key)).json.protocol, "http/1.1");
 });
