@@ -122,7 +122,14 @@ export class StreamExchange implements Timed {
     stream.on("error", () => {});
     stream.on("close", () => this.#closed());
     stream.on("drain", () => this.#clientDrained());
-    stream.on("wantTrailers", () => stream.sendTrailers(this.#trailers ?? {}));
+    stream.on("wantTrailers", () => {
+      try {
+        stream.sendTrailers(this.#trailers ?? {});
+      } catch {
+        // A trailer field HTTP/2 does not allow: the stream ends short instead.
+        stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+      }
+    });
     // Our side ended before the client's (an early answer, a refusal): the rest of its body is not wanted.
     stream.on("finish", () => {
       if (!this.#requestDone && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
@@ -266,14 +273,14 @@ export class StreamExchange implements Timed {
   }
 
   expire(): void {
-    if (this.#ended) return;
     if (this.#writeStalled) {
-      // The client took no response bytes for `timeouts.clientWrite`: its fault, the member's is intact.
-      this.#clientFailed("slow_reader");
-      this.#stream.close(constants.NGHTTP2_CANCEL);
+      // The client took no response bytes for `timeouts.clientWrite`: its fault, the member's is intact. Also
+      // after the member's part ended: what the client does not read is not kept for it.
+      if (!this.#ended) this.#clientFailed("slow_reader");
+      if (!this.#stream.closed) this.#stream.close(constants.NGHTTP2_CANCEL);
       return;
     }
-    if (this.#requestDone || this.#bodyPaused) return;
+    if (this.#ended || this.#requestDone || this.#bodyPaused) return;
     // The body stalled: the member's request is cut (not retried), the client gets 408 if nothing went out yet.
     if (this.#responseStarted) {
       this.#clientFailed("body_timeout");
