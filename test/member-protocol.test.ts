@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import test from "ava";
+import fc from "fast-check";
 import { Metrics } from "../src/admin/metrics.ts";
 import { createAdminServer } from "../src/admin/server.ts";
 import { Cluster } from "../src/cluster.ts";
@@ -399,4 +400,62 @@ test("the Cluster and a worker's view tell listeners when a member is reached di
   t.deepEqual(viewHeard, ["b - → h2c", "b h2c → h2c", "b h2c → -"]);
   feed.stop();
   await cluster.stop();
+});
+
+/** One snapshot's records: a member (by name) with one of two URLs, a protocol said or not, alive or not, tags. */
+const record = fc.record({
+  name: fc.constantFrom("a", "b", "c", "d"),
+  url: fc.constantFrom("http://x.test:1", "http://y.test:2"),
+  protocol: fc.constantFrom(undefined, "h1" as const, "h2c" as const),
+  state: fc.constantFrom("alive" as const, "failed" as const),
+  zone: fc.constantFrom("eu", "us"),
+});
+const snapshot = fc.uniqueArray(record, { selector: (r) => r.name, maxLength: 4 });
+
+test("memberChanged is exactly the members listed before and after whose URL or protocol (absent = h1) differs, for any sequence of snapshots", async (t) => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(snapshot, { minLength: 1, maxLength: 8 }), async (snapshots) => {
+      const members = snapshots.map((list) =>
+        list.map(({ name, url, protocol, state, zone }) => ({
+          name,
+          url,
+          state,
+          tags: { zone },
+          ...(protocol === undefined ? {} : { protocol }),
+        })),
+      );
+      // The model: compare each snapshot with the one before, member by member, by brute force.
+      const expected: string[] = [];
+      for (let i = 1; i < members.length; i++) {
+        for (const now of members[i] as Member[]) {
+          const before = (members[i - 1] as Member[]).find((m) => m.name === now.name);
+          if (before === undefined) continue;
+          if (before.url !== now.url || (before.protocol ?? "h1") !== (now.protocol ?? "h1"))
+            expected.push(`${i} ${now.name} ${now.url} ${now.protocol ?? "h1"}`);
+        }
+      }
+      const source = new TestSource();
+      const cluster = new Cluster({ source, ring: { partitions: 8, replicas: 1 } });
+      await cluster.start();
+      const feed = new RoutingFeed(cluster);
+      const view = new WorkerView();
+      view.apply(feed.current);
+      feed.listen((s) => view.apply(structuredClone(s)));
+      let step = 0;
+      const heard: string[] = [];
+      const viewHeard: string[] = [];
+      cluster.listen({ memberChanged: (m) => heard.push(`${step} ${m.name} ${m.url} ${m.protocol ?? "h1"}`) });
+      view.listen({ memberChanged: (m) => viewHeard.push(`${step} ${m.name} ${m.url} ${m.protocol ?? "h1"}`) });
+      for (const list of members) {
+        source.set(list);
+        step++;
+      }
+      feed.stop();
+      await cluster.stop();
+      // Each line names the snapshot (counted from 0) whose application told it.
+      t.deepEqual(heard, expected);
+      t.deepEqual(viewHeard, expected, "a worker's view hears the same changes from the snapshots it is sent");
+    }),
+    { numRuns: 200 },
+  );
 });
