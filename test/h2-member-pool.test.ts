@@ -14,7 +14,7 @@ import {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from "node:http2";
-import type { AddressInfo, Socket } from "node:net";
+import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import test from "ava";
 import { defaultConfig } from "../src/config.ts";
 import type { Member } from "../src/membership/source.ts";
@@ -584,6 +584,77 @@ test("cancel: the member's stream is reset with CANCEL and the sink hears nothin
   await until(() => stream.closed, what("the member's stream to close"));
   t.is(stream.rstCode, constants.NGHTTP2_CANCEL);
   t.deepEqual(sink.events, ["ready"]);
+  h2.destroy();
+  await m.close();
+});
+
+/** A raw TCP member: every byte it receives, and what it does with a connection. */
+async function rawTcpMember(onData: (socket: Socket, chunk: Buffer) => void) {
+  const received: Buffer[] = [];
+  const sockets: Socket[] = [];
+  const server = createNetServer((socket) => {
+    sockets.push(socket);
+    socket.on("error", () => {});
+    socket.on("data", (chunk: Buffer) => {
+      received.push(chunk);
+      onData(socket, chunk);
+    });
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    bytes: () => Buffer.concat(received),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+/** The types of the HTTP/2 frames after the client preface (RFC 9113 §4.1: 9-byte headers). */
+function frameTypes(bytes: Buffer): number[] {
+  const types: number[] = [];
+  let at = preface.length;
+  while (at + 9 <= bytes.length) {
+    const length = bytes.readUIntBE(at, 3);
+    types.push(bytes[at + 3] as number);
+    at += 9 + length;
+  }
+  return types;
+}
+
+test("a member that answers in HTTP/1.1: connect (the session never became ready), and it got the preface and SETTINGS, no request", async (t) => {
+  const m = await rawTcpMember((socket) => socket.end("HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"));
+  const { t: h2 } = transport({ a: m.url });
+  const sink = new Recorder();
+  h2.open("a", request(), sink).end();
+  await until(() => sink.over, what("the call to fail"));
+  t.deepEqual(sink.events, ["failed:connect"]);
+  const bytes = m.bytes();
+  t.deepEqual(bytes.subarray(0, preface.length), preface);
+  const types = frameTypes(bytes);
+  t.is(types[0], 0x4, "SETTINGS first");
+  t.false(types.includes(0x1), "no HEADERS: the call was never sent to it");
+  h2.destroy();
+  await m.close();
+});
+
+test("a member that accepts the connection and sends nothing: connect at timeouts.connect (manual clock), no request sent", async (t) => {
+  const clock = new ManualClock();
+  const m = await rawTcpMember(() => {});
+  const { t: h2 } = transport({ a: m.url }, { connect: 2_000 }, clock);
+  const sink = new Recorder();
+  h2.open("a", request(), sink).end();
+  await until(() => m.bytes().length >= preface.length, what("the client preface at the member"));
+  clock.advance(1_900);
+  t.deepEqual(sink.events, []);
+  clock.advance(200);
+  t.deepEqual(sink.events, ["failed:connect"]);
+  t.false(frameTypes(m.bytes()).includes(0x1), "no HEADERS");
+  t.is(h2.stats("a")?.sessions, 0);
   h2.destroy();
   await m.close();
 });
