@@ -127,6 +127,24 @@ export function headerBlock(fields: [string, string][]): Buffer {
   return Buffer.concat(fields.flatMap(([name, value]) => [Buffer.from([0x00]), hpackString(name), hpackString(value)]));
 }
 
+/**
+ * HPACK's other representations, for dynamic-table abuse: a literal that the
+ * server must add to its dynamic table (§6.2.1), a reference to an entry by
+ * index (§6.1: 1–61 static, 62 on the newest dynamic entry) and a dynamic
+ * table size update (§6.3).
+ */
+export const hpack = {
+  literalIndexed(name: string, value: string): Buffer {
+    return Buffer.concat([Buffer.from([0x40]), hpackString(name), hpackString(value)]);
+  },
+  indexed(index: number): Buffer {
+    return hpackInteger(index, 7, 0x80);
+  },
+  tableSizeUpdate(size: number): Buffer {
+    return hpackInteger(size, 5, 0x20);
+  },
+};
+
 /** The pseudo-header fields of a request, then `extra`. */
 export function requestFields(
   path: string,
@@ -415,11 +433,19 @@ export class RawH2Client {
     });
   }
 
-  /** Connects, sends the preface and a SETTINGS frame with `settings` (and optionally more bytes in the same write). */
-  static async connect(port: number, options: { settings?: [number, number][]; then?: Buffer[] } = {}) {
+  /**
+   * Connects, sends the preface and a SETTINGS frame with `settings`, and
+   * waits for the server's SETTINGS (which it ACKs at once), so that no ACK
+   * of ours falls later inside a header block the test sends in pieces.
+   */
+  static async connect(port: number, options: { settings?: [number, number][] } = {}) {
     const raw = await RawClient.connect(port);
     const client = new RawH2Client(raw);
-    await client.send(preface, settings(options.settings ?? []), ...(options.then ?? []));
+    await client.send(preface, settings(options.settings ?? []));
+    await client.when(
+      (frames) => frames.some((f) => f.type === FrameType.SETTINGS && !(f.flags & Flag.ACK)),
+      `the server's SETTINGS on 127.0.0.1:${port}`,
+    );
     return client;
   }
 
