@@ -55,6 +55,7 @@ const records = fc.record(
     reason: hostile,
     outcome: fc.oneof(fc.constantFrom("ok", "slow_reader", "upstream_timeout"), hostile),
     truncated: fc.constant(true),
+    protocol: fc.constantFrom("http/1.1" as const, "h2" as const),
   },
   {
     requiredKeys: [

@@ -49,7 +49,8 @@ type Written =
   | "client"
   | "reason"
   | "outcome"
-  | "truncated";
+  | "truncated"
+  | "protocol";
 const everyField: [Exclude<keyof AccessRecord, Written>] extends [never] ? true : never = true;
 void everyField;
 
@@ -58,10 +59,11 @@ export function accessLine(record: AccessRecord, now: number): string {
   const reason = record.reason === undefined ? "" : `,"reason":${str(record.reason)}`;
   const outcome = record.outcome === undefined ? "" : `,"outcome":${str(record.outcome)}`;
   const truncated = record.truncated === undefined ? "" : `,"truncated":${record.truncated}`;
+  const protocol = record.protocol === undefined ? "" : `,"protocol":${str(record.protocol)}`;
   return (
     `{"time":"${isoTime(now)}","method":${str(record.method)},"path":${str(record.path)},` +
     `"status":${record.status},"partition":${record.partition},"member":${str(record.member)},` +
     `"tried":${record.tried},"bytesIn":${record.bytesIn},"bytesOut":${record.bytesOut},` +
-    `"totalMs":${ms(record.totalMs)},"upstreamMs":${ms(record.upstreamMs)},"client":${str(record.client)}${reason}${outcome}${truncated}}\n`
+    `"totalMs":${ms(record.totalMs)},"upstreamMs":${ms(record.upstreamMs)},"client":${str(record.client)}${reason}${outcome}${truncated}${protocol}}\n`
   );
 }

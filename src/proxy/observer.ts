@@ -8,6 +8,9 @@ export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "bad_
 /** Why a client's request ended badly; the `reason` label of `ringroute_client_errors_total`. */
 export type ClientFailure = "head_timeout" | "body_timeout" | "slow_reader" | "aborted" | "bad_request";
 
+/** The protocol a client spoke: the `protocol` label of `ringroute_requests_total` and field of the access log. */
+export type ClientProtocol = "http/1.1" | "h2";
+
 /** One line of the access log: what a request asked for and what became of it. */
 export interface AccessRecord {
   method: string;
@@ -38,6 +41,8 @@ export interface AccessRecord {
   outcome?: string;
   /** The response began but was cut short. */
   truncated?: boolean;
+  /** The protocol the client spoke: `http/1.1` or `h2`. */
+  protocol?: ClientProtocol;
 }
 
 /**
@@ -52,9 +57,15 @@ export interface ProxyObserver {
   requestEnded?(): void;
   /**
    * A response went to the client: who served it, its status (`truncated` when it began but was cut short),
-   * and the time from request to response end.
+   * the time from request to response end, and the protocol the client spoke (absent: HTTP/1.1).
    */
-  request(member: string, method: string, status: number | "truncated", seconds: number): void;
+  request(
+    member: string,
+    method: string,
+    status: number | "truncated",
+    seconds: number,
+    protocol?: ClientProtocol,
+  ): void;
   /** A member failed to give a usable response. */
   upstreamError(member: string, reason: UpstreamFailure): void;
   /** A request moved on to the next member of its preference list. */
