@@ -7,11 +7,12 @@
  * idle HTTP/1.1 connection is closed; so does every session on shutdown,
  * its streams left to finish.
  */
-import { createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import { constants, createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
 import type { ProxyConfig } from "../../config.ts";
 import type { Deadlines, Timed } from "../deadlines.ts";
 import { h2Limits } from "./limits.ts";
+import { ResetBudget } from "./resets.ts";
 import { StreamExchange, type StreamServer } from "./stream.ts";
 
 /** One client session and its idle deadline. */
@@ -22,6 +23,8 @@ class Session implements Timed {
   constructor(
     readonly session: ServerHttp2Session,
     readonly address: string,
+    /** Streams the client may still cancel mid-exchange (rapid reset). */
+    readonly resets: ResetBudget,
   ) {}
 
   expire(): void {
@@ -89,7 +92,11 @@ export class H2Sessions {
   }
 
   #session(session: ServerHttp2Session, window: number): void {
-    const entry = new Session(session, session.socket?.remoteAddress ?? "");
+    const entry = new Session(
+      session,
+      session.socket?.remoteAddress ?? "",
+      new ResetBudget(this.#limits.resets, this.#deadlines.now()),
+    );
     this.#sessions.add(entry);
     const deadlines = this.#deadlines;
     const idleMs = this.#limits.idleMs;
@@ -110,7 +117,7 @@ export class H2Sessions {
         entry.streams--;
         if (entry.streams === 0) entry.deadline = deadlines.now() + idleMs;
       });
-      new StreamExchange(this.#server, stream, entry.address).start(raw);
+      new StreamExchange(this.#server, stream, entry.address, () => this.#cancelled(entry)).start(raw);
     });
     session.once("close", () => {
       deadlines.delete(entry);
@@ -118,5 +125,16 @@ export class H2Sessions {
       if (this.#sessions.size === 0) this.#empty();
     });
     if (this.#closing) session.close();
+  }
+
+  /**
+   * The client cancelled a stream before its exchange was over. Past the
+   * budget (rapid reset, CVE-2023-44487) the session ends at once with
+   * GOAWAY ENHANCE_YOUR_CALM: its streams in flight are cut, their member
+   * requests dropped, and the socket closed.
+   */
+  #cancelled(entry: Session): void {
+    if (entry.session.destroyed || !entry.resets.spend(this.#deadlines.now())) return;
+    entry.session.destroy(new Error("too many streams cancelled"), constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 }

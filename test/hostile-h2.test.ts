@@ -1,0 +1,398 @@
+/**
+ * Hostile HTTP/2 clients, held to the HTTP/1.1 standard: each attack is
+ * sent frame by frame on a raw socket (test/helpers/h2frames.ts), and each
+ * test checks what the attacker got (frames, GOAWAY and RST_STREAM codes),
+ * what reached the members (the recording backends' requests and bytes),
+ * that the member connections it used were freed, and that a well-behaved
+ * node:http2 client on another connection was served throughout.
+ *
+ * The proxy runs on a manual clock: a stall is cut by advancing it, never
+ * by waiting. A PING after a batch of frames is the sync point: its ACK
+ * comes once the proxy has read everything before it.
+ */
+import type { ExecutionContext } from "ava";
+import test from "ava";
+import { Ring } from "../src/ring/ring.ts";
+import { ManualClock } from "./helpers/clock.ts";
+import { closeSession, request as h2request, session } from "./helpers/h2.ts";
+import {
+  continuation,
+  data,
+  ErrorCode,
+  errorName,
+  Flag,
+  FrameType,
+  headerBlock,
+  headersFrame,
+  headersInPieces,
+  hpack,
+  ping,
+  RawH2Client,
+  request,
+  requestFields,
+  responseHeaders,
+  rstStream,
+  Setting,
+  settings,
+} from "./helpers/h2frames.ts";
+import { fixed, type Message, type RawHarness, startRawProxy } from "./helpers/raw.ts";
+import { until } from "./helpers/until.ts";
+
+const names = ["alpha", "bravo"];
+const ring = Ring.build(names);
+
+async function harness(t: ExecutionContext, proxy?: Parameters<typeof startRawProxy>[1]["proxy"]) {
+  const clock = new ManualClock();
+  const h = await startRawProxy(names, { clock, ...(proxy === undefined ? {} : { proxy }) });
+  t.teardown(() => h.close());
+  return { h, clock };
+}
+
+/** Every request the members got whose target starts with `prefix`. */
+function reached(h: RawHarness, prefix: string): Message[] {
+  return h.backends.flatMap((b) => b.requests.filter((r) => r.url.startsWith(prefix)));
+}
+
+/** Whether every member connection that carried a request under `prefix` is closed. */
+function freed(h: RawHarness, prefix: string): boolean {
+  return h.backends.every((b) =>
+    b.connections.filter((c) => c.requests.some((r) => r.url.startsWith(prefix))).every((c) => c.closed),
+  );
+}
+
+/**
+ * Runs `attack` while a well-behaved node:http2 client on its own connection
+ * asks for /good/N again and again (and once more after the attack): each
+ * answer must come from the key's owner within the deadline.
+ */
+async function servedDuring<T>(t: ExecutionContext, h: RawHarness, attack: () => Promise<T>): Promise<T> {
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  const failures: string[] = [];
+  let served = 0;
+  let stop = false;
+  const ask = async (path: string) => {
+    try {
+      const reply = await h2request(client, path);
+      const expected = `${ring.ownerOf(path)} GET ${path}`;
+      if (reply.status !== 200 || reply.text !== expected) failures.push(`${path}: ${reply.status} ${reply.text}`);
+      else served++;
+    } catch (error) {
+      failures.push(`${path}: ${(error as Error).message}`);
+    }
+  };
+  const loop = (async () => {
+    for (let n = 0; !stop; n++) {
+      await until(async () => (await ask(`/good/${n}`), true), {
+        what: `the well-behaved client's /good/${n} during the attack`,
+        timeout: 10_000,
+      });
+      // Paced, so that the attack gets the CPU it needs.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  })();
+  try {
+    return await attack();
+  } finally {
+    stop = true;
+    await loop;
+    await ask("/good/after");
+    await closeSession(client);
+    t.deepEqual(failures, [], "the well-behaved client was served throughout");
+    t.true(served >= 1);
+  }
+}
+
+/** Sends `frames`, then a PING, and waits for its ACK (or the close): the proxy has read them all. */
+async function sendAndSync(client: RawH2Client, frames: Buffer[], tag: number): Promise<void> {
+  await client.send(...frames, ping(tag));
+  await client.when(
+    (fs) =>
+      client.raw.ended ||
+      fs.some((f) => f.type === FrameType.PING && f.flags & Flag.ACK && f.payload.readBigUInt64BE(0) === BigInt(tag)),
+    `the ACK of PING ${tag} (or the close)`,
+  );
+}
+
+/** The DATA of `stream` as text. */
+function body(client: RawH2Client, stream: number): string {
+  return Buffer.concat(client.of(FrameType.DATA, stream).map((f) => f.payload)).toString("latin1");
+}
+
+/** Waits for `stream` to end (END_STREAM on a HEADERS or DATA frame, or a reset). */
+async function ended(client: RawH2Client, stream: number, what: string): Promise<void> {
+  await client.when(
+    (fs) =>
+      fs.some(
+        (f) =>
+          f.streamId === stream &&
+          (((f.type === FrameType.DATA || f.type === FrameType.HEADERS) && f.flags & Flag.END_STREAM) ||
+            f.type === FrameType.RST_STREAM),
+      ),
+    what,
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Rapid reset (CVE-2023-44487)
+
+test("rapid reset: past 200 streams cancelled mid-exchange the client gets GOAWAY ENHANCE_YOUR_CALM and is closed; the members saw at most a batch past the budget", async (t) => {
+  const { h } = await harness(t);
+  await servedDuring(t, h, async () => {
+    const attacker = await RawH2Client.connect(h.port);
+    let id = 1;
+    for (let batch = 0; batch < 20 && !attacker.raw.ended; batch++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 50; i++, id += 2) frames.push(request(id, `/rr/${id}`), rstStream(id, ErrorCode.CANCEL));
+      await sendAndSync(attacker, frames, batch);
+    }
+    const goaway = await attacker.waitForGoaway("GOAWAY for the rapid resets");
+    t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
+    await attacker.waitForClose("the attacker's connection to close after its GOAWAY");
+    // The budget is 200 on a clock that does not move: the 201st cancellation, in the 5th batch, ends it.
+    t.true(goaway.lastStreamId <= 2 * 250, `last stream ${goaway.lastStreamId}`);
+  });
+  t.true(reached(h, "/rr/").length <= 250, `${reached(h, "/rr/").length} cancelled requests reached a member`);
+  await until(() => freed(h, "/rr/"), { what: "every member connection a cancelled request used to be freed" });
+});
+
+test("a client cancelling fewer streams than the budget keeps its connection and is served on it", async (t) => {
+  const { h } = await harness(t);
+  const client = await RawH2Client.connect(h.port);
+  let id = 1;
+  for (let batch = 0; batch < 3; batch++) {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 50; i++, id += 2) frames.push(request(id, `/cancel/${id}`), rstStream(id, ErrorCode.CANCEL));
+    await sendAndSync(client, frames, batch);
+  }
+  await client.send(request(id, "/after"));
+  await ended(client, id, "the answer to /after");
+  t.is(body(client, id), `${ring.ownerOf("/after")} GET /after`);
+  t.is(client.goaway, undefined);
+  // The one request after the cancellations reached its owner exactly as a plain GET.
+  const [after] = reached(h, "/after");
+  t.is(after?.method, "GET");
+  t.true(after?.complete);
+});
+
+// ---------------------------------------------------------------------------
+// SETTINGS and PING floods
+
+for (const [name, make] of [
+  ["SETTINGS", () => settings([[Setting.MAX_CONCURRENT_STREAMS, 100]])],
+  ["PING", () => ping(7)],
+] as const) {
+  test(`a ${name} flood (10,000 in one write) ends the attacker's connection; nothing reaches a member`, async (t) => {
+    const { h } = await harness(t);
+    await servedDuring(t, h, async () => {
+      const attacker = await RawH2Client.connect(h.port);
+      await attacker.send(...Array.from({ length: 10_000 }, make));
+      await attacker.waitForClose(`the connection of the ${name} flood to be closed`);
+      // nghttp2 keeps at most 1,000 ACKs queued (flood detection): far fewer than were asked for.
+      const acks = attacker.frames.filter((f) => f.type === FrameType[name] && f.flags & Flag.ACK).length;
+      t.true(acks <= 1_001, `${acks} ACKs`);
+    });
+    t.deepEqual(
+      h.backends.map((b) => b.connections.length),
+      h.backends.map((b) => b.connections.filter((c) => c.requests.every((r) => r.url.startsWith("/good/"))).length),
+      "only the well-behaved client's requests reached the members",
+    );
+  });
+}
+
+test("a SETTINGS frame with more than 32 entries gets GOAWAY ENHANCE_YOUR_CALM", async (t) => {
+  const { h } = await harness(t);
+  const attacker = await RawH2Client.connect(h.port);
+  const entries: [number, number][] = Array.from({ length: 100 }, (_, i) => [Setting.MAX_CONCURRENT_STREAMS, i]);
+  await attacker.send(settings(entries));
+  const goaway = await attacker.waitForGoaway();
+  t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
+});
+
+// ---------------------------------------------------------------------------
+// Header-list bombs
+
+test("a header list past SETTINGS_MAX_HEADER_LIST_SIZE is refused before any member sees it; the connection goes on", async (t) => {
+  const { h } = await harness(t);
+  await servedDuring(t, h, async () => {
+    const client = await RawH2Client.connect(h.port);
+    // 40 fields of 1,000 bytes: 40 KB, twice the advertised limit, in HEADERS + 2 CONTINUATIONs.
+    const extra: [string, string][] = Array.from({ length: 40 }, (_, i) => [`x-big-${i}`, "v".repeat(1_000)]);
+    const block = headerBlock(requestFields("/bomb/size", { extra }));
+    await client.send(headersInPieces(1, block, 16_384, { endStream: true }));
+    await ended(client, 1, "the proxy to refuse stream 1");
+    await client.send(request(3, "/next"));
+    await ended(client, 3, "the answer to /next on the same connection");
+    t.is(body(client, 3), `${ring.ownerOf("/next")} GET /next`);
+    t.is(client.goaway, undefined);
+    const [refused] = await responseHeaders(client.raw.received, 1);
+    t.log(`stream 1: ${refused?.[":status"] ?? `RST_STREAM ${errorName(client.resets.get(1) ?? -1)}`}`);
+    t.true(refused?.[":status"] !== undefined ? Number(refused[":status"]) === 431 : client.resets.has(1));
+  });
+  t.deepEqual(reached(h, "/bomb/"), []);
+});
+
+test("more header fields than proxy.limits.headers are refused before any member sees them", async (t) => {
+  const { h } = await harness(t);
+  const client = await RawH2Client.connect(h.port);
+  const extra: [string, string][] = Array.from({ length: 300 }, (_, i) => [`x${i}`, "v"]);
+  await client.send(headersFrame(1, headerBlock(requestFields("/bomb/fields", { extra })), { endStream: true }));
+  await ended(client, 1, "the proxy to refuse stream 1");
+  await client.send(request(3, "/next"));
+  await ended(client, 3, "the answer to /next");
+  t.is(body(client, 3), `${ring.ownerOf("/next")} GET /next`);
+  t.deepEqual(reached(h, "/bomb/"), []);
+  t.log(`stream 1: ${errorName(client.resets.get(1) ?? -1)}`);
+  t.true(client.resets.has(1));
+});
+
+test("a CONTINUATION flood (CVE-2024-27316 style) ends the connection; nothing reaches a member", async (t) => {
+  const { h } = await harness(t);
+  await servedDuring(t, h, async () => {
+    const attacker = await RawH2Client.connect(h.port);
+    const frames = [headersFrame(1, headerBlock(requestFields("/bomb/continuation")), { endHeaders: false })];
+    for (let i = 0; i < 1_000; i++) frames.push(continuation(1, headerBlock([["x-c", "y"]]), false));
+    await attacker.send(...frames);
+    await attacker.waitForClose("the CONTINUATION flood's connection to close");
+    t.log(`GOAWAY: ${attacker.goaway === undefined ? "none seen" : errorName(attacker.goaway.code)}`);
+  });
+  t.deepEqual(reached(h, "/bomb/"), []);
+});
+
+test("HPACK dynamic-table abuse: one large entry referenced many times is refused; a table size past ours is a COMPRESSION_ERROR", async (t) => {
+  const { h } = await harness(t);
+  const client = await RawH2Client.connect(h.port);
+  // Stream 1 puts a 4,000-byte field in the proxy's decoder table (within the limits: served).
+  const entry = hpack.literalIndexed("x-bomb", "b".repeat(4_000));
+  await client.send(
+    headersFrame(1, Buffer.concat([headerBlock(requestFields("/table/1")), entry]), { endStream: true }),
+  );
+  await ended(client, 1, "the answer to /table/1");
+  t.is(body(client, 1), `${ring.ownerOf("/table/1")} GET /table/1`);
+  // Stream 3 names it 50 times in 50 bytes: 200 KB once decoded.
+  const refs = Buffer.concat(Array.from({ length: 50 }, () => hpack.indexed(62)));
+  await client.send(
+    headersFrame(3, Buffer.concat([headerBlock(requestFields("/table/3")), refs]), { endStream: true }),
+  );
+  await ended(client, 3, "the proxy to refuse stream 3");
+  t.true(client.resets.has(3), "stream 3 reset");
+  t.log(`stream 3: ${errorName(client.resets.get(3) ?? -1)}`);
+  // The table is intact: stream 5 names the entry once and is served with it.
+  await client.send(
+    headersFrame(5, Buffer.concat([headerBlock(requestFields("/table/5")), hpack.indexed(62)]), { endStream: true }),
+  );
+  await ended(client, 5, "the answer to /table/5");
+  t.is(body(client, 5), `${ring.ownerOf("/table/5")} GET /table/5`);
+  const got = reached(h, "/table/");
+  t.deepEqual(got.map((r) => r.url).sort(), ["/table/1", "/table/5"]);
+  for (const r of got) t.is(r.rawHeaders[r.rawHeaders.indexOf("x-bomb") + 1], "b".repeat(4_000));
+
+  // A dynamic table size update above the 4,096 bytes the proxy advertised (RFC 7541 §6.3).
+  const other = await RawH2Client.connect(h.port);
+  await other.send(
+    headersFrame(1, Buffer.concat([hpack.tableSizeUpdate(1 << 20), headerBlock(requestFields("/table/big"))]), {
+      endStream: true,
+    }),
+  );
+  const goaway = await other.waitForGoaway();
+  t.is(errorName(goaway.code), "COMPRESSION_ERROR");
+  t.deepEqual(reached(h, "/table/big"), []);
+});
+
+test("a header block that never ends is closed at the idle deadline", async (t) => {
+  const { h, clock } = await harness(t);
+  const attacker = await RawH2Client.connect(h.port);
+  await attacker.send(headersFrame(1, headerBlock(requestFields("/bomb/unfinished")), { endHeaders: false }));
+  await until(
+    () => {
+      clock.advance(1_000);
+      return attacker.raw.ended;
+    },
+    { what: "the unfinished header block's connection to close as the clock moves" },
+  );
+  t.deepEqual(reached(h, "/bomb/"), []);
+});
+
+// ---------------------------------------------------------------------------
+// Stalls
+
+test("a stream that never sends END_STREAM gets 408 at the body deadline and its member connection is freed", async (t) => {
+  const { h, clock } = await harness(t, (c) => {
+    c.timeouts.body = 30_000;
+  });
+  await servedDuring(t, h, async () => {
+    const attacker = await RawH2Client.connect(h.port);
+    await attacker.send(request(1, "/stall/1", { method: "POST", endStream: false }), data(1, "partial"));
+    const owner = h.backend(ring.ownerOf("/stall/1") as string);
+    await until(() => owner.connections.some((c) => c.bytes.toString("latin1").endsWith("partial")), {
+      what: "the member to get the head and the partial body",
+    });
+    clock.advance(29_999);
+    t.is(attacker.of(FrameType.HEADERS, 1).length, 0, "nothing before the deadline");
+    clock.advance(1);
+    await ended(attacker, 1, "the 408 for the stalled stream");
+    const [reply] = await responseHeaders(attacker.raw.received, 1);
+    t.is(Number(reply?.[":status"]), 408);
+  });
+  await until(() => freed(h, "/stall/"), { what: "the stalled stream's member connection to be closed" });
+  const [request1] = reached(h, "/stall/");
+  t.false(request1?.complete, "the member never got a whole request");
+});
+
+test("a client that never opens its window is cut at proxy.timeouts.clientWrite and the member connection is freed", async (t) => {
+  const { h, clock } = await harness(t, (c) => {
+    c.timeouts.clientWrite = 60_000;
+  });
+  for (const b of h.backends) {
+    b.script = {
+      answer(request, c) {
+        c.socket.write(
+          fixed(
+            200,
+            request.url.startsWith("/big")
+              ? "x".repeat(1_000_000)
+              : `${c.backend.name} ${request.method} ${request.url}`,
+          ),
+        );
+      },
+    };
+  }
+  await servedDuring(t, h, async () => {
+    const attacker = await RawH2Client.connect(h.port, { settings: [[Setting.INITIAL_WINDOW_SIZE, 0]] });
+    await attacker.send(request(1, "/big/1"));
+    await attacker.when(() => attacker.of(FrameType.HEADERS, 1).length > 0, "the response head (no window needed)");
+    await until(
+      () => {
+        clock.advance(10_000);
+        return attacker.resets.get(1) !== undefined;
+      },
+      { what: "the stream to be reset as the clock passes clientWrite" },
+    );
+    t.is(errorName(attacker.resets.get(1) ?? -1), "CANCEL");
+    t.is(body(attacker, 1), "", "no DATA without a window");
+  });
+  await until(() => freed(h, "/big/"), { what: "the zero-window stream's member connection to be closed" });
+});
+
+// ---------------------------------------------------------------------------
+// Many streams
+
+test("a connection that opens 10,000 streams: at most 100 reach the members, the rest are refused, the connection is closed and every member connection freed", async (t) => {
+  const { h } = await harness(t);
+  await servedDuring(t, h, async () => {
+    const attacker = await RawH2Client.connect(h.port);
+    let id = 1;
+    for (let batch = 0; batch < 20 && !attacker.raw.ended; batch++) {
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 500; i++, id += 2)
+        frames.push(request(id, `/many/${id}`, { method: "POST", endStream: false }));
+      await sendAndSync(attacker, frames, batch);
+    }
+    await attacker.waitForClose("the 10,000-stream connection to close");
+    const refused = [...attacker.resets.values()].filter((code) => code === ErrorCode.REFUSED_STREAM).length;
+    t.log(
+      `${attacker.of(FrameType.RST_STREAM).length} RST_STREAM (${refused} REFUSED_STREAM), GOAWAY ${attacker.goaway === undefined ? "none seen" : errorName(attacker.goaway.code)}`,
+    );
+  });
+  t.true(reached(h, "/many/").length <= 100, `${reached(h, "/many/").length} streams reached a member`);
+  await until(() => freed(h, "/many/"), { what: "every member connection the streams used to be closed" });
+});
