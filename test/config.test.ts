@@ -144,6 +144,7 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     [{ shutdownTimeout: "soon" }, 'shutdownTimeout: must be a duration like 500ms, 2s or 1m, got "soon"'],
     [{ metrics: { memberRetention: "a while" } }, "metrics.memberRetention:"],
     [{ metrics: { retention: "1h" } }, "metrics.retention:"],
+    [{ http2: "maybe" }, 'http2: must be true or false, got "maybe"'],
   ];
   for (const [raw, message] of cases) {
     const error = t.throws(() => parseConfig(raw), { instanceOf: ConfigError });

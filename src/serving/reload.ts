@@ -49,7 +49,8 @@ export function planReload(current: Config, next: Config, membershipOf: (c: Conf
   };
   const applied: string[] = [];
   if (plan.logLevel) applied.push("log.level");
-  if (plan.listener) applied.push(...(["key", "proxy", "http2"] as const).filter((f) => changed((c) => c[f])));
+  if (changed((c) => [c.key, c.proxy])) applied.push("key", "proxy");
+  if (changed((c) => c.http2)) applied.push("http2");
   if (plan.tls) applied.push("tls");
   if (plan.access) applied.push("access");
   if (plan.ring) applied.push("ring");

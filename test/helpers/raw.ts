@@ -685,7 +685,12 @@ export class Reports implements ProxyObserver {
   readonly ejections: string[] = [];
   readonly records: AccessRecord[] = [];
   failovers = 0;
+  /** Request heads read (routed, waiting or refused). */
+  started = 0;
 
+  requestStarted(): void {
+    this.started++;
+  }
   request(
     member: string,
     method: string,
