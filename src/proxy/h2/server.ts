@@ -15,6 +15,9 @@ import { h2Limits } from "./limits.ts";
 import { ResetBudget } from "./resets.ts";
 import { StreamExchange, type StreamServer } from "./stream.ts";
 
+/** How long a session told to go away (idle) may stay before it is destroyed. */
+const goawayLingerMs = 1_000;
+
 /** One client session and its idle deadline. */
 class Session implements Timed {
   deadline = 0;
@@ -25,10 +28,22 @@ class Session implements Timed {
     readonly address: string,
     /** Streams the client may still cancel mid-exchange (rapid reset). */
     readonly resets: ResetBudget,
+    readonly now: () => number,
   ) {}
 
+  /**
+   * Idle: GOAWAY first; a client that keeps the connection open anyway
+   * (it ignores GOAWAY, or holds a header block it never finishes, which
+   * nghttp2 waits for) is destroyed `goawayLingerMs` later.
+   */
   expire(): void {
-    if (this.streams === 0) this.session.close();
+    if (this.streams > 0) return;
+    if (this.session.closed) {
+      this.session.destroy();
+      return;
+    }
+    this.session.close();
+    this.deadline = this.now() + goawayLingerMs;
   }
 }
 
@@ -96,6 +111,7 @@ export class H2Sessions {
       session,
       session.socket?.remoteAddress ?? "",
       new ResetBudget(this.#limits.resets, this.#deadlines.now()),
+      () => this.#deadlines.now(),
     );
     this.#sessions.add(entry);
     const deadlines = this.#deadlines;
