@@ -181,6 +181,7 @@ test("rapid reset: past 200 streams cancelled mid-exchange the client gets GOAWA
     t.true(goaway.lastStreamId <= 2 * 250, `last stream ${goaway.lastStreamId}`);
   });
   t.true(reached(h, "/rr/").length <= 250, `${reached(h, "/rr/").length} cancelled requests reached a member`);
+  t.log(`member connections: ${h.backends.map((b) => `${b.name} ${b.connections.length} (open ${b.open})`).join(", ")}; requests ${reached(h, "/rr/").length}`);
   await until(() => freed(h, "/rr/"), { what: "every member connection a cancelled request used to be freed" });
 });
 
