@@ -10,7 +10,7 @@ import { constants } from "node:http2";
 import test from "ava";
 import { Ring } from "../src/ring/ring.ts";
 import { closeSession, curl, request, session } from "./helpers/h2.ts";
-import { head, header, json, RawClient, Reports, scripts, startRawProxy } from "./helpers/raw.ts";
+import { fixed, head, header, json, RawClient, Reports, scripts, startRawProxy } from "./helpers/raw.ts";
 import { selfSigned } from "./helpers/tls.ts";
 import { until } from "./helpers/until.ts";
 
@@ -291,4 +291,56 @@ test("a client that resets a stream cancels the member's request; the session go
   t.deepEqual(reports.upstreamErrors, [], "the member is not blamed");
   for (const b of h.backends) b.script = scripts.echo();
   t.is((await request(client, "/users/2")).status, 200);
+});
+
+test("the same retry policy and ejection: a dead owner's stream goes to the next member, and the owner is ejected", async (t) => {
+  const reports = new Reports();
+  const h = await startRawProxy(names, {
+    observer: reports,
+    proxy: (c) => {
+      c.eject.after = 2;
+    },
+  });
+  t.teardown(() => h.close());
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => closeSession(client));
+
+  const key = "/users/1";
+  const [owner, next] = ring.preferenceList(key) as [string, string];
+  await h.backend(owner).close();
+  for (let i = 0; i < 2; i++) {
+    const reply = await request(client, key);
+    t.is(reply.text, `${next} GET ${key}`, "the next member of the preference list");
+  }
+  t.deepEqual(reports.upstreamErrors, [
+    { member: owner, reason: "connect" },
+    { member: owner, reason: "connect" },
+  ]);
+  t.is(reports.failovers, 2);
+  t.deepEqual(reports.ejections, [owner], "ejected after eject.after failures, as for HTTP/1.1");
+  t.is((await request(client, key)).text, `${next} GET ${key}`);
+  t.is(reports.upstreamErrors.length, 2, "an ejected owner is skipped, not tried");
+});
+
+test("a member's 503 is retried for a GET, not for a POST, as for HTTP/1.1", async (t) => {
+  const reports = new Reports();
+  const h = await startRawProxy(names, { observer: reports });
+  t.teardown(() => h.close());
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => closeSession(client));
+  const other = "/carts/9";
+  const [busy, spare] = ring.preferenceList(other) as [string, string];
+  h.backend(busy).script = scripts.raw(fixed(503, "busy"));
+  const get = await request(client, other);
+  t.is(get.text, `${spare} GET ${other}`, "a 503 moves a GET on");
+  const post = await request(client, other, { method: "POST", chunks: ["data"] });
+  t.is(post.status, 503, "a POST is not resent: the member's 503 is the answer");
+  t.is(post.text, "busy");
+  t.deepEqual(
+    reports.records.slice(-2).map((r) => [r.member, r.tried, r.outcome]),
+    [
+      [spare, 2, "ok"],
+      [busy, 1, "upstream_status"],
+    ],
+  );
 });

@@ -97,7 +97,10 @@ export function request(
 /** Closes a session and waits until it is gone. */
 export async function closeSession(client: ClientHttp2Session): Promise<void> {
   if (client.destroyed) return;
-  await within(new Promise<void>((resolve) => client.close(() => resolve())), { what: "the h2 session to close" });
+  // Closing already (a GOAWAY from the server closes it): close() would not call back, so wait for the end.
+  const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+  client.close();
+  await within(closed, { what: "the h2 session to close" });
 }
 
 /**

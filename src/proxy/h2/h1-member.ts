@@ -177,7 +177,8 @@ class H1Call implements MemberCall, ResponseSink {
 
   upstreamBody(buffer: Buffer, start: number, end: number): void {
     if (this.#over || end === start) return;
-    this.#sink.data(buffer.subarray(start, end));
+    // A copy: the socket's read buffer may be reused for its next read, and the client stream keeps what it is given.
+    this.#sink.data(Buffer.from(buffer.subarray(start, end)));
   }
 
   upstreamDone(conn: UpstreamConnection): void {

@@ -270,14 +270,14 @@ export class StreamExchange implements Timed {
   }
 
   expire(): void {
-    if (this.#ended) return;
     if (this.#writeStalled) {
-      // The client took no response bytes for `timeouts.clientWrite`: its fault, the member's is intact.
-      this.#clientFailed("slow_reader");
-      this.#stream.close(constants.NGHTTP2_CANCEL);
+      // The client took no response bytes for `timeouts.clientWrite`: its fault, the member's is intact. Also
+      // after the member's part ended: what the client does not read is not kept for it.
+      if (!this.#ended) this.#clientFailed("slow_reader");
+      if (!this.#stream.closed) this.#stream.close(constants.NGHTTP2_CANCEL);
       return;
     }
-    if (this.#requestDone || this.#bodyPaused) return;
+    if (this.#ended || this.#requestDone || this.#bodyPaused) return;
     // The body stalled: the member's request is cut (not retried), the client gets 408 if nothing went out yet.
     if (this.#responseStarted) {
       this.#clientFailed("body_timeout");
