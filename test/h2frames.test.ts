@@ -231,19 +231,36 @@ test("RST_STREAM and GOAWAY from the client carry their codes; the server's are 
   t.deepEqual(g, { lastStreamId: 0, code: ErrorCode.ENHANCE_YOUR_CALM, debug: "calm" });
 });
 
-test("responseHeaders decodes statuses HPACK does not index statically", async (t) => {
-  const statuses: Record<string, number> = { "/a": 502, "/b": 431, "/c": 502 };
+test("responseHeaders decodes statuses HPACK does not index statically, also past WINDOW_UPDATE and RST_STREAM frames", async (t) => {
+  const statuses: Record<string, number> = { "/a": 502, "/b": 431, "/c": 502, "/d": 503 };
   const s = await start((stream, path) => {
-    stream.respond({ ":status": statuses[path] ?? 500 });
-    stream.end();
+    if (path !== "/d") {
+      stream.respond({ ":status": statuses[path] ?? 500 });
+      stream.end();
+      return;
+    }
+    // Read the upload, open the connection window to the largest there is (counting what the upload used, as
+    // HAProxy does), answer, then reset the stream.
+    stream.resume();
+    stream.on("end", () => {
+      stream.session?.setLocalWindowSize(2 ** 31 - 1);
+      stream.respond({ ":status": 503 });
+      stream.write("part", () => stream.destroy(new Error("cut")));
+    });
   });
   t.teardown(() => s.close());
-  const client = await s.connect({ settings: [[Setting.INITIAL_WINDOW_SIZE, 10]] });
+  const client = await s.connect();
+  const upload = [data(7, "u".repeat(16_000)), data(7, "u".repeat(16_000)), data(7, "u".repeat(8_000), true)];
   await client.send(request(1, "/a"), request(3, "/b"), request(5, "/c"));
-  await client.when(() => client.of(FrameType.HEADERS).length === 3, "three answers");
-  const decoded = await responseHeaders(client.raw.received, 3);
+  await client.send(request(7, "/d", { method: "POST", endStream: false }), ...upload);
+  await client.when(
+    () => client.of(FrameType.HEADERS).length === 4 && client.resets.has(7),
+    "four answers, the last reset",
+  );
+  t.true(client.of(FrameType.WINDOW_UPDATE, 0).length > 0, "the server credited the upload");
+  const decoded = await responseHeaders(client.raw.received, 4);
   t.deepEqual(
     decoded.map((h) => Number(h?.[":status"])),
-    [502, 431, 502],
+    [502, 431, 502, 503],
   );
 });

@@ -382,7 +382,13 @@ export async function responseHeaders(
   }
   // After the server's frames (whole ones only), a PING of our own: once the session reports it, all before it was read.
   const sentinel = 0x5e4714e1n;
-  const whole = readFrames(serverBytes).map((f) => frame(f.type, f.flags, f.streamId, f.payload));
+  // Only what carries header state. The server's flow-control credits answer what the raw client sent, not the
+  // decoding session (a WINDOW_UPDATE that fills the raw client's window overflows the session's); a reset or a
+  // GOAWAY could close a stream before node emits its headers.
+  const carriesHeaders = new Set<number>([FrameType.SETTINGS, FrameType.HEADERS, FrameType.CONTINUATION]);
+  const whole = readFrames(serverBytes)
+    .filter((f) => carriesHeaders.has(f.type))
+    .map((f) => frame(f.type, f.flags, f.streamId, f.payload));
   let done = false;
   session.on("ping", (payload: Buffer) => (done ||= payload.readBigUInt64BE(0) === sentinel));
   try {
