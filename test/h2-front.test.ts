@@ -344,3 +344,46 @@ test("a member's 503 is retried for a GET, not for a POST, as for HTTP/1.1", asy
     ],
   );
 });
+
+test("a member that answers before the body ended: the answer is passed on, the rest of the body refused with RST_STREAM(NO_ERROR)", async (t) => {
+  const h = await startRawProxy(names);
+  t.teardown(() => h.close());
+  for (const b of h.backends) {
+    b.script = {
+      early: true,
+      answer(_request, c) {
+        c.socket.write(fixed(413, "too big", [["Connection", "close"]]));
+      },
+    };
+  }
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => closeSession(client));
+  const stream = client.request({ ":method": "POST", ":path": "/upload/2" });
+  stream.on("error", () => {});
+  stream.write("the first part of a body that never ends");
+  const chunks: Buffer[] = [];
+  stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+  const status = new Promise<number>((resolve) =>
+    stream.on("response", (headers) => resolve(Number(headers[":status"]))),
+  );
+  const closed = new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+  t.is(await status, 413);
+  t.is(await closed, constants.NGHTTP2_NO_ERROR);
+  t.is(Buffer.concat(chunks).toString(), "too big");
+  for (const b of h.backends) b.script = scripts.echo();
+  t.is((await request(client, "/after")).status, 200, "the session goes on");
+});
+
+test("a preface followed by bytes that are not HTTP/2 frames: the session ends (GOAWAY) and the connection closes; no member hears of it", async (t) => {
+  const h = await startRawProxy(names);
+  t.teardown(() => h.close());
+  const client = await h.connect();
+  await client.send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n");
+  await client.waitForEnd("the proxy closing the connection");
+  // What it got is HTTP/2 (SETTINGS, GOAWAY): never an HTTP/1.1 answer to the request hidden behind the preface.
+  t.false(client.text.includes("HTTP/1.1"), client.preview);
+  t.is(
+    h.backends.reduce((n, b) => n + b.bytesSeen, 0),
+    0,
+  );
+});

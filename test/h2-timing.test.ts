@@ -147,3 +147,23 @@ test("a session with no stream open for timeouts.clientIdle gets GOAWAY", async 
   await until(() => goaway, { what: "GOAWAY after the idle time" });
   await until(() => h.proxy.connections === 0, { what: "the session gone" });
 });
+
+test("half a preface, then silence: the connection is closed at timeouts.head, as a silent HTTP/1.1 one; no member hears of it", async (t) => {
+  const h = await setup(t, {
+    proxy: (c) => {
+      c.timeouts.head = 3000;
+    },
+  });
+  const client = await h.connect();
+  await client.send("PRI * HTTP/2.0\r\n");
+  h.clock.advance(2900);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.false(client.ended, "still open before timeouts.head");
+  h.clock.advance(200);
+  await client.waitForEnd("the proxy closing the connection");
+  t.is(client.received.length, 0, "nothing was answered: it never said which protocol it speaks");
+  t.is(
+    h.backends.reduce((n, b) => n + b.bytesSeen, 0),
+    0,
+  );
+});

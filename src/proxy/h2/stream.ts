@@ -126,7 +126,14 @@ export class StreamExchange implements Timed {
     stream.on("error", () => {});
     stream.on("close", () => this.#closed());
     stream.on("drain", () => this.#clientDrained());
-    stream.on("wantTrailers", () => stream.sendTrailers(this.#trailers ?? {}));
+    stream.on("wantTrailers", () => {
+      try {
+        stream.sendTrailers(this.#trailers ?? {});
+      } catch {
+        // A trailer field HTTP/2 does not allow: the stream ends short instead.
+        stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+      }
+    });
     // Our side ended before the client's (an early answer, a refusal): the rest of its body is not wanted.
     stream.on("finish", () => {
       if (!this.#requestDone && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
