@@ -206,6 +206,28 @@ test("a client cancelling fewer streams than the budget keeps its connection and
   t.true(after?.complete);
 });
 
+test("the rapid-reset budget comes back with time on the proxy's clock: 20 more a second after the first 200", async (t) => {
+  const { h, clock, connect } = await harness(t);
+  const client = await connect();
+  let id = 1;
+  const cancel = async (count: number, tag: number) => {
+    const frames: Buffer[] = [];
+    for (let i = 0; i < count; i++, id += 2) frames.push(request(id, `/budget/${id}`), rstStream(id, ErrorCode.CANCEL));
+    await sendAndSync(client, frames, tag);
+  };
+  for (let batch = 0; batch < 4; batch++) await cancel(50, batch);
+  t.is(client.goaway, undefined, "200 cancellations are within the burst");
+  clock.advance(1_000);
+  await cancel(20, 4);
+  t.is(client.goaway, undefined, "a second later, 20 more are too");
+  await cancel(1, 5);
+  const goaway = await client.waitForGoaway("GOAWAY for the 221st cancellation");
+  t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
+  await client.waitForClose();
+  t.true(reached(h, "/budget/").length <= 221);
+  await until(() => freed(h, "/budget/"), { what: "the member connections of the cancelled streams to be freed" });
+});
+
 // ---------------------------------------------------------------------------
 // SETTINGS and PING floods
 
@@ -421,6 +443,40 @@ test("a client that never opens its window is cut at proxy.timeouts.clientWrite 
     t.is(attacker.goaway, undefined, "the session itself stays usable");
   });
   await until(() => freed(h, "/big/"), { what: "the zero-window stream's member connection to be closed" });
+});
+
+test("100 zero-window streams on one connection hold at most 100 member requests, until clientWrite resets them all and frees their connections", async (t) => {
+  const { h, clock, connect } = await harness(t, (c) => {
+    c.timeouts.clientWrite = 60_000;
+    c.timeouts.response = 600_000;
+  });
+  for (const b of h.backends) {
+    b.script = {
+      answer(request, c) {
+        const text = request.url.startsWith("/zw/")
+          ? "z".repeat(256 * 1024)
+          : `${c.backend.name} ${request.method} ${request.url}`;
+        c.socket.write(fixed(200, text));
+      },
+    };
+  }
+  await servedDuring(t, h, async () => {
+    // No stream window and, past the first 65,535 bytes, no connection window either.
+    const attacker = await connect({ settings: [[Setting.INITIAL_WINDOW_SIZE, 0]] });
+    const ids = Array.from({ length: 100 }, (_, i) => 2 * i + 1);
+    await attacker.send(...ids.map((id) => request(id, `/zw/${id}`)));
+    await until(() => reached(h, "/zw/").length === 100, { what: "the 100 requests at the members" });
+    await attacker.when(() => ids.every((id) => attacker.of(FrameType.HEADERS, id).length > 0), "100 response heads");
+    await until(
+      () => {
+        clock.advance(10_000);
+        return ids.every((id) => attacker.resets.get(id) === ErrorCode.CANCEL);
+      },
+      { what: "every stalled stream to be reset as the clock passes clientWrite" },
+    );
+    t.is(attacker.of(FrameType.DATA).length, 0, "no DATA without a window");
+  });
+  await until(() => freed(h, "/zw/"), { what: "the member connections of the 100 stalled streams to be closed" });
 });
 
 // ---------------------------------------------------------------------------
