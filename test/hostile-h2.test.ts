@@ -37,14 +37,30 @@ import {
   settings,
 } from "./helpers/h2frames.ts";
 import { fixed, type Message, type RawHarness, startRawProxy } from "./helpers/raw.ts";
+import { selfSigned } from "./helpers/tls.ts";
 import { until, within } from "./helpers/until.ts";
 
 const names = ["alpha", "bravo"];
 const ring = Ring.build(names);
 
-async function harness(t: ExecutionContext, proxy?: (config: ProxyConfig) => void) {
+/** Clients in clear text (h2c, prior knowledge) or over TLS (h2 by ALPN): the same sessions serve both. */
+type Transport = "h2c" | "tls";
+const transports: Transport[] = ["h2c", "tls"];
+let certificate: ReturnType<typeof selfSigned> | undefined;
+
+async function harness(
+  t: ExecutionContext,
+  options: { proxy?: (config: ProxyConfig) => void; transport?: Transport } = {},
+) {
   const clock = new ManualClock();
-  const h = await startRawProxy(names, { clock, ...(proxy === undefined ? {} : { proxy }) });
+  const tls = options.transport === "tls";
+  if (tls) certificate ??= selfSigned("proxy");
+  const h = await startRawProxy(names, {
+    clock,
+    ...(options.proxy === undefined ? {} : { proxy: options.proxy }),
+    ...(tls && certificate !== undefined ? { tls: certificate } : {}),
+  });
+  const base = `${tls ? "https" : "http"}://127.0.0.1:${h.port}`;
   const clients: RawH2Client[] = [];
   t.teardown(async () => {
     for (const client of clients) client.close();
@@ -59,12 +75,12 @@ async function harness(t: ExecutionContext, proxy?: (config: ProxyConfig) => voi
     );
   });
   /** A raw HTTP/2 client, closed at the end of the test. */
-  const connect = async (options?: Parameters<typeof RawH2Client.connect>[1]) => {
-    const client = await RawH2Client.connect(h.port, options);
+  const connect = async (settings?: [number, number][]) => {
+    const client = await RawH2Client.connect(h.port, { tls, ...(settings === undefined ? {} : { settings }) });
     clients.push(client);
     return client;
   };
-  return { h, clock, connect };
+  return { h, clock, connect, base };
 }
 
 /** Every request the members got whose target starts with `prefix`. */
@@ -84,8 +100,7 @@ function freed(h: RawHarness, prefix: string): boolean {
  * asks for /good/N again and again (and once more after the attack): each
  * answer must come from the key's owner within the deadline.
  */
-async function servedDuring<T>(t: ExecutionContext, h: RawHarness, attack: () => Promise<T>): Promise<T> {
-  const base = `http://127.0.0.1:${h.port}`;
+async function servedDuring<T>(t: ExecutionContext, base: string, attack: () => Promise<T>): Promise<T> {
   let client = await session(base);
   const failures: string[] = [];
   let served = 0;
@@ -164,28 +179,29 @@ async function ended(client: RawH2Client, stream: number, what: string): Promise
 // ---------------------------------------------------------------------------
 // Rapid reset (CVE-2023-44487)
 
-test("rapid reset: past 200 streams cancelled mid-exchange the client gets GOAWAY ENHANCE_YOUR_CALM and is closed; the members saw at most a batch past the budget", async (t) => {
-  const { h, connect } = await harness(t);
-  await servedDuring(t, h, async () => {
-    const attacker = await connect();
-    let id = 1;
-    for (let batch = 0; batch < 20 && !attacker.raw.ended; batch++) {
-      const frames: Buffer[] = [];
-      for (let i = 0; i < 50; i++, id += 2) frames.push(request(id, `/rr/${id}`), rstStream(id, ErrorCode.CANCEL));
-      await sendAndSync(attacker, frames, batch);
-    }
-    const goaway = await attacker.waitForGoaway("GOAWAY for the rapid resets");
-    t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
-    await attacker.waitForClose("the attacker's connection to close after its GOAWAY");
-    // The budget is 200 on a clock that does not move: the 201st cancellation, in the 5th batch, ends it.
-    t.true(goaway.lastStreamId <= 2 * 250, `last stream ${goaway.lastStreamId}`);
+for (const transport of transports)
+  test(`rapid reset: past 200 streams cancelled mid-exchange the client gets GOAWAY ENHANCE_YOUR_CALM and is closed; the members saw at most a batch past the budget (${transport})`, async (t) => {
+    const { h, connect, base } = await harness(t, { transport });
+    await servedDuring(t, base, async () => {
+      const attacker = await connect();
+      let id = 1;
+      for (let batch = 0; batch < 20 && !attacker.raw.ended; batch++) {
+        const frames: Buffer[] = [];
+        for (let i = 0; i < 50; i++, id += 2) frames.push(request(id, `/rr/${id}`), rstStream(id, ErrorCode.CANCEL));
+        await sendAndSync(attacker, frames, batch);
+      }
+      const goaway = await attacker.waitForGoaway("GOAWAY for the rapid resets");
+      t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
+      await attacker.waitForClose("the attacker's connection to close after its GOAWAY");
+      // The budget is 200 on a clock that does not move: the 201st cancellation, in the 5th batch, ends it.
+      t.true(goaway.lastStreamId <= 2 * 250, `last stream ${goaway.lastStreamId}`);
+    });
+    t.true(reached(h, "/rr/").length <= 250, `${reached(h, "/rr/").length} cancelled requests reached a member`);
+    t.log(
+      `member connections: ${h.backends.map((b) => `${b.name} ${b.connections.length} (open ${b.open})`).join(", ")}; requests ${reached(h, "/rr/").length}`,
+    );
+    await until(() => freed(h, "/rr/"), { what: "every member connection a cancelled request used to be freed" });
   });
-  t.true(reached(h, "/rr/").length <= 250, `${reached(h, "/rr/").length} cancelled requests reached a member`);
-  t.log(
-    `member connections: ${h.backends.map((b) => `${b.name} ${b.connections.length} (open ${b.open})`).join(", ")}; requests ${reached(h, "/rr/").length}`,
-  );
-  await until(() => freed(h, "/rr/"), { what: "every member connection a cancelled request used to be freed" });
-});
 
 test("a client cancelling fewer streams than the budget keeps its connection and is served on it", async (t) => {
   const { h, connect } = await harness(t);
@@ -236,8 +252,8 @@ for (const [name, make] of [
   ["PING", () => ping(7)],
 ] as const) {
   test(`a ${name} flood (10,000 in one write) ends the attacker's connection; nothing reaches a member`, async (t) => {
-    const { h, connect } = await harness(t);
-    await servedDuring(t, h, async () => {
+    const { h, connect, base } = await harness(t);
+    await servedDuring(t, base, async () => {
       const attacker = await connect();
       await attacker.send(...Array.from({ length: 10_000 }, make));
       await attacker.waitForClose(`the connection of the ${name} flood to be closed`);
@@ -254,8 +270,8 @@ for (const [name, make] of [
 }
 
 test("a flood of empty DATA frames (CVE-2019-9518) ends the connection and frees the member connection of its stream", async (t) => {
-  const { h, connect } = await harness(t);
-  await servedDuring(t, h, async () => {
+  const { h, connect, base } = await harness(t);
+  await servedDuring(t, base, async () => {
     const attacker = await connect();
     await attacker.send(request(1, "/empty/1", { method: "POST", endStream: false }));
     await attacker.send(...Array.from({ length: 10_000 }, () => data(1, "")));
@@ -281,8 +297,8 @@ test("a SETTINGS frame with more than 32 entries gets GOAWAY ENHANCE_YOUR_CALM",
 // Header-list bombs
 
 test("a header list past SETTINGS_MAX_HEADER_LIST_SIZE is refused before any member sees it; the connection goes on", async (t) => {
-  const { h, connect } = await harness(t);
-  await servedDuring(t, h, async () => {
+  const { h, connect, base } = await harness(t);
+  await servedDuring(t, base, async () => {
     const client = await connect();
     // 40 fields of 1,000 bytes: 40 KB, twice the advertised limit, in HEADERS + 2 CONTINUATIONs.
     const extra: [string, string][] = Array.from({ length: 40 }, (_, i) => [`x-big-${i}`, "v".repeat(1_000)]);
@@ -313,8 +329,8 @@ test("more header fields than proxy.limits.headers are refused before any member
 });
 
 test("a CONTINUATION flood (CVE-2024-27316 style) ends the connection; nothing reaches a member", async (t) => {
-  const { h, connect } = await harness(t);
-  await servedDuring(t, h, async () => {
+  const { h, connect, base } = await harness(t);
+  await servedDuring(t, base, async () => {
     const attacker = await connect();
     const frames = [headersFrame(1, headerBlock(requestFields("/bomb/continuation")), { endHeaders: false })];
     for (let i = 0; i < 1_000; i++) frames.push(continuation(1, headerBlock([["x-c", "y"]]), false));
@@ -381,74 +397,82 @@ test("a header block that never ends is closed at the idle deadline", async (t) 
 // ---------------------------------------------------------------------------
 // Stalls
 
-test("a stream that never sends END_STREAM gets 408 at the body deadline and its member connection is freed", async (t) => {
-  const { h, clock, connect } = await harness(t, (c) => {
-    c.timeouts.body = 30_000;
-    // Longer than the jump of the clock below, so the well-behaved client's requests in flight are not timed out.
-    c.timeouts.response = 600_000;
-  });
-  await servedDuring(t, h, async () => {
-    const attacker = await connect();
-    await attacker.send(request(1, "/stall/1", { method: "POST", endStream: false }), data(1, "partial"));
-    const owner = h.backend(ring.ownerOf("/stall/1") as string);
-    await until(() => owner.connections.some((c) => c.bytes.toString("latin1").includes("partial")), {
-      what: "the member to get the head and the partial body",
-    });
-    clock.advance(29_999);
-    t.is(attacker.of(FrameType.HEADERS, 1).length, 0, "nothing before the deadline");
-    clock.advance(1);
-    await ended(attacker, 1, "the 408 for the stalled stream");
-    const [reply] = await responseHeaders(attacker.raw.received, 1);
-    t.is(Number(reply?.[":status"]), 408);
-  });
-  await until(() => freed(h, "/stall/"), { what: "the stalled stream's member connection to be closed" });
-  const [request1] = reached(h, "/stall/");
-  t.false(request1?.complete, "the member never got a whole request");
-});
-
-test("a client that never opens its window is cut at proxy.timeouts.clientWrite and the member connection is freed", async (t) => {
-  const { h, clock, connect } = await harness(t, (c) => {
-    c.timeouts.clientWrite = 60_000;
-    // Longer than the jump of the clock below, so the well-behaved client's requests in flight are not timed out.
-    c.timeouts.response = 600_000;
-  });
-  // More than the loopback socket buffers hold: the member's writes back up once the proxy stops reading.
-  const size = 32 * 1024 * 1024;
-  for (const b of h.backends) {
-    b.script = {
-      answer(request, c) {
-        if (!request.url.startsWith("/big")) {
-          c.socket.write(fixed(200, `${c.backend.name} ${request.method} ${request.url}`));
-          return;
-        }
-        c.socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`);
-        c.socket.write(Buffer.alloc(size, 0x78));
+for (const transport of transports)
+  test(`a stream that never sends END_STREAM gets 408 at the body deadline and its member connection is freed (${transport})`, async (t) => {
+    const { h, clock, connect, base } = await harness(t, {
+      proxy: (c) => {
+        c.timeouts.body = 30_000;
+        // Longer than the jump of the clock below, so the well-behaved client's requests in flight are not timed out.
+        c.timeouts.response = 600_000;
       },
-    };
-  }
-  await servedDuring(t, h, async () => {
-    const attacker = await connect({ settings: [[Setting.INITIAL_WINDOW_SIZE, 0]] });
-    await attacker.send(request(1, "/big/1"));
-    await attacker.when(() => attacker.of(FrameType.HEADERS, 1).length > 0, "the response head (no window needed)");
-    const member = h.backend(ring.ownerOf("/big/1") as string);
-    await until(() => member.connections.some((c) => c.socket.writableLength > 8 * 1024 * 1024), {
-      what: "the member's writes to back up behind the proxy (it stopped reading for the stalled client)",
     });
-    clock.advance(59_999);
-    t.is(attacker.resets.get(1), undefined, "not cut before clientWrite");
-    clock.advance(1);
-    await attacker.when(() => attacker.resets.get(1), "the stream to be reset at clientWrite");
-    t.is(errorName(attacker.resets.get(1) ?? -1), "CANCEL");
-    t.is(body(attacker, 1), "", "no DATA without a window");
-    t.is(attacker.goaway, undefined, "the session itself stays usable");
+    await servedDuring(t, base, async () => {
+      const attacker = await connect();
+      await attacker.send(request(1, "/stall/1", { method: "POST", endStream: false }), data(1, "partial"));
+      const owner = h.backend(ring.ownerOf("/stall/1") as string);
+      await until(() => owner.connections.some((c) => c.bytes.toString("latin1").includes("partial")), {
+        what: "the member to get the head and the partial body",
+      });
+      clock.advance(29_999);
+      t.is(attacker.of(FrameType.HEADERS, 1).length, 0, "nothing before the deadline");
+      clock.advance(1);
+      await ended(attacker, 1, "the 408 for the stalled stream");
+      const [reply] = await responseHeaders(attacker.raw.received, 1);
+      t.is(Number(reply?.[":status"]), 408);
+    });
+    await until(() => freed(h, "/stall/"), { what: "the stalled stream's member connection to be closed" });
+    const [request1] = reached(h, "/stall/");
+    t.false(request1?.complete, "the member never got a whole request");
   });
-  await until(() => freed(h, "/big/"), { what: "the zero-window stream's member connection to be closed" });
-});
+
+for (const transport of transports)
+  test(`a client that never opens its window is cut at proxy.timeouts.clientWrite and the member connection is freed (${transport})`, async (t) => {
+    const { h, clock, connect, base } = await harness(t, {
+      proxy: (c) => {
+        c.timeouts.clientWrite = 60_000;
+        // Longer than the jump of the clock below, so the well-behaved client's requests in flight are not timed out.
+        c.timeouts.response = 600_000;
+      },
+    });
+    // More than the loopback socket buffers hold: the member's writes back up once the proxy stops reading.
+    const size = 32 * 1024 * 1024;
+    for (const b of h.backends) {
+      b.script = {
+        answer(request, c) {
+          if (!request.url.startsWith("/big")) {
+            c.socket.write(fixed(200, `${c.backend.name} ${request.method} ${request.url}`));
+            return;
+          }
+          c.socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`);
+          c.socket.write(Buffer.alloc(size, 0x78));
+        },
+      };
+    }
+    await servedDuring(t, base, async () => {
+      const attacker = await connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
+      await attacker.send(request(1, "/big/1"));
+      await attacker.when(() => attacker.of(FrameType.HEADERS, 1).length > 0, "the response head (no window needed)");
+      const member = h.backend(ring.ownerOf("/big/1") as string);
+      await until(() => member.connections.some((c) => c.socket.writableLength > 8 * 1024 * 1024), {
+        what: "the member's writes to back up behind the proxy (it stopped reading for the stalled client)",
+      });
+      clock.advance(59_999);
+      t.is(attacker.resets.get(1), undefined, "not cut before clientWrite");
+      clock.advance(1);
+      await attacker.when(() => attacker.resets.get(1), "the stream to be reset at clientWrite");
+      t.is(errorName(attacker.resets.get(1) ?? -1), "CANCEL");
+      t.is(body(attacker, 1), "", "no DATA without a window");
+      t.is(attacker.goaway, undefined, "the session itself stays usable");
+    });
+    await until(() => freed(h, "/big/"), { what: "the zero-window stream's member connection to be closed" });
+  });
 
 test("100 zero-window streams on one connection hold at most 100 member requests, until clientWrite resets them all and frees their connections", async (t) => {
-  const { h, clock, connect } = await harness(t, (c) => {
-    c.timeouts.clientWrite = 60_000;
-    c.timeouts.response = 600_000;
+  const { h, clock, connect, base } = await harness(t, {
+    proxy: (c) => {
+      c.timeouts.clientWrite = 60_000;
+      c.timeouts.response = 600_000;
+    },
   });
   for (const b of h.backends) {
     b.script = {
@@ -460,9 +484,9 @@ test("100 zero-window streams on one connection hold at most 100 member requests
       },
     };
   }
-  await servedDuring(t, h, async () => {
+  await servedDuring(t, base, async () => {
     // No stream window and, past the first 65,535 bytes, no connection window either.
-    const attacker = await connect({ settings: [[Setting.INITIAL_WINDOW_SIZE, 0]] });
+    const attacker = await connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
     const ids = Array.from({ length: 100 }, (_, i) => 2 * i + 1);
     await attacker.send(...ids.map((id) => request(id, `/zw/${id}`)));
     await until(() => reached(h, "/zw/").length === 100, { what: "the 100 requests at the members" });
@@ -482,25 +506,26 @@ test("100 zero-window streams on one connection hold at most 100 member requests
 // ---------------------------------------------------------------------------
 // Many streams
 
-test("a connection that opens 10,000 streams: at most 100 reach the members, the rest are refused, the connection is closed and every member connection freed", async (t) => {
-  const { h, connect } = await harness(t);
-  await servedDuring(t, h, async () => {
-    const attacker = await connect();
-    let id = 1;
-    for (let batch = 0; batch < 20 && !attacker.raw.ended; batch++) {
-      const frames: Buffer[] = [];
-      for (let i = 0; i < 500; i++, id += 2)
-        frames.push(request(id, `/many/${id}`, { method: "POST", endStream: false }));
-      await sendAndSync(attacker, frames, batch);
-    }
-    await attacker.waitForClose("the 10,000-stream connection to close");
-    const codes = new Map<string, number>();
-    for (const code of attacker.resets.values()) codes.set(errorName(code), (codes.get(errorName(code)) ?? 0) + 1);
-    const goaway = attacker.goaway;
-    t.log(
-      `RST_STREAM ${JSON.stringify([...codes])}; GOAWAY ${goaway ? `${errorName(goaway.code)}, last ${goaway.lastStreamId}` : "none seen"}`,
-    );
+for (const transport of transports)
+  test(`a connection that opens 10,000 streams: at most 100 reach the members, the rest are refused, the connection is closed and every member connection freed (${transport})`, async (t) => {
+    const { h, connect, base } = await harness(t, { transport });
+    await servedDuring(t, base, async () => {
+      const attacker = await connect();
+      let id = 1;
+      for (let batch = 0; batch < 20 && !attacker.raw.ended; batch++) {
+        const frames: Buffer[] = [];
+        for (let i = 0; i < 500; i++, id += 2)
+          frames.push(request(id, `/many/${id}`, { method: "POST", endStream: false }));
+        await sendAndSync(attacker, frames, batch);
+      }
+      await attacker.waitForClose("the 10,000-stream connection to close");
+      const codes = new Map<string, number>();
+      for (const code of attacker.resets.values()) codes.set(errorName(code), (codes.get(errorName(code)) ?? 0) + 1);
+      const goaway = attacker.goaway;
+      t.log(
+        `RST_STREAM ${JSON.stringify([...codes])}; GOAWAY ${goaway ? `${errorName(goaway.code)}, last ${goaway.lastStreamId}` : "none seen"}`,
+      );
+    });
+    t.true(reached(h, "/many/").length <= 100, `${reached(h, "/many/").length} streams reached a member`);
+    await until(() => freed(h, "/many/"), { what: "every member connection the streams used to be closed" });
   });
-  t.true(reached(h, "/many/").length <= 100, `${reached(h, "/many/").length} streams reached a member`);
-  await until(() => freed(h, "/many/"), { what: "every member connection the streams used to be closed" });
-});

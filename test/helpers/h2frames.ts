@@ -440,12 +440,13 @@ export class RawH2Client {
   }
 
   /**
-   * Connects, sends the preface and a SETTINGS frame with `settings`, and
+   * Connects (in clear text, or with `tls` over TLS), sends the preface and a SETTINGS frame with `settings`, and
    * waits for the server's SETTINGS (which it ACKs at once), so that no ACK
    * of ours falls later inside a header block the test sends in pieces.
    */
-  static async connect(port: number, options: { settings?: [number, number][] } = {}) {
-    const raw = await RawClient.connect(port);
+  static async connect(port: number, options: { settings?: [number, number][]; tls?: boolean } = {}) {
+    // Over TLS, h2 is chosen by ALPN.
+    const raw = options.tls ? await RawClient.connectTls(port, ["h2"]) : await RawClient.connect(port);
     const client = new RawH2Client(raw);
     await client.send(preface, settings(options.settings ?? []));
     await client.when(
