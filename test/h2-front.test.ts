@@ -53,7 +53,7 @@ test("curl --http2-prior-knowledge: every request reaches lookup's owner as an H
     first,
   );
   t.deepEqual(
-    reports.requests.map((r) => r.protocol),
+    reports.protocols,
     keys.map(() => "h2"),
   );
   t.deepEqual(
@@ -386,4 +386,27 @@ test("a preface followed by bytes that are not HTTP/2 frames: the session ends (
     h.backends.reduce((n, b) => n + b.bytesSeen, 0),
     0,
   );
+});
+
+test("HEAD and 204: the response ends with its HEADERS frame, content-length kept as the member sent it", async (t) => {
+  const h = await startRawProxy(names);
+  t.teardown(() => h.close());
+  for (const b of h.backends) {
+    b.script = scripts.raw((request) =>
+      request.method === "HEAD"
+        ? head(200, "OK", [["Content-Length", "42"]])
+        : head(204, "No Content", [["X-Done", "yes"]]),
+    );
+  }
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => closeSession(client));
+  const headReply = await request(client, "/a", { method: "HEAD" });
+  t.is(headReply.status, 200);
+  t.is(headReply.headers["content-length"], "42");
+  t.is(headReply.body.length, 0);
+  t.true(headReply.headersOnly);
+  const none = await request(client, "/b", { method: "DELETE" });
+  t.is(none.status, 204);
+  t.is(none.headers["x-done"], "yes");
+  t.true(none.headersOnly);
 });

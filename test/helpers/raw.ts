@@ -693,7 +693,9 @@ export async function startRawProxy(names: string[], options: RawHarnessOptions 
 
 /** A ProxyObserver that keeps every report, for assertions on who was blamed. */
 export class Reports implements ProxyObserver {
-  readonly requests: { member: string; method: string; status: number | "truncated"; protocol: ClientProtocol }[] = [];
+  readonly requests: { member: string; method: string; status: number | "truncated" }[] = [];
+  /** The protocol of each request in `requests`, in the same order. */
+  readonly protocols: ClientProtocol[] = [];
   readonly upstreamErrors: { member: string; reason: UpstreamFailure }[] = [];
   readonly clientErrors: ClientFailure[] = [];
   readonly queueTimeouts: string[] = [];
@@ -713,7 +715,8 @@ export class Reports implements ProxyObserver {
     _seconds = 0,
     protocol: ClientProtocol = "http/1.1",
   ): void {
-    this.requests.push({ member, method, status, protocol });
+    this.requests.push({ member, method, status });
+    this.protocols.push(protocol);
   }
   upstreamError(member: string, reason: UpstreamFailure): void {
     this.upstreamErrors.push({ member, reason });
