@@ -284,13 +284,23 @@ test("a flood of empty DATA frames (CVE-2019-9518) ends the connection and frees
   await until(() => freed(h, "/empty/"), { what: "the member connection of the flooded stream to be closed" });
 });
 
-test("a SETTINGS frame with more than 32 entries gets GOAWAY ENHANCE_YOUR_CALM", async (t) => {
-  const { connect } = await harness(t);
+test("a SETTINGS frame with more than 32 entries gets GOAWAY ENHANCE_YOUR_CALM, and the connection is closed at the idle deadline", async (t) => {
+  const { connect, clock } = await harness(t);
   const attacker = await connect();
   const entries: [number, number][] = Array.from({ length: 100 }, (_, i) => [Setting.MAX_CONCURRENT_STREAMS, i]);
   await attacker.send(settings(entries));
   const goaway = await attacker.waitForGoaway();
   t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
+  // nghttp2 is done with the session, Node keeps the socket: the idle deadline and its linger close it.
+  clock.advance(5_000 - 1);
+  t.false(attacker.raw.ended, "open until the idle deadline");
+  await until(
+    () => {
+      clock.advance(1_000);
+      return attacker.raw.ended;
+    },
+    { what: "the connection to close as the clock passes the idle deadline and its linger" },
+  );
 });
 
 // ---------------------------------------------------------------------------

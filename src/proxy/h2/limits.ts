@@ -18,7 +18,7 @@
  * | invalid frames / refused streams | 100 / 100 a session                   | then the session is closed                  |
  * | streams the client cancels mid-exchange | burst 200, then 20/s (resets.ts); past it GOAWAY ENHANCE_YOUR_CALM and close | rapid reset (CVE-2023-44487): each may have cost a member a request |
  * | RST_STREAM from the client     | burst 1000, 33/s: nghttp2 ≥ 1.57's built-in token bucket (Node 20 has no option for it); GOAWAY INTERNAL_ERROR | the looser net under ours |
- * | a session without streams      | `proxy.timeouts.clientIdle`             | then GOAWAY, as an idle HTTP/1.1 connection |
+ * | a session without streams      | `proxy.timeouts.clientIdle`             | then GOAWAY, as an idle HTTP/1.1 connection; destroyed 1 s later if still open (server.ts) |
  */
 import { constants, type ServerOptions, type Settings } from "node:http2";
 import type { ProxyConfig } from "../../config.ts";
