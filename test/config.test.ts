@@ -154,6 +154,14 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
   }
 });
 
+test("http2: on by default, off by the file, --http2 or RINGROUTE_HTTP2", (t) => {
+  t.true(loadConfig([], { env: {} }).http2);
+  t.false(loadConfig(["--http2", "false"], { env: {} }).http2);
+  t.false(loadConfig([], { env: { RINGROUTE_HTTP2: "false" } }).http2);
+  const error = t.throws(() => loadConfig(["--http2", "sometimes"], { env: {} }), { instanceOf: ConfigError });
+  t.is(error?.field, "http2");
+});
+
 test("flag and variable values are validated under the field they set", (t) => {
   const error = t.throws(() => loadConfig(["--partitions", "abc"], { env: {} }), { instanceOf: ConfigError });
   t.is(error?.field, "ring.partitions");

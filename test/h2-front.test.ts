@@ -322,7 +322,7 @@ test("the same retry policy and ejection: a dead owner's stream goes to the next
   t.is(reports.upstreamErrors.length, 2, "an ejected owner is skipped, not tried");
 });
 
-test("a member's 503 is retried for a GET, not for a POST, as for HTTP/1.1", async (t) => {
+test("a member's 503 is retried for a GET and a PUT with its whole body kept, not for a POST, as for HTTP/1.1", async (t) => {
   const reports = new Reports();
   const h = await startRawProxy(names, { observer: reports });
   t.teardown(() => h.close());
@@ -336,11 +336,16 @@ test("a member's 503 is retried for a GET, not for a POST, as for HTTP/1.1", asy
   const post = await request(client, other, { method: "POST", chunks: ["data"] });
   t.is(post.status, 503, "a POST is not resent: the member's 503 is the answer");
   t.is(post.text, "busy");
+  const put = await request(client, other, { method: "PUT", chunks: ["whole ", "body"] });
+  t.is(put.text, `${spare} PUT ${other}`, "a PUT whose whole body is at hand is resent");
+  const resent = h.backend(spare).requests.at(-1);
+  t.is(resent?.body.toString(), "whole body", "with its body, byte for byte");
   t.deepEqual(
-    reports.records.slice(-2).map((r) => [r.member, r.tried, r.outcome]),
+    reports.records.slice(-3).map((r) => [r.member, r.tried, r.outcome]),
     [
       [spare, 2, "ok"],
       [busy, 1, "upstream_status"],
+      [spare, 2, "ok"],
     ],
   );
 });
@@ -409,4 +414,29 @@ test("HEAD and 204: the response ends with its HEADERS frame, content-length kep
   t.is(none.status, 204);
   t.is(none.headers["x-done"], "yes");
   t.true(none.headersOnly);
+});
+
+test("2 MiB up and 2 MiB down through one stream: every byte, in order, with flow control both ways", async (t) => {
+  const h = await startRawProxy(names);
+  t.teardown(() => h.close());
+  const down = Buffer.alloc(2 << 20);
+  for (let i = 0; i < down.length; i++) down[i] = (i * 7) & 0xff;
+  for (const b of h.backends) {
+    b.script = {
+      answer(_request, c) {
+        c.socket.write(head(200, "OK", [["Content-Length", String(down.length)]]));
+        c.socket.write(down);
+      },
+    };
+  }
+  const up = Buffer.alloc(2 << 20);
+  for (let i = 0; i < up.length; i++) up[i] = (i * 13) & 0xff;
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => closeSession(client));
+  const chunks = Array.from({ length: 32 }, (_, i) => up.subarray(i * 65_536, (i + 1) * 65_536));
+  const reply = await request(client, "/big", { method: "POST", chunks });
+  t.is(reply.status, 200);
+  t.true(reply.body.equals(down), "the response body whole");
+  const received = h.backends.flatMap((b) => b.requests).at(-1);
+  t.true(received?.body.equals(up), "the request body whole (chunked to the member)");
 });
