@@ -7,8 +7,8 @@
  * node:http2 client on another connection was served throughout.
  *
  * The proxy runs on a manual clock: a stall is cut by advancing it, never
- * by waiting. A PING after a batch of frames is the sync point: its ACK
- * comes once the proxy has read everything before it.
+ * by waiting. A PING after a batch of frames is the sync point
+ * (`sendSynced`): its ACK comes once the proxy has read everything before it.
  */
 import type { ExecutionContext } from "ava";
 import test from "ava";
@@ -146,17 +146,6 @@ async function servedDuring<T>(t: ExecutionContext, base: string, attack: () => 
   }
 }
 
-/** Sends `frames`, then a PING, and waits for its ACK (or the close): the proxy has read them all. */
-async function sendAndSync(client: RawH2Client, frames: Buffer[], tag: number): Promise<void> {
-  await client.send(...frames, ping(tag));
-  await client.when(
-    (fs) =>
-      client.raw.ended ||
-      fs.some((f) => f.type === FrameType.PING && f.flags & Flag.ACK && f.payload.readBigUInt64BE(0) === BigInt(tag)),
-    `the ACK of PING ${tag} (or the close)`,
-  );
-}
-
 /** The DATA of `stream` as text. */
 function body(client: RawH2Client, stream: number): string {
   return Buffer.concat(client.of(FrameType.DATA, stream).map((f) => f.payload)).toString("latin1");
@@ -188,7 +177,7 @@ for (const transport of transports)
       for (let batch = 0; batch < 20 && !attacker.raw.ended; batch++) {
         const frames: Buffer[] = [];
         for (let i = 0; i < 50; i++, id += 2) frames.push(request(id, `/rr/${id}`), rstStream(id, ErrorCode.CANCEL));
-        await sendAndSync(attacker, frames, batch);
+        await attacker.sendSynced(...frames);
       }
       const goaway = await attacker.waitForGoaway("GOAWAY for the rapid resets");
       t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
@@ -210,7 +199,7 @@ test("a client cancelling fewer streams than the budget keeps its connection and
   for (let batch = 0; batch < 3; batch++) {
     const frames: Buffer[] = [];
     for (let i = 0; i < 50; i++, id += 2) frames.push(request(id, `/cancel/${id}`), rstStream(id, ErrorCode.CANCEL));
-    await sendAndSync(client, frames, batch);
+    await client.sendSynced(...frames);
   }
   await client.send(request(id, "/after"));
   await ended(client, id, "the answer to /after");
@@ -226,17 +215,17 @@ test("the rapid-reset budget comes back with time on the proxy's clock: 20 more 
   const { h, clock, connect } = await harness(t);
   const client = await connect();
   let id = 1;
-  const cancel = async (count: number, tag: number) => {
+  const cancel = async (count: number) => {
     const frames: Buffer[] = [];
     for (let i = 0; i < count; i++, id += 2) frames.push(request(id, `/budget/${id}`), rstStream(id, ErrorCode.CANCEL));
-    await sendAndSync(client, frames, tag);
+    await client.sendSynced(...frames);
   };
-  for (let batch = 0; batch < 4; batch++) await cancel(50, batch);
+  for (let batch = 0; batch < 4; batch++) await cancel(50);
   t.is(client.goaway, undefined, "200 cancellations are within the burst");
   clock.advance(1_000);
-  await cancel(20, 4);
+  await cancel(20);
   t.is(client.goaway, undefined, "a second later, 20 more are too");
-  await cancel(1, 5);
+  await cancel(1);
   const goaway = await client.waitForGoaway("GOAWAY for the 221st cancellation");
   t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
   await client.waitForClose();
@@ -526,7 +515,7 @@ for (const transport of transports)
         const frames: Buffer[] = [];
         for (let i = 0; i < 500; i++, id += 2)
           frames.push(request(id, `/many/${id}`, { method: "POST", endStream: false }));
-        await sendAndSync(attacker, frames, batch);
+        await attacker.sendSynced(...frames);
       }
       await attacker.waitForClose("the 10,000-stream connection to close");
       const codes = new Map<string, number>();

@@ -462,6 +462,23 @@ export class RawH2Client {
     await this.raw.send(Buffer.concat(buffers)).catch(() => {});
   }
 
+  #pings = 0n;
+
+  /**
+   * Sends `frames` and a PING, and waits for its ACK (or the close): the
+   * server has then read all of them, as it answers a PING in order.
+   */
+  async sendSynced(...frames: Buffer[]): Promise<void> {
+    const tag = 0x5e4d0000n + this.#pings++;
+    await this.send(...frames, ping(tag));
+    await this.when(
+      (fs) =>
+        this.raw.ended ||
+        fs.some((f) => f.type === FrameType.PING && f.flags & Flag.ACK && f.payload.readBigUInt64BE(0) === tag),
+      `the ACK of PING ${tag} (or the close)`,
+    );
+  }
+
   get frames(): Frame[] {
     return this.reader.frames;
   }
