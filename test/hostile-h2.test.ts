@@ -393,6 +393,27 @@ test("a header block that never ends is closed at the idle deadline", async (t) 
   t.deepEqual(reached(h, "/bomb/"), []);
 });
 
+test("a session kept busy with PINGs but no stream is still closed at the idle deadline", async (t) => {
+  const { h, clock, connect } = await harness(t);
+  const client = await connect();
+  // clientIdle is 5 s: a PING every second for 4 s is answered, and changes nothing.
+  for (let second = 0; second < 4; second++) {
+    await client.sendSynced();
+    clock.advance(1_000);
+  }
+  t.is(client.goaway, undefined, "not idle for 5 s yet");
+  await until(
+    async () => {
+      await client.sendSynced();
+      clock.advance(1_000);
+      return client.raw.ended;
+    },
+    { what: "the PINGing session to be closed as the clock passes the idle deadline" },
+  );
+  t.is(errorName(client.goaway?.code ?? -1), "NO_ERROR");
+  t.deepEqual(reached(h, "/"), []);
+});
+
 // ---------------------------------------------------------------------------
 // Stalls
 
