@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { fullBucket, ResetBudget, spendReset } from "../src/proxy/h2/resets.ts";
 import { ManualClock } from "./helpers/clock.ts";
 
-const limit = { burst: 100, perSecond: 10 };
+const limit = { burst: 100, perSecond: 10, minLifetimeMs: 1_000 };
 
 test("a fresh connection may cancel `burst` streams at once; the next one is past the limit", (t) => {
   const clock = new ManualClock();
@@ -40,16 +40,30 @@ test("a client cancelling steadily below the rate is never cut off, however long
   }
 });
 
+test("only a stream cancelled within minLifetimeMs of opening counts", (t) => {
+  const clock = new ManualClock();
+  const budget = new ResetBudget({ burst: 1, perSecond: 0, minLifetimeMs: 1_000 }, clock.now());
+  const opened = clock.now();
+  clock.advance(1_000);
+  for (let i = 0; i < 1_000; i++) t.false(budget.cancelled(opened, clock.now()), "a stream that lived 1 s");
+  t.false(budget.cancelled(clock.now() - 999, clock.now()), "one that lived 999 ms spends the one token");
+  t.true(budget.cancelled(clock.now(), clock.now()), "and the next quick one is too many");
+});
+
 test("a clock that steps back regains nothing", (t) => {
-  let bucket = fullBucket({ burst: 1, perSecond: 1000 }, 5_000);
-  bucket = spendReset(bucket, { burst: 1, perSecond: 1000 }, 5_000).bucket;
-  t.true(spendReset(bucket, { burst: 1, perSecond: 1000 }, 1_000).calm);
+  let bucket = fullBucket({ burst: 1, perSecond: 1000, minLifetimeMs: 1_000 }, 5_000);
+  bucket = spendReset(bucket, { burst: 1, perSecond: 1000, minLifetimeMs: 1_000 }, 5_000).bucket;
+  t.true(spendReset(bucket, { burst: 1, perSecond: 1000, minLifetimeMs: 1_000 }, 1_000).calm);
 });
 
 test("over any interval, the cancellations allowed are at most burst + perSecond × its length", (t) => {
   fc.assert(
     fc.property(
-      fc.record({ burst: fc.integer({ min: 1, max: 20 }), perSecond: fc.integer({ min: 0, max: 50 }) }),
+      fc.record({
+        burst: fc.integer({ min: 1, max: 20 }),
+        perSecond: fc.integer({ min: 0, max: 50 }),
+        minLifetimeMs: fc.constant(1_000),
+      }),
       fc.array(fc.integer({ min: 0, max: 400 }), { minLength: 1, maxLength: 300 }),
       (rule, gaps) => {
         const clock = new ManualClock();
@@ -76,7 +90,11 @@ test("over any interval, the cancellations allowed are at most burst + perSecond
 test("over any schedule, a cancellation is refused exactly when allowing it would break that bound", (t) => {
   fc.assert(
     fc.property(
-      fc.record({ burst: fc.integer({ min: 1, max: 20 }), perSecond: fc.integer({ min: 0, max: 50 }) }),
+      fc.record({
+        burst: fc.integer({ min: 1, max: 20 }),
+        perSecond: fc.integer({ min: 0, max: 50 }),
+        minLifetimeMs: fc.constant(1_000),
+      }),
       fc.array(fc.integer({ min: 0, max: 400 }), { minLength: 1, maxLength: 300 }),
       (rule, gaps) => {
         const clock = new ManualClock();

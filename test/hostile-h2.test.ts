@@ -233,6 +233,24 @@ test("the rapid-reset budget comes back with time on the proxy's clock: 20 more 
   await until(() => freed(h, "/budget/"), { what: "the member connections of the cancelled streams to be freed" });
 });
 
+test("streams cancelled a second or more after they opened do not count: 300 of them leave the connection open", async (t) => {
+  const { h, clock, connect } = await harness(t);
+  const client = await connect();
+  let id = 1;
+  for (let round = 0; round < 3; round++) {
+    const ids = Array.from({ length: 100 }, (_, i) => id + 2 * i);
+    id += 200;
+    await client.sendSynced(...ids.map((s) => request(s, `/watch/${s}`, { method: "POST", endStream: false })));
+    clock.advance(1_000);
+    await client.sendSynced(...ids.map((s) => rstStream(s, ErrorCode.CANCEL)));
+  }
+  t.is(client.goaway, undefined, "300 cancellations of streams that lived 1 s");
+  await client.send(request(id, "/after"));
+  await ended(client, id, "the answer to /after");
+  t.is(body(client, id), `${ring.ownerOf("/after")} GET /after`);
+  await until(() => freed(h, "/watch/"), { what: "the member connections of the cancelled streams to be freed" });
+});
+
 // ---------------------------------------------------------------------------
 // SETTINGS and PING floods
 

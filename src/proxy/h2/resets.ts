@@ -13,6 +13,12 @@
  * at a steady rate below perSecond (a gRPC client whose deadlines expire, a
  * browser navigating away) is never cut off.
  *
+ * Only a stream cancelled within `minLifetimeMs` of opening counts (Envoy's
+ * "premature reset"): a client that gives up on a slow response, or ends a
+ * watch or a streaming call it held for a while, is not what the attack
+ * looks like, and a stream that lived that long already held one of the
+ * session's concurrent streams for it.
+ *
  * nghttp2 has a bucket of its own (1,000, 33/s, fixed in Node 20), but it
  * answers with INTERNAL_ERROR and leaves the socket open; this one is
  * tighter, names the reason and closes.
@@ -23,6 +29,8 @@ export interface ResetLimit {
   burst: number;
   /** Cancellations regained per second, up to `burst`. */
   perSecond: number;
+  /** A stream cancelled this many milliseconds after it opened, or later, is not counted. */
+  minLifetimeMs: number;
 }
 
 /**
@@ -64,6 +72,12 @@ export class ResetBudget {
     now: number,
   ) {
     this.#bucket = fullBucket(limit, now);
+  }
+
+  /** A stream opened at `openedAt` was cancelled at `now`; true when the connection is past its limit. */
+  cancelled(openedAt: number, now: number): boolean {
+    if (now - openedAt >= this.limit.minLifetimeMs) return false;
+    return this.spend(now);
   }
 
   /** Counts one cancelled stream; true when the connection is past its limit. */

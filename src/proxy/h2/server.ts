@@ -133,7 +133,8 @@ export class H2Sessions {
         entry.streams--;
         if (entry.streams === 0) entry.deadline = deadlines.now() + idleMs;
       });
-      new StreamExchange(this.#server, stream, entry.address, () => this.#cancelled(entry)).start(raw);
+      const opened = deadlines.now();
+      new StreamExchange(this.#server, stream, entry.address, () => this.#cancelled(entry, opened)).start(raw);
     });
     session.once("close", () => {
       deadlines.delete(entry);
@@ -144,13 +145,13 @@ export class H2Sessions {
   }
 
   /**
-   * The client cancelled a stream before its exchange was over. Past the
+   * The client cancelled a stream (opened at `opened`) before its exchange was over. Past the
    * budget (rapid reset, CVE-2023-44487) the session ends at once with
    * GOAWAY ENHANCE_YOUR_CALM: its streams in flight are cut, their member
    * requests dropped, and the socket closed.
    */
-  #cancelled(entry: Session): void {
-    if (entry.session.destroyed || !entry.resets.spend(this.#deadlines.now())) return;
+  #cancelled(entry: Session, opened: number): void {
+    if (entry.session.destroyed || !entry.resets.cancelled(opened, this.#deadlines.now())) return;
     entry.session.destroy(new Error("too many streams cancelled"), constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 }
