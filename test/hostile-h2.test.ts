@@ -35,6 +35,7 @@ import {
   rstStream,
   Setting,
   settings,
+  windowUpdate,
 } from "./helpers/h2frames.ts";
 import { fixed, type Message, type RawHarness, startRawProxy } from "./helpers/raw.ts";
 import { selfSigned } from "./helpers/tls.ts";
@@ -504,6 +505,33 @@ for (const transport of transports)
     });
     await until(() => freed(h, "/big/"), { what: "the zero-window stream's member connection to be closed" });
   });
+
+test("a client that opens its window a few bytes at a time is cut at clientWrite all the same", async (t) => {
+  const { h, clock, connect } = await harness(t, {
+    proxy: (c) => {
+      c.timeouts.clientWrite = 60_000;
+      c.timeouts.response = 600_000;
+    },
+  });
+  for (const b of h.backends)
+    b.script = { answer: (_r, c) => void c.socket.write(fixed(200, "t".repeat(1024 * 1024))) };
+  const client = await connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
+  await client.send(request(1, "/trickle/1"));
+  await client.when(() => client.of(FrameType.HEADERS, 1).length > 0, "the response head");
+  // 10 bytes of window every 10 s: the response goes on arriving, far slower than a reader would take it.
+  let elapsed = 0;
+  while (elapsed < 200_000) {
+    await client.sendSynced(windowUpdate(1, 10), windowUpdate(0, 10));
+    if (client.resets.get(1) !== undefined) break;
+    clock.advance(10_000);
+    elapsed += 10_000;
+  }
+  t.true(elapsed <= 70_000, `reset after ${elapsed / 1000} s of the clock: clientWrite (60 s) from the first stall`);
+  t.is(errorName(client.resets.get(1) ?? -1), "CANCEL");
+  const got = body(client, 1).length;
+  t.true(got > 0 && got <= 200, `${got} bytes arrived before the cut`);
+  await until(() => freed(h, "/trickle/"), { what: "the trickling stream's member connection to be closed" });
+});
 
 test("100 zero-window streams on one connection hold at most 100 member requests, until clientWrite resets them all and frees their connections", async (t) => {
   const { h, clock, connect, base } = await harness(t, {
