@@ -4,8 +4,10 @@
  * StreamExchange. Sockets come from the proxy's listener: a cleartext one
  * that opened with the h2 preface, or a TLS one that chose `h2` by ALPN.
  * A session with no open stream for `timeouts.clientIdle` gets GOAWAY, as an
- * idle HTTP/1.1 connection is closed; so does every session on shutdown,
- * its streams left to finish.
+ * idle HTTP/1.1 connection is closed (and is destroyed a second later if the
+ * client keeps it open); so does every session on shutdown, its streams left
+ * to finish. A client that cancels streams faster than its ResetBudget
+ * allows (rapid reset) is cut with GOAWAY ENHANCE_YOUR_CALM.
  */
 import { constants, createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
