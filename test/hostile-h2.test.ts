@@ -28,6 +28,7 @@ import {
   headersInPieces,
   hpack,
   ping,
+  priority,
   RawH2Client,
   request,
   requestFields,
@@ -291,6 +292,21 @@ test("a flood of empty DATA frames (CVE-2019-9518) ends the connection and frees
     "no member got a whole request",
   );
   await until(() => freed(h, "/empty/"), { what: "the member connection of the flooded stream to be closed" });
+});
+
+test("a PRIORITY flood for idle streams is read and dropped; the next request on the connection is served", async (t) => {
+  const { h, connect } = await harness(t);
+  const client = await connect();
+  await client.sendSynced(...Array.from({ length: 10_000 }, (_, i) => priority(2 * i + 1, 0, 1 + (i % 256))));
+  const id = 2 * 10_000 + 1;
+  await client.send(request(id, "/after-priority"));
+  await ended(client, id, "the answer after the PRIORITY flood");
+  t.is(body(client, id), `${ring.ownerOf("/after-priority")} GET /after-priority`);
+  t.is(client.goaway, undefined);
+  t.deepEqual(
+    h.backends.flatMap((b) => b.requests.map((r) => r.url)),
+    ["/after-priority"],
+  );
 });
 
 test("a SETTINGS frame with more than 32 entries gets GOAWAY ENHANCE_YOUR_CALM, and the connection is closed at the idle deadline", async (t) => {
