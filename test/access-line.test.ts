@@ -7,8 +7,8 @@
  */
 import test from "ava";
 import fc from "fast-check";
-import { accessLine, isoTime } from "../src/commands/access-line.ts";
-import { createAccessLog } from "../src/commands/logging.ts";
+import { accessLine, accessLineBound, isoTime, writeAccessLine } from "../src/commands/access-line.ts";
+import { byteAccessLog, createAccessLog } from "../src/commands/logging.ts";
 import type { AccessRecord } from "../src/proxy/observer.ts";
 
 /** The previous serialiser, with the two times rounded. */
@@ -85,6 +85,84 @@ test("a line is the text JSON.stringify gave, for any strings, and parses back t
       t.deepEqual(Object.keys(parsed), ["time", ...Object.keys(record)]);
     }),
     { numRuns: 2000 },
+  );
+});
+
+test("the line written as bytes is the text line in UTF-8, within the bound it promises", (t) => {
+  fc.assert(
+    fc.property(records, fc.integer({ min: 0, max: 4_102_444_800_000 }), fc.nat(64), (record, now, at) => {
+      const bound = accessLineBound(record);
+      // Bytes around the line show it writes nowhere else.
+      const out = Buffer.alloc(at + bound + 8, 0xee);
+      const end = writeAccessLine(record, now, out, at);
+      const expected = Buffer.from(accessLine(record, now), "utf8");
+      t.true(end - at <= bound, "the line fits the bound");
+      t.deepEqual(out.subarray(at, end), expected);
+      t.true(out.subarray(0, at).every((b) => b === 0xee) && out.subarray(end).every((b) => b === 0xee));
+    }),
+    { numRuns: 2000 },
+  );
+  // Durations at the edges of the two-decimal text.
+  for (const ms of [0, -0, 0.004, 0.005, 0.07, 0.1, 1.5, 2, 10.1, 99.99, 100, 14.288037000000259, 1e7, 1e13]) {
+    const record: AccessRecord = {
+      method: "GET",
+      path: "/",
+      status: 200,
+      partition: -1,
+      member: "none",
+      tried: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      totalMs: ms,
+      upstreamMs: Number.NaN,
+      client: "",
+    };
+    const out = Buffer.alloc(accessLineBound(record));
+    t.is(out.toString("utf8", 0, writeAccessLine(record, 0, out, 0)), accessLine(record, 0), `totalMs ${ms}`);
+  }
+});
+
+test("byte lines reach the sink in order as slices never written over, batched by size and at the end of the turn", async (t) => {
+  const handed: Buffer[] = [];
+  const copies: string[] = [];
+  const sink = {
+    write: (bytes: Buffer) => {
+      handed.push(bytes);
+      copies.push(bytes.toString("utf8"));
+    },
+  };
+  const log = byteAccessLog(1, sink, Math.random, 1000);
+  const record = (i: number): AccessRecord => ({
+    method: "GET",
+    // Long enough that the 64 KB line buffer fills and is replaced along the way.
+    path: `/users/${i}/${"x".repeat(300)}`,
+    status: 200,
+    partition: i,
+    member: "a",
+    tried: 1,
+    bytesIn: 0,
+    bytesOut: 1,
+    totalMs: 1,
+    upstreamMs: 1,
+    client: "127.0.0.1",
+  });
+  for (let i = 0; i < 500; i++) log.write(record(i));
+  const batches = handed.length;
+  t.true(batches >= 100, `batches of about 1000 bytes were handed over at once (${batches})`);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(handed.length, batches + 1, "the rest at the end of the turn");
+  log.write(record(500));
+  log.close();
+  t.deepEqual(
+    handed.map((b) => b.toString("utf8")),
+    copies,
+    "no slice handed over was written over afterwards",
+  );
+  const lines = copies.join("").split("\n");
+  t.is(lines.pop(), "");
+  t.deepEqual(
+    lines.map((l) => JSON.parse(l).partition),
+    Array.from({ length: 501 }, (_, i) => i),
   );
 });
 

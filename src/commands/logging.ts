@@ -6,7 +6,7 @@
 import { type DestinationStream, type LevelWithSilent, type Logger, pino } from "pino";
 import type { Config } from "../config.ts";
 import type { AccessRecord } from "../proxy/observer.ts";
-import { accessLine } from "./access-line.ts";
+import { accessLine, accessLineBound, writeAccessLine } from "./access-line.ts";
 
 export interface Logging {
   logger: Logger;
@@ -80,14 +80,16 @@ export interface AccessLog {
 
 /**
  * The access log: one JSON line a request, `{"time", ...record}`, sampled at
- * `access.sample`. Lines are built by `accessLine` (a hand-written serialiser
- * that gives JSON.stringify's text for these fields) and written through
- * a buffered sonic-boom on stdout (no pino child: nothing but the record is
- * wanted, and a level and pid per line would be noise). The buffer is flushed
- * every `flushMs`, so a quiet proxy's lines still show up promptly.
+ * `access.sample`, written through a buffered sonic-boom on stdout (no pino
+ * child: nothing but the record is wanted, and a level and pid per line would
+ * be noise). The buffer is flushed every `flushMs`, so a quiet proxy's lines
+ * still show up promptly.
  *
- * Lines are handed to the stream in batches: once `batchChars` have
- * gathered, and at the end of the event-loop turn that wrote them. A
+ * On stdout the lines are written as bytes (`byteAccessLog`): each straight
+ * into a batch buffer, no string made for it. Into another `destination` (a
+ * worker's channel to the primary, tests) they go as text built by
+ * `accessLine`. Either way they are handed on in batches: once `batchChars`
+ * have gathered, and at the end of the event-loop turn that wrote them. A
  * string-mode sonic-boom measures the byte length of its pending text on
  * every write, so a write per line cost more than building the line.
  * sonic-boom writes once 32 KB have gathered (a write to stdout goes
@@ -102,15 +104,31 @@ export function createAccessLog(
   batchChars = 16 * 1024,
 ): AccessLog | undefined {
   if (!access.log) return undefined;
-  const { sample } = access;
-  let out = destination;
-  let timer: NodeJS.Timeout | undefined;
-  if (out === undefined) {
-    const stdout = pino.destination({ fd: 1, sync: false, minLength: 32 * 1024, maxWrite: 64 * 1024 });
-    timer = setInterval(() => stdout.flush(), flushMs).unref();
-    out = stdout;
+  if (destination === undefined) {
+    const stdout = pino.destination({
+      fd: 1,
+      sync: false,
+      contentMode: "buffer",
+      minLength: 32 * 1024,
+      maxWrite: 64 * 1024,
+    });
+    const timer = setInterval(() => stdout.flush(), flushMs).unref();
+    const log = byteAccessLog(access.sample, stdout as unknown as ByteSink, random, batchChars);
+    return {
+      write: log.write,
+      close() {
+        clearInterval(timer);
+        try {
+          log.close();
+          stdout.flushSync();
+        } catch {
+          // stdout gone (a closed pipe): nothing left to save.
+        }
+      },
+    };
   }
-  const sink = out;
+  const { sample } = access;
+  const sink = destination;
   let pending = "";
   let scheduled = false;
   const handOff = () => {
@@ -134,7 +152,6 @@ export function createAccessLog(
       }
     },
     close() {
-      if (timer !== undefined) clearInterval(timer);
       try {
         handOff();
         sink.flushSync?.();
@@ -142,5 +159,62 @@ export function createAccessLog(
         // stdout gone (a closed pipe): nothing left to save.
       }
     },
+  };
+}
+
+/** Where `byteAccessLog` hands its batches: it keeps each buffer it is given until written. */
+export interface ByteSink {
+  write(bytes: Buffer): unknown;
+}
+
+/** Bytes of line buffer allocated at a time: lines are written into it one after another. */
+const lineBufferBytes = 64 * 1024;
+
+/**
+ * Access lines written as UTF-8 straight into a line buffer
+ * (`writeAccessLine`), handed to `sink` as slices of it: once `batchBytes`
+ * have gathered and at the end of the turn. A slice handed on is never
+ * written over (the sink may still hold it): the next lines go after it, and
+ * a full buffer is replaced by a new one, not reused. Per request nothing is
+ * allocated; per batch, one slice, and a new 64 KB buffer every 64 KB.
+ */
+export function byteAccessLog(
+  sample: number,
+  sink: ByteSink,
+  random: () => number = Math.random,
+  batchBytes = 16 * 1024,
+): AccessLog {
+  let buffer = Buffer.allocUnsafeSlow(lineBufferBytes);
+  /** Written and not handed on: buffer[from, to). */
+  let from = 0;
+  let to = 0;
+  let scheduled = false;
+  const handOff = () => {
+    if (to === from) return;
+    sink.write(buffer.subarray(from, to));
+    from = to;
+  };
+  const endOfTurn = () => {
+    scheduled = false;
+    handOff();
+  };
+  return {
+    write(record) {
+      if (sample < 1 && random() >= sample) return;
+      const need = accessLineBound(record);
+      if (to + need > buffer.length) {
+        handOff();
+        buffer = Buffer.allocUnsafeSlow(Math.max(lineBufferBytes, need));
+        from = 0;
+        to = 0;
+      }
+      to = writeAccessLine(record, Date.now(), buffer, to);
+      if (to - from >= batchBytes) handOff();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(endOfTurn);
+      }
+    },
+    close: handOff,
   };
 }

@@ -12,8 +12,8 @@ import type { RoutingTable } from "../handoff/table.ts";
 import type { Logger } from "../utils/logger.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type Ejections, nextChoice } from "./failover.ts";
-import { type BodyMode, chunkPrefix, chunkSuffix, framedLines, lastChunk, responseFraming } from "./framing.ts";
-import { type RequestHead, readResponseHead } from "./headers.ts";
+import { type BodyMode, chunkPrefix, chunkSuffix, lastChunk, responseFraming } from "./framing.ts";
+import { putLatin1, type RequestHead, readResponseFields, readResponseHead, writeFields } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
 import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
 import { errorBody, errorResponse } from "./reply.ts";
@@ -84,14 +84,36 @@ const clientReasons: Record<ClientFailure, string> = {
   aborted: "client_closed",
   bad_request: "bad_request",
 };
-/** Bodies up to this size go out in one buffer with their head (a copy is cheaper than a second write). */
+/** Every exchange's `#tried` before its first member; shared, so never changed (a new array replaces it). */
+const noneTried: string[] = [];
+
+/** The length in bytes of `HTTP/1.1 <status> <reason>\r\n` (the reason is latin1: a byte a character). */
+function statusLineBytes(status: number, reason: string): number {
+  return 9 + String(status).length + 1 + reason.length + 2;
+}
+
+/** Writes `HTTP/1.1 <status> <reason>\r\n` at the start of `out`; returns its end. */
+function writeStatusLine(out: Buffer, status: number, reason: string): number {
+  let p = putLatin1(out, 0, "HTTP/1.1 ");
+  p = putLatin1(out, p, String(status));
+  out[p++] = 0x20;
+  p = putLatin1(out, p, reason);
+  out[p++] = 0x0d;
+  out[p++] = 0x0a;
+  return p;
+}
+
+/** Sized bodies up to this size that did not come with their head are waited for, to go out in one write with it. */
 const combineLimit = 16 * 1024;
 
 export class Exchange implements ResponseSink {
+  /** Response bytes are copied before they are written (see #pass): the member socket's read buffer is reused. */
+  readonly borrowsReadBuffer = true;
   readonly #ctx: EngineContext;
   readonly #client: ClientSide;
   readonly request: RequestInfo;
-  readonly #tried: string[] = [];
+  /** Members tried, in order. Made with its first member: an empty array grows a 17-slot store on its first push. */
+  #tried: string[] = noneTried;
   #member = "none";
   #pool: UpstreamPool | undefined;
   #conn: UpstreamConnection | undefined;
@@ -118,8 +140,12 @@ export class Exchange implements ResponseSink {
   #ended = false;
   /** The member answered with a status `retry.on` lists: a failure, even when relayed. */
   #failedStatus = false;
-  /** The response head, written with the first body bytes (or at the end of the read that brought it). */
-  #heldHead: string | undefined;
+  /**
+   * The response head, written with the first body bytes (or at the end of the read that brought it): its
+   * first `#heldHeadBytes` bytes, then room for a small body that did not come with it.
+   */
+  #heldHead: Buffer | undefined;
+  #heldHeadBytes = 0;
   #awaitBody = false;
   /** How the response body is delimited to the client (framing.ts). */
   #body: BodyMode = "verbatim";
@@ -137,7 +163,7 @@ export class Exchange implements ResponseSink {
 
   /** Sends the request to `member`. */
   send(member: string): void {
-    this.#tried.push(member);
+    this.#tried = this.#tried.length === 0 ? [member] : [...this.#tried, member];
     this.#member = member;
     const pool = this.#ctx.upstreams.get(member);
     if (pool === undefined) {
@@ -239,7 +265,7 @@ export class Exchange implements ResponseSink {
     const head = this.#heldHead;
     if (head === undefined) return;
     this.#heldHead = undefined;
-    this.#client.write(head);
+    this.#client.write(head.length === this.#heldHeadBytes ? head : head.subarray(0, this.#heldHeadBytes));
   }
 
   upstreamHead(conn: UpstreamConnection, parser: Parser, rest: Buffer, pos: number): boolean {
@@ -280,10 +306,10 @@ export class Exchange implements ResponseSink {
     }
     this.status = status;
     this.responseStarted = true;
-    const head = readResponseHead(parser.names, parser.values);
+    const fields = readResponseFields(parser.names, parser.values, this.request.http10);
     const framing = responseFraming({
       needsEof: parser.needsEof,
-      chunked: head.chunked,
+      chunked: fields.chunked,
       http10: this.request.http10,
       upgrade: this.request.upgrade,
     });
@@ -293,19 +319,44 @@ export class Exchange implements ResponseSink {
     if (!parser.keepAlive) conn.noReuse();
     // Decoded spans come from the parser only for `dechunk`; the other modes take the raw bytes.
     parser.decode = framing.body === "dechunk";
-    let lines = framedLines(framing.body, head.lines);
+    // The lines ringroute adds (framing.ts decides the framing; `readResponseFields` already left out the
+    // Transfer-Encoding of a body it de-chunks).
+    const rechunked = framing.body === "rechunk" ? "transfer-encoding: chunked\r\n" : "";
+    let partition = "";
+    let member = "";
     if (ctx.config.headers.ringInfo) {
-      if (this.request.partition >= 0) lines += `x-ringroute-partition: ${this.request.partition}\r\n`;
-      lines += `x-ringroute-member: ${this.#member}\r\n`;
+      if (this.request.partition >= 0) partition = `x-ringroute-partition: ${this.request.partition}\r\n`;
+      member = `x-ringroute-member: ${this.#member}\r\n`;
     }
+    let close = "";
     if (this.closeAfter || this.#client.closeAfter) {
       this.closeAfter = true;
-      lines += "connection: close\r\n";
+      close = "connection: close\r\n";
     }
     // Held until the body bytes of this read are known: head and body then go out in one write. A small sized
     // body that did not come with its head (a member that writes its head, then sends a file) is waited for.
-    this.#awaitBody = head.contentLength > 0 && head.contentLength <= combineLimit && framing.body === "verbatim";
-    this.#heldHead = `HTTP/1.1 ${status} ${parser.reason}\r\n${lines}\r\n`;
+    this.#awaitBody = fields.contentLength > 0 && fields.contentLength <= combineLimit && framing.body === "verbatim";
+    // The head is written as bytes straight into the buffer it leaves in, with room for a body it waits for.
+    const reason = parser.reason;
+    const size =
+      statusLineBytes(status, reason) +
+      fields.bytes +
+      rechunked.length +
+      partition.length +
+      member.length +
+      close.length +
+      2;
+    const out = Buffer.allocUnsafe(size + (this.#awaitBody ? fields.contentLength : 0));
+    let p = writeStatusLine(out, status, reason);
+    p = writeFields(out, p, parser.names, parser.values, fields);
+    p = putLatin1(out, p, rechunked);
+    p = putLatin1(out, p, partition);
+    p = putLatin1(out, p, member);
+    p = putLatin1(out, p, close);
+    out[p++] = 0x0d;
+    out[p++] = 0x0a;
+    this.#heldHead = out;
+    this.#heldHeadBytes = p;
     return true;
   }
 
@@ -314,28 +365,32 @@ export class Exchange implements ResponseSink {
     else this.#pass(buffer, start, end);
   }
 
-  /** Body bytes to the client as they are (with the held head, in one write when small). */
+  /**
+   * Body bytes to the client as they are, with the held head in front when there is one: one write. The
+   * bytes are in the member sockets' shared read buffer, valid only during this call (`borrowsReadBuffer`),
+   * so they are always copied: a write the client does not take at once keeps its buffer until it does.
+   */
   #pass(buffer: Buffer, start: number, end: number): void {
-    this.#bytesOut += end - start;
+    const span = end - start;
+    this.#bytesOut += span;
     const head = this.#heldHead;
-    let ok: boolean;
+    let out: Buffer;
     if (head === undefined) {
-      ok = this.#client.write(buffer.subarray(start, end));
-    } else if (end - start <= combineLimit) {
-      this.#heldHead = undefined;
-      const out = Buffer.allocUnsafe(head.length + end - start);
-      out.write(head, 0, "latin1");
-      buffer.copy(out, head.length, start, end);
-      ok = this.#client.write(out);
+      out = Buffer.allocUnsafe(span);
+      buffer.copy(out, 0, start, end);
     } else {
       this.#heldHead = undefined;
-      const socket = this.#client.socket;
-      socket.cork();
-      this.#client.write(head);
-      ok = this.#client.write(buffer.subarray(start, end));
-      socket.uncork();
+      const headBytes = this.#heldHeadBytes;
+      if (head.length - headBytes === span) {
+        // The body the head waited for, whole: into the room left for it.
+        out = head;
+      } else {
+        out = Buffer.allocUnsafe(headBytes + span);
+        head.copy(out, 0, 0, headBytes);
+      }
+      buffer.copy(out, headBytes, start, end);
     }
-    if (!ok) {
+    if (!this.#client.write(out)) {
       // The client is not reading: the member waits on it, so the client is timed, not the member.
       this.#conn?.pauseResponse();
       this.#client.writeStalled(true);
@@ -542,7 +597,8 @@ export class Exchange implements ResponseSink {
     const upstream = conn.detach();
     const { socket: client, rest: early } = this.#client.takeTunnel();
     client.write(`HTTP/1.1 101 ${parser.reason}\r\n${head.lines}connection: upgrade\r\nupgrade: ${upgrade}\r\n\r\n`);
-    if (pos < rest.length) client.write(rest.subarray(pos));
+    // A copy: `rest` is the member sockets' shared read buffer.
+    if (pos < rest.length) client.write(Buffer.from(rest.subarray(pos)));
     if (early !== undefined && early.length > 0) upstream.write(early);
     const tunnel = new Tunnel(this.#ctx, client, upstream);
     this.#ctx.tunnels.add(tunnel);

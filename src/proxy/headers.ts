@@ -17,6 +17,24 @@ const hopByHop = new Set([
   "upgrade",
 ]);
 
+/** Field names seen, in lower case: at most this many are remembered (names are the peers' choice). */
+const lowerCaseLimit = 512;
+const lowerCases = new Map<string, string>();
+
+/**
+ * `name.toLowerCase()`, remembered: the same few names come with every message (Host, Content-Length,
+ * Connection, User-Agent…), and lower-casing one that has capitals makes a new string each time. A lookup
+ * makes none. Once `lowerCaseLimit` names are known, others are lower-cased as they come.
+ */
+export function lowerCase(name: string): string {
+  let lower = lowerCases.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lowerCases.size < lowerCaseLimit) lowerCases.set(name, lower);
+  }
+  return lower;
+}
+
 /** Whether `name` (lower case) is a hop-by-hop header. */
 export function isHopByHop(name: string): boolean {
   return hopByHop.has(name);
@@ -89,7 +107,7 @@ export function readRequestHead(
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
     const value = values[i] as string;
-    const lower = name.toLowerCase();
+    const lower = lowerCase(name);
     switch (lower) {
       case "host":
         head.hosts++;
@@ -134,11 +152,32 @@ export function readRequestHead(
   }
   if (listed !== undefined) lines = withoutListed(lines, listed);
   if (forwarded) {
-    lines += `x-forwarded-for: ${xff === undefined ? client : `${xff}, ${client}`}\r\nx-forwarded-proto: ${proto}\r\n`;
+    lines +=
+      xff === undefined
+        ? forwardedLines(client, proto)
+        : `x-forwarded-for: ${xff}, ${client}\r\nx-forwarded-proto: ${proto}\r\n`;
     if (head.host !== undefined) lines += `x-forwarded-host: ${head.host}\r\n`;
   }
   head.lines = lines;
   return head;
+}
+
+let lastClient = "";
+let lastProto = "";
+let lastForwarded = "";
+
+/**
+ * `x-forwarded-for` and `x-forwarded-proto` for a client that sent no X-Forwarded-For, kept for the last
+ * client and scheme: requests come in runs from the same address (keep-alive), so the lines are usually
+ * made once, not once a request.
+ */
+function forwardedLines(client: string, proto: string): string {
+  if (client !== lastClient || proto !== lastProto) {
+    lastClient = client;
+    lastProto = proto;
+    lastForwarded = `x-forwarded-for: ${client}\r\nx-forwarded-proto: ${proto}\r\n`;
+  }
+  return lastForwarded;
 }
 
 /** Rebuilds `lines` without the headers a Connection header listed (rare: a second pass is fine). */
@@ -175,7 +214,7 @@ export function readResponseHead(names: readonly string[], values: readonly stri
     // Most response headers are not hop-by-hop: test the length before lower-casing.
     const n = name.length;
     if (n === 10 || n === 17 || n === 14 || n === 7 || n === 2 || n === 16 || n === 18 || n === 19) {
-      const lower = name.toLowerCase();
+      const lower = lowerCase(name);
       if (lower === "connection") {
         listed = connectionTokens(value, listed);
         continue;
@@ -195,4 +234,113 @@ export function readResponseHead(names: readonly string[], values: readonly stri
   }
   if (listed !== undefined) lines = withoutListed(lines, listed);
   return { chunked, contentLength, lines, upgrade };
+}
+
+/**
+ * A member's final response head, read without building its lines: the fields the client gets are listed
+ * by index into the parser's names and values, with the bytes they take as `name: value\r\n` lines, so the
+ * engine writes the head straight into the buffer the response leaves in (`writeFields`). Building the
+ * lines as strings, as `readResponseHead` does for the rare 1xx and 101 heads, cost about four strings a
+ * field and a flattening copy. The same fields are dropped as there: hop-by-hop ones, those a Connection
+ * field names, and Transfer-Encoding when the body is de-chunked for an HTTP/1.0 client.
+ */
+export interface ResponseFields {
+  chunked: boolean;
+  /** The member's Content-Length (llhttp checked it is one number), or -1. */
+  contentLength: number;
+  upgrade: string | undefined;
+  /** Indices of the fields the client gets, in order (the first `count`); refilled by the next call. */
+  kept: number[];
+  count: number;
+  /** Bytes of those fields as lines. */
+  bytes: number;
+}
+
+/** The one list `readResponseFields` fills: it is read at once (`writeFields`), so one serves every call. */
+const keptFields: number[] = [];
+
+/** Reads a member's response fields; `http10`: the client gets a de-chunked body, without Transfer-Encoding. */
+export function readResponseFields(
+  names: readonly string[],
+  values: readonly string[],
+  http10: boolean,
+): ResponseFields {
+  let listed: Set<string> | undefined;
+  let chunked = false;
+  let contentLength = -1;
+  let upgrade: string | undefined;
+  let count = 0;
+  let bytes = 0;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const value = values[i] as string;
+    // Most response headers are not hop-by-hop: test the length before lower-casing.
+    const n = name.length;
+    if (n === 10 || n === 17 || n === 14 || n === 7 || n === 2 || n === 16 || n === 18 || n === 19) {
+      const lower = lowerCase(name);
+      if (lower === "connection") {
+        listed = connectionTokens(value, listed);
+        continue;
+      }
+      if (lower === "content-length") contentLength = Number(value);
+      else if (lower === "transfer-encoding") {
+        chunked = true;
+        if (http10) continue;
+      } else if (lower === "upgrade") {
+        upgrade = value;
+        continue;
+      } else if (hopByHop.has(lower)) continue;
+    }
+    keptFields[count++] = i;
+    bytes += n + value.length + 4;
+  }
+  if (listed !== undefined) {
+    // Rare: a second pass drops what the Connection fields named.
+    const all = count;
+    count = 0;
+    bytes = 0;
+    for (let j = 0; j < all; j++) {
+      const i = keptFields[j] as number;
+      const name = names[i] as string;
+      if (listed.has(lowerCase(name))) continue;
+      keptFields[count++] = i;
+      bytes += name.length + (values[i] as string).length + 4;
+    }
+  }
+  return { chunked, contentLength, upgrade, kept: keptFields, count, bytes };
+}
+
+/** Writes `fields` as `name: value\r\n` lines into `out` at `at` (room for `fields.bytes` there); returns the end. */
+export function writeFields(
+  out: Buffer,
+  at: number,
+  names: readonly string[],
+  values: readonly string[],
+  fields: ResponseFields,
+): number {
+  let p = at;
+  for (let j = 0; j < fields.count; j++) {
+    const i = fields.kept[j] as number;
+    p = putLatin1(out, p, names[i] as string);
+    out[p++] = 0x3a; // :
+    out[p++] = 0x20;
+    p = putLatin1(out, p, values[i] as string);
+    out[p++] = 0x0d;
+    out[p++] = 0x0a;
+  }
+  return p;
+}
+
+/** Buffer's own latin1 encoder, minus the argument checks of `write(text, at, "latin1")`. */
+type Latin1Writing = { latin1Write(text: string, at: number): number };
+
+/**
+ * Writes a latin1 string (header text as llhttp gave it: one character a byte) at `at`; returns the end.
+ * Short pieces are copied in a loop, which costs less than a call into the native encoder.
+ */
+export function putLatin1(out: Buffer, at: number, text: string): number {
+  const n = text.length;
+  if (n > 32) return at + (out as unknown as Latin1Writing).latin1Write(text, at);
+  for (let i = 0; i < n; i++) out[at + i] = text.charCodeAt(i);
+  return at + n;
 }

@@ -3,6 +3,15 @@
  * on each connection, at most `proxy.connections`, waiters queued), each
  * connection a raw socket whose responses llhttp parses. Response bodies go
  * to the exchange as slices of the received buffers, framing included.
+ *
+ * Member sockets read into one buffer shared by all of them (`net`'s
+ * `onread`): no Buffer, no 'data' event and no stream bookkeeping per read,
+ * where a stream read allocates 64 KB, shrinks it, wraps it and queues a tick.
+ * Reads run one at a time and each is handled before the next, so one buffer
+ * serves every socket, as long as nothing keeps a slice of it past the read.
+ * A sink that says `borrowsReadBuffer` copies what it keeps (the HTTP/1.1
+ * exchange writes each response's bytes to the client from a copy); any other
+ * sink gets every read in a buffer of its own, as a stream read gave it.
  */
 import { connect, type Socket } from "node:net";
 import type { RoutingTable } from "../handoff/table.ts";
@@ -37,7 +46,16 @@ export interface ResponseSink {
   batch(start: boolean): void;
   /** No connection came free within `timeouts.queue`: the exchange is no longer waiting. */
   queueTimeout(): void;
+  /**
+   * true: the buffers `upstreamHead` and `upstreamBody` get are valid only during the call (the member
+   * sockets' shared read buffer), and the sink copies whatever it keeps or writes. Absent: each read comes
+   * in a buffer of its own, which the sink may keep.
+   */
+  readonly borrowsReadBuffer?: boolean;
 }
+
+/** What every member socket reads into (see the top of this file). */
+const readBuffer = Buffer.allocUnsafeSlow(64 * 1024);
 
 export interface PoolSettings {
   connections: number;
@@ -73,17 +91,23 @@ export class UpstreamConnection implements Timed {
   uploading = false;
   #inBody = false;
   #reusable = true;
+  /** Handed to an Upgrade tunnel: reads become 'data' events. */
+  #detached = false;
 
   constructor(pool: UpstreamPool, sink: ResponseSink) {
     this.pool = pool;
     this.sink = sink;
     this.parser = new Parser("response", pool.settings.limits);
-    const socket = connect({ host: pool.host, port: pool.port, noDelay: true });
+    const socket = connect({
+      host: pool.host,
+      port: pool.port,
+      noDelay: true,
+      onread: { buffer: readBuffer, callback: (length: number) => this.#read(length) },
+    });
     this.socket = socket;
     this.deadline = pool.deadlines.now() + pool.settings.connect;
     pool.deadlines.add(this);
     socket.on("connect", () => this.#connected());
-    socket.on("data", (chunk: Buffer) => this.#data(chunk));
     socket.on("end", () => this.#ended());
     socket.on("error", (error: Error) => this.#errored(error));
     socket.on("close", () => this.#closed());
@@ -140,11 +164,14 @@ export class UpstreamConnection implements Timed {
     this.socket.destroy();
   }
 
-  /** Takes the socket out of the pool for an Upgrade tunnel; the parser is done with it. */
+  /**
+   * Takes the socket out of the pool for an Upgrade tunnel; the parser is done with it. From now on each read
+   * is emitted as a 'data' event, in a buffer of its own, so the tunnel pipes it like any socket.
+   */
   detach(): Socket {
     this.sink = undefined;
+    this.#detached = true;
     this.#close();
-    this.socket.removeAllListeners("data");
     this.socket.removeAllListeners("end");
     this.socket.removeAllListeners("drain");
     this.socket.removeAllListeners("close");
@@ -164,6 +191,15 @@ export class UpstreamConnection implements Timed {
     this.deadline = 0;
     if (this.sink === undefined) this.pool.release(this);
     else this.sink.upstreamReady(this);
+  }
+
+  /** `length` bytes arrived in `readBuffer`. */
+  #read(length: number): boolean {
+    const bytes = readBuffer.subarray(0, length);
+    if (this.#detached) this.socket.emit("data", Buffer.from(bytes));
+    else this.#data(this.sink?.borrowsReadBuffer === true ? bytes : Buffer.from(bytes));
+    // Reading stops only by pause() (backpressure), never by this return value.
+    return true;
   }
 
   #data(chunk: Buffer): void {
