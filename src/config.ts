@@ -140,6 +140,12 @@ export interface Config {
   };
   /** PEM files for HTTPS on `listen`; absent means plain HTTP. Reloaded on SIGHUP. */
   tls: { cert: string; key: string; ca?: string } | undefined;
+  /**
+   * Whether clients may speak HTTP/2: h2 by ALPN over TLS, h2c with prior knowledge (the connection preface)
+   * in clear text. Off: the listener speaks HTTP/1.1 only (an h2 preface gets 400). Applies to new
+   * connections on reload.
+   */
+  http2: boolean;
 }
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -184,6 +190,7 @@ export function defaultConfig(): Config {
     metrics: { memberRetention: 3_600_000 },
     access: { log: true, sample: 1 },
     tls: undefined,
+    http2: true,
   };
 }
 
@@ -209,6 +216,7 @@ export function parseConfig(raw: unknown): Config {
     "metrics",
     "access",
     "tls",
+    "http2",
   ]);
   if (root.listen !== undefined) config.listen = hostPort(root.listen, "listen");
   if (root.admin !== undefined) config.admin = hostPort(root.admin, "admin");
@@ -262,6 +270,7 @@ export function parseConfig(raw: unknown): Config {
       config.access.sample = sample;
     }
   }
+  if (root.http2 !== undefined) config.http2 = boolean(root.http2, "http2");
   if (root.tls !== undefined && root.tls !== null) {
     const t = mapping(root.tls, "tls", ["cert", "key", "ca"]);
     const file = (value: unknown, field: string): string => {

@@ -144,6 +144,7 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     [{ shutdownTimeout: "soon" }, 'shutdownTimeout: must be a duration like 500ms, 2s or 1m, got "soon"'],
     [{ metrics: { memberRetention: "a while" } }, "metrics.memberRetention:"],
     [{ metrics: { retention: "1h" } }, "metrics.retention:"],
+    [{ http2: "maybe" }, 'http2: must be true or false, got "maybe"'],
   ];
   for (const [raw, message] of cases) {
     const error = t.throws(() => parseConfig(raw), { instanceOf: ConfigError });
@@ -151,6 +152,14 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     if (message.endsWith(":")) t.is(`${error?.field}:`, message);
     else t.is(error?.message, message);
   }
+});
+
+test("http2: on by default, off by the file, --http2 or RINGROUTE_HTTP2", (t) => {
+  t.true(loadConfig([], { env: {} }).http2);
+  t.false(loadConfig(["--http2", "false"], { env: {} }).http2);
+  t.false(loadConfig([], { env: { RINGROUTE_HTTP2: "false" } }).http2);
+  const error = t.throws(() => loadConfig(["--http2", "sometimes"], { env: {} }), { instanceOf: ConfigError });
+  t.is(error?.field, "http2");
 });
 
 test("flag and variable values are validated under the field they set", (t) => {

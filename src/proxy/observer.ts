@@ -57,9 +57,15 @@ export interface ProxyObserver {
   requestEnded?(): void;
   /**
    * A response went to the client: who served it, its status (`truncated` when it began but was cut short),
-   * and the time from request to response end.
+   * the time from request to response end, and the protocol the client spoke (absent: HTTP/1.1).
    */
-  request(member: string, method: string, status: number | "truncated", seconds: number): void;
+  request(
+    member: string,
+    method: string,
+    status: number | "truncated",
+    seconds: number,
+    protocol?: ClientProtocol,
+  ): void;
   /** A member failed to give a usable response. */
   upstreamError(member: string, reason: UpstreamFailure): void;
   /** A request moved on to the next member of its preference list. */
