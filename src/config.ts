@@ -87,6 +87,12 @@ export interface ProxyConfig {
     on: (RetryCondition | number)[];
     /** Methods that may be resent after a member may have seen them (upper case). */
     methods: string[];
+    /**
+     * gRPC methods (`/pkg.Service/Method`, or `/pkg.Service/*` for a whole service) that may be resent after
+     * a member may have seen them, as long as no response headers came back (gRFC A6). Default none: only calls
+     * the member cannot have processed (connect failure, REFUSED_STREAM, GOAWAY) move on.
+     */
+    grpcMethods: string[];
   };
   /** Passive ejection: a member that fails `after` times in a row is skipped for `for` milliseconds. */
   eject: { after: number; for: number };
@@ -178,6 +184,7 @@ export function defaultConfig(): Config {
         attempts: 2,
         on: ["connect-failure", "reset", 502, 503],
         methods: ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"],
+        grpcMethods: [],
       },
       eject: { after: 5, for: 10_000 },
       headers: { forwarded: true, ringInfo: false, ownership: "auto" },
@@ -343,7 +350,7 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
   }
   if (s.connections !== undefined) proxy.connections = integer(s.connections, "proxy.connections", 1);
   if (s.retry !== undefined) {
-    const r = mapping(s.retry, "proxy.retry", ["attempts", "on", "methods"]);
+    const r = mapping(s.retry, "proxy.retry", ["attempts", "on", "methods", "grpcMethods"]);
     if (r.attempts !== undefined) proxy.retry.attempts = integer(r.attempts, "proxy.retry.attempts", 0);
     if (r.on !== undefined) proxy.retry.on = retryConditions(r.on, "proxy.retry.on");
     if (r.methods !== undefined) {
@@ -352,6 +359,18 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
           throw new ConfigError(`proxy.retry.methods[${i}]`, `must be an HTTP method, got ${show(m)}`);
         }
         return m.toUpperCase();
+      });
+    }
+    if (r.grpcMethods !== undefined) {
+      proxy.retry.grpcMethods = list(r.grpcMethods, "proxy.retry.grpcMethods").map((m, i) => {
+        // As gRPC writes a method's path: one service (package-qualified) and one method, or * for all of its.
+        if (typeof m !== "string" || !/^\/[^/\s*]+\/([^/\s*]+|\*)$/.test(m)) {
+          throw new ConfigError(
+            `proxy.retry.grpcMethods[${i}]`,
+            `must be a gRPC method path /pkg.Service/Method or /pkg.Service/*, got ${show(m)}`,
+          );
+        }
+        return m;
       });
     }
   }

@@ -88,8 +88,14 @@ test("retry conditions, methods and header switches parse from YAML values or st
   });
   t.deepEqual(config.proxy.retry.on, ["connect-failure", 504]);
   t.deepEqual(config.proxy.retry.methods, ["GET", "POST"]);
+  t.deepEqual(config.proxy.retry.grpcMethods, [], "no gRPC method is resent after it may have been processed");
   t.true(config.proxy.headers.ringInfo);
   t.deepEqual(config.key, { from: { kind: "regex", pattern: "^/t/([^/]+)" }, missing: "any", maxLength: 100 });
+});
+
+test("proxy.retry.grpcMethods takes method paths and whole services, as gRPC writes them", (t) => {
+  const config = parseConfig({ proxy: { retry: { grpcMethods: ["/kv.Store/Get", "/kv.Reader/*"] } } });
+  t.deepEqual(config.proxy.retry.grpcMethods, ["/kv.Store/Get", "/kv.Reader/*"]);
 });
 
 test("every invalid value is a ConfigError naming its dotted field", (t) => {
@@ -131,6 +137,14 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
       "proxy.retry.on[1]: must be connect-failure, reset, timeout or a 5xx status code, got 404",
     ],
     [{ proxy: { retry: { attempts: -1 } } }, "proxy.retry.attempts: must be a non-negative integer, got -1"],
+    [
+      { proxy: { retry: { grpcMethods: ["/kv.Store/Get", "Put"] } } },
+      'proxy.retry.grpcMethods[1]: must be a gRPC method path /pkg.Service/Method or /pkg.Service/*, got "Put"',
+    ],
+    [
+      { proxy: { retry: { grpcMethods: ["/kv.Store/*/Get"] } } },
+      'proxy.retry.grpcMethods[0]: must be a gRPC method path /pkg.Service/Method or /pkg.Service/*, got "/kv.Store/*/Get"',
+    ],
     [
       { proxy: { limits: { responseHeaderBytes: 100 } } },
       "proxy.limits.responseHeaderBytes: must be an integer of at least 256, got 100",

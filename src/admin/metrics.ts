@@ -194,7 +194,7 @@ export class Metrics implements ProxyObserver {
     registry.registerMetric(this.#requestStats.durationMetric() as never);
     this.#upstreamErrors = new Counter({
       name: "ringroute_upstream_errors_total",
-      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response (unparseable or over proxy.limits), error.",
+      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response (unparseable or over proxy.limits), error, refused (an h2c member refused a stream or dropped it unprocessed).",
       labelNames: ["member", "reason"],
       registers,
     });

@@ -171,6 +171,12 @@ export class Exchange implements ResponseSink {
       this.upstreamFailed(undefined, "connect", new Error(`member ${member} is gone`));
       return;
     }
+    if (pool.protocol === "h2c") {
+      // An h2c member (gRPC) takes no HTTP/1.1: its requests come over HTTP/2. Nothing was sent, no one failed.
+      this.#outcome = "member_protocol";
+      this.reply(502, "member_protocol");
+      return;
+    }
     this.#pool = pool;
     pool.acquire(this, this.request.hasBody && !this.requestDone);
   }

@@ -14,6 +14,7 @@ import { Deadlines } from "./deadlines.ts";
 import type { EngineContext, Tunnel } from "./exchange.ts";
 import { AnyMember, Ejections } from "./failover.ts";
 import { H1Transport } from "./h2/h1-member.ts";
+import { h2cTransport } from "./h2/member-pool.ts";
 import { H2Sessions } from "./h2/server.ts";
 import type { StreamServer } from "./h2/stream.ts";
 import { type MemberTransport, memberProtocol, type TransportFactory } from "./h2/transport.ts";
@@ -38,7 +39,7 @@ export interface ProxyOptions {
   cluster: ProxyCluster;
   /** Key and forwarding settings, and whether clients may speak HTTP/2; defaults as in defaultConfig(). */
   config?: { key?: KeyConfig; proxy?: ProxyConfig; http2?: boolean };
-  /** How members declared `protocol: h2c` are reached (a pool of h2c sessions); absent: as HTTP/1.1 members. */
+  /** How members declared `protocol: h2c` are reached; default: a pool of multiplexed h2c sessions per member. */
   h2c?: TransportFactory;
   /** Receives request, failure and ejection reports (the admin metrics implement it). */
   observer?: ProxyObserver;
@@ -114,7 +115,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   });
 
   const h1 = new H1Transport(upstreams);
-  const h2c: MemberTransport | undefined = options.h2c?.({ cluster, config: proxyConfig, deadlines, logger });
+  const h2c: MemberTransport = (options.h2c ?? h2cTransport)({ cluster, config: proxyConfig, deadlines, logger });
   const state: ClientServer & StreamServer = {
     ctx: context(proxyConfig),
     router: router(keyConfig),
@@ -126,7 +127,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     closing: false,
     lingering: new Set(),
     tls: options.tls !== undefined,
-    transport: (member) => (h2c !== undefined && memberProtocol(cluster.member(member)) === "h2c" ? h2c : h1),
+    transport: (member) => (memberProtocol(cluster.member(member)) === "h2c" ? h2c : h1),
     connectionClosed(conn) {
       connections.delete(conn);
       quiet();
@@ -138,7 +139,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   const stopListening = cluster.listen({
     memberDown(member) {
       upstreams.drop(member.name);
-      h2c?.drop(member.name);
+      h2c.drop(member.name);
       ejections.forget(member.name);
     },
     // Back in the ring is a new life (a restart that left first, a drain undone): failures counted while it
@@ -223,7 +224,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
           cancelDeadline();
           for (const socket of [...state.lingering]) socket.destroy();
           upstreams.destroy();
-          h2c?.destroy();
+          h2c.destroy();
           deadlines.stop();
           resolve();
         };
@@ -233,7 +234,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
         if (server.listening) server.close(() => quiet());
         for (const conn of connections) conn.shutdown();
         sessions.close();
-        h2c?.close();
+        h2c.close();
         // The deadline: cut clients, tunnels and member connections, whatever they are doing.
         cancelDeadline = clock.setTimer(() => {
           for (const conn of [...connections]) conn.destroy();
@@ -250,7 +251,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
       keyConfig = key;
       if (enableHttp2 !== undefined) http2 = enableHttp2;
       sessions.reconfigure(proxy);
-      h2c?.reconfigure(proxy);
+      h2c.reconfigure(proxy);
       state.ctx = context(proxy);
       state.router = router(key);
       state.key = compileKey(key);

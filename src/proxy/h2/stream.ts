@@ -327,6 +327,7 @@ export class StreamExchange implements Timed {
         body: this.#bodyState(),
         tried: this.#tried.length,
         responseStarted: false,
+        grpcMethod: this.#grpcMethod(),
       });
       this.#failedStatus = decision.eject;
       if (decision.reason !== undefined) {
@@ -422,10 +423,11 @@ export class StreamExchange implements Timed {
       reused: failure.reused ?? false,
       responseBytes: failure.responseBytes ?? false,
       closedEarly: failure.closedEarly ?? false,
+      grpcMethod: this.#grpcMethod(),
     });
     if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
     if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
-    this.#outcome = `upstream_${kind === "refused" ? "connect" : kind}`;
+    this.#outcome = `upstream_${kind}`;
     if (decision.action === "cut" || decision.action === "forward") {
       // The response had begun: all that is left is to end it short.
       this.#truncated = true;
@@ -465,6 +467,13 @@ export class StreamExchange implements Timed {
     this.#ctx.observer?.queueTimeout?.(this.#member);
     this.#outcome = "queue_timeout";
     this.reply(503, "queue_timeout", { retryAfter: Math.max(1, Math.ceil(this.#ctx.config.timeouts.queue / 1000)) });
+  }
+
+  /** The gRPC method (`/pkg.Service/Method`) of a gRPC call, for gRFC A6's retry rules; undefined otherwise. */
+  #grpcMethod(): string | undefined {
+    if (!this.#grpc) return undefined;
+    const q = this.#target.indexOf("?");
+    return q < 0 ? this.#target : this.#target.slice(0, q);
   }
 
   #bodyState(): BodyState {

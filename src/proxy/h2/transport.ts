@@ -153,9 +153,10 @@ export function memberProtocol(member: Member | undefined): "h1" | "h2c" {
 }
 
 /**
- * The retry policy's Outcome for a failure. `refused` is `connect` to the policy: the member never processed
- * the request, so it may go to the next owner whatever its method (gRFC A6's transparent retry).
+ * The retry policy's Outcome for a failure. `refused` keeps its own kind: like `connect` the member never
+ * processed the request, so it may go to the next owner whatever its method (gRFC A6's transparent retry), but
+ * a draining member (GOAWAY) or one at its stream limit is not held against it for ejection.
  */
 export function outcomeOf(kind: MemberFailure["kind"]): Outcome {
-  return { kind: kind === "refused" ? "connect" : kind };
+  return { kind };
 }
