@@ -15,12 +15,13 @@ import { constants, createServer, type Http2Server, type IncomingHttpHeaders } f
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import test from "ava";
+import test, { type ExecutionContext } from "ava";
 import { stringify } from "yaml";
 import { Cluster } from "../src/cluster.ts";
 import { defaultConfig } from "../src/config.ts";
 import { createProxy } from "../src/proxy/server.ts";
 import { TestSource } from "./helpers/backends.ts";
+import { ManualClock } from "./helpers/clock.ts";
 import { json, RawClient, Reports } from "./helpers/raw.ts";
 import { inEachShape, serve } from "./helpers/shapes.ts";
 import { until, within } from "./helpers/until.ts";
@@ -39,7 +40,8 @@ interface H2Member {
 }
 
 /** Streams every member got, in arrival order (bodies complete once `ended`). */
-const seen: (Seen & { ended: boolean })[] = [];
+const seen: (Seen & { ended: boolean; written: number; rstCode: number })[] = [];
+const bigSize = 64 * 1024 * 1024;
 /** How many streams each `x-id` brought, over all members (for "fails once"). */
 const arrivals = new Map<string, number>();
 
@@ -48,12 +50,14 @@ async function startMember(name: string): Promise<H2Member> {
   server.on("session", (session) => session.on("error", () => {}));
   server.on("stream", (stream, headers) => {
     stream.on("error", () => {});
-    const record = { member: name, headers, body: Buffer.alloc(0), ended: false };
+    const record = { member: name, headers, body: Buffer.alloc(0), ended: false, written: 0, rstCode: -1 };
+    stream.on("close", () => (record.rstCode = stream.rstCode ?? -1));
     seen.push(record);
     const id = String(headers["x-id"] ?? "");
     const count = (arrivals.get(id) ?? 0) + 1;
     arrivals.set(id, count);
-    const path = String(headers[":path"]).split("?")[0];
+    const [path, query] = String(headers[":path"]).split("?");
+    const size = query?.startsWith("size=") ? Number(query.slice(5)) : bigSize;
     const chunks: Buffer[] = [];
     stream.on("data", (chunk: Buffer) => chunks.push(chunk));
     const answer = () => {
@@ -86,6 +90,23 @@ async function startMember(name: string): Promise<H2Member> {
           stream.respond({ ":status": 200, "content-length": "1000" });
           stream.write(Buffer.alloc(100, 0x61), () => setImmediate(() => stream.session?.destroy()));
           return;
+        case "/hang":
+          return;
+        case "/big": {
+          // 64 MiB, written only as fast as the proxy takes it: `written` shows how far the member got.
+          stream.respond({ ":status": 200, "content-length": String(size) });
+          const piece = Buffer.alloc(64 * 1024, 0x62);
+          const pump = () => {
+            while (record.written < size && !stream.destroyed) {
+              record.written += piece.length;
+              const more = record.written < size;
+              if (!more) stream.end(piece);
+              else if (!stream.write(piece)) return void stream.once("drain", pump);
+            }
+          };
+          pump();
+          return;
+        }
         case "/slow":
           setTimeout(() => {
             if (stream.destroyed) return;
@@ -140,6 +161,34 @@ test.before(async () => {
 });
 
 test.after.always(() => closeAll());
+
+/** A proxy on a manual clock in front of one h2c member, for the timing rules. */
+async function timedProxy(t: ExecutionContext): Promise<{ port: number; clock: ManualClock; reports: Reports }> {
+  const member = await startMember("timed");
+  const source = new TestSource([{ name: "timed", url: member.url, protocol: "h2c" }]);
+  const cluster = new Cluster({ source });
+  await cluster.start();
+  const config = defaultConfig();
+  config.key.from = { kind: "header", name: "x-key" };
+  const clock = new ManualClock();
+  const reports = new Reports();
+  const proxy = createProxy({
+    cluster,
+    config: { key: config.key, proxy: config.proxy, http2: config.http2 },
+    observer: reports,
+    clock,
+  });
+  const { port } = await proxy.listen(0, "127.0.0.1");
+  t.teardown(async () => {
+    // The shutdown deadline runs on the manual clock.
+    const closing = proxy.close(100);
+    clock.advance(200);
+    await closing;
+    member.server.close();
+    await cluster.stop();
+  });
+  return { port, clock, reports };
+}
 
 /** A raw client on the proxy, closed when the test ends. */
 async function client(t: { teardown(fn: () => void): void }): Promise<RawClient> {
@@ -347,6 +396,24 @@ test.serial(
   },
 );
 
+test.serial(
+  "a client that goes away mid-body: the member's stream is cancelled with the bytes it got, the client blamed",
+  async (t) => {
+    const c = await client(t);
+    const before = reports.records.length;
+    await c.send("POST /gone HTTP/1.1\r\nHost: h\r\nx-key: g1\r\nx-id: gone1\r\nContent-Length: 100\r\n\r\n0123456789");
+    const stream = await until(() => streamsOf("gone1")[0], { what: "the member's stream" });
+    c.close();
+    await until(() => stream.rstCode !== -1, { what: "the member's stream to end" });
+    t.is(stream.rstCode, constants.NGHTTP2_CANCEL);
+    const record = await until(() => reports.records.slice(before).find((r) => r.path === "/gone"), {
+      what: "the access record",
+    });
+    t.is(record.outcome, "aborted");
+    t.is(record.bytesIn, 10);
+  },
+);
+
 test.serial("observer and access log: the requests count as HTTP/1.1 ones, with their member", async (t) => {
   const c = await client(t);
   const before = reports.records.length;
@@ -388,4 +455,76 @@ inEachShape("ringroute serve: HTTP/1.1 clients reach h2c members, a chunked body
     t.is(response?.body.toString(), "solo 3");
     t.is(streamsOf(`${id}-${i}`)[0]?.body.toString(), "abc");
   }
+});
+
+test.serial(
+  "a member that does not answer: 504 upstream_timeout at timeouts.response, not a millisecond before",
+  async (t) => {
+    const { port, clock, reports } = await timedProxy(t);
+    const c = await RawClient.connect(port);
+    t.teardown(() => c.close());
+    await c.send("GET /hang HTTP/1.1\r\nHost: h\r\nx-key: h1\r\nx-id: hang1\r\n\r\n");
+    await until(() => streamsOf("hang1").length === 1, { what: "the member's stream" });
+    clock.advance(30_000 - 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    t.is(c.received.length, 0, "no answer 1 ms before the deadline");
+    clock.advance(1);
+    const [response] = await c.waitForResponses(1);
+    t.is(response?.status, 504);
+    t.is(json(response as never).error, "upstream_timeout");
+    await until(() => streamsOf("hang1")[0]?.rstCode === constants.NGHTTP2_CANCEL, {
+      what: "the member's stream cancelled",
+    });
+    t.deepEqual(reports.upstreamErrors, [{ member: "timed", reason: "timeout" }]);
+    t.false(c.ended, "the client's connection goes on");
+  },
+);
+
+test.serial(
+  "a client that stops reading: the member is held back (bounded bytes), then the client is cut by its write deadline, not blamed on the member",
+  async (t) => {
+    const { port, clock, reports } = await timedProxy(t);
+    const c = await RawClient.connect(port);
+    t.teardown(() => c.close());
+    c.socket.pause();
+    await c.send("GET /big HTTP/1.1\r\nHost: h\r\nx-key: b1\r\nx-id: big1\r\n\r\n");
+    const stream = await until(() => streamsOf("big1")[0], { what: "the member's stream" });
+    // Until the cut, the clock moves a second at a time: the deadline is the client's, so the member is never timed out.
+    await until(
+      () => {
+        clock.advance(1000);
+        return stream?.rstCode !== -1;
+      },
+      { what: "the member's stream to end", timeout: 60_000 },
+    );
+    t.is(stream?.rstCode, constants.NGHTTP2_CANCEL, "the member's stream cancelled");
+    t.true((stream?.written ?? 0) < bigSize / 2, `the member wrote ${stream?.written} bytes of ${bigSize}`);
+    t.deepEqual(reports.clientErrors, ["slow_reader"]);
+    t.deepEqual(reports.upstreamErrors, [], "the member is not blamed");
+    const record = await until(() => reports.records[0], { what: "the access record" });
+    t.is(record.outcome, "slow_reader");
+    t.true(record.truncated);
+  },
+);
+
+test.serial("8 MiB each way through one request: every byte arrives", async (t) => {
+  const c = await client(t);
+  const body = Buffer.alloc(8 * 1024 * 1024);
+  for (let i = 0; i < body.length; i++) body[i] = i % 251;
+  await c.send(
+    Buffer.concat([
+      Buffer.from(`POST /p HTTP/1.1\r\nHost: h\r\nx-key: big2\r\nx-id: big2\r\nTransfer-Encoding: chunked\r\n\r\n`),
+      Buffer.from(`${body.length.toString(16)}\r\n`),
+      body,
+      Buffer.from("\r\n0\r\n\r\n"),
+    ]),
+  );
+  const [response] = await c.waitForResponses(1);
+  const [stream] = streamsOf("big2");
+  t.true(stream?.body.equals(body), "the member got the 8 MiB de-chunked, byte for byte");
+  t.is(response?.body.toString(), `${stream?.member} ${body.length}`);
+  const d = await client(t);
+  await d.send(`GET /big?size=${body.length} HTTP/1.1\r\nHost: h\r\nx-key: big3\r\nx-id: big3\r\n\r\n`);
+  const [big] = await d.waitForResponses(1, [], 120_000);
+  t.is(big?.body.length, body.length);
 });
