@@ -87,6 +87,18 @@ async function harness(
   return { h, clock, connect, base };
 }
 
+/**
+ * The test's clock jumps (to a deadline) while real connections are in
+ * flight: the timeouts toward the members (connect, response, keep-alive)
+ * are made to outlast the jumps, so that the well-behaved client's requests
+ * are not timed out by them. The client-side deadlines under test stand.
+ */
+function outlastJumps(c: ProxyConfig): void {
+  c.timeouts.connect = 3_600_000;
+  c.timeouts.response = 3_600_000;
+  c.timeouts.keepAlive = 3_600_000;
+}
+
 /** Every request the members got whose target starts with `prefix`. */
 function reached(h: RawHarness, prefix: string): Message[] {
   return h.backends.flatMap((b) => b.requests.filter((r) => r.url.startsWith(prefix)));
@@ -476,8 +488,7 @@ for (const transport of transports)
     const { h, clock, connect, base } = await harness(t, {
       proxy: (c) => {
         c.timeouts.body = 30_000;
-        // Longer than the jump of the clock below, so the well-behaved client's requests in flight are not timed out.
-        c.timeouts.response = 600_000;
+        outlastJumps(c);
       },
     });
     await servedDuring(t, base, async () => {
@@ -504,8 +515,7 @@ for (const transport of transports)
     const { h, clock, connect, base } = await harness(t, {
       proxy: (c) => {
         c.timeouts.clientWrite = 60_000;
-        // Longer than the jump of the clock below, so the well-behaved client's requests in flight are not timed out.
-        c.timeouts.response = 600_000;
+        outlastJumps(c);
       },
     });
     // More than the loopback socket buffers hold: the member's writes back up once the proxy stops reading.
@@ -545,7 +555,7 @@ test("a client that opens its window a few bytes at a time is cut at clientWrite
   const { h, clock, connect } = await harness(t, {
     proxy: (c) => {
       c.timeouts.clientWrite = 60_000;
-      c.timeouts.response = 600_000;
+      outlastJumps(c);
     },
   });
   for (const b of h.backends)
@@ -572,7 +582,7 @@ test("100 zero-window streams on one connection hold at most 100 member requests
   const { h, clock, connect, base } = await harness(t, {
     proxy: (c) => {
       c.timeouts.clientWrite = 60_000;
-      c.timeouts.response = 600_000;
+      outlastJumps(c);
     },
   });
   for (const b of h.backends) {
