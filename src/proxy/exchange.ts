@@ -166,13 +166,8 @@ export class Exchange implements ResponseSink {
   #awaitBody = false;
   /** How the response body is delimited to the client (framing.ts). */
   #body: BodyMode = "verbatim";
-  /** The call to an h2c member, and the sink its reports come through (a dropped call's are not heard). */
-  #call: MemberCall | undefined;
+  /** The attempt in progress at an h2c member (one field: HTTP/1.1 members never need more). */
   #attempt: H2cAttempt | undefined;
-  /** An h2c member's trailers, for a client that said `TE: trailers` and gets a chunked body. */
-  #trailers: HeaderList | undefined;
-  /** `100 Continue` was written (for an h2c member ringroute answers the client's expectation itself). */
-  #continued = false;
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -268,7 +263,7 @@ export class Exchange implements ResponseSink {
       }
       return;
     }
-    const call = this.#call;
+    const call = this.#attempt?.call;
     if (call !== undefined) {
       this.#bodySent = true;
       if (!call.write(chunk)) this.#client.pauseBody(true);
@@ -294,7 +289,7 @@ export class Exchange implements ResponseSink {
     if (conn !== undefined) {
       if (this.request.decoded) conn.write(lastChunk);
       this.#written(conn);
-    } else this.#call?.end();
+    } else this.#attempt?.call?.end();
   }
 
   /** A de-chunked body chunk framed again for an HTTP/1.1 member; false when the member is not taking it. */
@@ -456,7 +451,7 @@ export class Exchange implements ResponseSink {
   clientDrained(): void {
     this.#client.writeStalled(false);
     this.#conn?.resumeResponse();
-    this.#call?.resume();
+    this.#attempt?.call?.resume();
   }
 
   /** One chunk of a close-delimited body, re-framed. */
@@ -669,10 +664,9 @@ export class Exchange implements ResponseSink {
     this.#attempt = attempt;
     const opened = transport.open(member, call, attempt);
     if (this.#attempt !== attempt) return;
-    this.#call = opened;
-    // ringroute answers the expectation: the h2c pool takes the body as it comes.
-    if (head.expectContinue && !this.requestDone && !this.#continued && !request.http10) {
-      this.#continued = true;
+    attempt.call = opened;
+    // ringroute answers the expectation (the h2c pool takes the body as it comes), while none of it came.
+    if (head.expectContinue && !this.requestDone && this.#bytesIn === 0 && !request.http10) {
       this.#client.write("HTTP/1.1 100 Continue\r\n\r\n");
     }
     const pending = this.#replay ?? this.#pending;
@@ -689,8 +683,7 @@ export class Exchange implements ResponseSink {
   }
 
   #dropCall(): void {
-    const call = this.#call;
-    this.#call = undefined;
+    const call = this.#attempt?.call;
     this.#attempt = undefined;
     call?.cancel();
   }
@@ -766,21 +759,22 @@ export class Exchange implements ResponseSink {
   /** Writes to the client; one that stops reading pauses the member's stream and is timed instead. */
   #write(data: Buffer | string): void {
     if (!this.#client.write(data)) {
-      this.#call?.pause();
+      this.#attempt?.call?.pause();
       this.#client.writeStalled(true);
     }
   }
 
   h2cTrailers(trailers: HeaderList): void {
     // Only a chunked body can carry them, and only to a client that said it reads them: otherwise dropped.
-    if (this.#body === "rechunk" && this.request.head.teTrailers) this.#trailers = trailers;
+    if (this.#body === "rechunk" && this.request.head.teTrailers && this.#attempt !== undefined) {
+      this.#attempt.trailersKept = trailers;
+    }
   }
 
   h2cEnd(): void {
-    this.#call = undefined;
+    const trailers = this.#attempt?.trailersKept;
     this.#attempt = undefined;
     if (this.#body === "rechunk") {
-      const trailers = this.#trailers;
       let end = lastChunk;
       if (trailers !== undefined) {
         const kept = trailerList(trailers.names, trailers.values, 0);
@@ -796,7 +790,6 @@ export class Exchange implements ResponseSink {
   }
 
   h2cFailed(failure: MemberFailure): void {
-    this.#call = undefined;
     this.#attempt = undefined;
     this.#failed(
       failure.kind,
@@ -812,7 +805,6 @@ export class Exchange implements ResponseSink {
   }
 
   h2cQueueTimeout(): void {
-    this.#call = undefined;
     this.#attempt = undefined;
     this.queueTimeout();
   }
@@ -888,6 +880,11 @@ export class Exchange implements ResponseSink {
 
 /** One h2c attempt's sink: reports reach the exchange only while the attempt is current. */
 class H2cAttempt implements MemberSink {
+  /** The call it reports on, once opened. */
+  call: MemberCall | undefined;
+  /** The member's trailers, for a client that said `TE: trailers` and gets a chunked body. */
+  trailersKept: HeaderList | undefined;
+
   constructor(readonly exchange: Exchange) {}
 
   ready(): void {
