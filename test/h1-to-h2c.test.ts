@@ -20,9 +20,10 @@ import { stringify } from "yaml";
 import { Cluster } from "../src/cluster.ts";
 import { defaultConfig } from "../src/config.ts";
 import { createProxy } from "../src/proxy/server.ts";
+import { Ring } from "../src/ring/ring.ts";
 import { TestSource } from "./helpers/backends.ts";
 import { ManualClock } from "./helpers/clock.ts";
-import { json, RawClient, Reports } from "./helpers/raw.ts";
+import { header, json, RawClient, RecordingBackend, Reports } from "./helpers/raw.ts";
 import { inEachShape, serve } from "./helpers/shapes.ts";
 import { until, within } from "./helpers/until.ts";
 
@@ -528,3 +529,44 @@ test.serial("8 MiB each way through one request: every byte arrives", async (t) 
   const [big] = await d.waitForResponses(1, [], 120_000);
   t.is(big?.body.length, body.length);
 });
+
+test.serial(
+  "a ring mixing protocols: a chunked POST refused by an h2c member goes to an HTTP/1.1 member chunked again",
+  async (t) => {
+    const h2 = await startMember("m1");
+    const h1 = await RecordingBackend.start("m2");
+    const source = new TestSource([
+      { name: "m1", url: h2.url, protocol: "h2c" },
+      { name: "m2", url: h1.url },
+    ]);
+    const cluster = new Cluster({ source });
+    await cluster.start();
+    const config = defaultConfig();
+    config.key.from = { kind: "header", name: "x-key" };
+    const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy, http2: config.http2 } });
+    const { port } = await proxy.listen(0, "127.0.0.1");
+    t.teardown(async () => {
+      await within(proxy.close(1000), { what: "the proxy to close" });
+      h2.server.close();
+      await h1.close();
+      await cluster.stop();
+    });
+    const ring = Ring.build(["m1", "m2"]);
+    const key = Array.from({ length: 100 }, (_, i) => `mixed-${i}`).find((k) => ring.ownerOf(k) === "m1") as string;
+    const c = await RawClient.connect(port);
+    t.teardown(() => c.close());
+    await c.send(
+      `POST /refuse-once HTTP/1.1\r\nHost: h\r\nx-key: ${key}\r\nx-id: mixed1\r\nTransfer-Encoding: chunked\r\n\r\n` +
+        "5\r\nhello\r\n",
+    );
+    await c.send("6\r\n world\r\n0\r\n\r\n");
+    const [response] = await c.waitForResponses(1);
+    t.is(response?.status, 200);
+    t.is(streamsOf("mixed1").length, 1, "the h2c member refused it");
+    const [request] = h1.requests;
+    t.is(header(request as never, "transfer-encoding"), "chunked");
+    t.is(request?.body.toString(), "hello world");
+    const raw = h1.connections[0]?.bytes.toString("latin1") ?? "";
+    t.true(raw.endsWith("\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"), raw);
+  },
+);
