@@ -378,8 +378,13 @@ export class ClientConnection implements ClientSide, Timed {
     }
     info.partition = route.partition;
     // An h2c member takes the body without chunk framing (HTTP/2 has its own): llhttp hands over the decoded
-    // bytes. A request that waits for its partition may end at one, so its body is decoded too.
-    if (info.framing === chunkedFraming && ("wait" in route || ctx.upstreams.get(route.member)?.protocol === "h2c")) {
+    // bytes. A request that waits for its partition may end at one if the ring has any.
+    if (
+      info.framing === chunkedFraming &&
+      ("wait" in route
+        ? info.routing.ring.members.some((name) => server.cluster.member(name)?.protocol === "h2c")
+        : ctx.upstreams.get(route.member)?.protocol === "h2c")
+    ) {
       parser.decode = true;
       info.decoded = true;
     }

@@ -85,8 +85,8 @@ export interface RequestInfo {
   partition: number;
   started: number;
   /**
-   * The body reaches the exchange de-chunked (the request was chunked and bound for an h2c member, or waited for
-   * its partition): an HTTP/1.1 member gets it chunked again.
+   * The body reaches the exchange de-chunked (the request was chunked and bound for an h2c member, or waited for its
+   * partition in a ring that has one): an HTTP/1.1 member gets it chunked again.
    */
   decoded: boolean;
 }
