@@ -279,6 +279,20 @@ test.serial("a response without content-length goes chunked to an HTTP/1.1 clien
   t.is((await c.waitForResponses(2)).length, 2, "a second request on the same connection");
 });
 
+test.serial("HEAD: the head with the member's content-length and no body; the connection goes on", async (t) => {
+  const c = await client(t);
+  await c.send(
+    "HEAD /h HTTP/1.1\r\nHost: h\r\nx-key: hd\r\nx-id: head1\r\n\r\n" +
+      "GET /h HTTP/1.1\r\nHost: h\r\nx-key: hd\r\nx-id: head2\r\n\r\n",
+  );
+  const [head, get] = await c.waitForResponses(2, ["HEAD", "GET"]);
+  t.is(head?.status, 200);
+  t.is(head?.body.length, 0);
+  t.is(header(head as never, "content-length"), String(get?.body.length));
+  t.is(streamsOf("head1")[0]?.headers[":method"], "HEAD");
+  t.is(get?.status, 200);
+});
+
 test.serial("an HTTP/1.0 client: the body as it comes, delimited by the close", async (t) => {
   const c = await client(t);
   await c.send("GET /nolength HTTP/1.0\r\nx-key: k5\r\nx-id: http10\r\n\r\n");
