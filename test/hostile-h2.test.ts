@@ -578,7 +578,7 @@ test("a client that opens its window a few bytes at a time is cut at clientWrite
   await until(() => freed(h, "/trickle/"), { what: "the trickling stream's member connection to be closed" });
 });
 
-test("100 zero-window streams on one connection hold at most 100 member requests, until clientWrite resets them all and frees their connections", async (t) => {
+test("100 zero-window streams on one connection hold at most 100 member requests, until each is reset (past the session's 8 held stalls after 1 s, those 8 at clientWrite) and its connection freed", async (t) => {
   const { h, clock, connect, base } = await harness(t, {
     proxy: (c) => {
       c.timeouts.clientWrite = 60_000;
@@ -612,6 +612,90 @@ test("100 zero-window streams on one connection hold at most 100 member requests
     t.is(attacker.of(FrameType.DATA).length, 0, "no DATA without a window");
   });
   await until(() => freed(h, "/zw/"), { what: "the member connections of the 100 stalled streams to be closed" });
+});
+
+test("connections whose unread streams hold member connections do not take the member's pool: past proxy.connections / 16 a session's stalls are cut after 1 s and its new streams refused; a well-behaved client is served", async (t) => {
+  // 16 connections to a member: each session may hold 1 of them while it reads nothing.
+  const { h, clock, connect } = await harness(t, {
+    proxy: (c) => {
+      c.connections = 16;
+      c.timeouts.clientWrite = 60_000;
+      c.timeouts.queue = 3_600_000;
+      outlastJumps(c);
+    },
+  });
+  for (const b of h.backends) {
+    b.script = {
+      answer(request, c) {
+        const text = request.url.startsWith("/hold/")
+          ? "z".repeat(256 * 1024)
+          : `${c.backend.name} ${request.method} ${request.url}`;
+        c.socket.write(fixed(200, text));
+      },
+    };
+  }
+  // Every key below belongs to one member: 4 sessions × 6 unread streams would take 24 of its 16 connections.
+  const keys = (prefix: string, count: number) => {
+    const out: string[] = [];
+    for (let i = 0; out.length < count; i++) if (ring.ownerOf(`${prefix}${i}`) === "alpha") out.push(`${prefix}${i}`);
+    return out;
+  };
+  const hold = keys("/hold/", 24);
+  const alpha = h.backend("alpha");
+  const attackers: RawH2Client[] = [];
+  for (let a = 0; a < 4; a++) {
+    const attacker = await connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
+    attackers.push(attacker);
+    await attacker.send(...hold.slice(a * 6, a * 6 + 6).map((key, i) => request(2 * i + 1, key)));
+  }
+  await until(() => reached(h, "/hold/").length >= 16, { what: "the member's 16 connections taken by unread streams" });
+  t.is(alpha.connections.length, 16, "the member's pool is full");
+
+  // A well-behaved client asks the same member; it is answered once the clock passes the 1 s grace.
+  const good = await connect();
+  const [goodKey] = keys("/good/", 1) as [string];
+  await good.send(request(1, goodKey));
+  for (let step = 0; step < 10 && good.of(FrameType.HEADERS, 1).length === 0; step++) {
+    clock.advance(500);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  await ended(good, 1, "the well-behaved client's response");
+  const [reply] = await responseHeaders(good.raw.received, 1);
+  t.is(Number(reply?.[":status"]), 200);
+  t.is(body(good, 1), `alpha GET ${goodKey}`);
+  const carried = alpha.connections.find((c) => c.requests.some((r) => r.url === goodKey));
+  t.is(
+    carried?.bytes.toString("latin1"),
+    `GET ${goodKey} HTTP/1.1\r\nhost: localhost\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\nx-forwarded-host: localhost\r\n\r\n`,
+    "the exact request the member got",
+  );
+
+  // Each attacker keeps at most one stalled stream (cut at clientWrite); the rest were reset (CANCEL).
+  await until(
+    () => {
+      clock.advance(500);
+      return attackers.every((a) => a.resets.size >= 5);
+    },
+    { what: "all but one stalled stream of each attacker to be reset" },
+  );
+  for (const attacker of attackers) {
+    const codes = [...attacker.resets.values()].map(errorName);
+    t.true(
+      codes.length === 5 && codes.every((c) => c === "CANCEL"),
+      `one stream held, 5 cancelled: ${codes.join(",")}`,
+    );
+  }
+  await until(
+    () => alpha.connections.filter((c) => !c.closed && c.requests.some((r) => r.url.startsWith("/hold/"))).length <= 4,
+    { what: "the member connections of the cut streams to be closed" },
+  );
+  // At its cap, a session's new stream is refused before it reaches a member: the client may send it again.
+  const [first] = attackers as [RawH2Client];
+  const [late] = keys("/late/", 1) as [string];
+  await first.sendSynced(request(13, late));
+  await first.when(() => first.resets.get(13), "the new stream on a session at its cap to be refused");
+  t.is(errorName(first.resets.get(13) ?? -1), "REFUSED_STREAM");
+  t.deepEqual(reached(h, "/late/"), [], "the refused stream reached no member");
 });
 
 // ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import type {
 import { putLatin1, type RequestHead, readResponseFields, readResponseHead, writeFields } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
 import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
+import { prefixed } from "./path.ts";
 import { errorBody, errorResponse } from "./reply.ts";
 import { type BodyState, decide, type Forward, type Reply, type RetryPolicy } from "./retry.ts";
 import { ownershipHeaders, sendsOwnership } from "./route.ts";
@@ -208,7 +209,7 @@ export class Exchange implements ResponseSink {
     this.#conn = conn;
     const request = this.request;
     const pool = conn.pool;
-    const target = request.memberTarget === "*" ? "*" : pool.prefix + request.memberTarget;
+    const target = prefixed(pool.prefix, request.memberTarget);
     let extra = "";
     if (request.upgrade) extra = `connection: upgrade\r\nupgrade: ${request.head.upgrade}\r\n`;
     if (sendsOwnership(this.#ctx.config.headers.ownership, request.routing)) {

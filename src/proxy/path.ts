@@ -21,6 +21,14 @@ export function normalisedTarget(target: string): string | typeof unsafePath {
 }
 
 /**
+ * The target on the wire to a member whose URL has the path `prefix`: `*` (OPTIONS, asterisk-form) stays
+ * `*`, whatever the prefix and whichever protocol the member speaks.
+ */
+export function prefixed(prefix: string, target: string): string {
+  return target === "*" ? target : prefix + target;
+}
+
+/**
  * `target` (origin-form or `*`) with dot-segments removed, the query kept as
  * sent; `unsafePath` when a segment hides a dot-segment behind an encoded
  * slash or backslash.

@@ -8,6 +8,7 @@
 import type { ProxyConfig } from "../../config.ts";
 import type { Parser } from "../llhttp.ts";
 import type { UpstreamFailure } from "../observer.ts";
+import { prefixed } from "../path.ts";
 import type { ResponseSink, UpstreamConnection, UpstreamPool, Upstreams } from "../upstream.ts";
 import { bodyChunk, chunkedBody, lastChunk, memberHead, responseHeaderList, trailerList } from "./framing.ts";
 import type { MemberCall, MemberRequest, MemberSink, MemberTransport } from "./transport.ts";
@@ -135,7 +136,7 @@ class H1Call implements MemberCall, ResponseSink {
     this.#conn = conn;
     const request = this.#request;
     conn.expectNoBody(request.method === "HEAD");
-    const head = memberHead(request, conn.pool.prefix + request.path);
+    const head = memberHead(request, prefixed(conn.pool.prefix, request.path));
     const pending = this.#pending;
     this.#pending = [];
     this.#pendingBytes = 0;

@@ -18,6 +18,7 @@
  * | invalid frames / refused streams | 100 / 100 a session                   | then the session is closed                  |
  * | streams the client cancels mid-exchange within 1 s of opening | burst 200, then 20/s (resets.ts); past it GOAWAY ENHANCE_YOUR_CALM and close | rapid reset (CVE-2023-44487): each may have cost a member a request |
  * | RST_STREAM from the client     | burst 1000, 33/s: nghttp2 ≥ 1.57's built-in token bucket (Node 20 has no option for it); GOAWAY INTERNAL_ERROR | the looser net under ours |
+ * | streams holding a member call while the client takes none of their response | `proxy.connections` / 16 (at least 1; 8 by default); past it a stall is cut (RST_STREAM CANCEL) after 1 s instead of `timeouts.clientWrite`, and new streams get REFUSED_STREAM | a stalled stream holds a member connection: without it a few connections of 100 unread streams take a member's whole pool (HAProxy and Envoy bound the same with per-connection buffer limits) |
  * | a session without streams      | `proxy.timeouts.clientIdle`             | then GOAWAY, as an idle HTTP/1.1 connection; destroyed 1 s later if still open (server.ts) |
  */
 import { constants, type ServerOptions, type Settings } from "node:http2";
@@ -36,6 +37,11 @@ export interface H2Limits {
   server: ServerOptions;
   /** Streams a client may cancel before their exchange is over (rapid reset). */
   resets: ResetLimit;
+  /**
+   * Streams that may hold a member call while the client takes none of their response, each for up to
+   * `timeouts.clientWrite`; past `streams`, a stall lasts `graceMs` at most and new streams are refused.
+   */
+  stalled: { streams: number; graceMs: number };
 }
 
 /** RFC 9113 §6.5.2: each field counts its name, its value and 32 bytes. */
@@ -58,6 +64,8 @@ export function h2Limits(config: ProxyConfig): H2Limits {
     // Twice the streams a client may have open at once, then below nghttp2's own 33/s (which fires second).
     resets: { burst: 200, perSecond: 20, minLifetimeMs: 1_000 },
     idleMs: timeouts.clientIdle,
+    // A sixteenth of a member's connections: a handful of clients that stop reading leave most of the pool.
+    stalled: { streams: Math.max(1, Math.floor(config.connections / 16)), graceMs: 1_000 },
     server: {
       settings,
       maxHeaderListPairs: limits.headers + pseudoHeaders,

@@ -31,6 +31,7 @@ import {
 import type { ProxyConfig } from "../../config.ts";
 import type { Logger } from "../../utils/logger.ts";
 import type { Deadlines, Timed } from "../deadlines.ts";
+import { prefixed } from "../path.ts";
 import type { ProxyCluster } from "../upstream.ts";
 import type {
   HeaderList,
@@ -578,7 +579,7 @@ export class Call implements MemberCall, Timed {
     const request = this.#request;
     const out: OutgoingHttpHeaders = {
       ":method": request.method,
-      ":path": owner.prefix + request.path,
+      ":path": prefixed(owner.prefix, request.path),
       ":scheme": "http",
       ":authority": request.authority || new URL(owner.url).host,
     };

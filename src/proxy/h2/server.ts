@@ -7,7 +7,10 @@
  * idle HTTP/1.1 connection is closed (and is destroyed a second later if the
  * client keeps it open); so does every session on shutdown, its streams left
  * to finish. A client that cancels streams faster than its ResetBudget
- * allows (rapid reset) is cut with GOAWAY ENHANCE_YOUR_CALM.
+ * allows (rapid reset) is cut with GOAWAY ENHANCE_YOUR_CALM. A session
+ * counts its streams that hold a member call while the client reads none of
+ * their response: past limits.ts's `stalled.streams` such a stall is cut
+ * early and new streams are refused (REFUSED_STREAM).
  */
 import { constants, createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
@@ -15,15 +18,17 @@ import type { ProxyConfig } from "../../config.ts";
 import type { Deadlines, Timed } from "../deadlines.ts";
 import { h2Limits } from "./limits.ts";
 import { ResetBudget } from "./resets.ts";
-import { StreamExchange, type StreamServer } from "./stream.ts";
+import { type StallHolds, StreamExchange, type StreamServer } from "./stream.ts";
 
 /** How long a session told to go away (idle) may stay before it is destroyed. */
 const goawayLingerMs = 1_000;
 
 /** One client session and its idle deadline. */
-class Session implements Timed {
+class Session implements Timed, StallHolds {
   deadline = 0;
   streams = 0;
+  /** Streams holding a member call while the client takes none of their response. */
+  held = 0;
 
   constructor(
     readonly session: ServerHttp2Session,
@@ -31,7 +36,19 @@ class Session implements Timed {
     /** Streams the client may still cancel mid-exchange (rapid reset). */
     readonly resets: ResetBudget,
     readonly now: () => number,
+    /** Streams that may be held so (limits.ts). */
+    readonly maxHeld: number,
+    readonly graceMs: number,
   ) {}
+
+  hold(): boolean {
+    this.held++;
+    return this.held <= this.maxHeld;
+  }
+
+  release(): void {
+    this.held--;
+  }
 
   /**
    * Idle: GOAWAY first; a client that keeps the connection open anyway
@@ -114,6 +131,8 @@ export class H2Sessions {
       session.socket?.remoteAddress ?? "",
       new ResetBudget(this.#limits.resets, this.#deadlines.now()),
       () => this.#deadlines.now(),
+      this.#limits.stalled.streams,
+      this.#limits.stalled.graceMs,
     );
     this.#sessions.add(entry);
     const deadlines = this.#deadlines;
@@ -129,6 +148,13 @@ export class H2Sessions {
       }
     });
     session.on("stream", (stream: ServerHttp2Stream, _headers: unknown, _flags: number, raw: string[]) => {
+      if (entry.held >= entry.maxHeld) {
+        // The client is not reading what it has: a new stream would take one more member connection. Refused
+        // streams were never processed; a client sends them again (RFC 9113 §8.7).
+        stream.on("error", () => {});
+        stream.close(constants.NGHTTP2_REFUSED_STREAM);
+        return;
+      }
       entry.streams++;
       entry.deadline = 0;
       stream.once("close", () => {
@@ -136,7 +162,7 @@ export class H2Sessions {
         if (entry.streams === 0) entry.deadline = deadlines.now() + idleMs;
       });
       const opened = deadlines.now();
-      new StreamExchange(this.#server, stream, entry.address, () => this.#cancelled(entry, opened)).start(raw);
+      new StreamExchange(this.#server, stream, entry.address, () => this.#cancelled(entry, opened), entry).start(raw);
     });
     session.once("close", () => {
       deadlines.delete(entry);

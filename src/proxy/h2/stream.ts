@@ -44,6 +44,18 @@ export interface StreamServer {
   transport(member: string): MemberTransport;
 }
 
+/**
+ * The session's count of streams that hold a member call while the client takes none of their response
+ * (limits.ts, `stalled`): past its cap a stall is cut after a short grace instead of `timeouts.clientWrite`.
+ */
+export interface StallHolds {
+  /** One more stream stalled holding its member call; false when that puts the session past its cap. */
+  hold(): boolean;
+  release(): void;
+  /** How long a stall past the cap may last. */
+  readonly graceMs: number;
+}
+
 /** Body bytes kept for a resend (a whole body at most this big can go to the next member). */
 const keepLimit = 64 * 1024;
 
@@ -101,14 +113,28 @@ export class StreamExchange implements Timed {
   #cancelDeadline: (() => void) | undefined;
 
   readonly #cancelled: (() => void) | undefined;
+  readonly #holds: StallHolds | undefined;
+  /** Counted in the session's StallHolds; `#overCap`: past its cap. */
+  #holding = false;
+  #overCap = false;
 
-  /** `cancelled` hears of a stream the client reset (or lost) before the exchange was over: the session counts them. */
-  constructor(server: StreamServer, stream: ServerHttp2Stream, client: string, cancelled?: () => void) {
+  /**
+   * `cancelled` hears of a stream the client reset (or lost) before the exchange was over: the session counts them.
+   * `holds` counts the session's streams stalled on the client while holding a member call.
+   */
+  constructor(
+    server: StreamServer,
+    stream: ServerHttp2Stream,
+    client: string,
+    cancelled?: () => void,
+    holds?: StallHolds,
+  ) {
     this.#server = server;
     this.#ctx = server.ctx;
     this.#stream = stream;
     this.#client = client;
     this.#cancelled = cancelled;
+    this.#holds = holds;
   }
 
   /** Reads the request head, routes it and starts the first attempt (or answers it here). */
@@ -307,6 +333,7 @@ export class StreamExchange implements Timed {
   }
 
   #dropCall(): void {
+    this.#releaseHold();
     this.#cancelWait?.();
     this.#cancelWait = undefined;
     this.#attempt = undefined;
@@ -385,12 +412,35 @@ export class StreamExchange implements Timed {
       // The client is not reading: the member waits on it, so the client is timed, not the member.
       this.#call?.pause();
       this.#writeStalled = true;
-      this.deadline = this.#ctx.deadlines.now() + this.#ctx.config.timeouts.clientWrite;
+      this.deadline = this.#ctx.deadlines.now() + this.#stallMs();
     }
+  }
+
+  /**
+   * How long this stall may last. A stall holds the member's connection (or h2c stream): past the session's cap
+   * of such streams it gets a short grace, so that one connection's unread streams cannot take a member's pool.
+   */
+  #stallMs(): number {
+    const clientWrite = this.#ctx.config.timeouts.clientWrite;
+    const holds = this.#holds;
+    if (holds === undefined || this.#call === undefined) return clientWrite;
+    if (!this.#holding) {
+      this.#holding = true;
+      this.#overCap = !holds.hold();
+    }
+    return this.#overCap ? Math.min(clientWrite, holds.graceMs) : clientWrite;
+  }
+
+  #releaseHold(): void {
+    if (!this.#holding) return;
+    this.#holding = false;
+    this.#overCap = false;
+    this.#holds?.release();
   }
 
   #clientDrained(): void {
     if (!this.#writeStalled) return;
+    this.#releaseHold();
     this.#writeStalled = false;
     this.#armBody();
     this.#call?.resume();
@@ -403,6 +453,7 @@ export class StreamExchange implements Timed {
   end(): void {
     this.#call = undefined;
     this.#attempt = undefined;
+    this.#releaseHold();
     if (!this.#failedStatus) this.#ctx.ejections.success(this.#member);
     this.#responseDone = true;
     const stream = this.#stream;
@@ -584,6 +635,7 @@ export class StreamExchange implements Timed {
   #finish(reason: string | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#releaseHold();
     if (reason !== undefined) this.#reason ??= reason;
     this.#cancelDeadline?.();
     this.#cancelDeadline = undefined;
