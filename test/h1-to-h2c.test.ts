@@ -11,7 +11,7 @@
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
-import { constants, createServer, type Http2Server, type IncomingHttpHeaders } from "node:http2";
+import { connect, constants, createServer, type Http2Server, type IncomingHttpHeaders } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -190,6 +190,56 @@ async function timedProxy(t: ExecutionContext): Promise<{ port: number; clock: M
   });
   return { port, clock, reports };
 }
+
+test.serial(
+  "OPTIONS * to an h2c member whose URL has a path prefix: :path is *, as an HTTP/1.1 member gets it; other targets get the prefix",
+  async (t) => {
+    const member = await startMember("prefixed");
+    const source = new TestSource([{ name: "prefixed", url: `${member.url}/api`, protocol: "h2c" }]);
+    const cluster = new Cluster({ source });
+    await cluster.start();
+    const config = defaultConfig();
+    config.key.from = { kind: "header", name: "x-key" };
+    const proxy = createProxy({ cluster, config: { key: config.key, proxy: config.proxy, http2: config.http2 } });
+    const { port } = await proxy.listen(0, "127.0.0.1");
+    t.teardown(async () => {
+      await within(proxy.close(1000), { what: "the proxy to close" });
+      member.server.close();
+      await cluster.stop();
+    });
+    const c = await RawClient.connect(port);
+    t.teardown(() => c.close());
+    await c.send("OPTIONS * HTTP/1.1\r\nHost: shop.example\r\nx-key: k\r\nx-id: star1\r\n\r\n");
+    await c.send("GET /things HTTP/1.1\r\nHost: shop.example\r\nx-key: k\r\nx-id: star2\r\n\r\n");
+    const responses = await c.waitForResponses(2);
+    t.deepEqual(
+      responses.map((r) => [r.status, r.body.toString()]),
+      [
+        [200, "prefixed 0"],
+        [200, "prefixed 0"],
+      ],
+    );
+    // An h2 client's OPTIONS * takes the other way to the member (the stream exchange): the same :path.
+    const h2 = connect(`http://127.0.0.1:${port}`);
+    t.teardown(() => h2.close());
+    const stream = h2.request(
+      { ":method": "OPTIONS", ":path": "*", "x-key": "k", "x-id": "star3" },
+      { endStream: true },
+    );
+    stream.resume();
+    const [head] = (await once(stream, "response")) as [IncomingHttpHeaders];
+    t.is(Number(head[":status"]), 200);
+    const paths = await until(
+      () => {
+        const got = ["star1", "star2", "star3"].map((id) => streamsOf(id)[0]?.headers[":path"]);
+        return got.every((p) => p !== undefined) ? got : undefined;
+      },
+      { what: "the member's three streams" },
+    );
+    t.deepEqual(paths, ["*", "/api/things", "*"]);
+    t.is(streamsOf("star1")[0]?.headers[":method"], "OPTIONS");
+  },
+);
 
 /** A raw client on the proxy, closed when the test ends. */
 async function client(t: { teardown(fn: () => void): void }): Promise<RawClient> {
