@@ -63,7 +63,7 @@ test("/metrics counts requests by serving member and shows the ring, after traff
       count,
       member,
     );
-    t.is(sample(text, `ringroute_request_duration_seconds_count{member="${member}"}`), count);
+    t.is(sample(text, `ringroute_request_duration_seconds_count{member="${member}",protocol="http/1.1"}`), count);
   }
   t.is(sample(text, `ringroute_requests_total{member="none",code="400",method="GET",protocol="http/1.1"}`), 1);
   t.is(sample(text, `ringroute_members{state="alive"}`), 3);
@@ -99,7 +99,7 @@ test("a member that leaves keeps its counters; its gauges go", async (t) => {
     sample(after, 'ringroute_requests_total{member="charlie",code="200",method="GET",protocol="http/1.1"}'),
     charlie,
   );
-  t.is(sample(after, 'ringroute_request_duration_seconds_count{member="charlie"}'), charlie);
+  t.is(sample(after, 'ringroute_request_duration_seconds_count{member="charlie",protocol="http/1.1"}'), charlie);
   t.is(sample(after, 'ringroute_upstream_errors_total{member="charlie",reason="reset"}'), 1);
   t.is(sample(after, 'ringroute_partitions_owned{member="charlie",replica="0"}'), undefined);
   t.is(sample(after, 'ringroute_member_up{member="charlie"}'), undefined, "gone from the source: no gauge");
@@ -165,4 +165,26 @@ test("/ring shows the ring's config, members with state, checksum and table", as
   t.like(alpha, { name: "alpha", state: "alive", inRing: true, ejected: false });
   t.deepEqual(alpha.partitions, ring.loads.get("alpha"));
   t.is(alpha.url, all.h.backends[0]?.url);
+});
+
+test("request durations are split by the protocol the client spoke, as the request counts are", async (t) => {
+  const cluster = new Cluster({ source: new TestSource([{ name: "alpha", url: "http://127.0.0.1:1" }]) });
+  await cluster.start();
+  t.teardown(() => cluster.stop());
+  const metrics = new Metrics(cluster, { defaultMetrics: false });
+  metrics.request("alpha", "GET", 200, 0.003, "http/1.1");
+  metrics.request("alpha", "GET", 200, 0.004, "http/1.1");
+  metrics.request("alpha", "POST", 200, 0.2, "h2");
+  const text = await metrics.text();
+  const h1 = 'member="alpha",protocol="http/1.1"';
+  const h2 = 'member="alpha",protocol="h2"';
+  t.is(sample(text, `ringroute_request_duration_seconds_count{${h1}}`), 2);
+  t.is(sample(text, `ringroute_request_duration_seconds_count{${h2}}`), 1);
+  t.is(sample(text, `ringroute_request_duration_seconds_sum{${h2}}`), 0.2);
+  t.is(sample(text, `ringroute_request_duration_seconds_bucket{le="0.005",${h1}}`), 2);
+  t.is(sample(text, `ringroute_request_duration_seconds_bucket{le="0.1",${h2}}`), 0);
+  t.is(sample(text, `ringroute_request_duration_seconds_bucket{le="0.25",${h2}}`), 1);
+  t.is(sample(text, `ringroute_request_duration_seconds_bucket{le="+Inf",${h2}}`), 1);
+  t.is(sample(text, `ringroute_request_duration_seconds_count{member="alpha"}`), undefined, "no series without it");
+  t.is(sample(text, `ringroute_requests_total{member="alpha",code="200",method="POST",protocol="h2"}`), 1);
 });

@@ -48,6 +48,7 @@ const mustHaveData = [
   "Responses by status code",
   "Requests by protocol",
   "5xx ratio by protocol",
+  "Latency p50 / p99 by protocol",
   "Latency p50 / p99 by member",
   "Latency distribution",
   "Requests in flight",
@@ -247,6 +248,14 @@ for (const workers of [1, 2]) {
         'sum by (protocol) (ringroute_requests_total{job="ringroute", code="500", protocol="h2"})',
       );
       t.is(h2Fails[0]?.value[1], String(keys.filter((i) => i % 5 === 0 && protocolOf(i) === "h2").length));
+      // The duration histogram has the same label: its counts by protocol are the requests by protocol.
+      const timedByProtocol = await prometheus.query(
+        'sum by (protocol) (ringroute_request_duration_seconds_count{job="ringroute"})',
+      );
+      t.deepEqual(
+        Object.fromEntries(timedByProtocol.map((s) => [s.metric.protocol, s.value[1]])),
+        Object.fromEntries(byProtocol.map((s) => [s.metric.protocol, s.value[1]])),
+      );
 
       // A rate needs two samples of the counter after the traffic: wait for one more scrape with it.
       await until(

@@ -18,12 +18,18 @@ import { registerHandoffMetrics } from "./handoff-metrics.ts";
 /** Upper bounds of the request duration histogram, in seconds. */
 const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
-interface MemberStats {
-  /** Responses by "METHOD status protocol". */
-  responses: Map<string, number>;
+interface Histogram {
   /** Non-cumulative counts per bucket; the last slot is +Inf. */
   buckets: Float64Array;
   sum: number;
+  count: number;
+}
+
+interface MemberStats {
+  /** Responses by "METHOD status protocol". */
+  responses: Map<string, number>;
+  /** Durations by the protocol the client spoke. */
+  durations: Map<string, Histogram>;
   count: number;
 }
 
@@ -49,16 +55,22 @@ class RequestStats {
   record(member: string, method: string, status: number | string, seconds: number, protocol: string): void {
     let stats = this.#members.get(member);
     if (stats === undefined) {
-      stats = { responses: new Map(), buckets: new Float64Array(buckets.length + 1), sum: 0, count: 0 };
+      stats = { responses: new Map(), durations: new Map(), count: 0 };
       this.#members.set(member, stats);
     }
     const key = `${method} ${status} ${protocol}`;
     stats.responses.set(key, (stats.responses.get(key) ?? 0) + 1);
+    stats.count++;
+    let histogram = stats.durations.get(protocol);
+    if (histogram === undefined) {
+      histogram = { buckets: new Float64Array(buckets.length + 1), sum: 0, count: 0 };
+      stats.durations.set(protocol, histogram);
+    }
     let i = 0;
     while (i < buckets.length && seconds > (buckets[i] as number)) i++;
-    stats.buckets[i] = (stats.buckets[i] as number) + 1;
-    stats.sum += seconds;
-    stats.count++;
+    histogram.buckets[i] = (histogram.buckets[i] as number) + 1;
+    histogram.sum += seconds;
+    histogram.count++;
   }
 
   /** Drops everything recorded for `member`. */
@@ -93,18 +105,21 @@ class RequestStats {
 
   durationMetric() {
     const name = "ringroute_request_duration_seconds";
-    const help = "Time from a request's arrival to the end of its response, by serving member.";
+    const help =
+      "Time from a request's arrival to the end of its response, by serving member and the protocol the client spoke (http/1.1, h2).";
     const get = () => {
       const values: Sample[] = [];
       for (const [member, stats] of this.#members) {
-        let cumulative = 0;
-        for (let i = 0; i <= buckets.length; i++) {
-          cumulative += stats.buckets[i] as number;
-          const le = i < buckets.length ? (buckets[i] as number) : "+Inf";
-          values.push({ value: cumulative, labels: { le, member }, metricName: `${name}_bucket` });
+        for (const [protocol, histogram] of stats.durations) {
+          let cumulative = 0;
+          for (let i = 0; i <= buckets.length; i++) {
+            cumulative += histogram.buckets[i] as number;
+            const le = i < buckets.length ? (buckets[i] as number) : "+Inf";
+            values.push({ value: cumulative, labels: { le, member, protocol }, metricName: `${name}_bucket` });
+          }
+          values.push({ value: histogram.sum, labels: { member, protocol }, metricName: `${name}_sum` });
+          values.push({ value: histogram.count, labels: { member, protocol }, metricName: `${name}_count` });
         }
-        values.push({ value: stats.sum, labels: { member }, metricName: `${name}_sum` });
-        values.push({ value: stats.count, labels: { member }, metricName: `${name}_count` });
       }
       return { name, help, type: "histogram", aggregator: "sum", values };
     };
