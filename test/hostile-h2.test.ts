@@ -698,6 +698,42 @@ test("connections whose unread streams hold member connections do not take the m
   t.deepEqual(reached(h, "/late/"), [], "the refused stream reached no member");
 });
 
+test("past the session's cap, a stream whose member already answered in full holds nothing: it keeps clientWrite", async (t) => {
+  const { h, clock, connect } = await harness(t, {
+    proxy: (c) => {
+      c.connections = 16;
+      c.timeouts.clientWrite = 60_000;
+      outlastJumps(c);
+    },
+  });
+  let heldHead: () => void = () => {};
+  const held = new Promise<void>((resolve) => (heldHead = resolve));
+  for (const b of h.backends) {
+    b.script = {
+      answer(request, c) {
+        if (request.url.startsWith("/hold/")) c.socket.write(fixed(200, "z".repeat(256 * 1024)));
+        // The small answer comes once the other stream stalled: this one is the session's second (16 / 16 = 1).
+        else void held.then(() => c.socket.write(fixed(200, "s".repeat(20_000))));
+      },
+    };
+  }
+  const attacker = await connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
+  await attacker.send(request(1, "/hold/1"), request(3, "/small/3"));
+  await attacker.when(() => attacker.of(FrameType.HEADERS, 1).length > 0, "the held stream's head");
+  heldHead();
+  await attacker.when(() => attacker.of(FrameType.HEADERS, 3).length > 0, "the small response's head");
+  clock.advance(2_000);
+  await attacker.sendSynced(ping());
+  t.is(attacker.resets.get(3), undefined, "not cut at the 1 s grace: it holds no member");
+  clock.advance(58_000);
+  await attacker.when(
+    () => attacker.resets.get(3) !== undefined && attacker.resets.get(1) !== undefined,
+    "both cut at clientWrite",
+  );
+  t.is(errorName(attacker.resets.get(3) ?? -1), "CANCEL");
+  t.is(errorName(attacker.resets.get(1) ?? -1), "CANCEL");
+});
+
 // ---------------------------------------------------------------------------
 // Many streams
 

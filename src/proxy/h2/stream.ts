@@ -453,6 +453,9 @@ export class StreamExchange implements Timed {
   end(): void {
     this.#call = undefined;
     this.#attempt = undefined;
+    // A stall past the session's cap was short because it held the member; the member's part is over now.
+    if (this.#overCap && this.#writeStalled)
+      this.deadline = this.#ctx.deadlines.now() + this.#ctx.config.timeouts.clientWrite;
     this.#releaseHold();
     if (!this.#failedStatus) this.#ctx.ejections.success(this.#member);
     this.#responseDone = true;
