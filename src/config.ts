@@ -87,6 +87,12 @@ export interface ProxyConfig {
     on: (RetryCondition | number)[];
     /** Methods that may be resent after a member may have seen them (upper case). */
     methods: string[];
+    /**
+     * gRPC methods (`/pkg.Service/Method`, or `/pkg.Service/*` for a whole service) that may be resent after
+     * a member may have seen them, as long as no response headers came back (gRFC A6). Default none: only calls
+     * the member cannot have processed (connect failure, REFUSED_STREAM, GOAWAY) move on.
+     */
+    grpcMethods: string[];
   };
   /** Passive ejection: a member that fails `after` times in a row is skipped for `for` milliseconds. */
   eject: { after: number; for: number };
@@ -140,6 +146,12 @@ export interface Config {
   };
   /** PEM files for HTTPS on `listen`; absent means plain HTTP. Reloaded on SIGHUP. */
   tls: { cert: string; key: string; ca?: string } | undefined;
+  /**
+   * Whether clients may speak HTTP/2: h2 by ALPN over TLS, h2c with prior knowledge (the connection preface)
+   * in clear text. Off: the listener speaks HTTP/1.1 only (an h2 preface gets 400). Applies to new
+   * connections on reload.
+   */
+  http2: boolean;
 }
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
@@ -172,6 +184,7 @@ export function defaultConfig(): Config {
         attempts: 2,
         on: ["connect-failure", "reset", 502, 503],
         methods: ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"],
+        grpcMethods: [],
       },
       eject: { after: 5, for: 10_000 },
       headers: { forwarded: true, ringInfo: false, ownership: "auto" },
@@ -184,6 +197,7 @@ export function defaultConfig(): Config {
     metrics: { memberRetention: 3_600_000 },
     access: { log: true, sample: 1 },
     tls: undefined,
+    http2: true,
   };
 }
 
@@ -209,6 +223,7 @@ export function parseConfig(raw: unknown): Config {
     "metrics",
     "access",
     "tls",
+    "http2",
   ]);
   if (root.listen !== undefined) config.listen = hostPort(root.listen, "listen");
   if (root.admin !== undefined) config.admin = hostPort(root.admin, "admin");
@@ -262,6 +277,7 @@ export function parseConfig(raw: unknown): Config {
       config.access.sample = sample;
     }
   }
+  if (root.http2 !== undefined) config.http2 = boolean(root.http2, "http2");
   if (root.tls !== undefined && root.tls !== null) {
     const t = mapping(root.tls, "tls", ["cert", "key", "ca"]);
     const file = (value: unknown, field: string): string => {
@@ -334,7 +350,7 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
   }
   if (s.connections !== undefined) proxy.connections = integer(s.connections, "proxy.connections", 1);
   if (s.retry !== undefined) {
-    const r = mapping(s.retry, "proxy.retry", ["attempts", "on", "methods"]);
+    const r = mapping(s.retry, "proxy.retry", ["attempts", "on", "methods", "grpcMethods"]);
     if (r.attempts !== undefined) proxy.retry.attempts = integer(r.attempts, "proxy.retry.attempts", 0);
     if (r.on !== undefined) proxy.retry.on = retryConditions(r.on, "proxy.retry.on");
     if (r.methods !== undefined) {
@@ -343,6 +359,18 @@ function parseProxy(raw: unknown, proxy: ProxyConfig): void {
           throw new ConfigError(`proxy.retry.methods[${i}]`, `must be an HTTP method, got ${show(m)}`);
         }
         return m.toUpperCase();
+      });
+    }
+    if (r.grpcMethods !== undefined) {
+      proxy.retry.grpcMethods = list(r.grpcMethods, "proxy.retry.grpcMethods").map((m, i) => {
+        // As gRPC writes a method's path: one service (package-qualified) and one method, or * for all of its.
+        if (typeof m !== "string" || !/^\/[^/\s*]+\/([^/\s*]+|\*)$/.test(m)) {
+          throw new ConfigError(
+            `proxy.retry.grpcMethods[${i}]`,
+            `must be a gRPC method path /pkg.Service/Method or /pkg.Service/*, got ${show(m)}`,
+          );
+        }
+        return m;
       });
     }
   }

@@ -58,10 +58,14 @@ test("/metrics counts requests by serving member and shows the ring, after traff
   t.regex(String(reply.headers["content-type"]), /text\/plain/);
   const text = reply.text;
   for (const [member, count] of expected) {
-    t.is(sample(text, `ringroute_requests_total{member="${member}",code="200",method="GET"}`), count, member);
+    t.is(
+      sample(text, `ringroute_requests_total{member="${member}",code="200",method="GET",protocol="http/1.1"}`),
+      count,
+      member,
+    );
     t.is(sample(text, `ringroute_request_duration_seconds_count{member="${member}"}`), count);
   }
-  t.is(sample(text, `ringroute_requests_total{member="none",code="400",method="GET"}`), 1);
+  t.is(sample(text, `ringroute_requests_total{member="none",code="400",method="GET",protocol="http/1.1"}`), 1);
   t.is(sample(text, `ringroute_members{state="alive"}`), 3);
   t.is(sample(text, `ringroute_ring_info{checksum="${ring.checksum}",placement="balanced",hash="fnv1a32"}`), 1);
   for (const [member, counts] of ring.loads) {
@@ -91,7 +95,10 @@ test("a member that leaves keeps its counters; its gauges go", async (t) => {
   t.is(sample(before, 'ringroute_member_up{member="charlie"}'), 1);
   all.h.source.set(all.h.backends.filter((b) => b.name !== "charlie").map(({ name, url }) => ({ name, url })));
   const after = (await send(all.admin, "/metrics")).text;
-  t.is(sample(after, 'ringroute_requests_total{member="charlie",code="200",method="GET"}'), charlie);
+  t.is(
+    sample(after, 'ringroute_requests_total{member="charlie",code="200",method="GET",protocol="http/1.1"}'),
+    charlie,
+  );
   t.is(sample(after, 'ringroute_request_duration_seconds_count{member="charlie"}'), charlie);
   t.is(sample(after, 'ringroute_upstream_errors_total{member="charlie",reason="reset"}'), 1);
   t.is(sample(after, 'ringroute_partitions_owned{member="charlie",replica="0"}'), undefined);

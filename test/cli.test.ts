@@ -345,6 +345,7 @@ test("check validates without binding and prints one line; a bad field exits 2 n
     [`membership:\n  file: { path: ${config} }\n`, /ringroute\.yaml: must be a list/],
     ["tls: { cert: /nonexistent/cert.pem, key: /nonexistent/key.pem }\n", /^tls\.cert: cannot read/],
     [`tls: { cert: ${config}, key: ${config} }\n`, /^tls: the certificate and key do not load/],
+    ["http2: 2\n", /^http2: must be true or false, got 2/],
   ];
   for (const [text, message] of cases) {
     t.regex(t.throws(() => checked(text), { instanceOf: ConfigError }, text)?.message ?? "", message, text);

@@ -88,8 +88,14 @@ test("retry conditions, methods and header switches parse from YAML values or st
   });
   t.deepEqual(config.proxy.retry.on, ["connect-failure", 504]);
   t.deepEqual(config.proxy.retry.methods, ["GET", "POST"]);
+  t.deepEqual(config.proxy.retry.grpcMethods, [], "no gRPC method is resent after it may have been processed");
   t.true(config.proxy.headers.ringInfo);
   t.deepEqual(config.key, { from: { kind: "regex", pattern: "^/t/([^/]+)" }, missing: "any", maxLength: 100 });
+});
+
+test("proxy.retry.grpcMethods takes method paths and whole services, as gRPC writes them", (t) => {
+  const config = parseConfig({ proxy: { retry: { grpcMethods: ["/kv.Store/Get", "/kv.Reader/*"] } } });
+  t.deepEqual(config.proxy.retry.grpcMethods, ["/kv.Store/Get", "/kv.Reader/*"]);
 });
 
 test("every invalid value is a ConfigError naming its dotted field", (t) => {
@@ -132,6 +138,14 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     ],
     [{ proxy: { retry: { attempts: -1 } } }, "proxy.retry.attempts: must be a non-negative integer, got -1"],
     [
+      { proxy: { retry: { grpcMethods: ["/kv.Store/Get", "Put"] } } },
+      'proxy.retry.grpcMethods[1]: must be a gRPC method path /pkg.Service/Method or /pkg.Service/*, got "Put"',
+    ],
+    [
+      { proxy: { retry: { grpcMethods: ["/kv.Store/*/Get"] } } },
+      'proxy.retry.grpcMethods[0]: must be a gRPC method path /pkg.Service/Method or /pkg.Service/*, got "/kv.Store/*/Get"',
+    ],
+    [
       { proxy: { limits: { responseHeaderBytes: 100 } } },
       "proxy.limits.responseHeaderBytes: must be an integer of at least 256, got 100",
     ],
@@ -144,6 +158,7 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     [{ shutdownTimeout: "soon" }, 'shutdownTimeout: must be a duration like 500ms, 2s or 1m, got "soon"'],
     [{ metrics: { memberRetention: "a while" } }, "metrics.memberRetention:"],
     [{ metrics: { retention: "1h" } }, "metrics.retention:"],
+    [{ http2: "maybe" }, 'http2: must be true or false, got "maybe"'],
   ];
   for (const [raw, message] of cases) {
     const error = t.throws(() => parseConfig(raw), { instanceOf: ConfigError });
@@ -151,6 +166,14 @@ test("every invalid value is a ConfigError naming its dotted field", (t) => {
     if (message.endsWith(":")) t.is(`${error?.field}:`, message);
     else t.is(error?.message, message);
   }
+});
+
+test("http2: on by default, off by the file, --http2 or RINGROUTE_HTTP2", (t) => {
+  t.true(loadConfig([], { env: {} }).http2);
+  t.false(loadConfig(["--http2", "false"], { env: {} }).http2);
+  t.false(loadConfig([], { env: { RINGROUTE_HTTP2: "false" } }).http2);
+  const error = t.throws(() => loadConfig(["--http2", "sometimes"], { env: {} }), { instanceOf: ConfigError });
+  t.is(error?.field, "http2");
 });
 
 test("flag and variable values are validated under the field they set", (t) => {

@@ -6,6 +6,7 @@ import { startServing } from "../src/serving/index.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
 import { EtcdServer } from "./helpers/etcd.ts";
 import { type Node, Nodes, sleep } from "./helpers/etcd-nodes.ts";
+import { sendAs } from "./helpers/h2.ts";
 import { inEachShape } from "./helpers/shapes.ts";
 import { until } from "./helpers/until.ts";
 
@@ -133,7 +134,7 @@ inEachShape(
     const traffic = (async () => {
       while (sending) {
         for (const key of moving.values()) {
-          const reply = await send(`http://127.0.0.1:${port}`, key);
+          const reply = await sendAs(shape.client, `http://127.0.0.1:${port}`, key);
           t.is(reply.status, 200);
         }
       }
@@ -198,6 +199,7 @@ inEachShape(
       `b joined → first request routed to b ${(firstAtB - joinedAt).toFixed(0)} ms (release 2000 ms, acquire 50 ms); ${lateAtA.length} requests reached a after its release began, at most ${Math.max(0, ...lateBy).toFixed(0)} ms after`,
     );
   },
+  { clients: ["http/1.1", "h2"] },
 );
 
 test("two changes in quick succession settle on the latest", async (t) => {

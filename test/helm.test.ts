@@ -696,6 +696,10 @@ test("values.schema.json accepts the defaults and every mode, and rejects typos 
     [{ membership: { source: "consul" } }, /values\.membership\.source: .* not in enum/],
     [{ membership: { etcd: { handoff: "lazy" } } }, /values\.membership\.etcd\.handoff/],
     [{ config: { proxy: { retry: { attemps: 2 } } } }, /values\.config\.proxy\.retry\.attemps: not allowed/],
+    [
+      { config: { proxy: { retry: { grpcMethods: ["Store.Get"] } } } },
+      /values\.config\.proxy\.retry\.grpcMethods\[0\]: pattern/,
+    ],
     [{ config: { workers: "many" } }, /values\.config\.workers: pattern/],
     [{ tls: { secret: "x" } }, /values\.tls\.secret: not allowed/],
     [{ podAntiAffinity: "strict" }, /values\.podAntiAffinity/],

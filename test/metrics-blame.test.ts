@@ -35,7 +35,7 @@ test("client errors, queue timeouts, truncated responses and member-side reasons
   t.is(sample(text, 'ringroute_client_errors_total{reason="aborted"}'), 1);
   t.is(sample(text, 'ringroute_client_errors_total{reason="head_timeout"}'), 1);
   t.is(sample(text, 'ringroute_queue_timeouts_total{member="a"}'), 1);
-  t.is(sample(text, 'ringroute_requests_total{member="a",code="truncated",method="GET"}'), 1);
-  t.is(sample(text, 'ringroute_requests_total{member="a",code="200",method="GET"}'), 1);
+  t.is(sample(text, 'ringroute_requests_total{member="a",code="truncated",method="GET",protocol="http/1.1"}'), 1);
+  t.is(sample(text, 'ringroute_requests_total{member="a",code="200",method="GET",protocol="http/1.1"}'), 1);
   t.is(sample(text, 'ringroute_upstream_errors_total{member="a",reason="bad_response"}'), 1);
 });

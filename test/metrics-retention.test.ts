@@ -46,7 +46,11 @@ test("a departed member's series stay for the default hour, then disappear; othe
   traffic("a");
   traffic("b");
   const before = perMember(await series("a"));
-  t.true(before.some((l) => l.startsWith('ringroute_requests_total{member="a",code="200",method="GET"} 1')));
+  t.true(
+    before.some((l) =>
+      l.startsWith('ringroute_requests_total{member="a",code="200",method="GET",protocol="http/1.1"} 1'),
+    ),
+  );
   t.true(before.some((l) => l.startsWith('ringroute_upstream_errors_total{member="a",reason="reset"} 1')));
   t.true(before.some((l) => l.startsWith('ringroute_ejections_total{member="a"} 1')));
 
@@ -56,7 +60,11 @@ test("a departed member's series stay for the default hour, then disappear; othe
   await clock.tick(hour - 1);
   const kept = perMember(await series("a"));
   t.is(kept.length, before.length, "every series is still there just before the retention ends");
-  t.true(kept.some((l) => l.startsWith('ringroute_requests_total{member="a",code="200",method="GET"} 2')));
+  t.true(
+    kept.some((l) =>
+      l.startsWith('ringroute_requests_total{member="a",code="200",method="GET",protocol="http/1.1"} 2'),
+    ),
+  );
   t.true(metrics.memberTotals().has("a"));
 
   await clock.tick(1);
@@ -78,7 +86,11 @@ test("a member that comes back within the retention keeps its counters: no reset
   traffic("a");
   await clock.tick(10 * 60_000);
   const lines = perMember(await series("a"));
-  t.true(lines.some((l) => l.startsWith('ringroute_requests_total{member="a",code="200",method="GET"} 2')));
+  t.true(
+    lines.some((l) =>
+      l.startsWith('ringroute_requests_total{member="a",code="200",method="GET",protocol="http/1.1"} 2'),
+    ),
+  );
   t.true(lines.some((l) => l.startsWith('ringroute_upstream_errors_total{member="a",reason="reset"} 2')));
   // Leaving again starts a new retention from then.
   source.set([member("b")]);

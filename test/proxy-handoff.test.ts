@@ -14,6 +14,7 @@ import type { MembershipSource, SnapshotSink } from "../src/membership/source.ts
 import { createProxy, type RoutingProxy } from "../src/proxy/server.ts";
 import type { Ring } from "../src/ring/ring.ts";
 import { ManualClock } from "./helpers/clock.ts";
+import { closeSession, request, session } from "./helpers/h2.ts";
 import { fixed, header, json, RawClient, RecordingBackend, scripts } from "./helpers/raw.ts";
 import { until } from "./helpers/until.ts";
 
@@ -374,5 +375,48 @@ test("a client that resets its connection while waiting costs nothing: no member
   t.is(
     s.backends.reduce((n, b) => n + b.bytesSeen, 0),
     0,
+  );
+});
+
+test("an h2 stream waits for its partition by the same rule: to the owner once ready; after handoffWait, 503 partition_moving, UNAVAILABLE for gRPC", async (t) => {
+  const s = await setup(t, { handoffWait: 3000 });
+  const ring = s.cluster.ring;
+  const owner = ring.owner(s.partition, 0) as string;
+  s.source.route(ring, (p) => (p === s.partition ? { member: undefined, state: "none" } : undefined));
+  const client = await session(`http://127.0.0.1:${s.port}`);
+  t.teardown(() => closeSession(client));
+
+  const waiting = request(client, s.key);
+  await parsed(s, 1);
+  s.clock.advance(2000);
+  t.deepEqual(s.statuses, [], "no answer within the hand-off wait");
+  s.source.route(ring, () => undefined);
+  s.clock.advance(25);
+  t.is((await waiting).status, 200);
+  const [got] = s.backends.find((b) => b.name === owner)?.requests ?? [];
+  t.truthy(got, "the owner got it");
+  t.deepEqual(
+    ["x-ringroute-partition", "x-ringroute-rank", "x-ringroute-version"].map((name) => got && header(got, name)),
+    [String(s.partition), "0", "7"],
+    "with the ownership headers, as HTTP/1.1 requests",
+  );
+
+  s.source.route(ring, (p) => (p === s.partition ? { member: undefined, state: "none" } : undefined));
+  const moving = request(client, s.key);
+  const call = request(client, s.key, { method: "POST", headers: { "content-type": "application/grpc" }, chunks: [] });
+  await parsed(s, 3);
+  s.clock.advance(2999);
+  t.is(s.statuses.length, 1, "still waiting 1 ms before the wait ends");
+  s.clock.advance(1);
+  const [json, grpc] = await Promise.all([moving, call]);
+  t.is(json.status, 503);
+  t.is(json.headers["retry-after"], "3");
+  t.like(json.json, { error: "partition_moving", partition: s.partition });
+  t.true(grpc.headersOnly);
+  t.is(grpc.headers["grpc-status"], "14", "UNAVAILABLE");
+  t.is(
+    s.backends.reduce((n, b) => n + b.requests.length, 0),
+    1,
+    "no member heard of the refused ones",
   );
 });

@@ -235,3 +235,143 @@ test("over every input: a request is resent only under rule (a), (b) or (c), wit
                 }
   t.is(checked, 8 * 4 * 4 * 3 * 16);
 });
+
+// HTTP/2 members: a refused stream (REFUSED_STREAM, or above the last stream id of a GOAWAY) was never processed.
+const refused: Outcome = { kind: "refused" };
+const refusedOtherwise = { action: "reply", status: 502, error: "upstream_unavailable" };
+const refusedReply = { ...refusedOtherwise, reason: "refused", eject: false };
+
+/** gRPC calls: POST, the method path as `grpcMethod`, the body kept (a unary request is whole before it is sent). */
+function call(outcome: Outcome, over: Partial<Omit<RetryInput, "outcome">> = {}): RetryInput {
+  return input(outcome, { method: "POST", body: "replayable", grpcMethod: "/kv.Store/Put", ...over });
+}
+
+const withGrpc = policy((r) => (r.grpcMethods = ["/kv.Store/Get", "/kv.Reader/*"]));
+
+/** [what, policy, input, expected decision (a subset: t.like)]. */
+const grpcTable: [string, typeof defaults, RetryInput, Record<string, unknown>][] = [
+  // Never processed: any method, gRPC or not, moves on, and the member is not held to account.
+  [
+    "refused stream, POST",
+    defaults,
+    input(refused, { method: "POST" }),
+    { action: "retry", otherwise: refusedOtherwise },
+  ],
+  [
+    "refused stream, POST, body kept",
+    defaults,
+    input(refused, { method: "POST", body: "replayable" }),
+    { action: "retry" },
+  ],
+  ["refused stream, body partly sent", defaults, input(refused, { body: "sent" }), { ...notReplayable, eject: false }],
+  ["refused stream, budget spent", defaults, input(refused, { tried: 3 }), refusedReply],
+  ["refused after the response started", defaults, input(refused, { responseStarted: true }), { action: "cut" }],
+  ["refused, gRPC call (not listed)", defaults, call(refused), { action: "retry", reason: "refused", eject: false }],
+  ["connect failure, gRPC call (not listed)", defaults, call(connect), { action: "retry", reason: "connect" }],
+  ["refused, retry.on without connect-failure", policy((r) => (r.on = [503])), call(refused), refusedReply],
+
+  // May have been processed: a gRPC call is not resent unless its method is listed (default: none).
+  ["reset, gRPC call, default policy", defaults, call(reset), { ...badGateway, reason: "reset", eject: true }],
+  ["reset, gRPC call on a reused session", defaults, call(reset, { reused: true }), badGateway],
+  ["reset, gRPC call, closed early", defaults, call(reset, { reused: true, closedEarly: true }), badGateway],
+  ["error, gRPC call", defaults, call(error), badGateway],
+  [
+    "reset, gRPC call whose HTTP method is in retry.methods (POST listed)",
+    policy((r) => r.methods.push("POST")),
+    call(reset),
+    badGateway,
+  ],
+  ["reset, listed gRPC method", withGrpc, call(reset, { grpcMethod: "/kv.Store/Get" }), { action: "retry" }],
+  ["reset, method of a listed service", withGrpc, call(reset, { grpcMethod: "/kv.Reader/Scan" }), { action: "retry" }],
+  [
+    "reset, another method of that service's package",
+    withGrpc,
+    call(reset, { grpcMethod: "/kv.Store/Put" }),
+    badGateway,
+  ],
+  [
+    "reset, a service whose name extends a listed one",
+    withGrpc,
+    call(reset, { grpcMethod: "/kv.ReaderX/Scan" }),
+    badGateway,
+  ],
+  [
+    "reset, listed gRPC method, response headers came back",
+    withGrpc,
+    call(reset, { grpcMethod: "/kv.Store/Get", responseBytes: true }),
+    badGateway,
+  ],
+  [
+    "reset, listed gRPC method, response started",
+    withGrpc,
+    call(reset, { grpcMethod: "/kv.Store/Get", responseStarted: true }),
+    { action: "cut" },
+  ],
+  [
+    "reset, listed gRPC method, request stream partly sent",
+    withGrpc,
+    call(reset, { grpcMethod: "/kv.Store/Get", body: "sent" }),
+    notReplayable,
+  ],
+  [
+    "503 from a member, listed gRPC method: the response headers committed the call",
+    withGrpc,
+    call(status(503), { grpcMethod: "/kv.Store/Get" }),
+    { action: "forward", reason: "status", eject: true },
+  ],
+  [
+    "timeout, listed gRPC method, timeout not in retry.on",
+    withGrpc,
+    call(timeout, { grpcMethod: "/kv.Store/Get" }),
+    gatewayTimeout,
+  ],
+];
+
+for (const [what, p, given, expected] of grpcTable) {
+  test(`HTTP/2 and gRPC: ${what}`, (t) => {
+    t.like(decide(p, given), expected);
+  });
+}
+
+test("over every gRPC input: a call is resent only if unprocessed, or listed and without response headers", (t) => {
+  const outcomes: Outcome[] = [connect, refused, reset, timeout, error, badResponse, status(502), status(503)];
+  const bodies: BodyState[] = ["none", "unsent", "sent", "replayable"];
+  const flags = [false, true];
+  const p = policy((r) => {
+    r.on.push("timeout");
+    r.grpcMethods = ["/kv.Store/Get"];
+  });
+  let checked = 0;
+  for (const outcome of outcomes)
+    for (const grpcMethod of ["/kv.Store/Get", "/kv.Store/Put"])
+      for (const body of bodies)
+        for (const tried of [1, 2, 3])
+          for (const responseStarted of flags)
+            for (const reused of flags)
+              for (const responseBytes of flags) {
+                const given = {
+                  outcome,
+                  method: "POST",
+                  grpcMethod,
+                  body,
+                  tried,
+                  responseStarted,
+                  reused,
+                  responseBytes,
+                };
+                const unprocessed = outcome.kind === "connect" || outcome.kind === "refused";
+                const listed =
+                  grpcMethod === "/kv.Store/Get" && outcome.kind !== "status" && !responseBytes && !responseStarted;
+                const d = decide(p, given);
+                if (d.action === "retry") {
+                  t.true(unprocessed || listed, JSON.stringify(given));
+                  t.not(body, "sent", JSON.stringify(given));
+                  t.true(tried <= 2, JSON.stringify(given));
+                  t.false(responseStarted, JSON.stringify(given));
+                } else if (!responseStarted && body !== "sent" && tried <= 2 && outcome.kind !== "bad_response") {
+                  t.false(unprocessed || listed, `not resent: ${JSON.stringify(given)}`);
+                }
+                checked++;
+              }
+  t.is(checked, 8 * 2 * 4 * 3 * 8);
+});

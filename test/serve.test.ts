@@ -6,6 +6,7 @@ import test from "ava";
 import { Ring } from "../src/ring/ring.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
 import { ringroute } from "./helpers/cli.ts";
+import { sendAs } from "./helpers/h2.ts";
 import { inEachShape, serve } from "./helpers/shapes.ts";
 import { until, within } from "./helpers/until.ts";
 
@@ -48,53 +49,60 @@ inEachShape(
     t.regex(running.stderr(), /\/metrics/);
     const ring = Ring.build(["demo-a", "demo-b", "demo-c"]);
     for (const key of ["/users/42", "/users/43", "/carts/1"]) {
-      const reply = await send(running.proxy, key);
+      const reply = await sendAs(shape.client, running.proxy, key);
       t.is(reply.status, 200);
       t.deepEqual([reply.json.backend, reply.json.key], [ring.ownerOf(key), key]);
     }
-    t.regex((await send(running.admin, "/metrics")).text, /ringroute_requests_total\{member="demo-/);
+    const metrics = (await send(running.admin, "/metrics")).text;
+    t.regex(metrics, /ringroute_requests_total\{member="demo-/);
+    t.regex(metrics, new RegExp(`^ringroute_requests_total\\{[^}]*protocol="${shape.client}"\\} \\d+$`, "m"));
     running.child.kill("SIGTERM");
     t.is(await running.exit, 0);
   },
+  { clients: ["http/1.1", "h2"] },
 );
 
-inEachShape("SIGTERM lets a request in flight finish, refuses new ones, and exits 0", async (t, shape) => {
-  const backends = await startBackends(["a", "b"]);
-  t.teardown(() => Promise.all(backends.map((b) => b.kill())));
-  let release: () => void = () => {};
-  const held = new Promise<void>((resolve) => (release = resolve));
-  for (const b of backends) {
-    b.handler = (req, res) => {
-      req.resume();
-      // Only /slow is held; probes sent while the proxy is still accepting get answered at once.
-      if (req.url?.startsWith("/slow")) held.then(() => res.end(`done by ${b.name}`));
-      else res.end("probe");
-    };
-  }
-  const members = backends.map((b) => `${b.name}=${b.url}`).join(",");
-  const running = await serve(t, shape, ["--members", members, "--shutdown-timeout", "20s"]);
-  const inFlight = send(running.proxy, "/slow/1");
-  await until(() => backends.some((b) => b.seen.length > 0), { what: "the slow request at a backend" });
-  running.child.kill("SIGTERM");
-  // Wait until the proxy has stopped accepting before releasing the held response.
-  await until(
-    () =>
-      send(running.proxy, "/new").then(
-        () => false,
-        () => true,
-      ),
-    { what: "the proxy refusing new connections after SIGTERM", interval: 20 },
-  );
-  t.is(running.child.exitCode, null, "still running while the request is in flight");
-  await t.throwsAsync(send(running.proxy, "/new"), undefined, "no new connections after SIGTERM");
-  release();
-  const reply = await inFlight.catch((e) => {
-    throw new Error(`${e.message}\n${running.stderr()}`);
-  });
-  t.is(reply.status, 200);
-  t.regex(reply.text, /^done by [ab]$/);
-  t.is(await running.exit, 0);
-});
+inEachShape(
+  "SIGTERM lets a request in flight finish, refuses new ones, and exits 0",
+  async (t, shape) => {
+    const backends = await startBackends(["a", "b"]);
+    t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    for (const b of backends) {
+      b.handler = (req, res) => {
+        req.resume();
+        // Only /slow is held; probes sent while the proxy is still accepting get answered at once.
+        if (req.url?.startsWith("/slow")) held.then(() => res.end(`done by ${b.name}`));
+        else res.end("probe");
+      };
+    }
+    const members = backends.map((b) => `${b.name}=${b.url}`).join(",");
+    const running = await serve(t, shape, ["--members", members, "--shutdown-timeout", "20s"]);
+    const inFlight = sendAs(shape.client, running.proxy, "/slow/1");
+    await until(() => backends.some((b) => b.seen.length > 0), { what: "the slow request at a backend" });
+    running.child.kill("SIGTERM");
+    // Wait until the proxy has stopped accepting before releasing the held response.
+    await until(
+      () =>
+        send(running.proxy, "/new").then(
+          () => false,
+          () => true,
+        ),
+      { what: "the proxy refusing new connections after SIGTERM", interval: 20 },
+    );
+    t.is(running.child.exitCode, null, "still running while the request is in flight");
+    await t.throwsAsync(send(running.proxy, "/new"), undefined, "no new connections after SIGTERM");
+    release();
+    const reply = await inFlight.catch((e) => {
+      throw new Error(`${e.message}\n${running.stderr()}`);
+    });
+    t.is(reply.status, 200);
+    t.regex(reply.text, /^done by [ab]$/);
+    t.is(await running.exit, 0);
+  },
+  { clients: ["http/1.1", "h2"] },
+);
 
 /** What a new connection sent one request got: a status, or the socket error's code. */
 function tryOnce(proxy: string): Promise<string> {

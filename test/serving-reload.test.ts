@@ -46,6 +46,14 @@ test("key, proxy, access, ring, membership and shutdown apply live; each named o
   t.is(plan.running.ring.partitions, 1024);
 });
 
+test("http2 applies live, to connections accepted from now on: the listener's part of a reload", (t) => {
+  const next = { ...base(), http2: false };
+  const plan = planReload(base(), next, membershipOf);
+  t.deepEqual([plan.applied, plan.restart], [["http2"], []]);
+  t.true(plan.listener);
+  t.false(plan.running.http2);
+});
+
 test("TLS files are read again on every reload while TLS stays on; turning it on or off waits for a restart", (t) => {
   const tls = { cert: "c.pem", key: "k.pem" };
   const on = { ...base(), tls };

@@ -11,7 +11,7 @@ import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { Cluster } from "../cluster.ts";
 import type { Member } from "../membership/source.ts";
-import type { ClientFailure, ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
+import type { ClientFailure, ClientProtocol, ProxyObserver, UpstreamFailure } from "../proxy/observer.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
 import { registerHandoffMetrics } from "./handoff-metrics.ts";
 
@@ -19,7 +19,7 @@ import { registerHandoffMetrics } from "./handoff-metrics.ts";
 const buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 interface MemberStats {
-  /** Responses by "METHOD status". */
+  /** Responses by "METHOD status protocol". */
   responses: Map<string, number>;
   /** Non-cumulative counts per bucket; the last slot is +Inf. */
   buckets: Float64Array;
@@ -46,13 +46,13 @@ class RequestStats {
     this.#beforeCollect = beforeCollect;
   }
 
-  record(member: string, method: string, status: number | string, seconds: number): void {
+  record(member: string, method: string, status: number | string, seconds: number, protocol: string): void {
     let stats = this.#members.get(member);
     if (stats === undefined) {
       stats = { responses: new Map(), buckets: new Float64Array(buckets.length + 1), sum: 0, count: 0 };
       this.#members.set(member, stats);
     }
-    const key = `${method} ${status}`;
+    const key = `${method} ${status} ${protocol}`;
     stats.responses.set(key, (stats.responses.get(key) ?? 0) + 1);
     let i = 0;
     while (i < buckets.length && seconds > (buckets[i] as number)) i++;
@@ -76,14 +76,14 @@ class RequestStats {
   requestsMetric() {
     const name = "ringroute_requests_total";
     const help =
-      "Responses sent to clients, by the member that served them (none: ringroute answered), status code and method.";
+      "Responses sent to clients, by the member that served them (none: ringroute answered), status code, method and the protocol the client spoke (http/1.1, h2).";
     const get = () => {
       this.#beforeCollect();
       const values: Sample[] = [];
       for (const [member, stats] of this.#members) {
         for (const [key, value] of stats.responses) {
-          const [method, code] = key.split(" ") as [string, string];
-          values.push({ value, labels: { member, code, method } });
+          const [method, code, protocol] = key.split(" ") as [string, string, string];
+          values.push({ value, labels: { member, code, method, protocol } });
         }
       }
       return { name, help, type: "counter", aggregator: "sum", values };
@@ -194,7 +194,7 @@ export class Metrics implements ProxyObserver {
     registry.registerMetric(this.#requestStats.durationMetric() as never);
     this.#upstreamErrors = new Counter({
       name: "ringroute_upstream_errors_total",
-      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response (unparseable or over proxy.limits), error.",
+      help: "Failed tries against a member, by reason: connect, reset, timeout, status (a retryable status code), bad_response (unparseable or over proxy.limits), error, refused (an h2c member refused a stream or dropped it unprocessed).",
       labelNames: ["member", "reason"],
       registers,
     });
@@ -362,8 +362,14 @@ export class Metrics implements ProxyObserver {
     }
   }
 
-  request(member: string, method: string, status: number | "truncated", seconds: number): void {
-    this.#requestStats.record(member, methods.has(method) ? method : "OTHER", status, seconds);
+  request(
+    member: string,
+    method: string,
+    status: number | "truncated",
+    seconds: number,
+    protocol: ClientProtocol = "http/1.1",
+  ): void {
+    this.#requestStats.record(member, methods.has(method) ? method : "OTHER", status, seconds, protocol);
   }
 
   requestStarted(): void {

@@ -174,6 +174,13 @@ export const serveFlags: readonly Flag[] = [
     field: "access.log",
     help: "one JSON line a request on stdout",
   },
+  {
+    name: "http2",
+    value: "BOOL",
+    env: "RINGROUTE_HTTP2",
+    field: "http2",
+    help: "HTTP/2 clients: h2 by ALPN, h2c prior knowledge",
+  },
 ];
 
 /**

@@ -80,13 +80,17 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
   }
   const parsed = members.map((m, i) => {
     const field = `${path}.members[${i}]`;
-    const entry = mapping(m, field, ["name", "url", "tags"]);
+    const entry = mapping(m, field, ["name", "url", "protocol", "tags"]);
     if (typeof entry.name !== "string" || entry.name === "") {
       throw new ConfigError(`${field}.name`, "must be a non-empty string");
+    }
+    if (entry.protocol !== undefined && entry.protocol !== "h1" && entry.protocol !== "h2c") {
+      throw new ConfigError(`${field}.protocol`, `must be h1 or h2c, got ${show(entry.protocol)}`);
     }
     return {
       name: entry.name,
       url: memberUrl(entry.url, `${field}.url`),
+      ...(entry.protocol === "h2c" ? { protocol: "h2c" as const } : {}),
       tags: tags(entry.tags ?? {}, `${field}.tags`),
     };
   });

@@ -12,6 +12,8 @@ export interface Member {
   name: string;
   /** Where the proxy sends this member's requests, e.g. "http://10.0.0.5:8080". */
   url: string;
+  /** How the proxy talks to this member: HTTP/1.1 (absent, "h1") or HTTP/2 over cleartext ("h2c", gRPC members). */
+  protocol?: "h1" | "h2c";
   /** Labels from the source (Serf tags, DNS record data, config). */
   tags: Readonly<Record<string, string>>;
   /**

@@ -5,6 +5,8 @@ import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 export interface StaticMember {
   name: string;
   url: string;
+  /** How the proxy talks to it: HTTP/1.1 (absent, "h1") or HTTP/2 over cleartext ("h2c"). */
+  protocol?: "h1" | "h2c";
   tags?: Record<string, string>;
 }
 
@@ -19,9 +21,10 @@ export class StaticSource implements MembershipSource {
 
   /** Throws ConfigError (`members[1].url`) for a URL that cannot be a member's. */
   constructor(members: readonly StaticMember[]) {
-    this.#members = members.map(({ name, url, tags }, i) => ({
+    this.#members = members.map(({ name, url, protocol, tags }, i) => ({
       name,
       url: memberUrl(url, `members[${i}].url`),
+      ...(protocol === "h2c" ? { protocol } : {}),
       tags: { ...tags },
       state: "alive",
     }));

@@ -11,13 +11,14 @@ import type { KeyConfig } from "../config.ts";
 import type { Clock } from "../utils/clock.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type ClientSide, type EngineContext, Exchange, type RequestInfo } from "./exchange.ts";
+import { awaitPartition } from "./handoff-wait.ts";
 import { readRequestHead } from "./headers.ts";
 import type { CompiledKey } from "./key.ts";
 import { OK, PAUSED, PAUSED_UPGRADE, Parser } from "./llhttp.ts";
 import type { ClientFailure } from "./observer.ts";
 import { normalisedTarget, unsafePath } from "./path.ts";
 import { errorResponse, messages } from "./reply.ts";
-import { choose, type Router, routeRequest } from "./route.ts";
+import { type Router, routeRequest } from "./route.ts";
 import type { ProxyCluster } from "./upstream.ts";
 
 /** What a client connection reads from its server; the server swaps `ctx` and `router` on reload. */
@@ -37,10 +38,6 @@ export interface ClientServer {
   tls: boolean;
   connectionClosed(conn: ClientConnection): void;
 }
-
-/** The default `membership.etcd.handoffWait`, and how often a waiting request reads the routing table again. */
-const defaultHandoffWait = 2000;
-const waitTick = 25;
 
 type State = "idle" | "head" | "body" | "waiting" | "tunnel" | "closed";
 
@@ -209,37 +206,25 @@ export class ClientConnection implements ClientSide, Timed {
     else this.#await(exchange, waitFor);
   }
 
-  /**
-   * Coordinated hand-offs: no member holds the request's partition ready.
-   * The routing table is read again every tick until one does (the request
-   * goes there) or the hand-off wait is over: 503 partition_moving, with
-   * Retry-After.
-   */
+  /** Coordinated hand-offs: no member holds the request's partition ready; it waits (handoff-wait.ts). */
   #await(exchange: Exchange, partition: number): void {
     const server = this.#server;
-    const clock = server.clock;
-    const wait = server.cluster.handoffWait ?? defaultHandoffWait;
-    const until = clock.now() + wait;
-    const step = () => {
-      this.#cancelWait = undefined;
-      if (this.#exchange !== exchange || this.state === "closed") return;
-      const routing = server.cluster.routing;
-      const choice = choose(routing, partition, server.ctx.ejections);
-      if ("member" in choice) {
-        exchange.request.routing = routing;
-        exchange.send(choice.member);
-        return;
-      }
-      const left = until - clock.now();
-      if ("wait" in choice && left > 0) {
-        this.#cancelWait = clock.setTimer(step, Math.min(waitTick, left));
-        return;
-      }
-      if ("wait" in choice) {
-        exchange.reply(503, "partition_moving", { headers: `retry-after: ${Math.max(1, Math.ceil(wait / 1000))}\r\n` });
-      } else exchange.reply(choice.status, choice.error, { message: choice.message, extra: choice.details });
-    };
-    this.#cancelWait = clock.setTimer(step, Math.min(waitTick, wait));
+    this.#cancelWait = awaitPartition(
+      server.cluster,
+      server.clock,
+      () => server.ctx.ejections,
+      partition,
+      (result) => {
+        this.#cancelWait = undefined;
+        if (this.#exchange !== exchange || this.state === "closed") return;
+        if ("member" in result) {
+          exchange.request.routing = result.routing;
+          exchange.send(result.member);
+        } else if ("moving" in result) {
+          exchange.reply(503, "partition_moving", { headers: `retry-after: ${result.retryAfter}\r\n` });
+        } else exchange.reply(result.status, result.error, { message: result.message, extra: result.details });
+      },
+    );
   }
 
   #parse(data: Buffer): void {

@@ -16,7 +16,7 @@ import { type BodyMode, chunkPrefix, chunkSuffix, lastChunk, responseFraming } f
 import { putLatin1, type RequestHead, readResponseFields, readResponseHead, writeFields } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
 import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
-import { errorResponse, messages } from "./reply.ts";
+import { errorBody, errorResponse } from "./reply.ts";
 import { type BodyState, decide, type Forward, type Reply, type RetryPolicy } from "./retry.ts";
 import { ownershipHeaders, sendsOwnership } from "./route.ts";
 import type { ResponseSink, UpstreamConnection, UpstreamPool, Upstreams } from "./upstream.ts";
@@ -169,6 +169,12 @@ export class Exchange implements ResponseSink {
     if (pool === undefined) {
       // Left the cluster between lookup and now: as if its connection was refused.
       this.upstreamFailed(undefined, "connect", new Error(`member ${member} is gone`));
+      return;
+    }
+    if (pool.protocol === "h2c") {
+      // An h2c member (gRPC) takes no HTTP/1.1: its requests come over HTTP/2. Nothing was sent, no one failed.
+      this.#outcome = "member_protocol";
+      this.reply(502, "member_protocol");
       return;
     }
     this.#pool = pool;
@@ -519,16 +525,7 @@ export class Exchange implements ResponseSink {
       this.#end(code);
       return;
     }
-    const { detail, extra } = options;
-    const body: Record<string, unknown> = { error: code, message: options.message || messages[code] || code, ...extra };
-    if (this.request.partition >= 0) body.partition = this.request.partition;
-    if (detail !== undefined) {
-      body.tried = detail.tried.length;
-      // Member names, addresses and errnos only when asked for: they help an attacker more than a client.
-      if (this.#ctx.config.errors.detail) {
-        Object.assign(body, { member: detail.member, members: detail.tried, cause: detail.cause });
-      }
-    }
+    const body = errorBody(code, this.request.partition, this.#ctx.config.errors.detail, options);
     this.status = status;
     this.responseStarted = true;
     this.responseDone = true;
@@ -591,6 +588,7 @@ export class Exchange implements ResponseSink {
     if (this.#reason !== undefined) record.reason = this.#reason;
     record.outcome = this.#outcome ?? "ok";
     if (this.#truncated) record.truncated = true;
+    record.protocol = "http/1.1";
     return record;
   }
 

@@ -1,9 +1,10 @@
 /**
  * Why a try against a member failed; the `reason` label of `ringroute_upstream_errors_total`: the
  * connection could not be opened, the member closed or reset it, did not answer in time, answered with a
- * status `retry.on` lists, sent a response that did not parse, or the connection failed otherwise.
+ * status `retry.on` lists, sent a response that did not parse, or the connection failed otherwise; over
+ * HTTP/2, `refused`: the member refused a stream or dropped it unprocessed with GOAWAY (it saw nothing).
  */
-export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "bad_response" | "error";
+export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "bad_response" | "error" | "refused";
 
 /** Why a client's request ended badly; the `reason` label of `ringroute_client_errors_total`. */
 export type ClientFailure = "head_timeout" | "body_timeout" | "slow_reader" | "aborted" | "bad_request";
@@ -36,7 +37,8 @@ export interface AccessRecord {
   /**
    * How the exchange ended, blamed on one side: `ok`; the client's `head_timeout`, `body_timeout`,
    * `slow_reader`, `aborted`, `bad_request`; the member's `upstream_connect`, `upstream_reset`,
-   * `upstream_timeout`, `upstream_status`, `upstream_bad_response`, `upstream_error`; or `queue_timeout`.
+   * `upstream_timeout`, `upstream_status`, `upstream_bad_response`, `upstream_error`, `upstream_refused` (h2c);
+   * `queue_timeout`; or `member_protocol` (an HTTP/1.1 request for an h2c member).
    */
   outcome?: string;
   /** The response began but was cut short. */
@@ -57,9 +59,15 @@ export interface ProxyObserver {
   requestEnded?(): void;
   /**
    * A response went to the client: who served it, its status (`truncated` when it began but was cut short),
-   * and the time from request to response end.
+   * the time from request to response end, and the protocol the client spoke (absent: HTTP/1.1).
    */
-  request(member: string, method: string, status: number | "truncated", seconds: number): void;
+  request(
+    member: string,
+    method: string,
+    status: number | "truncated",
+    seconds: number,
+    protocol?: ClientProtocol,
+  ): void;
   /** A member failed to give a usable response. */
   upstreamError(member: string, reason: UpstreamFailure): void;
   /** A request moved on to the next member of its preference list. */

@@ -18,6 +18,31 @@ export function errorResponse(status: number, body: Record<string, unknown>, clo
   );
 }
 
+/**
+ * The JSON body of one of ringroute's own errors: `error`, `message`, the partition, and after members failed
+ * how many were tried (their names, addresses and errors only with `proxy.errors.detail`).
+ */
+export function errorBody(
+  code: string,
+  partition: number,
+  showDetail: boolean,
+  options: {
+    message?: string | undefined;
+    detail?: { member: string; tried: string[]; cause: string } | undefined;
+    extra?: Record<string, unknown> | undefined;
+  },
+): Record<string, unknown> {
+  const { detail, extra } = options;
+  const body: Record<string, unknown> = { error: code, message: options.message || messages[code] || code, ...extra };
+  if (partition >= 0) body.partition = partition;
+  if (detail !== undefined) {
+    body.tried = detail.tried.length;
+    // Member names, addresses and errnos only when asked for: they help an attacker more than a client.
+    if (showDetail) Object.assign(body, { member: detail.member, members: detail.tried, cause: detail.cause });
+  }
+  return body;
+}
+
 /** The short message each of ringroute's own error codes carries. */
 export const messages: Record<string, string> = {
   bad_request: "the request is not valid HTTP/1.1",
@@ -30,8 +55,11 @@ export const messages: Record<string, string> = {
   partition_moving: "no member holds the key's partition ready yet (a hand-off is under way); retry shortly",
   upstream_unavailable: "no member could answer the request",
   upstream_timeout: "the member did not answer in time",
+  deadline_exceeded: "the call's deadline (grpc-timeout) passed before the member answered",
   body_not_replayable: "the member failed after the request body was sent; it cannot be replayed",
   no_members: "no live member to send the request to",
   queue_timeout: "every connection to the member stayed busy; try again shortly",
   internal_error: "the proxy failed to handle the request",
+  member_protocol:
+    "the member speaks HTTP/2 only (protocol: h2c): send the request over HTTP/2 (h2c prior knowledge, or h2 over TLS)",
 };

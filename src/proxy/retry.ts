@@ -17,6 +17,18 @@
  * failure's kind must be in `retry.on`, and `retry.attempts` not spent.
  * A socket error on an established connection (EHOSTUNREACH…) is (c), not (a).
  *
+ * Over HTTP/2 (h2c members) one more outcome says the member saw nothing:
+ * `refused`, a stream the member refused (REFUSED_STREAM) or never
+ * processed (above the last stream id of its GOAWAY); it is retried as (a),
+ * any method, and not held against the member (it is draining or busy).
+ *
+ * gRPC calls follow gRFC A6 instead of `retry.methods`: a call that cannot
+ * have reached the member's application (`connect`, `refused`) moves on
+ * whatever its method; one that may have reached it only if its method
+ * (`/pkg.Service/Method`, or `/pkg.Service/*` for the whole service) is in
+ * `retry.grpcMethods` and no response headers came back (A6 commits a call
+ * at its response headers, so a gRPC status is never retried here).
+ *
  * - A response that has begun reaching the client is never retried or
  *   replaced: the client connection is cut.
  * - A response that does not parse is answered 502 and not retried.
@@ -40,7 +52,9 @@ export type Outcome =
   /** The member's response did not parse (or broke a limit). */
   | { kind: "bad_response" }
   /** Any other error on an established connection (EHOSTUNREACH, ENETUNREACH…). */
-  | { kind: "error" };
+  | { kind: "error" }
+  /** HTTP/2: the member refused the stream (REFUSED_STREAM) or never processed it (GOAWAY): it saw nothing. */
+  | { kind: "refused" };
 
 /**
  * Where the request body stands: `none` (no body), `unsent` (not a byte
@@ -65,6 +79,11 @@ export interface RetryInput {
   responseBytes?: boolean;
   /** The member closed the connection (FIN or RST) before the whole request was written. */
   closedEarly?: boolean;
+  /**
+   * The gRPC method (`/pkg.Service/Method`, the request's path) when the request is a gRPC call: gRFC A6's
+   * rules apply instead of `retry.methods`.
+   */
+  grpcMethod?: string;
 }
 
 /** A response ringroute makes itself: status and the JSON body's `error` and `message` (no addresses, no errnos). */
@@ -107,6 +126,8 @@ export interface RetryPolicy {
   /** statuses[s] === 1: status s moves a request on. */
   readonly statuses: Uint8Array;
   readonly methods: ReadonlySet<string>;
+  /** gRPC methods (`/pkg.Service/Method`) and services (`/pkg.Service/*`) that may be resent. */
+  readonly grpcMethods: ReadonlySet<string>;
 }
 
 export function retryPolicy(retry: ProxyConfig["retry"]): RetryPolicy {
@@ -119,6 +140,7 @@ export function retryPolicy(retry: ProxyConfig["retry"]): RetryPolicy {
     onTimeout: retry.on.includes("timeout"),
     statuses,
     methods: new Set(retry.methods),
+    grpcMethods: new Set(retry.grpcMethods),
   };
 }
 
@@ -129,6 +151,7 @@ const replies = {
   reset: reply(502, "bad_gateway", "the member closed the connection before answering"),
   error: reply(502, "bad_gateway", "the connection to the member failed"),
   bad_response: reply(502, "bad_gateway", "the member's response could not be used"),
+  refused: reply(502, "upstream_unavailable", "the member refused the request without processing it"),
   timeout: reply(504, "upstream_timeout", "the member did not answer in time"),
   notReplayable: reply(
     502,
@@ -152,6 +175,16 @@ export function decide(policy: RetryPolicy, input: RetryInput): Decision {
         ? { action: "retry", otherwise: forward, reason: "status", eject: true }
         : { ...forward, reason: "status", eject: true };
     }
+    case "refused": {
+      // The member saw nothing (a stream it refused or never processed): as a connect failure, but the member is
+      // draining or at its stream limit, not failing, so it is not held against it.
+      if (input.responseStarted) return { action: "cut", reason: "refused", eject: false };
+      const otherwise = replies.refused;
+      if (!policy.onConnect) return { ...otherwise, reason: "refused", eject: false };
+      if (!bodyAtHand(input)) return { ...replies.notReplayable, reason: "refused", eject: false };
+      if (!withinBudget(policy, input)) return { ...otherwise, reason: "refused", eject: false };
+      return { action: "retry", otherwise, reason: "refused", eject: false };
+    }
     case "bad_response":
       // Not retried: a member whose responses do not parse is not the kind of failure failover is for.
       if (input.responseStarted) return { action: "cut", reason: "bad_response", eject: false };
@@ -174,9 +207,19 @@ export function decide(policy: RetryPolicy, input: RetryInput): Decision {
 /** Rules (a), (b) and (c): whether the member may have acted on the request in a way a resend would repeat. */
 function resendable(policy: RetryPolicy, input: RetryInput): boolean {
   if (input.outcome.kind === "connect") return true; // (a)
+  if (input.grpcMethod !== undefined) return grpcResendable(policy, input.grpcMethod, input);
   const idempotent = policy.methods.has(input.method);
   if (input.reused && !input.responseBytes && (idempotent || input.closedEarly)) return true; // (b)
   return idempotent && !input.responseStarted; // (c)
+}
+
+/** gRFC A6: a call that may have reached the application, only when listed and before response headers. */
+function grpcResendable(policy: RetryPolicy, method: string, input: RetryInput): boolean {
+  if (input.outcome.kind === "status" || input.responseBytes || input.responseStarted) return false;
+  if (policy.grpcMethods.size === 0) return false;
+  if (policy.grpcMethods.has(method)) return true;
+  const slash = method.lastIndexOf("/");
+  return slash > 0 && policy.grpcMethods.has(`${method.slice(0, slash)}/*`);
 }
 
 function bodyAtHand(input: RetryInput): boolean {

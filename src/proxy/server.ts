@@ -13,11 +13,16 @@ import { ClientConnection, type ClientServer } from "./client.ts";
 import { Deadlines } from "./deadlines.ts";
 import type { EngineContext, Tunnel } from "./exchange.ts";
 import { AnyMember, Ejections } from "./failover.ts";
+import { H1Transport } from "./h2/h1-member.ts";
+import { h2cTransport } from "./h2/member-pool.ts";
+import { H2Sessions } from "./h2/server.ts";
+import type { StreamServer } from "./h2/stream.ts";
+import { type MemberTransport, memberProtocol, type TransportFactory } from "./h2/transport.ts";
 import { compileKey } from "./key.ts";
 import type { ProxyObserver } from "./observer.ts";
 import { retryPolicy } from "./retry.ts";
 import type { Router } from "./route.ts";
-import { sniffTls } from "./sniff.ts";
+import { sniffPreface, sniffTls } from "./sniff.ts";
 import { type PoolSettings, type ProxyCluster, Upstreams } from "./upstream.ts";
 
 export type { ProxyCluster } from "./upstream.ts";
@@ -32,8 +37,10 @@ export interface TlsMaterial {
 export interface ProxyOptions {
   /** The started cluster (or a worker's view of one) whose routing ring routes requests. */
   cluster: ProxyCluster;
-  /** Key and forwarding settings; defaults as in defaultConfig(). */
-  config?: { key?: KeyConfig; proxy?: ProxyConfig };
+  /** Key and forwarding settings, and whether clients may speak HTTP/2; defaults as in defaultConfig(). */
+  config?: { key?: KeyConfig; proxy?: ProxyConfig; http2?: boolean };
+  /** How members declared `protocol: h2c` are reached; default: a pool of multiplexed h2c sessions per member. */
+  h2c?: TransportFactory;
   /** Receives request, failure and ejection reports (the admin metrics implement it). */
   observer?: ProxyObserver;
   logger?: Logger;
@@ -55,15 +62,18 @@ export interface RoutingProxy {
    * is left (clients, members, tunnels) is destroyed. Resolves when done.
    */
   close(timeoutMs?: number): Promise<void>;
-  /** New key and proxy settings for requests that start from now on (SIGHUP). */
-  reconfigure(proxy: ProxyConfig, key: KeyConfig): void;
+  /**
+   * New key and proxy settings for requests that start from now on (SIGHUP); `http2` (when given) for
+   * connections accepted from now on.
+   */
+  reconfigure(proxy: ProxyConfig, key: KeyConfig, http2?: boolean): void;
   /** New certificate and key for new TLS connections; throws when the listener is plain HTTP. */
   reloadTls(tls: TlsMaterial): void;
   /** Members skipped right now after failing repeatedly. */
   ejected(): string[];
   /** Upgrade tunnels open right now. */
   readonly tunnels: number;
-  /** Client connections open right now (tunnels not counted). */
+  /** Client connections open right now, HTTP/1.1 and HTTP/2 (tunnels not counted). */
   readonly connections: number;
 }
 
@@ -75,6 +85,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   const clock = options.clock ?? systemClock;
   let proxyConfig = options.config?.proxy ?? defaults.proxy;
   let keyConfig = options.config?.key ?? defaults.key;
+  let http2 = options.config?.http2 ?? defaults.http2;
   const deadlines = new Deadlines(clock, shortest(proxyConfig));
   const ejections = new Ejections(proxyConfig.eject.after, proxyConfig.eject.for, () => clock.now());
   const upstreams = new Upstreams(cluster, poolSettings(proxyConfig), deadlines);
@@ -82,7 +93,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
   const connections = new Set<ClientConnection>();
   let onQuiet: (() => void) | undefined;
   const quiet = () => {
-    if (connections.size === 0 && tunnels.size === 0) onQuiet?.();
+    if (connections.size === 0 && tunnels.size === 0 && sessions.size === 0) onQuiet?.();
   };
 
   const context = (config: ProxyConfig): EngineContext => ({
@@ -103,7 +114,9 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     anyMember: new AnyMember(),
   });
 
-  const state: ClientServer = {
+  const h1 = new H1Transport(upstreams);
+  const h2c: MemberTransport = (options.h2c ?? h2cTransport)({ cluster, config: proxyConfig, deadlines, logger });
+  const state: ClientServer & StreamServer = {
     ctx: context(proxyConfig),
     router: router(keyConfig),
     key: compileKey(keyConfig),
@@ -114,15 +127,19 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     closing: false,
     lingering: new Set(),
     tls: options.tls !== undefined,
+    transport: (member) => (memberProtocol(cluster.member(member)) === "h2c" ? h2c : h1),
     connectionClosed(conn) {
       connections.delete(conn);
       quiet();
     },
   };
 
+  const sessions = new H2Sessions(state, proxyConfig, deadlines, quiet);
+
   const stopListening = cluster.listen({
     memberDown(member) {
       upstreams.drop(member.name);
+      h2c.drop(member.name);
       ejections.forget(member.name);
     },
     // Back in the ring is a new life (a restart that left first, a drain undone): failures counted while it
@@ -143,10 +160,28 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     }
     connections.add(new ClientConnection(socket, state));
   };
+  const acceptH2 = (socket: Socket) => {
+    if (closed) socket.destroy();
+    else sessions.accept(socket);
+  };
+  // With HTTP/2 on, a cleartext connection's first bytes tell the h2 preface (prior knowledge) from HTTP/1.1.
+  const acceptClear = (socket: Socket) => {
+    if (http2) sniffPreface(socket, accept, acceptH2, deadlines, state.ctx.config.timeouts.head);
+    else accept(socket);
+  };
+  // Over TLS, ALPN chose: h2 when the client offered it and HTTP/2 is on, else HTTP/1.1.
+  const acceptTls = (socket: Socket) => {
+    if ((socket as Socket & { alpnProtocol?: string | false }).alpnProtocol === "h2") acceptH2(socket);
+    else accept(socket);
+  };
+  const alpn = ({ protocols }: { protocols: string[] }): string | undefined => {
+    if (http2 && protocols.includes("h2")) return "h2";
+    return protocols.includes("http/1.1") ? "http/1.1" : undefined;
+  };
   let server: Server;
   let tlsServer: TlsServer | undefined;
   if (options.tls !== undefined) {
-    const tls = createTlsServer({ ...tlsOptions(options.tls), allowHalfOpen: true }, accept);
+    const tls = createTlsServer({ ...tlsOptions(options.tls), allowHalfOpen: true, ALPNCallback: alpn }, acceptTls);
     // A handshake that fails is the client's problem, not ours.
     tls.on("tlsClientError", (_error, socket) => socket.destroy());
     tlsServer = tls;
@@ -156,7 +191,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
       else sniffTls(socket, tls, deadlines, state.ctx.config.timeouts.head);
     });
   } else {
-    server = createServer({ allowHalfOpen: true, noDelay: true }, accept);
+    server = createServer({ allowHalfOpen: true, noDelay: true }, acceptClear);
   }
 
   let closing: Promise<void> | undefined;
@@ -189,6 +224,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
           cancelDeadline();
           for (const socket of [...state.lingering]) socket.destroy();
           upstreams.destroy();
+          h2c.destroy();
           deadlines.stop();
           resolve();
         };
@@ -197,19 +233,25 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
         };
         if (server.listening) server.close(() => quiet());
         for (const conn of connections) conn.shutdown();
+        sessions.close();
+        h2c.close();
         // The deadline: cut clients, tunnels and member connections, whatever they are doing.
         cancelDeadline = clock.setTimer(() => {
           for (const conn of [...connections]) conn.destroy();
           for (const tunnel of [...tunnels]) tunnel.destroy();
+          sessions.destroy();
           finish();
         }, timeoutMs);
         if (!server.listening) quiet();
       });
       return closing;
     },
-    reconfigure(proxy: ProxyConfig, key: KeyConfig) {
+    reconfigure(proxy: ProxyConfig, key: KeyConfig, enableHttp2?: boolean) {
       proxyConfig = proxy;
       keyConfig = key;
+      if (enableHttp2 !== undefined) http2 = enableHttp2;
+      sessions.reconfigure(proxy);
+      h2c.reconfigure(proxy);
       state.ctx = context(proxy);
       state.router = router(key);
       state.key = compileKey(key);
@@ -226,7 +268,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
       return tunnels.size;
     },
     get connections() {
-      return connections.size;
+      return connections.size + sessions.size;
     },
   };
 }

@@ -39,3 +39,53 @@ export function sniffTls(socket: Socket, tls: TlsServer, deadlines: Deadlines, f
     timed.deadline = deadlines.now() + lingerMs;
   });
 }
+
+/** The client connection preface of HTTP/2 (RFC 9113 §3.4): an h2c client with prior knowledge opens with it. */
+const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+/**
+ * The first bytes on a cleartext listener with HTTP/2 on: the h2 preface goes to `h2`, anything else (the
+ * first byte that differs from it) to `h1`, with the bytes read so far put back. Only bytes that could
+ * still be the preface are waited for, so an HTTP/1.1 request is told apart on its first read (only
+ * `PRI ` could take a second one); a connection that sends nothing is dropped after `firstByteMs`.
+ */
+export function sniffPreface(
+  socket: Socket,
+  h1: (socket: Socket) => void,
+  h2: (socket: Socket) => void,
+  deadlines: Deadlines,
+  firstByteMs: number,
+): void {
+  const timed: Timed = { deadline: deadlines.now() + firstByteMs, expire: () => socket.destroy() };
+  deadlines.add(timed);
+  let seen: Buffer | undefined;
+  const done = () => deadlines.delete(timed);
+  const ignore = () => {};
+  // A client that ends before it said anything useful is gone.
+  const ended = () => socket.destroy();
+  socket.on("error", ignore);
+  socket.once("close", done);
+  socket.once("end", ended);
+  const read = (chunk: Buffer) => {
+    const bytes = seen === undefined ? chunk : Buffer.concat([seen, chunk]);
+    const n = Math.min(bytes.length, preface.length);
+    const matches = bytes.compare(preface, 0, n, 0, n) === 0;
+    if (matches && n < preface.length) {
+      seen = bytes;
+      return;
+    }
+    socket.pause();
+    socket.off("data", read);
+    socket.off("close", done);
+    socket.off("error", ignore);
+    socket.off("end", ended);
+    done();
+    socket.unshift(bytes);
+    if (matches) h2(socket);
+    else {
+      h1(socket);
+      socket.resume();
+    }
+  };
+  socket.on("data", read);
+}

@@ -372,6 +372,8 @@ export class UpstreamPool implements Timed {
   readonly port: number;
   /** The member URL's path, without a trailing slash, put before every request path ("" for none). */
   readonly prefix: string;
+  /** How the member speaks: an h2c member takes no HTTP/1.1 requests (the exchange answers 502 instead). */
+  readonly protocol: "h1" | "h2c";
   settings: PoolSettings;
   readonly deadlines: Deadlines;
   /** The oldest waiter's queue deadline (0: nobody waits). */
@@ -386,10 +388,11 @@ export class UpstreamPool implements Timed {
   #uploads = 0;
   #closed = false;
 
-  constructor(name: string, url: string, settings: PoolSettings, deadlines: Deadlines) {
+  constructor(name: string, url: string, settings: PoolSettings, deadlines: Deadlines, protocol: "h1" | "h2c" = "h1") {
     const parsed = new URL(url);
     this.name = name;
     this.url = url;
+    this.protocol = protocol;
     this.host = parsed.hostname.replace(/^\[|\]$/g, "");
     this.port = Number(parsed.port || (parsed.protocol === "https:" ? 443 : 80));
     this.prefix = parsed.pathname.replace(/\/+$/, "");
@@ -584,9 +587,10 @@ export class Upstreams {
     const current = this.#pools.get(name);
     const member = this.cluster.member(name);
     if (member === undefined) return undefined;
-    if (current !== undefined && current.url === member.url) return current;
+    const protocol = member.protocol === "h2c" ? "h2c" : "h1";
+    if (current !== undefined && current.url === member.url && current.protocol === protocol) return current;
     current?.close();
-    const pool = new UpstreamPool(name, member.url, this.settings, this.deadlines);
+    const pool = new UpstreamPool(name, member.url, this.settings, this.deadlines, protocol);
     this.#pools.set(name, pool);
     return pool;
   }

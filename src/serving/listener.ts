@@ -45,7 +45,7 @@ export function createListener(config: Config, options: ListenerOptions): Listen
   const observer = observe(metrics, logger, (record) => accessLog?.write(record));
   const proxy = createProxy({
     cluster: options.cluster,
-    config: { key: config.key, proxy: config.proxy },
+    config: { key: config.key, proxy: config.proxy, http2: config.http2 },
     observer,
     logger,
     clock,
@@ -73,7 +73,7 @@ export function createListener(config: Config, options: ListenerOptions): Listen
       }
     },
     reload(plan, tls) {
-      if (plan.listener) proxy.reconfigure(plan.running.proxy, plan.running.key);
+      if (plan.listener) proxy.reconfigure(plan.running.proxy, plan.running.key, plan.running.http2);
       if (plan.tls && tls !== undefined) proxy.reloadTls(tls);
       if (plan.access) {
         accessLog?.close();
@@ -102,7 +102,7 @@ function observe(metrics: Metrics, logger: Logger, access: (record: AccessRecord
   return {
     requestStarted: () => metrics.requestStarted(),
     requestEnded: () => metrics.requestEnded(),
-    request: (member, method, status, seconds) => metrics.request(member, method, status, seconds),
+    request: (member, method, status, seconds, protocol) => metrics.request(member, method, status, seconds, protocol),
     upstreamError: (member, reason) => metrics.upstreamError(member, reason),
     clientError: (reason) => metrics.clientError(reason),
     queueTimeout: (member) => metrics.queueTimeout(member),

@@ -40,7 +40,7 @@ export function planReload(current: Config, next: Config, membershipOf: (c: Conf
   if (changed((c) => c.log.format)) restart.push("log.format");
   const plan = {
     logLevel: changed((c) => c.log.level),
-    listener: changed((c) => [c.key, c.proxy]),
+    listener: changed((c) => [c.key, c.proxy, c.http2]),
     // Certificates are read again on every reload: a renewed file has the same path.
     tls: current.tls !== undefined && next.tls !== undefined,
     access: changed((c) => c.access),
@@ -49,7 +49,8 @@ export function planReload(current: Config, next: Config, membershipOf: (c: Conf
   };
   const applied: string[] = [];
   if (plan.logLevel) applied.push("log.level");
-  if (plan.listener) applied.push("key", "proxy");
+  if (changed((c) => [c.key, c.proxy])) applied.push("key", "proxy");
+  if (changed((c) => c.http2)) applied.push("http2");
   if (plan.tls) applied.push("tls");
   if (plan.access) applied.push("access");
   if (plan.ring) applied.push("ring");

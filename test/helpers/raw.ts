@@ -9,8 +9,14 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { Cluster } from "../../src/cluster.ts";
 import { type Config, defaultConfig, type KeyConfig, type ProxyConfig } from "../../src/config.ts";
-import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "../../src/proxy/observer.ts";
-import { createProxy, type RoutingProxy } from "../../src/proxy/server.ts";
+import type {
+  AccessRecord,
+  ClientFailure,
+  ClientProtocol,
+  ProxyObserver,
+  UpstreamFailure,
+} from "../../src/proxy/observer.ts";
+import { createProxy, type RoutingProxy, type TlsMaterial } from "../../src/proxy/server.ts";
 import type { Clock } from "../../src/utils/clock.ts";
 import { TestSource } from "./backends.ts";
 import { until, within } from "./until.ts";
@@ -618,6 +624,10 @@ export interface RawHarnessOptions {
   observer?: ProxyObserver;
   /** The proxy's clock (a ManualClock for rules about time). */
   clock?: Clock;
+  /** HTTPS on the listener. */
+  tls?: TlsMaterial;
+  /** Whether clients may speak HTTP/2 (default: on, as the config's default). */
+  http2?: boolean;
 }
 
 /** Recording backends `names` behind a proxy routed by a ring of them. */
@@ -631,9 +641,10 @@ export async function startRawProxy(names: string[], options: RawHarnessOptions 
   options.proxy?.(config.proxy);
   const proxy = createProxy({
     cluster,
-    config: { key: config.key, proxy: config.proxy },
+    config: { key: config.key, proxy: config.proxy, http2: options.http2 ?? config.http2 },
     ...(options.observer === undefined ? {} : { observer: options.observer }),
     ...(options.clock === undefined ? {} : { clock: options.clock }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
   const { port } = await proxy.listen(0, "127.0.0.1");
   const clients: RawClient[] = [];
@@ -668,15 +679,29 @@ export async function startRawProxy(names: string[], options: RawHarnessOptions 
 /** A ProxyObserver that keeps every report, for assertions on who was blamed. */
 export class Reports implements ProxyObserver {
   readonly requests: { member: string; method: string; status: number | "truncated" }[] = [];
+  /** The protocol of each request in `requests`, in the same order. */
+  readonly protocols: ClientProtocol[] = [];
   readonly upstreamErrors: { member: string; reason: UpstreamFailure }[] = [];
   readonly clientErrors: ClientFailure[] = [];
   readonly queueTimeouts: string[] = [];
   readonly ejections: string[] = [];
   readonly records: AccessRecord[] = [];
   failovers = 0;
+  /** Request heads read (routed, waiting or refused). */
+  started = 0;
 
-  request(member: string, method: string, status: number | "truncated"): void {
+  requestStarted(): void {
+    this.started++;
+  }
+  request(
+    member: string,
+    method: string,
+    status: number | "truncated",
+    _seconds = 0,
+    protocol: ClientProtocol = "http/1.1",
+  ): void {
     this.requests.push({ member, method, status });
+    this.protocols.push(protocol);
   }
   upstreamError(member: string, reason: UpstreamFailure): void {
     this.upstreamErrors.push({ member, reason });

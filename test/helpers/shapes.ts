@@ -1,23 +1,28 @@
 /**
  * The test matrix of `serve`: one process, and two worker processes under a
- * primary. A test written once with `inEachShape` runs in both, so every
- * feature of `serve` is held to the same behaviour in either shape.
+ * primary; and, for the tests that ask for it, the protocol the client
+ * speaks (HTTP/1.1, h2). A test written once with `inEachShape` runs in
+ * each, so every feature of `serve` is held to the same behaviour in any
+ * shape, for either protocol.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 import test, { type ExecutionContext } from "ava";
+import type { ClientProtocol } from "../../src/proxy/observer.ts";
 import { until } from "./until.ts";
 
 export interface Shape {
   name: string;
   /** The `workers` setting: 1 runs the proxy in the process itself. */
   workers: number;
+  /** The protocol the test's client speaks to the proxy (send with `sendAs(shape.client, …)`). */
+  client: ClientProtocol;
 }
 
 export const shapes: readonly Shape[] = [
-  { name: "one process", workers: 1 },
-  { name: "workers: 2", workers: 2 },
+  { name: "one process", workers: 1, client: "http/1.1" },
+  { name: "workers: 2", workers: 2, client: "http/1.1" },
 ];
 
 /**
@@ -37,9 +42,21 @@ async function slot(): Promise<() => void> {
   };
 }
 
-/** Declares `title` once per shape, as `title [one process]` and `title [workers: 2]`. */
-export function inEachShape(title: string, impl: (t: ExecutionContext, shape: Shape) => Promise<void>): void {
-  for (const shape of shapes) {
+/**
+ * Declares `title` once per shape, as `title [one process]` and `title [workers: 2]`; with `clients`, once per
+ * shape and client protocol (`title [workers: 2, h2]`). HTTP/1.1 alone by default: each protocol added costs a
+ * whole run of the test, so the routing tests ask for h2.
+ */
+export function inEachShape(
+  title: string,
+  impl: (t: ExecutionContext, shape: Shape) => Promise<void>,
+  options: { clients?: readonly ClientProtocol[] } = {},
+): void {
+  const clients = options.clients ?? ["http/1.1"];
+  const matrix = shapes.flatMap((shape) =>
+    clients.map((client) => (client === "http/1.1" ? shape : { ...shape, name: `${shape.name}, ${client}`, client })),
+  );
+  for (const shape of matrix) {
     test(`${title} [${shape.name}]`, async (t) => {
       t.timeout(600_000, "waiting for a slot among this file's matrix tests");
       const release = await slot();
