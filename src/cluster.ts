@@ -1,5 +1,6 @@
 import type { Coordination } from "./handoff/coordination.ts";
 import { RoutingTable } from "./handoff/table.ts";
+import { sameAddress } from "./membership/protocol.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./membership/source.ts";
 import { type Acquire, diff, type Release } from "./ring/diff.ts";
 import { Ring, type RingConfig } from "./ring/ring.ts";
@@ -23,6 +24,12 @@ export interface ClusterListener {
   release?(event: Release): void;
   /** The ring changed. */
   ring?(ring: Ring, previous: Ring): void;
+  /**
+   * A member the source still lists is now reached differently: a new URL
+   * or protocol under the same name. Connections made for the old record
+   * are of no use (the proxy drops its pools for it). Before `changed`.
+   */
+  memberChanged?(member: Member, previous: Member): void;
   /** The source went down (error set) or delivered again after being down. Called on changes only. */
   source?(up: boolean, error?: Error): void;
   /**
@@ -361,6 +368,10 @@ export class Cluster {
     if (!this.#sameMembers(inRing)) {
       const fits = built !== undefined && built.size === inRing.length && inRing.every((name) => built.has(name));
       this.#replace(fits ? built : previous.withMembers(inRing), known, previousKnown);
+    }
+    for (const [name, member] of known) {
+      const before = previousKnown.get(name);
+      if (before !== undefined && !sameAddress(before, member)) this.#emit((l) => l.memberChanged?.(member, before));
     }
     this.#emit((l) => l.changed?.());
   }

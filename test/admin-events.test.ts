@@ -107,7 +107,7 @@ test("/events by default sends memberUp and one ring summary per change, with mo
     ["memberUp", "ring"],
     "no per-partition events unless asked",
   );
-  t.deepEqual(stream.events()[0]?.data, { ...member("charlie"), state: "alive", tags: {} });
+  t.deepEqual(stream.events()[0]?.data, { ...member("charlie"), protocol: "h1", state: "alive", tags: {} });
   const optimal = Math.ceil(64 / 3);
   t.like(stream.events()[1]?.data, {
     checksum: after.checksum,

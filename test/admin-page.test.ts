@@ -70,16 +70,27 @@ async function checkCanvasMatchesRing(t: ExecutionContext, page: RingPage) {
 serial(
   "the page draws one cell per partition, each in its primary owner's colour, and lists every partition's owners",
   async (t) => {
-    const page = await openRingPage(names(5).map(fakeMember), { partitions: 1000, replicas: 3 });
+    // node-4 is a gRPC member, spoken to over h2c; the others say nothing and are HTTP/1.1.
+    const members = names(5).map((n) =>
+      n === "node-4" ? { ...fakeMember(n), protocol: "h2c" as const } : fakeMember(n),
+    );
+    const page = await openRingPage(members, { partitions: 1000, replicas: 3 });
     t.teardown(() => page.close());
     await checkCanvasMatchesRing(t, page);
     const rows = await page.page.$$eval("#members tbody tr", (trs) =>
-      trs.map((tr) => [(tr as HTMLElement).dataset.member, (tr as HTMLElement).dataset.status]),
+      trs.map((tr) => [
+        (tr as HTMLElement).dataset.member,
+        (tr as HTMLElement).dataset.status,
+        tr.querySelector(".protocol")?.textContent,
+      ]),
     );
-    t.deepEqual(
-      rows,
-      names(5).map((n) => [n, "up"]),
-    );
+    t.deepEqual(rows, [
+      ["node-0", "up", "h1"],
+      ["node-1", "up", "h1"],
+      ["node-2", "up", "h1"],
+      ["node-3", "up", "h1"],
+      ["node-4", "up", "h2c"],
+    ]);
     t.is(await page.page.textContent("#config-checksum"), page.serving.cluster.ring.checksum);
     t.is(await page.page.textContent("#config-partitions"), "1000");
     // The header shows the knobs of the default placement, balanced, and none that it ignores.

@@ -34,7 +34,7 @@ test("join registers the member under a lease, setReady(false) drains it, leave 
   const value = JSON.parse(
     await until(() => etcd.ctl("get", "--print-value-only", `${n.prefix}members/b`), { what: "b's key" }),
   );
-  t.deepEqual(value, { url: "http://127.0.0.1:1/b", tags: {}, ready: true });
+  t.deepEqual(value, { url: "http://127.0.0.1:1/b", tags: {}, ready: true, protocol: "h1" });
   const leases = await etcd.ctl("get", `${n.prefix}members/b`, "-w", "json");
   t.not(JSON.parse(leases).kvs[0].lease, undefined, "the member key is attached to a lease");
 

@@ -707,6 +707,13 @@ test("values.schema.json accepts the defaults and every mode, and rejects typos 
     [{ membership: { dns: { interval: "5 seconds" } } }, /values\.membership\.dns\.interval: pattern/],
     [{ config: { ring: { order: "random" } } }, /values\.config\.ring\.order/],
     [{ ports: { admin: 70000 } }, /values\.ports\.admin: above/],
+    [
+      { membership: { static: { members: [{ name: "a", url: "http://a:1", protocol: "h2" }] } } },
+      /values\.membership\.static\.members\[0\]\.protocol: .* not in enum/,
+    ],
+    [{ membership: { dns: { memberProtocol: "grpc" } } }, /values\.membership\.dns\.memberProtocol: .* not in enum/],
+    [{ membership: { serf: { protocol: "h3" } } }, /values\.membership\.serf\.protocol: .* not in enum/],
+    [{ config: { http2: "yes" } }, /values\.config\.http2: expected boolean/],
   ];
   for (const [override, message] of bad) {
     const errors = validate(schema, merged(defaults, override));
@@ -973,6 +980,8 @@ const notExposed: Record<string, string> = {
   "tls.key": "from tls.secretName",
   "tls.ca": "from tls.secretName with tls.ca",
   "membership.dns.name": "built from membership.dns.service, namespace, portName (or membership.dns.name)",
+  "membership.dns.protocol":
+    "from membership.dns.memberProtocol (the chart's membership.dns.protocol is the SRV name's tcp/udp)",
   "membership.file.path": "the mounted ConfigMap's key, membership.file.key",
   "membership.serf.authKey": "from a Secret as RINGROUTE_SERF_AUTH_KEY (membership.serf.authKey, existingSecret)",
   "membership.etcd.password": "from a Secret as RINGROUTE_ETCD_PASSWORD (membership.etcd.password, existingSecret)",
@@ -1009,4 +1018,43 @@ test("every field of ringroute's config schema is accepted by values.schema.json
   }
   t.deepEqual(missing, [], "add them to values.schema.json (and the templates), or to notExposed with a reason");
   for (const field of Object.keys(notExposed)) t.true(fields.includes(field), `${field} is still a config field`);
+});
+
+test("members declare their protocol in every source the chart writes, and ringroute reads it back", async (t) => {
+  const members = [
+    { name: "web-0", url: "http://web-0.web:8080" },
+    { name: "grpc-0", url: "http://grpc-0.grpc:50051", protocol: "h2c" },
+  ];
+  const staticConfig = parseConfig(
+    ringrouteYaml(await objects({ membership: { source: "static", static: { members } } })),
+  );
+  t.deepEqual(
+    staticConfig.membership?.static?.members.map((m) => [m.name, m.protocol]),
+    [
+      ["web-0", undefined],
+      ["grpc-0", "h2c"],
+    ],
+  );
+
+  // Lines cannot carry a protocol: the members file becomes a YAML list, which the file source reads.
+  const docs = await objects({ membership: { source: "file", file: { members } } });
+  const file = byKind(docs, "ConfigMap").find((c) => c.data["members.txt"] !== undefined);
+  t.deepEqual(
+    parseMembersFile(file.data["members.txt"], "members.txt").map((m) => [m.name, m.url, m.protocol]),
+    [
+      ["web-0", "http://web-0.web:8080", undefined],
+      ["grpc-0", "http://grpc-0.grpc:50051", "h2c"],
+    ],
+  );
+
+  // One protocol for a whole source: the chart's dns.protocol stays the SRV name's tcp.
+  const dns = ringrouteYaml(await objects({ membership: { dns: { memberProtocol: "h2c" } } }));
+  t.like(dns.membership, { dns: { name: "_http._tcp.backend.shop.svc.cluster.local", protocol: "h2c" } });
+  t.is(parseConfig(dns).membership?.dns?.protocol, "h2c");
+  const serf = ringrouteYaml(await objects({ membership: { source: "serf", serf: { protocol: "h2c" } } }));
+  t.is(parseConfig(serf).membership?.serf?.protocol, "h2c");
+
+  // HTTP/2 on the proxy port: on by default, off when asked.
+  t.is(ringrouteYaml(await objects()).http2, true);
+  t.false(parseConfig(ringrouteYaml(await objects({ config: { http2: false } }))).http2);
 });

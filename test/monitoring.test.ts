@@ -4,7 +4,9 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import test from "ava";
 import { parse as parseYaml } from "yaml";
-import { type Backend, send, startBackends } from "./helpers/backends.ts";
+import type { ClientProtocol } from "../src/proxy/observer.ts";
+import { type Backend, startBackends } from "./helpers/backends.ts";
+import { sendAs } from "./helpers/h2.ts";
 import { Prometheus } from "./helpers/prometheus.ts";
 import { startServe } from "./helpers/serve.ts";
 import { until } from "./helpers/until.ts";
@@ -44,6 +46,8 @@ const mustHaveData = [
   "Requests by member",
   "Errors (5xx) by member",
   "Responses by status code",
+  "Requests by protocol",
+  "5xx ratio by protocol",
   "Latency p50 / p99 by member",
   "Latency distribution",
   "Requests in flight",
@@ -199,11 +203,12 @@ for (const workers of [1, 2]) {
       );
 
       // Traffic in two rounds of 30 keys, each scraped before the next, so rates have two samples;
-      // every fifth key is answered 500 by its member.
+      // every fifth key is answered 500 by its member; every third is sent over h2 (prior knowledge).
       const round = 30;
+      const protocolOf = (i: number): ClientProtocol => (i % 3 === 1 ? "h2" : "http/1.1");
       for (const first of [0, round]) {
         for (let i = first; i < first + round; i++) {
-          const reply = await send(serving.proxy, i % 5 === 0 ? `/fail/${i}` : `/k/${i}`);
+          const reply = await sendAs(protocolOf(i), serving.proxy, i % 5 === 0 ? `/fail/${i}` : `/k/${i}`);
           t.is(reply.status, i % 5 === 0 ? 500 : 200);
         }
         // Counters summed over members (and over workers) reach what was sent.
@@ -231,6 +236,17 @@ for (const workers of [1, 2]) {
       t.deepEqual(up.map((s) => `${s.metric.member}=${s.value[1]}`).sort(), ["alpha=1", "bravo=1", "charlie=1"]);
       const fails = await prometheus.query('sum(ringroute_requests_total{job="ringroute", code="500"})');
       t.is(fails[0]?.value[1], String(sent / 5));
+      // The protocol label splits what each protocol carried; summed over it, the totals above stand.
+      const keys = Array.from({ length: sent }, (_, i) => i);
+      const byProtocol = await prometheus.query('sum by (protocol) (ringroute_requests_total{job="ringroute"})');
+      t.deepEqual(Object.fromEntries(byProtocol.map((s) => [s.metric.protocol, s.value[1]])), {
+        "http/1.1": String(keys.filter((i) => protocolOf(i) === "http/1.1").length),
+        h2: String(keys.filter((i) => protocolOf(i) === "h2").length),
+      });
+      const h2Fails = await prometheus.query(
+        'sum by (protocol) (ringroute_requests_total{job="ringroute", code="500", protocol="h2"})',
+      );
+      t.is(h2Fails[0]?.value[1], String(keys.filter((i) => i % 5 === 0 && protocolOf(i) === "h2").length));
 
       // A rate needs two samples of the counter after the traffic: wait for one more scrape with it.
       await until(

@@ -17,6 +17,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Cluster } from "../cluster.ts";
 import { comparePlan } from "../commands/plan.ts";
 import type { RoutingTable } from "../handoff/table.ts";
+import { protocolOf } from "../membership/protocol.ts";
 import type { Member } from "../membership/source.ts";
 import type { Ring } from "../ring/ring.ts";
 import { type Clock, systemClock } from "../utils/clock.ts";
@@ -68,7 +69,7 @@ export function parseTypes(value: string | null | undefined): Set<EventType> {
 }
 
 function memberJson(member: Member) {
-  return { name: member.name, url: member.url, state: member.state, tags: member.tags };
+  return { name: member.name, url: member.url, protocol: protocolOf(member), state: member.state, tags: member.tags };
 }
 
 /** Members that gave or took primaries in a change, most first, with how many; the rest summed. */

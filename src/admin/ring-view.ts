@@ -5,6 +5,7 @@
  */
 import type { Cluster } from "../cluster.ts";
 import { noneReady, type RoutingTable } from "../handoff/table.ts";
+import { protocolOf } from "../membership/protocol.ts";
 import type { Ring } from "../ring/ring.ts";
 
 export type TableForm = "full" | "compact" | "none";
@@ -106,6 +107,8 @@ export function ringJson(cluster: Cluster, options: RingViewOptions = {}) {
           {
             name: m.name,
             url: m.url,
+            /** How the proxy talks to it: "h1" (HTTP/1.1) or "h2c" (HTTP/2 in cleartext). */
+            protocol: protocolOf(m),
             state: m.state,
             status: status(m.name, m.state),
             tags: m.tags,

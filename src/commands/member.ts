@@ -7,6 +7,7 @@ import { endpoints, parseEtcdConfig } from "../membership/etcd/config.ts";
 import { httpHooks } from "../membership/etcd/hooks.ts";
 import { EtcdMember } from "../membership/etcd/member.ts";
 import { EtcdSource } from "../membership/etcd/source.ts";
+import { memberProtocol } from "../membership/protocol.ts";
 import { duration } from "../utils/duration.ts";
 import { oneOf } from "../utils/fields.ts";
 import type { Command } from "./command.ts";
@@ -25,7 +26,8 @@ export const memberUsage = `ringroute member --etcd URLS --name NAME --url URL [
   to the backend and counts a 2xx as done (retrying otherwise); without
   them it reports each hand-off done at once.
   --cluster NAME (ringroute)  --prefix /ringroute/NAME/  --ttl 10s
-  --tags k=v,k=v  --health-path /healthz  --health-interval 2s  --health-timeout 1s
+  --tags k=v,k=v  --protocol h1|h2c (h2c: HTTP/2 in cleartext, for gRPC servers)
+  --health-path /healthz  --health-interval 2s  --health-timeout 1s
   --release-hook URL  --acquire-hook URL  --hook-timeout 10s  --handoff-timeout 30s
   --leave-timeout 30s
   --partitions P --replicas R --hash H --placement P --order O --balance-factor F
@@ -42,6 +44,7 @@ const options = {
   prefix: { type: "string" },
   ttl: { type: "string" },
   tags: { type: "string" },
+  protocol: { type: "string" },
   "health-path": { type: "string" },
   "health-interval": { type: "string" },
   "health-timeout": { type: "string" },
@@ -85,6 +88,7 @@ export async function member(args: string[]): Promise<void> {
   if (values.url === undefined || !/^https?:\/\//.test(values.url) || !URL.canParse(values.url)) {
     throw new ConfigError("--url", `required: the member's http(s) URL, got ${JSON.stringify(values.url)}`);
   }
+  const protocol = values.protocol === undefined ? undefined : memberProtocol(values.protocol, "--protocol");
   const tls =
     values.ca || values.cert || values.key ? { ca: values.ca, cert: values.cert, key: values.key } : undefined;
   const config = parseEtcdConfig(
@@ -138,6 +142,7 @@ export async function member(args: string[]): Promise<void> {
     name: values.name,
     url: values.url,
     tags: tags(values.tags),
+    protocol,
     ttl,
     ring,
     logger,
@@ -157,7 +162,7 @@ export async function member(args: string[]): Promise<void> {
       `cannot register with etcd at ${config.endpoints.join(",")}: ${(error as Error).message}`,
     );
   }
-  logger.info({ name: values.name, url: values.url, prefix: config.prefix }, "registered");
+  logger.info({ name: values.name, url: values.url, protocol: protocol ?? "h1", prefix: config.prefix }, "registered");
 
   let timer: NodeJS.Timeout | undefined;
   let leaving = false;
@@ -228,6 +233,12 @@ export const memberCommand: Command = {
     { name: "prefix", value: "PREFIX", help: "key prefix", shownDefault: "/ringroute/NAME/" },
     { name: "ttl", value: "DURATION", help: "lease time to live", shownDefault: "10s" },
     { name: "tags", value: "k=v,…", help: "the member's tags" },
+    {
+      name: "protocol",
+      value: "h1|h2c",
+      help: "how proxies talk to the member (h2c: HTTP/2 in cleartext, gRPC)",
+      shownDefault: "h1",
+    },
     {
       name: "health-path",
       value: "PATH",

@@ -6,6 +6,7 @@ import { type EtcdConfig, parseEtcdConfig } from "./etcd/config.ts";
 import { defaultFileSettle } from "./file.ts";
 import { defaultHealthCheckOptions, type HealthCheckOptions } from "./health.ts";
 import { memberUrl } from "./member-url.ts";
+import { memberProtocol } from "./protocol.ts";
 import { defaultSerfSourceOptions, type SerfSourceOptions } from "./serf/source.ts";
 import { type TagMatch, tagMatches } from "./serf/tags.ts";
 import type { StaticMember } from "./static.ts";
@@ -80,19 +81,17 @@ function parseStatic(raw: unknown, path: string): { members: StaticMember[] } {
   }
   const parsed = members.map((m, i) => {
     const field = `${path}.members[${i}]`;
-    const entry = mapping(m, field, ["name", "url", "protocol", "tags"]);
+    const entry = mapping(m, field, ["name", "url", "tags", "protocol"]);
     if (typeof entry.name !== "string" || entry.name === "") {
       throw new ConfigError(`${field}.name`, "must be a non-empty string");
     }
-    if (entry.protocol !== undefined && entry.protocol !== "h1" && entry.protocol !== "h2c") {
-      throw new ConfigError(`${field}.protocol`, `must be h1 or h2c, got ${show(entry.protocol)}`);
-    }
-    return {
+    const member: StaticMember = {
       name: entry.name,
       url: memberUrl(entry.url, `${field}.url`),
-      ...(entry.protocol === "h2c" ? { protocol: "h2c" as const } : {}),
       tags: tags(entry.tags ?? {}, `${field}.tags`),
     };
+    if (entry.protocol !== undefined) member.protocol = memberProtocol(entry.protocol, `${field}.protocol`);
+    return member;
   });
   memberNames(
     parsed.map((m) => m.name),
@@ -114,7 +113,7 @@ function parseFile(raw: unknown, path: string): NonNullable<MembershipConfig["fi
 }
 
 function parseSerf(raw: unknown, path: string): SerfSourceOptions {
-  const fields = ["rpc", "authKey", "tags", "tagMatch", "urlTag", "urlScheme", "reconnectMax", "timeout"];
+  const fields = ["rpc", "authKey", "tags", "tagMatch", "urlTag", "urlScheme", "reconnectMax", "timeout", "protocol"];
   const section = raw === null || raw === undefined ? {} : mapping(raw, path, fields);
   const options = defaultSerfSourceOptions();
   if (section.rpc !== undefined) {
@@ -158,6 +157,7 @@ function parseSerf(raw: unknown, path: string): SerfSourceOptions {
     options.reconnectMin = Math.min(options.reconnectMin, options.reconnectMax);
   }
   if (section.timeout !== undefined) options.timeout = duration(section.timeout, `${path}.timeout`);
+  if (section.protocol !== undefined) options.protocol = memberProtocol(section.protocol, `${path}.protocol`);
   return options;
 }
 

@@ -8,6 +8,7 @@ import { integer, mapping } from "../utils/fields.ts";
 import { type Logger, silentLogger } from "../utils/logger.ts";
 import { type DnsAction, type DnsEvent, type DnsState, firstDns, nextDns } from "./dns-state.ts";
 import { memberUrlProblem } from "./member-url.ts";
+import { memberProtocol, withProtocol } from "./protocol.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 /** Record types the DNS source can poll. */
@@ -50,6 +51,8 @@ export interface DnsConfig {
    * the ring in one poll.
    */
   emptyAfter: number;
+  /** How the proxy talks to every member this name lists: "h2c" for gRPC members; absent: HTTP/1.1. */
+  protocol?: "h1" | "h2c";
 }
 
 /** Defaults for every optional field of the dns section. */
@@ -180,13 +183,14 @@ export class DnsSource implements MembershipSource {
   }
 
   async #resolve(): Promise<Member[]> {
-    const { name, type, port, scheme } = this.config;
-    if (type === "SRV") {
-      const records = await this.#resolver.resolveSrv(name);
-      return srvMembers(records, scheme, port);
+    const { name, type, port, scheme, protocol } = this.config;
+    let members: Member[];
+    if (type === "SRV") members = srvMembers(await this.#resolver.resolveSrv(name), scheme, port);
+    else {
+      const addresses = type === "A" ? await this.#resolver.resolve4(name) : await this.#resolver.resolve6(name);
+      members = addressMembers(addresses, scheme, port as number);
     }
-    const addresses = type === "A" ? await this.#resolver.resolve4(name) : await this.#resolver.resolve6(name);
-    return addressMembers(addresses, scheme, port as number);
+    return members.map((member) => withProtocol(member, protocol));
   }
 }
 
@@ -236,7 +240,7 @@ function lookupError(config: DnsConfig, error: unknown): SourceError {
   return new SourceError("dns", `dns ${config.type} ${config.name} via ${server}: ${code}`, { cause: error });
 }
 
-const fields = ["name", "type", "port", "interval", "timeout", "tries", "server", "scheme", "emptyAfter"];
+const fields = ["name", "type", "port", "interval", "timeout", "tries", "server", "scheme", "emptyAfter", "protocol"];
 
 /**
  * Validates the raw `membership.dns` section (parsed YAML), filling in
@@ -295,5 +299,6 @@ export function parseDnsConfig(raw: unknown, path = "membership.dns"): DnsConfig
     }
     config.server = server;
   }
+  if (section.protocol !== undefined) config.protocol = memberProtocol(section.protocol, `${path}.protocol`);
   return config;
 }

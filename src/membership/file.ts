@@ -17,6 +17,7 @@ import {
   startSettle,
 } from "./file-settle.ts";
 import { memberUrl } from "./member-url.ts";
+import { memberProtocol, withProtocol } from "./protocol.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
 export interface FileSourceOptions {
@@ -231,7 +232,7 @@ export class FileSource implements MembershipSource {
 /**
  * Parses a members file. `.json` is JSON, `.yaml`/`.yml` YAML, anything
  * else YAML if it holds a list or mapping and `name url` lines otherwise.
- * Structured files hold a list of `{name, url, tags?}`, bare or under
+ * Structured files hold a list of `{name, url, tags?, protocol?}`, bare or under
  * `members:`. Line files hold `name url` pairs; blank lines and lines
  * starting with `#` are ignored. Throws ConfigError naming `path` and the
  * entry or line at fault.
@@ -272,8 +273,9 @@ function membersFromData(data: object, path: string): Member[] {
   return list.map((entry, i) => {
     const field = `${path}: ${where}[${i}]`;
     if (typeof entry !== "object" || entry === null) throw new ConfigError(field, "must be a mapping {name, url}");
-    const { name, url, tags: raw } = entry as Record<string, unknown>;
-    return checkedMember(field, name, url, raw, ".");
+    const { name, url, tags: raw, protocol } = entry as Record<string, unknown>;
+    const member = checkedMember(field, name, url, raw, ".");
+    return protocol === undefined ? member : withProtocol(member, memberProtocol(protocol, `${field}.protocol`));
   });
 }
 

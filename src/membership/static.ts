@@ -1,7 +1,8 @@
 import { memberUrl } from "./member-url.ts";
+import { withProtocol } from "./protocol.ts";
 import type { Member, MembershipSource, SnapshotSink } from "./source.ts";
 
-/** A member as written in config: a name and a URL, optionally tags. */
+/** A member as written in config: a name and a URL, optionally tags and the protocol it speaks. */
 export interface StaticMember {
   name: string;
   url: string;
@@ -21,13 +22,9 @@ export class StaticSource implements MembershipSource {
 
   /** Throws ConfigError (`members[1].url`) for a URL that cannot be a member's. */
   constructor(members: readonly StaticMember[]) {
-    this.#members = members.map(({ name, url, protocol, tags }, i) => ({
-      name,
-      url: memberUrl(url, `members[${i}].url`),
-      ...(protocol === "h2c" ? { protocol } : {}),
-      tags: { ...tags },
-      state: "alive",
-    }));
+    this.#members = members.map(({ name, url, tags, protocol }, i) =>
+      withProtocol({ name, url: memberUrl(url, `members[${i}].url`), tags: { ...tags }, state: "alive" }, protocol),
+    );
   }
 
   async start(sink: SnapshotSink): Promise<void> {

@@ -147,6 +147,12 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     memberUp(member) {
       ejections.forget(member.name);
     },
+    // A new URL or protocol: connections to the old address, or in the old protocol, are closed now
+    // (idle ones at once, busy ones when their response ends), not left idle until a timeout.
+    memberChanged(member) {
+      upstreams.drop(member.name);
+      h2c?.drop(member.name);
+    },
   });
 
   // Set once close() finished: nothing is served after the deadline.

@@ -15,6 +15,7 @@
  */
 import { connect, type Socket } from "node:net";
 import type { RoutingTable } from "../handoff/table.ts";
+import { protocolOf } from "../membership/protocol.ts";
 import type { Member } from "../membership/source.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type HeadLimits, OK, PAUSED, Parser } from "./llhttp.ts";
@@ -27,7 +28,12 @@ export interface ProxyCluster {
   /** Milliseconds a request waits for a partition no member holds ready (coordinated hand-offs); default 2000. */
   readonly handoffWait?: number | undefined;
   member(name: string): Member | undefined;
-  listen(listener: { memberDown?(member: Member): void; memberUp?(member: Member): void }): () => void;
+  listen(listener: {
+    memberDown?(member: Member): void;
+    memberUp?(member: Member): void;
+    /** The member is reached differently now (a new URL or protocol under the same name). */
+    memberChanged?(member: Member, previous: Member): void;
+  }): () => void;
 }
 
 /** The exchange side of a member connection: what happens to a response. */
@@ -570,7 +576,11 @@ export class UpstreamPool implements Timed {
   }
 }
 
-/** One pool per member, made on first use and closed when the member leaves or its URL changes. */
+/**
+ * One pool per member, made on first use and closed when the member leaves
+ * or its URL or protocol changes: the next request after such a change
+ * drops the old pool's connections and gets a new pool.
+ */
 export class Upstreams {
   readonly #pools = new Map<string, UpstreamPool>();
   settings: PoolSettings;
@@ -587,7 +597,7 @@ export class Upstreams {
     const current = this.#pools.get(name);
     const member = this.cluster.member(name);
     if (member === undefined) return undefined;
-    const protocol = member.protocol === "h2c" ? "h2c" : "h1";
+    const protocol = protocolOf(member);
     if (current !== undefined && current.url === member.url && current.protocol === protocol) return current;
     current?.close();
     const pool = new UpstreamPool(name, member.url, this.settings, this.deadlines, protocol);

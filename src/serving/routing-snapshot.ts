@@ -2,12 +2,13 @@
  * What a proxy routes by, as one serialisable value with a version: the
  * routing table (each slot to a member, or none ready while a hand-off
  * runs), how long a request waits for a slot none holds ready, and every
- * member record (URLs, states, tags). The primary publishes a new version on
+ * member record (URLs, protocols, states, tags). The primary publishes a new version on
  * every change of any of them; workers route by the latest they were sent
  * and report its version. Only this file knows how the routing travels.
  */
 import type { Cluster } from "../cluster.ts";
 import { type RoutingMessage, RoutingTable } from "../handoff/table.ts";
+import { protocolOf, withProtocol } from "../membership/protocol.ts";
 import type { Member } from "../membership/source.ts";
 
 export interface RoutingSnapshot {
@@ -32,7 +33,13 @@ export function routingSnapshot(
     version,
     routing: routing.toMessage(),
     handoffWait,
-    known: known.map((m) => ({ name: m.name, url: m.url, state: m.state, tags: { ...m.tags } })),
+    // "h1" travels as no protocol at all: a source that writes it out changes nothing.
+    known: known.map((m) =>
+      withProtocol(
+        { name: m.name, url: m.url, state: m.state, tags: { ...m.tags } },
+        protocolOf(m) === "h1" ? undefined : m.protocol,
+      ),
+    ),
   };
 }
 
@@ -44,7 +51,7 @@ export function routingTable(snapshot: RoutingSnapshot): RoutingTable {
 /**
  * Follows a cluster and publishes a new snapshot whenever what it routes by
  * changed: the routing table (a membership change, a hand-off step) or a
- * member record (a new URL under the same name, a state).
+ * member record (a new URL or protocol under the same name, a state).
  */
 export class RoutingFeed {
   #current: RoutingSnapshot;

@@ -20,23 +20,31 @@ export interface RingPage {
   browser: Browser;
   page: Page;
   /** Rewrites the members file (atomically) with these members. */
-  setMembers(members: { name: string; url: string }[]): Promise<void>;
+  setMembers(members: PageMember[]): Promise<void>;
   close(): Promise<void>;
 }
 
-export const fakeMember = (name: string) => ({ name, url: `http://127.0.0.1:9/${name}` });
+/** A member as the members file lists it. */
+export interface PageMember {
+  name: string;
+  url: string;
+  protocol?: "h1" | "h2c";
+}
+
+export const fakeMember = (name: string): PageMember => ({ name, url: `http://127.0.0.1:9/${name}` });
 
 export async function openRingPage(
-  members: { name: string; url: string }[],
+  members: PageMember[],
   ring: Partial<RingConfig> = {},
   viewport?: { width: number; height: number },
 ): Promise<RingPage> {
   const dir = await mkdtemp(join(tmpdir(), "ringroute-page-"));
-  const path = join(dir, "members.txt");
+  const path = join(dir, "members.json");
   let version = 0;
-  const setMembers = async (list: { name: string; url: string }[]) => {
+  const setMembers = async (list: PageMember[]) => {
     const temporary = join(dir, `members.${version++}.tmp`);
-    await writeFile(temporary, list.map((m) => `${m.name} ${m.url}\n`).join(""));
+    // JSON is YAML: the file holds a list of {name, url, protocol?}.
+    await writeFile(temporary, JSON.stringify(list));
     await rename(temporary, path);
   };
   await setMembers(members);

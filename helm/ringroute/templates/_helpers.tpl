@@ -69,6 +69,8 @@ A/AAAA <service>.<namespace>.svc.<clusterDomain>.
 {{- with $m.dns.server }}{{ $_ := set $dns "server" . }}{{ end }}
 {{- with $m.dns.tries }}{{ $_ := set $dns "tries" (int .) }}{{ end }}
 {{- with $m.dns.scheme }}{{ $_ := set $dns "scheme" . }}{{ end }}
+{{- /* The section's own `protocol` is the SRV name's tcp/udp; the members' is memberProtocol. */}}
+{{- with $m.dns.memberProtocol }}{{ $_ := set $dns "protocol" . }}{{ end }}
 {{- $_ := set $out "dns" $dns }}
 {{- else if eq $m.source "static" }}
 {{- if not $m.static.members }}
@@ -84,7 +86,7 @@ A/AAAA <service>.<namespace>.svc.<clusterDomain>.
 {{- $serf := dict "rpc" (required "membership.serf.rpc: the Serf agent's RPC address" $m.serf.rpc) "urlTag" $m.serf.urlTag }}
 {{- /* The auth key reaches the pod from a Secret (RINGROUTE_SERF_AUTH_KEY), never through this ConfigMap. */}}
 {{- with $m.serf.tags }}{{ $_ := set $serf "tags" . }}{{ end }}
-{{- range $field := list "tagMatch" "urlScheme" "reconnectMax" "timeout" }}
+{{- range $field := list "tagMatch" "urlScheme" "reconnectMax" "timeout" "protocol" }}
 {{- with index $m.serf $field }}{{ $_ := set $serf $field . }}{{ end }}
 {{- end }}
 {{- $_ := set $out "serf" $serf }}

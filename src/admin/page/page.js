@@ -586,7 +586,7 @@
       const chosen = m.name === selected ? ' class="selected"' : "";
       return `<tr data-member="${escapeHtml(m.name)}" data-color="${color}" data-status="${m.status}"${chosen}>
 <td><span class="swatch" style="background:${color}"></span></td>
-<td>${escapeHtml(m.name)}</td><td class="url">${escapeHtml(m.url)}</td>
+<td>${escapeHtml(m.name)}</td><td class="url">${escapeHtml(m.url)}</td><td class="protocol">${escapeHtml(m.protocol ?? "h1")}</td>
 <td><span class="state ${m.status}">${m.status}</span></td>
 <td class="num" data-partitions="${escapeHtml(JSON.stringify(m.partitions))}" data-routed="${escapeHtml(JSON.stringify(m.routed ?? null))}">${m.partitions.join(" / ") || "–"}${routedNote(m)}</td>
 <td class="num">${rate(m.name, "requests", m.requests)}</td><td class="num">${rate(m.name, "errors", m.errors)}</td></tr>`;

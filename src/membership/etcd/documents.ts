@@ -7,6 +7,8 @@ export interface MemberRecord {
   tags: Record<string, string>;
   /** Only ready members enter the ring; false drains the member. */
   ready: boolean;
+  /** How the proxy talks to the member: "h2c" (HTTP/2 in cleartext, gRPC members); absent or "h1": HTTP/1.1. */
+  protocol?: "h1" | "h2c";
 }
 
 export type { HandoffDoc, SlotLists, VersionDoc } from "../../handoff/documents.ts";
@@ -22,13 +24,26 @@ function json(text: string): unknown {
   }
 }
 
-/** A member's value, or undefined when it is not the contract's JSON (such a member is left out). */
+/**
+ * A member's value, or undefined when it is not the contract's JSON (such a
+ * member is left out): `{"url", "tags", "ready", "protocol"}`. A protocol
+ * other than "h1" or "h2c" leaves the member out too: the proxy could not
+ * speak to it the way it asks.
+ */
 export function parseMember(text: string): MemberRecord | undefined {
   const value = json(text);
   if (!isObject(value) || typeof value.url !== "string" || !/^https?:\/\//.test(value.url)) return undefined;
+  if (value.protocol !== undefined && value.protocol !== "h1" && value.protocol !== "h2c") return undefined;
   const tags: Record<string, string> = {};
   if (isObject(value.tags)) for (const [k, v] of Object.entries(value.tags)) if (typeof v === "string") tags[k] = v;
-  return { url: value.url, tags, ready: value.ready === true };
+  const record: MemberRecord = { url: value.url, tags, ready: value.ready === true };
+  if (value.protocol !== undefined) record.protocol = value.protocol;
+  return record;
+}
+
+/** A member's value as the contract writes it. */
+export function memberDocument(record: MemberRecord): string {
+  return JSON.stringify({ url: record.url, tags: record.tags, ready: record.ready, protocol: record.protocol ?? "h1" });
 }
 
 export function parseVersion(text: string): VersionDoc | undefined {

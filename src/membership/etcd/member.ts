@@ -5,7 +5,7 @@ import { fromLists } from "../../handoff/slots.ts";
 import { Ring, type RingConfig } from "../../ring/ring.ts";
 import { type Clock, systemClock } from "../../utils/clock.ts";
 import { type Logger, silentLogger } from "../../utils/logger.ts";
-import { type HandoffDoc, parseNumber, type VersionDoc } from "./documents.ts";
+import { type HandoffDoc, memberDocument, parseNumber, type VersionDoc } from "./documents.ts";
 import { keyOf, stableKey } from "./keys.ts";
 import { LeaseWatch } from "./lease-watch.ts";
 import type { EtcdSource, EtcdView } from "./source.ts";
@@ -16,6 +16,8 @@ export interface EtcdMemberOptions {
   /** Where the proxy sends this member's requests. */
   url: string;
   tags?: Record<string, string>;
+  /** How proxies talk to this member: "h2c" (HTTP/2 in cleartext, gRPC servers) or "h1" (HTTP/1.1). Default "h1". */
+  protocol?: "h1" | "h2c";
   /** Lease TTL in milliseconds, rounded up to whole seconds (etcd's unit). Default 10 s. */
   ttl?: number;
   /** Whether the member joins ready (in the ring). Default true. */
@@ -332,7 +334,8 @@ export class EtcdMember extends EventEmitter {
   }
 
   async #putMember(lease: Lease): Promise<bigint> {
-    const value = JSON.stringify({ url: this.#options.url, tags: this.#options.tags ?? {}, ready: this.#ready });
+    const { url, tags = {}, protocol } = this.#options;
+    const value = memberDocument({ url, tags, ready: this.#ready, protocol });
     const response = await lease.put(keyOf(this.#source.config.prefix, "members", this.name)).value(value);
     return BigInt(response.header.revision);
   }

@@ -5,7 +5,8 @@ import { type Slot, slotOf } from "../../handoff/slots.ts";
 import type { RoutingTable } from "../../handoff/table.ts";
 import { type Clock, systemClock } from "../../utils/clock.ts";
 import { type Logger, silentLogger } from "../../utils/logger.ts";
-import type { Member, MembershipSource, SnapshotSink } from "../source.ts";
+import { withProtocol } from "../protocol.ts";
+import type { Member, MemberState, MembershipSource, SnapshotSink } from "../source.ts";
 import { createEtcdClient } from "./client.ts";
 import { defaultEtcdConfig, type EtcdConfig } from "./config.ts";
 import {
@@ -263,7 +264,10 @@ export class EtcdSource implements MembershipSource {
     if (section === "members") {
       const record = parseMember(text);
       if (record === undefined) {
-        this.#logger.warn({ source: "etcd", member: name }, "member value is not {url, tags, ready}: left out");
+        this.#logger.warn(
+          { source: "etcd", member: name },
+          "member value is not {url, tags, ready, protocol}: left out",
+        );
         this.#members.delete(name);
         return;
       }
@@ -357,7 +361,7 @@ export class EtcdSource implements MembershipSource {
     if (this.coordination === undefined) {
       for (const m of this.#members.values()) {
         if (!this.admits(m)) continue;
-        members.push({ name: m.name, url: m.url, tags: m.tags, state: m.ready ? "alive" : "failed" });
+        members.push(member(m, m.ready ? "alive" : "failed"));
       }
       return members;
     }
@@ -366,11 +370,11 @@ export class EtcdSource implements MembershipSource {
     // (by its last known URL) until the leader publishes a version without it.
     const inVersion = new Set(latest?.members ?? []);
     for (const m of this.#members.values()) {
-      members.push({ name: m.name, url: m.url, tags: m.tags, state: inVersion.has(m.name) ? "alive" : "failed" });
+      members.push(member(m, inVersion.has(m.name) ? "alive" : "failed"));
     }
     for (const name of inVersion) {
       const gone = this.#departed.get(name);
-      if (!this.#members.has(name) && gone) members.push({ name, url: gone.url, tags: gone.tags, state: "alive" });
+      if (!this.#members.has(name) && gone) members.push(member(gone, "alive"));
     }
     for (const name of this.#departed.keys()) if (!inVersion.has(name)) this.#departed.delete(name);
     return members;
@@ -440,4 +444,9 @@ class RoutingState {
     for (const [slot, since] of this.pending) if (!still.has(slot)) this.onSettled?.((now - since) / 1000);
     this.pending = still;
   }
+}
+
+/** The Member a registered member's record makes, in `state`. */
+function member(record: RegisteredMember, state: MemberState): Member {
+  return withProtocol({ name: record.name, url: record.url, tags: record.tags, state }, record.protocol);
 }

@@ -1,6 +1,7 @@
 import { type Clock, systemClock } from "../../utils/clock.ts";
 import { type Logger, silentLogger } from "../../utils/logger.ts";
 import { memberUrlProblem } from "../member-url.ts";
+import { withProtocol } from "../protocol.ts";
 import type { Member, MemberState, MembershipSource, SnapshotSink } from "../source.ts";
 import { memberEventTypes, type SerfMember, type SerfMemberEvent, SerfRpcClient } from "./rpc.ts";
 import { type TagMatch, tagsMatch } from "./tags.ts";
@@ -31,6 +32,8 @@ export interface SerfSourceOptions {
   coalesce: number;
   /** Milliseconds to connect and for each RPC answer. */
   timeout: number;
+  /** How the proxy talks to every member of this source: "h2c" for gRPC members; absent: HTTP/1.1. */
+  protocol?: "h1" | "h2c";
 }
 
 export function defaultSerfSourceOptions(): SerfSourceOptions {
@@ -217,7 +220,8 @@ export class SerfSource implements MembershipSource {
       if (!tagsMatch(this.#filters, serf.Tags, this.options.tagMatch)) continue;
       const url = this.#urlOf(serf);
       if (url === undefined) continue;
-      members.push({ name: serf.Name, url, tags: serf.Tags, state: memberState(serf.Status) });
+      const member: Member = { name: serf.Name, url, tags: serf.Tags, state: memberState(serf.Status) };
+      members.push(withProtocol(member, this.options.protocol));
     }
     return members;
   }

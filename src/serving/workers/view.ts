@@ -5,6 +5,7 @@
  * membership itself, the ring's events and their logs stay in the primary.
  */
 import { RoutingTable } from "../../handoff/table.ts";
+import { sameAddress } from "../../membership/protocol.ts";
 import type { Member } from "../../membership/source.ts";
 import type { ProxyCluster } from "../../proxy/server.ts";
 import { Ring } from "../../ring/ring.ts";
@@ -13,6 +14,7 @@ import { type RoutingSnapshot, routingTable } from "../routing-snapshot.ts";
 interface MemberListener {
   memberDown?(member: Member): void;
   memberUp?(member: Member): void;
+  memberChanged?(member: Member, previous: Member): void;
 }
 
 export class WorkerView implements ProxyCluster {
@@ -41,7 +43,7 @@ export class WorkerView implements ProxyCluster {
     return this.#known.get(name);
   }
 
-  /** Members leaving the routing (the proxy drops their pools) and entering it (metrics' retention). */
+  /** Members leaving the routing (the proxy drops their pools), entering it (metrics' retention), reached anew (new URL or protocol: pools dropped). */
   listen(listener: MemberListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
@@ -65,6 +67,12 @@ export class WorkerView implements ProxyCluster {
       const member = this.#known.get(name);
       if (!previous.has(name) && member !== undefined)
         for (const listener of this.#listeners) listener.memberUp?.(member);
+    }
+    // A new URL or protocol under the same name: what was connected for the old one is dropped.
+    for (const [name, member] of this.#known) {
+      const before = previousKnown.get(name);
+      if (before !== undefined && !sameAddress(before, member))
+        for (const listener of this.#listeners) listener.memberChanged?.(member, before);
     }
     return next;
   }
