@@ -167,7 +167,9 @@ test("ringroute's own errors: JSON bodies for h2 clients, as for HTTP/1.1", asyn
 });
 
 test("gRPC calls get ringroute's errors as trailers-only responses: grpc-status, grpc-message, :status 200", async (t) => {
+  const reports = new Reports();
   const h = await startRawProxy(names, {
+    observer: reports,
     key: { from: { kind: "header", name: "x-tenant" } },
     proxy: (c) => {
       c.retry.attempts = 0;
@@ -196,6 +198,14 @@ test("gRPC calls get ringroute's errors as trailers-only responses: grpc-status,
   const unreachable = await call({ "x-tenant": key });
   t.true(unreachable.headersOnly);
   t.is(unreachable.headers["grpc-status"], "14", "UNAVAILABLE");
+  // Counted under the error's HTTP status, so a 5xx ratio means the same for gRPC clients.
+  t.deepEqual(
+    reports.records.map((r) => [r.status, r.reason]),
+    [
+      [400, "missing_key"],
+      [502, "upstream_unavailable"],
+    ],
+  );
 });
 
 test("a preface to a listener with http2: false gets today's 400 and close", async (t) => {

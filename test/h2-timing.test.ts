@@ -167,3 +167,43 @@ test("half a preface, then silence: the connection is closed at timeouts.head, a
     0,
   );
 });
+
+test("a client that stops reading its response is cut after timeouts.clientWrite: slow_reader, the member not blamed", async (t) => {
+  const reports = new Reports();
+  const h = await setup(t, {
+    observer: reports,
+    proxy: (c) => {
+      c.timeouts.clientWrite = 5000;
+    },
+  });
+  const big = Buffer.alloc(4 << 20, 120);
+  for (const b of h.backends) {
+    b.script = {
+      answer(_request, c) {
+        c.socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${big.length}\r\n\r\n`);
+        c.socket.write(big);
+      },
+    };
+  }
+  const client = await session(`http://127.0.0.1:${h.port}`);
+  t.teardown(() => client.destroy());
+  const stream = client.request({ ":path": "/big" });
+  stream.on("error", () => {});
+  stream.pause();
+  const closed = new Promise<number>((resolve) => stream.on("close", () => resolve(stream.rstCode ?? -1)));
+  const member = h.backend(ring.ownerOf("/big") as string);
+  await member.waitForRequests(1);
+  // The client's window (64 KiB) fills, the proxy stops reading the member, and most of the 4 MiB stays with it.
+  await until(() => (member.connections[0]?.socket.writableLength ?? 0) > 1 << 20, {
+    what: "the member's response backed up (the proxy stopped reading it)",
+  });
+  h.clock.advance(4900);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.deepEqual(reports.clientErrors, [], "not before timeouts.clientWrite");
+  h.clock.advance(200);
+  t.is(await closed, 8, "RST_STREAM(CANCEL)");
+  t.deepEqual(reports.clientErrors, ["slow_reader"]);
+  t.deepEqual(reports.upstreamErrors, []);
+  t.like(reports.records[0], { outcome: "slow_reader", truncated: true, protocol: "h2" });
+  await until(() => member.connections[0]?.closed, { what: "the member's connection closed" });
+});

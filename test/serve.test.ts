@@ -6,7 +6,7 @@ import test from "ava";
 import { Ring } from "../src/ring/ring.ts";
 import { type Backend, send, startBackends } from "./helpers/backends.ts";
 import { ringroute } from "./helpers/cli.ts";
-import { sendAs } from "./helpers/h2.ts";
+import { closeSession, curl, request, sendAs, session } from "./helpers/h2.ts";
 import { inEachShape, serve } from "./helpers/shapes.ts";
 import { until, within } from "./helpers/until.ts";
 
@@ -255,6 +255,44 @@ inEachShape(
     t.true((applied.applied as string[]).includes("proxy"));
     t.is((await send(running.proxy, "/users/1")).status, 200);
     t.regex((await send(running.admin, "/metrics")).text, /^ringroute_config_reloads_total\{result="applied"\} 1$/m);
+  },
+);
+
+inEachShape(
+  "SIGHUP with http2: false: new connections speak HTTP/1.1 only, an open h2 session goes on",
+  async (t, shape) => {
+    const backends = await startBackends(["a", "b"]);
+    t.teardown(() => Promise.all(backends.map((b) => b.kill())));
+    const dir = mkdtempSync(join(tmpdir(), "ringroute-hup-h2-"));
+    const path = join(dir, "ringroute.yaml");
+    const members = backends.map((b) => `      - { name: ${b.name}, url: "${b.url}" }`).join("\n");
+    const config = (extra: string) =>
+      writeFileSync(
+        path,
+        `listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nworkers: ${shape.workers}\nmembership:\n  static:\n    members:\n${members}\n${extra}`,
+      );
+    config("");
+    const running = await serve(t, shape, ["--config", path], { addressFlags: false });
+    const open = await session(running.proxy);
+    t.teardown(() => closeSession(open));
+    t.is((await request(open, "/users/1")).status, 200);
+    config("http2: false\n");
+    running.child.kill("SIGHUP");
+    const applied = await until(
+      () => running.logs().find((e) => e.msg !== undefined && String(e.msg).startsWith("SIGHUP: config reloaded")),
+      { what: "the reload line" },
+    );
+    t.deepEqual(applied.applied, ["http2"]);
+    // Every worker applies it: new connections, each accepted by any of them, get HTTP/1.1's 400 for the preface.
+    await until(async () => (await curl(["--http2-prior-knowledge", `${running.proxy}/users/2`])).code !== 0, {
+      what: "a new h2c connection refused",
+    });
+    for (let i = 0; i < 4; i++) {
+      const refused = await curl(["--http2-prior-knowledge", `${running.proxy}/users/${i}`]);
+      t.not(refused.code, 0, "the preface gets HTTP/1.1's 400, which curl cannot read as HTTP/2");
+    }
+    t.is((await send(running.proxy, "/users/3")).status, 200, "HTTP/1.1 as before");
+    t.is((await request(open, "/users/4")).status, 200, "the session opened before the reload goes on");
   },
 );
 

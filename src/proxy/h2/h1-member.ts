@@ -36,6 +36,8 @@ export class H1Transport implements MemberTransport {
 }
 
 class H1Call implements MemberCall, ResponseSink {
+  /** Body bytes are copied before they go to the client stream (upstreamBody): reads may share one buffer. */
+  readonly borrowsReadBuffer = true;
   readonly #request: MemberRequest;
   readonly #sink: MemberSink;
   readonly #chunked: boolean;
@@ -177,7 +179,7 @@ class H1Call implements MemberCall, ResponseSink {
 
   upstreamBody(buffer: Buffer, start: number, end: number): void {
     if (this.#over || end === start) return;
-    // A copy: the socket's read buffer may be reused for its next read, and the client stream keeps what it is given.
+    // A copy: the member sockets' read buffer is reused for the next read, and the client stream keeps what it is given.
     this.#sink.data(Buffer.from(buffer.subarray(start, end)));
   }
 
