@@ -76,6 +76,19 @@ test("curl --http2 over TLS: ALPN picks h2, and http/1.1 still works on the same
   t.regex(member.connections[0]?.bytes.toString("latin1") ?? "", /x-forwarded-proto: https\r\n/);
 });
 
+test("over TLS with http2: false, ALPN offers http/1.1 alone: curl --http2 speaks HTTP/1.1", async (t) => {
+  const h = await startRawProxy(names, { tls: selfSigned("proxy"), http2: false });
+  t.teardown(() => h.close());
+  const run = await curl([
+    "--http2",
+    "--insecure",
+    "--write-out",
+    "|%{http_version}",
+    `https://127.0.0.1:${h.port}/users/7`,
+  ]);
+  t.is(run.stdout, `${ring.ownerOf("/users/7")} GET /users/7|1.1`, run.stderr);
+});
+
 test("a POST body: sized, the member gets content-length and the bytes; unsized in several DATA frames, chunked", async (t) => {
   const h = await startRawProxy(names);
   t.teardown(() => h.close());
