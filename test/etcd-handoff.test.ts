@@ -56,8 +56,18 @@ async function settledOn(all: Node[], members: string[], ring: { partitions: num
         )
       );
     },
-    { what },
-  );
+    // Under a full suite on two cores the members' hand-offs can take long; a hang still ends here, saying where each stood.
+    { what, timeout: 60_000 },
+  ).catch((error: Error) => {
+    const first = all[0]?.cluster;
+    const state = all.map(
+      (node) =>
+        `${node.member.name}: version ${node.member.version}, settled ${node.member.settled}, holds ${node.member.held.size} of ${owned(members, ring, node.member.name).length}`,
+    );
+    throw new Error(
+      `${error.message}; ring version ${first?.version}, stable ${first?.stableVersion}, ring [${first?.ring.members.join()}]; ${state.join("; ")}`,
+    );
+  });
 }
 
 inEachShape(

@@ -12,7 +12,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { constants, createServer, type Http2Server, type ServerHttp2Stream } from "node:http2";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -304,18 +304,27 @@ test("a member killed mid-stream: that call gets UNAVAILABLE, later calls go to 
   }
 });
 
-test("an HTTP/1.1 request for an h2c member: 502 member_protocol, and the member sees nothing", async (t) => {
+test("a gRPC call over HTTP/1.1 (chunked, TE: trailers) reaches the tenant's owner; grpc-status comes in the trailers", async (t) => {
   const [key] = tenants((o) => good.has(o[0] as string), 1) as [string];
   const owner = world.echo[world.owners.get(key)?.[0] as string] as EchoMember;
   // Put, which no other test sends for a tenant a well-behaved member owns: what the owner saw of it is this test's.
-  const response = await fetch(`${world.serve.proxy}${echoService.put.path}`, {
-    method: "POST",
-    headers: { "x-tenant": key, "content-type": "application/json" },
-    body: "{}",
-  });
-  t.is(response.status, 502);
-  const body = (await response.json()) as { error: string; message: string };
-  t.is(body.error, "member_protocol");
-  t.regex(body.message, /HTTP\/2/);
-  t.is(seenBy(owner, key, echoService.put.path), 0);
+  const message = Buffer.from("{}");
+  const frame = Buffer.alloc(5);
+  frame.writeUInt32BE(message.length, 1);
+  const body = Buffer.concat([frame, message]);
+  const url = new URL(world.serve.proxy);
+  const socket = connect(Number(url.port), url.hostname);
+  t.teardown(() => socket.destroy());
+  let text = "";
+  socket.setEncoding("latin1").on("data", (chunk: string) => (text += chunk));
+  socket.write(
+    `POST ${echoService.put.path} HTTP/1.1\r\nHost: ringroute\r\nx-tenant: ${key}\r\ncontent-type: application/grpc\r\n` +
+      `te: trailers\r\ntransfer-encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body.toString("latin1")}\r\n0\r\n\r\n`,
+  );
+  await until(() => text.endsWith("\r\n\r\n") && /\r\n0\r\n/.test(text), { what: `the whole response: ${text}` });
+  t.regex(text, /^HTTP\/1\.1 200 OK\r\n/);
+  t.regex(text, /\r\ntransfer-encoding: chunked\r\n/i);
+  t.regex(text, new RegExp(`"member":"${owner.name}"`));
+  t.regex(text, /\r\n0\r\n(?:[^\r]*\r\n)*grpc-status: 0\r\n/, "the trailers reach a client that said TE: trailers");
+  t.is(seenBy(owner, key, echoService.put.path), 1);
 });

@@ -22,6 +22,9 @@ import { type Router, routeRequest } from "./route.ts";
 import type { ProxyCluster } from "./upstream.ts";
 
 /** What a client connection reads from its server; the server swaps `ctx` and `router` on reload. */
+/** The framing line a chunked request goes to an HTTP/1.1 member with. */
+const chunkedFraming = "transfer-encoding: chunked\r\n";
+
 export interface ClientServer {
   ctx: EngineContext;
   router: Router;
@@ -249,7 +252,14 @@ export class ClientConnection implements ClientSide, Timed {
         // Re-armed only while the body flows: paused, the client waits on the member, which is timed instead.
         if (!this.#bodyPaused && !this.#writeStalled)
           this.deadline = server.deadlines.now() + server.ctx.config.timeouts.body;
-        this.#exchange?.clientBody(data, start, pos);
+        const spans = parser.spans;
+        if (!parser.decode) this.#exchange?.clientBody(data, start, pos);
+        else {
+          // De-chunked for an h2c member: llhttp's decoded spans, the chunk framing left out.
+          for (let i = 0; i < spans.length; i += 2)
+            this.#exchange?.clientBody(data, spans[i] as number, spans[i + 1] as number);
+          spans.length = 0;
+        }
       }
       if (code === OK) return;
       start = pos;
@@ -297,6 +307,7 @@ export class ClientConnection implements ClientSide, Timed {
     const major = parser.versionMajor;
     const minor = parser.versionMinor;
     this.#keepAlive = parser.keepAlive;
+    parser.decode = false;
     ctx.observer?.requestStarted?.();
     const head = readRequestHead(
       parser.names,
@@ -320,6 +331,7 @@ export class ClientConnection implements ClientSide, Timed {
       routing: server.cluster.routing,
       partition: -1,
       started,
+      decoded: false,
     };
     if (major !== 1 || minor > 1) {
       this.#local(info, 400, "bad_request");
@@ -338,7 +350,7 @@ export class ClientConnection implements ClientSide, Timed {
         this.#local(info, 400, "bad_request");
         return;
       }
-      info.framing = "transfer-encoding: chunked\r\n";
+      info.framing = chunkedFraming;
       info.hasBody = true;
     } else if (head.contentLength !== undefined) {
       info.framing = `content-length: ${head.contentLength}\r\n`;
@@ -365,6 +377,17 @@ export class ClientConnection implements ClientSide, Timed {
       return;
     }
     info.partition = route.partition;
+    // An h2c member takes the body without chunk framing (HTTP/2 has its own): llhttp hands over the decoded
+    // bytes. A request that waits for its partition may end at one if the ring has any.
+    if (
+      info.framing === chunkedFraming &&
+      ("wait" in route
+        ? info.routing.ring.members.some((name) => server.cluster.member(name)?.protocol === "h2c")
+        : ctx.upstreams.get(route.member)?.protocol === "h2c")
+    ) {
+      parser.decode = true;
+      info.decoded = true;
+    }
     const exchange = new Exchange(ctx, this, info);
     this.#exchange = exchange;
     this.state = "body";

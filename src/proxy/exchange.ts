@@ -6,6 +6,7 @@
  * preference list when the retry policy allows; after that, the response is
  * cut short and the failure counts against the member.
  */
+import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import type { ProxyConfig } from "../config.ts";
 import type { RoutingTable } from "../handoff/table.ts";
@@ -13,6 +14,15 @@ import type { Logger } from "../utils/logger.ts";
 import type { Deadlines, Timed } from "./deadlines.ts";
 import { type Ejections, nextChoice } from "./failover.ts";
 import { type BodyMode, chunkPrefix, chunkSuffix, lastChunk, responseFraming } from "./framing.ts";
+import { headerList, trailerList } from "./h2/framing.ts";
+import type {
+  HeaderList,
+  MemberCall,
+  MemberFailure,
+  MemberRequest,
+  MemberSink,
+  MemberTransport,
+} from "./h2/transport.ts";
 import { putLatin1, type RequestHead, readResponseFields, readResponseHead, writeFields } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
 import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
@@ -34,6 +44,8 @@ export interface EngineContext {
   tunnels: Set<Tunnel>;
   /** Called when the last tunnel closes. */
   tunnelsEmpty: () => void;
+  /** How members declared `protocol: h2c` are reached (their multiplexed session pool). */
+  h2c?: MemberTransport;
 }
 
 /** The client side of an exchange (a ClientConnection). */
@@ -72,6 +84,11 @@ export interface RequestInfo {
   routing: RoutingTable;
   partition: number;
   started: number;
+  /**
+   * The body reaches the exchange de-chunked (the request was chunked and bound for an h2c member, or waited for its
+   * partition in a ring that has one): an HTTP/1.1 member gets it chunked again.
+   */
+  decoded: boolean;
 }
 
 const pendingLimit = 64 * 1024;
@@ -149,6 +166,8 @@ export class Exchange implements ResponseSink {
   #awaitBody = false;
   /** How the response body is delimited to the client (framing.ts). */
   #body: BodyMode = "verbatim";
+  /** The attempt in progress at an h2c member (one field: HTTP/1.1 members never need more). */
+  #attempt: H2cAttempt | undefined;
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -172,9 +191,7 @@ export class Exchange implements ResponseSink {
       return;
     }
     if (pool.protocol === "h2c") {
-      // An h2c member (gRPC) takes no HTTP/1.1: its requests come over HTTP/2. Nothing was sent, no one failed.
-      this.#outcome = "member_protocol";
-      this.reply(502, "member_protocol");
+      this.#sendH2c(member);
       return;
     }
     this.#pool = pool;
@@ -207,7 +224,8 @@ export class Exchange implements ResponseSink {
       conn.socket.cork();
       conn.write(head);
       let flowing = true;
-      for (const chunk of pending) flowing = conn.write(chunk);
+      if (request.decoded) for (const chunk of pending) flowing = this.#writeChunk(conn, chunk);
+      else for (const chunk of pending) flowing = conn.write(chunk);
       conn.socket.uncork();
       // A whole body that was at hand before it was sent is kept: a failed attempt can send it again.
       if (this.requestDone && this.#pendingBytes <= pendingLimit) this.#replay = pending;
@@ -218,7 +236,10 @@ export class Exchange implements ResponseSink {
       if (flowing) this.#client.pauseBody(false);
       else if (!this.requestDone) conn.armResponse();
     }
-    if (this.requestDone) this.#written(conn);
+    if (this.requestDone) {
+      if (request.decoded) conn.write(lastChunk);
+      this.#written(conn);
+    }
   }
 
   /** The whole request is on its way to the member: from now on the member is timed. */
@@ -235,11 +256,17 @@ export class Exchange implements ResponseSink {
     const conn = this.#conn;
     if (conn !== undefined) {
       this.#bodySent = true;
-      if (!conn.write(chunk)) {
+      if (!(this.request.decoded ? this.#writeChunk(conn, chunk) : conn.write(chunk))) {
         // The member is not taking the body: the client waits on it, so the member is timed, not the client.
         this.#client.pauseBody(true);
         if (conn.deadline === 0) conn.armResponse();
       }
+      return;
+    }
+    const call = this.#attempt?.call;
+    if (call !== undefined) {
+      this.#bodySent = true;
+      if (!call.write(chunk)) this.#client.pauseBody(true);
       return;
     }
     if (this.responseDone) return;
@@ -259,7 +286,18 @@ export class Exchange implements ResponseSink {
   clientRequestDone(): void {
     this.requestDone = true;
     const conn = this.#conn;
-    if (conn !== undefined) this.#written(conn);
+    if (conn !== undefined) {
+      if (this.request.decoded) conn.write(lastChunk);
+      this.#written(conn);
+    } else this.#attempt?.call?.end();
+  }
+
+  /** A de-chunked body chunk framed again for an HTTP/1.1 member; false when the member is not taking it. */
+  #writeChunk(conn: UpstreamConnection, chunk: Buffer): boolean {
+    if (chunk.length === 0) return true;
+    conn.write(chunkPrefix(chunk.length));
+    conn.write(chunk);
+    return conn.write(chunkSuffix);
   }
 
   batch(start: boolean): void {
@@ -287,21 +325,7 @@ export class Exchange implements ResponseSink {
       return true;
     }
     if (ctx.policy.statuses[status] === 1) {
-      const member = this.#member;
-      const decision = decide(ctx.policy, {
-        outcome: { kind: "status", status },
-        method: this.request.method,
-        body: this.#bodyState(),
-        tried: this.#tried.length,
-        responseStarted: false,
-      });
-      this.#failedStatus = decision.eject;
-      if (decision.reason !== undefined) {
-        ctx.observer?.upstreamError(member, decision.reason);
-        this.#outcome = "upstream_status";
-      }
-      if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
-      const next = decision.action === "retry" ? this.#next() : undefined;
+      const next = this.#statusFailed(status);
       if (next !== undefined) {
         // The member's answer is dropped with its connection; the next member gets the request.
         this.#conn = undefined;
@@ -366,6 +390,26 @@ export class Exchange implements ResponseSink {
     return true;
   }
 
+  /** A status `retry.on` lists: counted against the member; the next member to try, when the policy allows one. */
+  #statusFailed(status: number): string | undefined {
+    const ctx = this.#ctx;
+    const member = this.#member;
+    const decision = decide(ctx.policy, {
+      outcome: { kind: "status", status },
+      method: this.request.method,
+      body: this.#bodyState(),
+      tried: this.#tried.length,
+      responseStarted: false,
+    });
+    this.#failedStatus = decision.eject;
+    if (decision.reason !== undefined) {
+      ctx.observer?.upstreamError(member, decision.reason);
+      this.#outcome = "upstream_status";
+    }
+    if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
+    return decision.action === "retry" ? this.#next() : undefined;
+  }
+
   upstreamBody(buffer: Buffer, start: number, end: number): void {
     if (this.#body === "rechunk") this.#chunk(buffer, start, end);
     else this.#pass(buffer, start, end);
@@ -407,6 +451,7 @@ export class Exchange implements ResponseSink {
   clientDrained(): void {
     this.#client.writeStalled(false);
     this.#conn?.resumeResponse();
+    this.#attempt?.call?.resume();
   }
 
   /** One chunk of a close-delimited body, re-framed. */
@@ -434,18 +479,35 @@ export class Exchange implements ResponseSink {
     // A connection this exchange already dropped cannot report (its sink is cleared); a new one may fail before it is ready.
     if (conn !== undefined && this.#conn !== undefined && conn !== this.#conn) return;
     this.#conn = undefined;
+    this.#failed(
+      failure === "status" ? "error" : failure,
+      error,
+      conn?.reused ?? false,
+      conn?.responseBytes ?? false,
+      conn?.peerClosed === true && !conn.requestWritten,
+    );
+  }
+
+  /** An attempt failed (HTTP/1.1 connection or h2c stream): the retry policy says what the client gets. */
+  #failed(
+    failure: MemberFailure["kind"],
+    error: Error,
+    reused: boolean,
+    responseBytes: boolean,
+    closedEarly: boolean,
+  ): void {
     const ctx = this.#ctx;
     const member = this.#member;
     ctx.logger.debug({ member, failure, err: error.message, partition: this.request.partition }, "member failed");
     const decision = decide(ctx.policy, {
-      outcome: { kind: failure === "status" ? "error" : failure },
+      outcome: { kind: failure },
       method: this.request.method,
       body: this.#bodyState(),
       tried: this.#tried.length,
       responseStarted: this.responseStarted,
-      reused: conn?.reused ?? false,
-      responseBytes: conn?.responseBytes ?? false,
-      closedEarly: conn?.peerClosed === true && !conn.requestWritten,
+      reused,
+      responseBytes,
+      closedEarly,
     });
     if (decision.reason !== undefined) ctx.observer?.upstreamError(member, decision.reason);
     if (decision.eject && ctx.ejections.failure(member)) ctx.observer?.ejection(member);
@@ -462,7 +524,7 @@ export class Exchange implements ResponseSink {
     if (decision.action === "retry") {
       // A kept-alive connection that failed before any response byte (the member closed it as it was picked):
       // the same member again on a fresh connection, as Go's transport does; otherwise the next member.
-      const stale = conn?.reused === true && !conn.responseBytes;
+      const stale = reused && !responseBytes;
       const next = stale ? member : this.#next();
       if (next !== undefined) {
         this.#sendNext(next);
@@ -547,9 +609,204 @@ export class Exchange implements ResponseSink {
     const conn = this.#conn;
     this.#conn = undefined;
     if (conn !== undefined) conn.destroy();
+    else if (this.#attempt !== undefined) this.#dropCall();
     else this.#pool?.cancel(this);
     this.#end(undefined);
     return true;
+  }
+
+  // An h2c member (transport.ts's MemberTransport, the pool h2 streams use): the request head becomes a header
+  // block by the same rules (headers.ts already rewrote it), the body goes de-chunked, and the response is
+  // framed for HTTP/1.1 here (framing.ts). Retries, ejection and the log are this exchange's, as for HTTP/1.1.
+
+  #sendH2c(member: string): void {
+    const ctx = this.#ctx;
+    const transport = ctx.h2c;
+    const request = this.request;
+    if (request.upgrade || transport === undefined) {
+      // HTTP/2 has no Upgrade: nothing was sent, no one failed.
+      this.#outcome = "member_protocol";
+      this.reply(502, "member_protocol");
+      return;
+    }
+    const head = request.head;
+    if (!request.decoded && request.framing === "transfer-encoding: chunked\r\n") {
+      // Routed to an HTTP/1.1 member first, its chunked body passed on framed: it cannot go to an h2c member.
+      this.#outcome = "member_protocol";
+      this.reply(502, "member_protocol", {
+        message: "the member speaks HTTP/2 only (protocol: h2c): a chunked body already sent framed cannot follow",
+      });
+      return;
+    }
+    let headers = headerList(head.lines);
+    if (head.expectContinue) headers = without(headers, "expect");
+    if (sendsOwnership(ctx.config.headers.ownership, request.routing)) {
+      const ownership = headerList(ownershipHeaders(request.routing, request.partition, member));
+      headers.names.push(...ownership.names);
+      headers.values.push(...ownership.values);
+    }
+    const call: MemberRequest = {
+      method: request.method,
+      path: request.memberTarget,
+      authority: head.host ?? "",
+      scheme: (this.#client.socket as { encrypted?: boolean }).encrypted === true ? "https" : "http",
+      headers,
+      teTrailers: head.teTrailers,
+      hasBody: request.hasBody,
+      contentLength:
+        request.hasBody && head.transferEncoding === undefined && head.contentLength !== undefined
+          ? Number(head.contentLength)
+          : undefined,
+      deadline: 0,
+    };
+    if (this.#upstreamStarted === 0) this.#upstreamStarted = performance.now();
+    const attempt = new H2cAttempt(this);
+    this.#attempt = attempt;
+    const opened = transport.open(member, call, attempt);
+    if (this.#attempt !== attempt) return;
+    attempt.call = opened;
+    // ringroute answers the expectation (the h2c pool takes the body as it comes), while none of it came.
+    if (head.expectContinue && !this.requestDone && this.#bytesIn === 0 && !request.http10) {
+      this.#client.write("HTTP/1.1 100 Continue\r\n\r\n");
+    }
+    const pending = this.#replay ?? this.#pending;
+    let flowing = true;
+    if (pending !== undefined) {
+      for (const chunk of pending) flowing = opened.write(chunk);
+      if (this.requestDone && this.#pendingBytes <= pendingLimit) this.#replay = pending;
+      this.#pending = undefined;
+      this.#pendingBytes = 0;
+      this.#bodySent = true;
+    }
+    if (this.requestDone) opened.end();
+    else this.#client.pauseBody(!flowing);
+  }
+
+  #dropCall(): void {
+    const call = this.#attempt?.call;
+    this.#attempt = undefined;
+    call?.cancel();
+  }
+
+  /** Whether `attempt` is the call in progress. */
+  current(attempt: H2cAttempt): boolean {
+    return this.#attempt === attempt && !this.#ended;
+  }
+
+  h2cReady(): void {
+    if (this.#upstreamStarted === 0) this.#upstreamStarted = performance.now();
+  }
+
+  h2cHeaders(status: number, headers: HeaderList, last: boolean): void {
+    const ctx = this.#ctx;
+    const request = this.request;
+    if (ctx.policy.statuses[status] === 1) {
+      const next = this.#statusFailed(status);
+      if (next !== undefined) {
+        // The member's answer is dropped with its stream; the next member gets the request.
+        this.#dropCall();
+        this.#sendNext(next);
+        return;
+      }
+    }
+    this.status = status;
+    this.responseStarted = true;
+    const { names, values } = headers;
+    const fields = readResponseFields(names, values, request.http10);
+    // HTTP/2 frames the body itself: one without a content-length goes chunked to an HTTP/1.1 client (its
+    // trailers with it), or ends with the connection for HTTP/1.0. One that cannot have a body has none.
+    const bodiless = last || request.method === "HEAD" || status === 204 || status === 304;
+    const framing = responseFraming({
+      needsEof: !bodiless && fields.contentLength < 0,
+      chunked: false,
+      http10: request.http10,
+      upgrade: false,
+    });
+    this.#body = framing.body;
+    if (framing.close || !this.requestDone) this.closeAfter = true;
+    let extra = framing.body === "rechunk" ? "transfer-encoding: chunked\r\n" : "";
+    if (last && fields.contentLength < 0 && request.method !== "HEAD" && status !== 204 && status !== 304) {
+      extra += "content-length: 0\r\n";
+    }
+    if (ctx.config.headers.ringInfo) {
+      if (request.partition >= 0) extra += `x-ringroute-partition: ${request.partition}\r\n`;
+      extra += `x-ringroute-member: ${this.#member}\r\n`;
+    }
+    if (this.closeAfter || this.#client.closeAfter) {
+      this.closeAfter = true;
+      extra += "connection: close\r\n";
+    }
+    const reason = STATUS_CODES[status] ?? "";
+    const out = Buffer.allocUnsafe(statusLineBytes(status, reason) + fields.bytes + extra.length + 2);
+    let p = writeStatusLine(out, status, reason);
+    p = writeFields(out, p, names, values, fields);
+    p = putLatin1(out, p, extra);
+    out[p++] = 0x0d;
+    out[p++] = 0x0a;
+    this.#write(out.subarray(0, p));
+  }
+
+  h2cData(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.#bytesOut += chunk.length;
+    if (this.#body === "rechunk") {
+      this.#client.write(chunkPrefix(chunk.length));
+      this.#client.write(chunk);
+      this.#write(chunkSuffix);
+    } else this.#write(chunk);
+  }
+
+  /** Writes to the client; one that stops reading pauses the member's stream and is timed instead. */
+  #write(data: Buffer | string): void {
+    if (!this.#client.write(data)) {
+      this.#attempt?.call?.pause();
+      this.#client.writeStalled(true);
+    }
+  }
+
+  h2cTrailers(trailers: HeaderList): void {
+    // Only a chunked body can carry them, and only to a client that said it reads them: otherwise dropped.
+    if (this.#body === "rechunk" && this.request.head.teTrailers && this.#attempt !== undefined) {
+      this.#attempt.trailersKept = trailers;
+    }
+  }
+
+  h2cEnd(): void {
+    const trailers = this.#attempt?.trailersKept;
+    this.#attempt = undefined;
+    if (this.#body === "rechunk") {
+      let end = lastChunk;
+      if (trailers !== undefined) {
+        const kept = trailerList(trailers.names, trailers.values, 0);
+        let lines = "";
+        for (let i = 0; i < kept.names.length; i++) lines += `${kept.names[i]}: ${kept.values[i]}\r\n`;
+        end = `0\r\n${lines}\r\n`;
+      }
+      this.#client.write(end);
+    }
+    if (!this.#failedStatus) this.#ctx.ejections.success(this.#member);
+    this.responseDone = true;
+    this.#end(undefined);
+  }
+
+  h2cFailed(failure: MemberFailure): void {
+    this.#attempt = undefined;
+    this.#failed(
+      failure.kind,
+      failure.error,
+      failure.reused ?? false,
+      failure.responseBytes ?? false,
+      failure.closedEarly ?? false,
+    );
+  }
+
+  h2cDrained(): void {
+    this.#client.pauseBody(false);
+  }
+
+  h2cQueueTimeout(): void {
+    this.#attempt = undefined;
+    this.queueTimeout();
   }
 
   #end(reason: string | undefined): void {
@@ -619,6 +876,52 @@ export class Exchange implements ResponseSink {
     }
     return false;
   }
+}
+
+/** One h2c attempt's sink: reports reach the exchange only while the attempt is current. */
+class H2cAttempt implements MemberSink {
+  /** The call it reports on, once opened. */
+  call: MemberCall | undefined;
+  /** The member's trailers, for a client that said `TE: trailers` and gets a chunked body. */
+  trailersKept: HeaderList | undefined;
+
+  constructor(readonly exchange: Exchange) {}
+
+  ready(): void {
+    if (this.exchange.current(this)) this.exchange.h2cReady();
+  }
+  headers(status: number, headers: HeaderList, last: boolean): void {
+    if (this.exchange.current(this)) this.exchange.h2cHeaders(status, headers, last);
+  }
+  data(chunk: Buffer): void {
+    if (this.exchange.current(this)) this.exchange.h2cData(chunk);
+  }
+  trailers(trailers: HeaderList): void {
+    if (this.exchange.current(this)) this.exchange.h2cTrailers(trailers);
+  }
+  end(): void {
+    if (this.exchange.current(this)) this.exchange.h2cEnd();
+  }
+  failed(failure: MemberFailure): void {
+    if (this.exchange.current(this)) this.exchange.h2cFailed(failure);
+  }
+  drained(): void {
+    if (this.exchange.current(this)) this.exchange.h2cDrained();
+  }
+  queueTimeout(): void {
+    if (this.exchange.current(this)) this.exchange.h2cQueueTimeout();
+  }
+}
+
+/** `list` without the fields named `name` (lower case). */
+function without(list: HeaderList, name: string): HeaderList {
+  const out: HeaderList = { names: [], values: [] };
+  for (let i = 0; i < list.names.length; i++) {
+    if (list.names[i] === name) continue;
+    out.names.push(list.names[i] as string);
+    out.values.push(list.values[i] as string);
+  }
+  return out;
 }
 
 /** An Upgrade tunnel: both sockets piped into each other, closed together, cut after `tunnel` ms without bytes. */

@@ -70,6 +70,8 @@ export interface RequestHead {
   transferEncodings: number;
   transferEncoding: string | undefined;
   expectContinue: boolean;
+  /** The client said `TE: trailers`: it reads trailer fields (an h2c member's are passed on only then). */
+  teTrailers: boolean;
   upgrade: string | undefined;
   /** The end-to-end headers as `name: value\r\n` lines, framing and X-Forwarded-* not yet added. */
   lines: string;
@@ -98,6 +100,7 @@ export function readRequestHead(
     transferEncodings: 0,
     transferEncoding: undefined,
     expectContinue: false,
+    teTrailers: false,
     upgrade: undefined,
     lines: "",
   };
@@ -129,6 +132,10 @@ export function readRequestHead(
         break;
       case "upgrade":
         head.upgrade = value;
+        continue;
+      case "te":
+        // Hop-by-hop: never forwarded as is.
+        if (/(?:^|,)\s*trailers\s*(?:[,;]|$)/i.test(value)) head.teTrailers = true;
         continue;
       case "connection":
         listed = connectionTokens(value, listed);

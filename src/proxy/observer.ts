@@ -38,7 +38,7 @@ export interface AccessRecord {
    * How the exchange ended, blamed on one side: `ok`; the client's `head_timeout`, `body_timeout`,
    * `slow_reader`, `aborted`, `bad_request`; the member's `upstream_connect`, `upstream_reset`,
    * `upstream_timeout`, `upstream_status`, `upstream_bad_response`, `upstream_error`, `upstream_refused` (h2c);
-   * `queue_timeout`; or `member_protocol` (an HTTP/1.1 request for an h2c member).
+   * `queue_timeout`; or `member_protocol` (an HTTP/1.1 Upgrade request for an h2c member).
    */
   outcome?: string;
   /** The response began but was cut short. */

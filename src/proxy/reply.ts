@@ -61,5 +61,5 @@ export const messages: Record<string, string> = {
   queue_timeout: "every connection to the member stayed busy; try again shortly",
   internal_error: "the proxy failed to handle the request",
   member_protocol:
-    "the member speaks HTTP/2 only (protocol: h2c): send the request over HTTP/2 (h2c prior knowledge, or h2 over TLS)",
+    "the member speaks HTTP/2 only (protocol: h2c), which has no Upgrade: the request cannot be forwarded to it",
 };

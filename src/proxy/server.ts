@@ -106,6 +106,7 @@ export function createProxy(options: ProxyOptions): RoutingProxy {
     policy: retryPolicy(config.retry),
     tunnels,
     tunnelsEmpty: quiet,
+    h2c,
   });
   const router = (key: KeyConfig): Router => ({
     key: compileKey(key),

@@ -7,6 +7,7 @@
  * reported as an error, never read leniently.
  */
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 import { Cluster } from "../../src/cluster.ts";
 import { type Config, defaultConfig, type KeyConfig, type ProxyConfig } from "../../src/config.ts";
 import type {
@@ -316,6 +317,20 @@ export class RawClient {
         socket.once("error", reject);
       }),
       { what: `a connection to 127.0.0.1:${port}` },
+    );
+    return new RawClient(socket);
+  }
+
+  /** A client on a TLS connection (any certificate accepted), offering `alpn` (e.g. ["h2"]). */
+  static async connectTls(port: number, alpn: string[] = []): Promise<RawClient> {
+    const socket = tlsConnect({ port, host: "127.0.0.1", rejectUnauthorized: false, ALPNProtocols: alpn });
+    socket.setNoDelay(true);
+    await within(
+      new Promise<void>((resolve, reject) => {
+        socket.once("secureConnect", resolve);
+        socket.once("error", reject);
+      }),
+      { what: `a TLS connection to 127.0.0.1:${port}` },
     );
     return new RawClient(socket);
   }

@@ -16,11 +16,13 @@
  * | session memory (nghttp2)       | 10 MB                                   | new streams refused above it                |
  * | SETTINGS entries a frame       | 32; unacknowledged PINGs 10             | Node's defaults; floods end the session      |
  * | invalid frames / refused streams | 100 / 100 a session                   | then the session is closed                  |
- * | RST_STREAM from the client     | burst 1000, 33/s: nghttp2 ≥ 1.57's built-in token bucket (Node 20 has no option for it) | rapid reset (CVE-2023-44487) |
- * | a session without streams      | `proxy.timeouts.clientIdle`             | then GOAWAY, as an idle HTTP/1.1 connection |
+ * | streams the client cancels mid-exchange within 1 s of opening | burst 200, then 20/s (resets.ts); past it GOAWAY ENHANCE_YOUR_CALM and close | rapid reset (CVE-2023-44487): each may have cost a member a request |
+ * | RST_STREAM from the client     | burst 1000, 33/s: nghttp2 ≥ 1.57's built-in token bucket (Node 20 has no option for it); GOAWAY INTERNAL_ERROR | the looser net under ours |
+ * | a session without streams      | `proxy.timeouts.clientIdle`             | then GOAWAY, as an idle HTTP/1.1 connection; destroyed 1 s later if still open (server.ts) |
  */
 import { constants, type ServerOptions, type Settings } from "node:http2";
 import type { ProxyConfig } from "../../config.ts";
+import type { ResetLimit } from "./resets.ts";
 
 /** The limits of one client session. */
 export interface H2Limits {
@@ -32,6 +34,8 @@ export interface H2Limits {
   idleMs: number;
   /** Options of the http2 server (nghttp2 and Node's own accounting). */
   server: ServerOptions;
+  /** Streams a client may cancel before their exchange is over (rapid reset). */
+  resets: ResetLimit;
 }
 
 /** RFC 9113 §6.5.2: each field counts its name, its value and 32 bytes. */
@@ -51,6 +55,8 @@ export function h2Limits(config: ProxyConfig): H2Limits {
   return {
     settings,
     connectionWindow: 1 << 20,
+    // Twice the streams a client may have open at once, then below nghttp2's own 33/s (which fires second).
+    resets: { burst: 200, perSecond: 20, minLifetimeMs: 1_000 },
     idleMs: timeouts.clientIdle,
     server: {
       settings,

@@ -4,15 +4,21 @@
  * StreamExchange. Sockets come from the proxy's listener: a cleartext one
  * that opened with the h2 preface, or a TLS one that chose `h2` by ALPN.
  * A session with no open stream for `timeouts.clientIdle` gets GOAWAY, as an
- * idle HTTP/1.1 connection is closed; so does every session on shutdown,
- * its streams left to finish.
+ * idle HTTP/1.1 connection is closed (and is destroyed a second later if the
+ * client keeps it open); so does every session on shutdown, its streams left
+ * to finish. A client that cancels streams faster than its ResetBudget
+ * allows (rapid reset) is cut with GOAWAY ENHANCE_YOUR_CALM.
  */
-import { createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
+import { constants, createServer, type Http2Server, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2";
 import type { Socket } from "node:net";
 import type { ProxyConfig } from "../../config.ts";
 import type { Deadlines, Timed } from "../deadlines.ts";
 import { h2Limits } from "./limits.ts";
+import { ResetBudget } from "./resets.ts";
 import { StreamExchange, type StreamServer } from "./stream.ts";
+
+/** How long a session told to go away (idle) may stay before it is destroyed. */
+const goawayLingerMs = 1_000;
 
 /** One client session and its idle deadline. */
 class Session implements Timed {
@@ -22,10 +28,24 @@ class Session implements Timed {
   constructor(
     readonly session: ServerHttp2Session,
     readonly address: string,
+    /** Streams the client may still cancel mid-exchange (rapid reset). */
+    readonly resets: ResetBudget,
+    readonly now: () => number,
   ) {}
 
+  /**
+   * Idle: GOAWAY first; a client that keeps the connection open anyway
+   * (it ignores GOAWAY, or holds a header block it never finishes, which
+   * nghttp2 waits for) is destroyed `goawayLingerMs` later.
+   */
   expire(): void {
-    if (this.streams === 0) this.session.close();
+    if (this.streams > 0) return;
+    if (this.session.closed) {
+      this.session.destroy();
+      return;
+    }
+    this.session.close();
+    this.deadline = this.now() + goawayLingerMs;
   }
 }
 
@@ -89,7 +109,12 @@ export class H2Sessions {
   }
 
   #session(session: ServerHttp2Session, window: number): void {
-    const entry = new Session(session, session.socket?.remoteAddress ?? "");
+    const entry = new Session(
+      session,
+      session.socket?.remoteAddress ?? "",
+      new ResetBudget(this.#limits.resets, this.#deadlines.now()),
+      () => this.#deadlines.now(),
+    );
     this.#sessions.add(entry);
     const deadlines = this.#deadlines;
     const idleMs = this.#limits.idleMs;
@@ -110,7 +135,8 @@ export class H2Sessions {
         entry.streams--;
         if (entry.streams === 0) entry.deadline = deadlines.now() + idleMs;
       });
-      new StreamExchange(this.#server, stream, entry.address).start(raw);
+      const opened = deadlines.now();
+      new StreamExchange(this.#server, stream, entry.address, () => this.#cancelled(entry, opened)).start(raw);
     });
     session.once("close", () => {
       deadlines.delete(entry);
@@ -118,5 +144,16 @@ export class H2Sessions {
       if (this.#sessions.size === 0) this.#empty();
     });
     if (this.#closing) session.close();
+  }
+
+  /**
+   * The client cancelled a stream (opened at `opened`) before its exchange was over. Past the
+   * budget (rapid reset, CVE-2023-44487) the session ends at once with
+   * GOAWAY ENHANCE_YOUR_CALM: its streams in flight are cut, their member
+   * requests dropped, and the socket closed.
+   */
+  #cancelled(entry: Session, opened: number): void {
+    if (entry.session.destroyed || !entry.resets.cancelled(opened, this.#deadlines.now())) return;
+    entry.session.destroy(new Error("too many streams cancelled"), constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 }

@@ -102,11 +102,15 @@ export class StreamExchange implements Timed {
   #cancelWait: (() => void) | undefined;
   #cancelDeadline: (() => void) | undefined;
 
-  constructor(server: StreamServer, stream: ServerHttp2Stream, client: string) {
+  readonly #cancelled: (() => void) | undefined;
+
+  /** `cancelled` hears of a stream the client reset (or lost) before the exchange was over: the session counts them. */
+  constructor(server: StreamServer, stream: ServerHttp2Stream, client: string, cancelled?: () => void) {
     this.#server = server;
     this.#ctx = server.ctx;
     this.#stream = stream;
     this.#client = client;
+    this.#cancelled = cancelled;
   }
 
   /** Reads the request head, routes it and starts the first attempt (or answers it here). */
@@ -595,8 +599,10 @@ export class StreamExchange implements Timed {
 
   /** The stream closed: if the exchange was not over, the client reset it or its session went away. */
   #closed(): void {
-    if (!this.#ended) this.#clientFailed("aborted");
     this.#ctx.deadlines.delete(this);
+    if (this.#ended) return;
+    this.#clientFailed("aborted");
+    this.#cancelled?.();
   }
 
   #finish(reason: string | undefined): void {
