@@ -5,16 +5,18 @@
  * bytes), a member that stops reading stops the client; nothing is buffered
  * without bound in between, and every byte arrives once both go on.
  */
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { type ClientHttp2Stream, createServer, type Http2Server, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
+import { promisify } from "node:util";
 import test from "ava";
 import { Cluster } from "../src/cluster.ts";
 import { parseConfig } from "../src/config.ts";
 import { StaticSource } from "../src/membership/static.ts";
 import { createProxy, type RoutingProxy } from "../src/proxy/server.ts";
-import { closeSession, curl, session } from "./helpers/h2.ts";
+import { closeSession, curl, request, session } from "./helpers/h2.ts";
 import { until } from "./helpers/until.ts";
 
 /** Resolves with `read()` once it has not changed over three polls 100 ms apart: the flow has come to rest. */
@@ -187,4 +189,40 @@ test("curl over h2c prior knowledge reaches an h2c member: the member's HTTP/2 r
   t.is(seen["x-tenant"], "t1");
   t.is(seen["content-length"], "5");
   t.truthy(seen["x-forwarded-for"], "the forwarding headers of this hop");
+});
+
+test("a member's body of known length ends the client's stream in its last DATA frame; its trailers go on when the client asked (te: trailers) or the member announced them (trailer)", async (t) => {
+  const last = { path: "" };
+  const r = await rig((stream) => {
+    const head: Record<string, string | number> = { ":status": 200, "content-length": 5 };
+    if (last.path === "/announced") head.trailer = "x-sum";
+    stream.respond(head, { waitForTrailers: true });
+    stream.on("wantTrailers", () => stream.sendTrailers({ "x-sum": "15" }));
+    stream.end("hello");
+  });
+  t.teardown(() => r.close());
+  r.member.prependListener("stream", (_stream, headers) => {
+    last.path = String(headers[":path"]);
+  });
+  // nghttp prints every frame it gets: the body and END_STREAM come in one DATA frame; no trailing HEADERS.
+  const { stdout } = await promisify(execFile)("nghttp", ["-nv", "-H", "x-tenant: t1", `${r.url}/plain`], {
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+  t.regex(stdout, /recv DATA frame <length=5, flags=0x01,/);
+  t.notRegex(stdout, /x-sum/, "trailers the client did not ask for and the member did not announce are dropped");
+  t.notRegex(stdout, /recv DATA frame <length=0/);
+
+  const client = await session(r.url);
+  t.teardown(() => closeSession(client));
+  const asked = await request(client, "/asked", { headers: { "x-tenant": "t1", te: "trailers" } });
+  t.is(asked.text, "hello");
+  t.like(asked.trailers, { "x-sum": "15" });
+  const announced = await request(client, "/announced", { headers: { "x-tenant": "t1" } });
+  t.is(announced.text, "hello");
+  t.is(announced.headers.trailer, "x-sum");
+  t.like(announced.trailers, { "x-sum": "15" });
+  const plain = await request(client, "/plain", { headers: { "x-tenant": "t1" } });
+  t.is(plain.text, "hello");
+  t.is(plain.trailers, undefined);
 });

@@ -799,3 +799,31 @@ test("the member gets the call's time left as grpc-timeout, in at most 8 digits"
   h2.destroy();
   await m.close();
 });
+
+test("a paused call does not stop the other calls on its session: the session's window is not the stream's", async (t) => {
+  const big = Buffer.alloc(1024 * 1024, 120);
+  const m = await member((stream, headers) => {
+    stream.respond({ ":status": 200 });
+    // The first call's response is more than one stream window; the member writes as much as it is let.
+    stream.end(headers[":path"] === "/big" ? big : "small");
+  });
+  const { t: h2 } = transport({ a: m.url });
+  const paused = new Recorder();
+  const first = h2.open("a", request({ path: "/big" }), paused);
+  first.end();
+  await until(() => paused.events.includes("headers"), what("the big response's head"));
+  first.pause();
+  // What the paused call has not read stays unacknowledged; a later call on the same session still gets through.
+  for (let i = 0; i < 3; i++) {
+    const sink = new Recorder();
+    h2.open("a", request({ path: "/small" }), sink).end();
+    await until(() => sink.over, what(`small call ${i + 1} on the session of the paused one`));
+    t.is(sink.text, "small");
+  }
+  t.is(m.sessions.length, 1, "one session carried them all");
+  first.resume();
+  await until(() => paused.over, what("the big response, once resumed"));
+  t.is(Buffer.concat(paused.body).length, big.length);
+  h2.destroy();
+  await m.close();
+});

@@ -533,7 +533,8 @@ export class Call implements MemberCall, Timed {
     const endStream = !request.hasBody || (this.#ended && this.#pendingBytes === 0);
     let stream: ClientHttp2Stream;
     try {
-      stream = session.sessionRef.request(this.#headers(owner), { endStream });
+      // The default priority given, so node:http2 does not add it to its copy of the options (a bigger object).
+      stream = session.sessionRef.request(this.#headers(owner), { endStream, weight: 16, parent: 0, exclusive: false });
     } catch (error) {
       // The session went away under us (closed between dispatch and now): the member saw nothing.
       session.streamClosed();

@@ -102,6 +102,8 @@ export class StreamExchange implements Timed {
   #failedStatus = false;
   #trailers: OutgoingHttpHeaders | undefined;
   #status = 0;
+  /** The response body's length when it ends the stream with no trailers (-1: not known, or trailers may follow). */
+  #bodyLength = -1;
   #bytesIn = 0;
   #bytesOut = 0;
   #upstreamStarted = 0;
@@ -379,7 +381,12 @@ export class StreamExchange implements Timed {
       if (this.#partition >= 0) out["x-ringroute-partition"] = String(this.#partition);
       out["x-ringroute-member"] = this.#member;
     }
-    if (!this.#respond(out, last ? "none" : "trailers")) {
+    const trailers = !last && this.#wantsTrailers(out);
+    if (!trailers && !last) {
+      const length = out["content-length"];
+      if (length !== undefined) this.#bodyLength = Number(length);
+    }
+    if (!this.#respond(out, last ? "none" : trailers ? "trailers" : "plain")) {
       // A head Node refuses to send (a field value HTTP/2 does not allow): the member's response is unusable.
       const member = this.#member;
       this.#dropCall();
@@ -389,6 +396,17 @@ export class StreamExchange implements Timed {
       return;
     }
     this.#status = status;
+  }
+
+  /**
+   * Whether the response may end with trailers: a gRPC call, a client that said `te: trailers`, a member that
+   * announced them (`trailer`) or did not give the body's length (chunked HTTP/1.1, h2 without content-length).
+   * Otherwise the last DATA frame ends the stream: no wait for 'wantTrailers' (a setImmediate and an empty frame
+   * a response); trailers a member sends anyway are dropped.
+   */
+  #wantsTrailers(out: OutgoingHttpHeaders): boolean {
+    if (this.#grpc || this.#request?.teTrailers) return true;
+    return out["content-length"] === undefined || out.trailer !== undefined;
   }
 
   /** Sends a response head; false when Node refused it (the stream is gone, or a field is not valid in h2). */
@@ -408,7 +426,13 @@ export class StreamExchange implements Timed {
     const stream = this.#stream;
     if (stream.destroyed || stream.writableEnded) return;
     this.#bytesOut += chunk.length;
-    if (!stream.write(chunk)) {
+    let flowing: boolean;
+    if (this.#bytesOut === this.#bodyLength) {
+      // The body's last bytes: written with the end, so one DATA frame carries them and END_STREAM.
+      stream.end(chunk);
+      flowing = !stream.writableNeedDrain;
+    } else flowing = stream.write(chunk);
+    if (!flowing) {
       // The client is not reading: the member waits on it, so the client is timed, not the member.
       this.#call?.pause();
       this.#writeStalled = true;
