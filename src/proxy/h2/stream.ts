@@ -430,7 +430,8 @@ export class StreamExchange implements Timed {
     if (this.#bytesOut === this.#bodyLength) {
       // The body's last bytes: written with the end, so one DATA frame carries them and END_STREAM.
       stream.end(chunk);
-      flowing = !stream.writableNeedDrain;
+      // An ended stream reports no need to drain: what it still buffers (a client not reading) is timed the same.
+      flowing = stream.writableLength < stream.writableHighWaterMark;
     } else flowing = stream.write(chunk);
     if (!flowing) {
       // The client is not reading: the member waits on it, so the client is timed, not the member.
