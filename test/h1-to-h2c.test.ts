@@ -41,7 +41,7 @@ interface H2Member {
 }
 
 /** Streams every member got, in arrival order (bodies complete once `ended`). */
-const seen: (Seen & { ended: boolean; written: number; rstCode: number })[] = [];
+const seen: (Seen & { ended: boolean; written: number; rstCode: number; trailers?: IncomingHttpHeaders })[] = [];
 const bigSize = 64 * 1024 * 1024;
 /** How many streams each `x-id` brought, over all members (for "fails once"). */
 const arrivals = new Map<string, number>();
@@ -51,8 +51,16 @@ async function startMember(name: string): Promise<H2Member> {
   server.on("session", (session) => session.on("error", () => {}));
   server.on("stream", (stream, headers) => {
     stream.on("error", () => {});
-    const record = { member: name, headers, body: Buffer.alloc(0), ended: false, written: 0, rstCode: -1 };
+    const record: (typeof seen)[number] = {
+      member: name,
+      headers,
+      body: Buffer.alloc(0),
+      ended: false,
+      written: 0,
+      rstCode: -1,
+    };
     stream.on("close", () => (record.rstCode = stream.rstCode ?? -1));
+    stream.on("trailers", (trailers: IncomingHttpHeaders) => (record.trailers = trailers));
     seen.push(record);
     const id = String(headers["x-id"] ?? "");
     const count = (arrivals.get(id) ?? 0) + 1;
@@ -238,6 +246,45 @@ test.serial(
     );
     t.deepEqual(paths, ["*", "/api/things", "*"]);
     t.is(streamsOf("star1")[0]?.headers[":method"], "OPTIONS");
+  },
+);
+
+test.serial(
+  "an h2 client's request trailers reach the h2c member as trailers when its head announced them (trailer)",
+  async (t) => {
+    const h2 = connect(`http://127.0.0.1:${proxyPort}`);
+    t.teardown(() => h2.close());
+    const send = async (id: string, announce: boolean) => {
+      const stream = h2.request(
+        {
+          ":method": "POST",
+          ":path": "/upload",
+          "x-key": "k",
+          "x-id": id,
+          ...(announce ? { trailer: "x-checksum" } : {}),
+        },
+        { waitForTrailers: true },
+      );
+      stream.on("wantTrailers", () => stream.sendTrailers({ "x-checksum": "42" }));
+      stream.end("abc");
+      stream.resume();
+      const [head] = (await once(stream, "response")) as [IncomingHttpHeaders];
+      await once(stream, "close");
+      return Number(head[":status"]);
+    };
+    t.is(await send("trail1", true), 200);
+    const [announced] = streamsOf("trail1");
+    t.is(announced?.body.toString(), "abc");
+    t.is(announced?.headers.trailer, "x-checksum");
+    t.deepEqual(
+      Object.entries(announced?.trailers ?? {}).filter(([name]) => !name.startsWith(":")),
+      [["x-checksum", "42"]],
+    );
+    // Not announced: the member's stream ended with the body (no stream can wait for trailers it was not told of).
+    t.is(await send("trail2", false), 200);
+    const [unannounced] = streamsOf("trail2");
+    t.is(unannounced?.body.toString(), "abc");
+    t.is(unannounced?.trailers, undefined);
   },
 );
 

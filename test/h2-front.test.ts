@@ -10,6 +10,7 @@ import { constants } from "node:http2";
 import test from "ava";
 import { Ring } from "../src/ring/ring.ts";
 import { closeSession, curl, request, session } from "./helpers/h2.ts";
+import { data, FrameType, headerBlock, headersFrame, RawH2Client, request as request1 } from "./helpers/h2frames.ts";
 import { fixed, head, header, json, RawClient, Reports, scripts, startRawProxy } from "./helpers/raw.ts";
 import { selfSigned } from "./helpers/tls.ts";
 import { until } from "./helpers/until.ts";
@@ -118,6 +119,41 @@ test("a POST body: sized, the member gets content-length and the bytes; unsized 
   const bytes = owner.connections.map((c) => c.bytes.toString("latin1")).join("");
   const body = bytes.slice(bytes.lastIndexOf("\r\n\r\n", bytes.length - 6) + 4);
   t.regex(body, /^(?:[0-9a-f]+\r\n[a-j]+\r\n)+0\r\n\r\n$/);
+});
+
+test("a client's trailing HEADERS reach an HTTP/1.1 member as trailer fields after the last chunk; fields that may not trail are dropped", async (t) => {
+  const h = await startRawProxy(names);
+  t.teardown(() => h.close());
+  const client = await RawH2Client.connect(h.port);
+  t.teardown(() => client.close());
+  const key = "/uploads/1";
+  await client.send(
+    request1(1, key, { method: "POST", endStream: false }),
+    data(1, "abc"),
+    headersFrame(
+      1,
+      headerBlock([
+        ["x-checksum", "42"],
+        ["content-length", "3"],
+        ["x-digest", "sha-256=x"],
+      ]),
+      { endStream: true },
+    ),
+  );
+  await client.when(() => client.of(FrameType.HEADERS, 1).length > 0, "the response");
+  const owner = h.backend(ring.ownerOf(key) as string);
+  const bytes = await until(
+    () => {
+      const got = owner.connections.map((c) => c.bytes.toString("latin1")).join("");
+      return got.includes("\r\n0\r\n") && got.endsWith("\r\n\r\n") ? got : undefined;
+    },
+    { what: "the last chunk at the member" },
+  );
+  t.is(
+    bytes,
+    `POST ${key} HTTP/1.1\r\nhost: localhost\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n` +
+      "x-forwarded-host: localhost\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-checksum: 42\r\nx-digest: sha-256=x\r\n\r\n",
+  );
 });
 
 test("a member's chunked body and trailers reach the h2 client as DATA and trailing HEADERS; connection headers do not", async (t) => {

@@ -152,6 +152,29 @@ const crlf = Buffer.from("\r\n", "latin1");
 /** The end of a chunked request body. */
 export const lastChunk = "0\r\n\r\n";
 
+/** An h2 client's trailing HEADERS, for a member: repeated fields one entry each, what may not trail dropped. */
+export function requestTrailers(headers: IncomingHttpHeaders): HeaderList {
+  const names: string[] = [];
+  const values: string[] = [];
+  for (const name of Object.keys(headers)) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === 58) continue; // ':'
+    for (const v of Array.isArray(value) ? value : [value]) {
+      names.push(name);
+      values.push(String(v));
+    }
+  }
+  return trailerList(names, values, 0);
+}
+
+/** The last chunk with the client's trailer fields, if it sent any (RFC 9112 §7.1.2). */
+export function lastChunkWith(trailers: HeaderList | undefined): string {
+  if (trailers === undefined || trailers.names.length === 0) return lastChunk;
+  let out = "0\r\n";
+  for (let i = 0; i < trailers.names.length; i++) out += `${trailers.names[i]}: ${trailers.values[i]}\r\n`;
+  return `${out}\r\n`;
+}
+
 /** Fields an HTTP/2 message may not carry (RFC 9113 §8.2.2), beyond what headers.ts drops as hop-by-hop. */
 const notInH2 = new Set(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host"]);
 

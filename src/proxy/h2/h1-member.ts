@@ -10,8 +10,8 @@ import type { Parser } from "../llhttp.ts";
 import type { UpstreamFailure } from "../observer.ts";
 import { prefixed } from "../path.ts";
 import type { ResponseSink, UpstreamConnection, UpstreamPool, Upstreams } from "../upstream.ts";
-import { bodyChunk, chunkedBody, lastChunk, memberHead, responseHeaderList, trailerList } from "./framing.ts";
-import type { MemberCall, MemberRequest, MemberSink, MemberTransport } from "./transport.ts";
+import { bodyChunk, chunkedBody, lastChunkWith, memberHead, responseHeaderList, trailerList } from "./framing.ts";
+import type { HeaderList, MemberCall, MemberRequest, MemberSink, MemberTransport } from "./transport.ts";
 
 /** Body bytes buffered for a call still waiting for its connection; more and the client waits. */
 const pendingLimit = 64 * 1024;
@@ -47,6 +47,8 @@ class H1Call implements MemberCall, ResponseSink {
   #pending: Buffer[] = [];
   #pendingBytes = 0;
   #bodyDone = false;
+  /** The client's trailer fields, after a chunked body's last chunk. */
+  #requestTrailers: HeaderList | undefined;
   #over = false;
   /** Header fields of the response head; llhttp's later fields are the trailers. */
   #headFields = 0;
@@ -90,16 +92,17 @@ class H1Call implements MemberCall, ResponseSink {
     return ok;
   }
 
-  end(): void {
+  end(trailers?: HeaderList): void {
     if (this.#bodyDone) return;
     this.#bodyDone = true;
+    this.#requestTrailers = trailers;
     const conn = this.#conn;
     if (conn !== undefined && !this.#over) this.#written(conn);
   }
 
   /** The whole request is on its way to the member: from now on the member is timed. */
   #written(conn: UpstreamConnection): void {
-    if (this.#chunked) conn.write(lastChunk);
+    if (this.#chunked) conn.write(lastChunkWith(this.#requestTrailers));
     conn.requestWritten = true;
     conn.pool.uploadDone(conn);
     conn.armResponse();

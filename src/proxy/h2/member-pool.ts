@@ -33,6 +33,7 @@ import type { Logger } from "../../utils/logger.ts";
 import type { Deadlines, Timed } from "../deadlines.ts";
 import { prefixed } from "../path.ts";
 import type { ProxyCluster } from "../upstream.ts";
+import { h2Headers } from "./framing.ts";
 import type {
   HeaderList,
   MemberCall,
@@ -505,6 +506,8 @@ export class Call implements MemberCall, Timed {
   #pending: Buffer[] | undefined;
   #pendingBytes = 0;
   #ended = false;
+  /** The client's trailer fields, sent on 'wantTrailers' when the request announced them. */
+  #requestTrailers: HeaderList | undefined;
   #paused = false;
   /** Over: answered, failed, timed out or cancelled; nothing more goes to the sink. */
   #done = false;
@@ -530,11 +533,18 @@ export class Call implements MemberCall, Timed {
     this.#session = session;
     this.#responseMs = owner.settings.response;
     const request = this.#request;
-    const endStream = !request.hasBody || (this.#ended && this.#pendingBytes === 0);
+    // Trailers the client announced (`trailer`) can only follow if the stream waits for them.
+    const trailers = request.hasBody && request.headers.names.includes("trailer");
+    const endStream = !request.hasBody || (this.#ended && this.#pendingBytes === 0 && !trailers);
     let stream: ClientHttp2Stream;
     try {
       // The default priority given, so node:http2 does not add it to its copy of the options (a bigger object).
-      stream = session.sessionRef.request(this.#headers(owner), { endStream, weight: 16, parent: 0, exclusive: false });
+      stream = session.sessionRef.request(
+        this.#headers(owner),
+        trailers
+          ? { endStream, weight: 16, parent: 0, exclusive: false, waitForTrailers: true }
+          : { endStream, weight: 16, parent: 0, exclusive: false },
+      );
     } catch (error) {
       // The session went away under us (closed between dispatch and now): the member saw nothing.
       session.streamClosed();
@@ -558,6 +568,15 @@ export class Call implements MemberCall, Timed {
       }
     });
     stream.on("close", () => this.#closed(session, stream));
+    if (trailers)
+      stream.on("wantTrailers", () => {
+        try {
+          stream.sendTrailers(h2Headers(this.#requestTrailers ?? { names: [], values: [] }));
+        } catch {
+          // A field HTTP/2 does not allow: the stream ends short, as a reset.
+          stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+        }
+      });
     this.#deadlines.add(this);
     this.#sink.ready();
     const pending = this.#pending;
@@ -620,9 +639,10 @@ export class Call implements MemberCall, Timed {
     return false;
   }
 
-  end(): void {
+  end(trailers?: HeaderList): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#requestTrailers = trailers;
     const stream = this.#stream;
     if (stream === undefined || this.#done) return;
     if (this.#request.hasBody) stream.end();

@@ -8,7 +8,7 @@
  * h2c; framing is theirs. ringroute's own errors are JSON for HTTP clients
  * and trailers-only responses for gRPC calls (grpc.ts).
  */
-import { constants, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { Clock } from "../../utils/clock.ts";
 import type { Timed } from "../deadlines.ts";
 import type { EngineContext } from "../exchange.ts";
@@ -21,7 +21,7 @@ import { errorBody } from "../reply.ts";
 import { type BodyState, decide, type Forward, type Reply } from "../retry.ts";
 import { ownershipHeaders, type Router, routeRequest, sendsOwnership } from "../route.ts";
 import type { ProxyCluster } from "../upstream.ts";
-import { h2Headers, headerList, readStreamRequest } from "./framing.ts";
+import { h2Headers, headerList, readStreamRequest, requestTrailers } from "./framing.ts";
 import { grpcMessage, grpcStatusOf, grpcTimeoutMs, isGrpc } from "./grpc.ts";
 import {
   type HeaderList,
@@ -101,6 +101,8 @@ export class StreamExchange implements Timed {
   #responseDone = false;
   #failedStatus = false;
   #trailers: OutgoingHttpHeaders | undefined;
+  /** The client's trailer fields, if its body ended with a trailing HEADERS. */
+  #requestTrailers: HeaderList | undefined;
   #status = 0;
   /** The response body's length when it ends the stream with no trailers (-1: not known, or trailers may follow). */
   #bodyLength = -1;
@@ -167,6 +169,8 @@ export class StreamExchange implements Timed {
       if (!this.#requestDone && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
     });
     if (this.#hasBody) {
+      // A trailing HEADERS comes before the body's end: the member gets it with the end (transport.ts).
+      stream.on("trailers", (headers: IncomingHttpHeaders) => (this.#requestTrailers = requestTrailers(headers)));
       stream.on("data", (chunk: Buffer) => this.#body(chunk));
       stream.on("end", () => this.#bodyEnd());
     }
@@ -257,7 +261,7 @@ export class StreamExchange implements Timed {
     let flowing = true;
     for (const chunk of chunks) flowing = call.write(chunk);
     if (chunks.length > 0) this.#sentAny = true;
-    if (this.#requestDone) call.end();
+    if (this.#requestDone) call.end(this.#requestTrailers);
     else this.#pauseBody(!flowing);
   }
 
@@ -285,7 +289,7 @@ export class StreamExchange implements Timed {
   #bodyEnd(): void {
     this.#requestDone = true;
     if (!this.#writeStalled) this.deadline = 0;
-    this.#call?.end();
+    this.#call?.end(this.#requestTrailers);
   }
 
   #pauseBody(paused: boolean): void {

@@ -110,8 +110,12 @@ export interface MemberSink {
 export interface MemberCall {
   /** Request body bytes; false: stop sending until `MemberSink.drained`. Buffered until the call is ready. */
   write(chunk: Buffer): boolean;
-  /** The request body is complete (also when `hasBody` was false: then nothing was written). */
-  end(): void;
+  /**
+   * The request body is complete (also when `hasBody` was false: then nothing was written). `trailers`: the
+   * client's trailer fields (an h2 trailing HEADERS), filtered as response trailers are: an HTTP/1.1 member gets
+   * them after a chunked body's last chunk, an h2c member when the request announced them (`trailer`).
+   */
+  end(trailers?: HeaderList): void;
   /** Stop delivering response data until `resume` (the client is not reading); the member is not timed meanwhile. */
   pause(): void;
   resume(): void;
