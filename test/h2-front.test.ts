@@ -121,6 +121,25 @@ test("a POST body: sized, the member gets content-length and the bytes; unsized 
   t.regex(body, /^(?:[0-9a-f]+\r\n[a-j]+\r\n)+0\r\n\r\n$/);
 });
 
+test("OPTIONS * to an HTTP/1.1 member whose URL has a path prefix: the request line says *; other targets get the prefix", async (t) => {
+  const h = await startRawProxy(names, {
+    memberUrl: (b) => `${b.url}/api`,
+    key: { from: { kind: "header", name: "x-key" } },
+  });
+  t.teardown(() => h.close());
+  const client = await RawH2Client.connect(h.port);
+  t.teardown(() => client.close());
+  const extra: [string, string][] = [["x-key", "k"]];
+  await client.send(request1(1, "*", { method: "OPTIONS", extra }), request1(3, "/things", { extra }));
+  await client.when(
+    () => client.of(FrameType.HEADERS, 1).length > 0 && client.of(FrameType.HEADERS, 3).length > 0,
+    "both responses",
+  );
+  const bytes = h.backends.flatMap((b) => b.connections.map((c) => c.bytes.toString("latin1"))).join("");
+  const lines = (bytes.match(/^[A-Z]+ \S+ HTTP\/1\.1$/gm) ?? []).sort();
+  t.deepEqual(lines, ["GET /api/things HTTP/1.1", "OPTIONS * HTTP/1.1"]);
+});
+
 test("a client's trailing HEADERS reach an HTTP/1.1 member as trailer fields after the last chunk; fields that may not trail are dropped", async (t) => {
   const h = await startRawProxy(names);
   t.teardown(() => h.close());
