@@ -62,7 +62,7 @@ async function settledOn(all: Node[], members: string[], ring: { partitions: num
     const first = all[0]?.cluster;
     const state = all.map(
       (node) =>
-        `${node.member.name}: version ${node.member.version}, settled ${node.member.settled}, holds ${node.member.held.size} of ${owned(members, ring, node.member.name).length}`,
+        `${node.member.name}: version ${node.member.version}, settled ${node.member.settled}, holds ${node.member.held.size} of ${owned(members, ring, node.member.name).length}, fenced ${node.member.fencings}×, ready written ${node.source.view.ready.get(node.member.name)}, pending [${node.member.pendingHandoffs().join("; ")}]`,
     );
     throw new Error(
       `${error.message}; ring version ${first?.version}, stable ${first?.stableVersion}, ring [${first?.ring.members.join()}]; ${state.join("; ")}`,

@@ -30,4 +30,11 @@ export interface HandoffDoc {
    * n waits for its slot under a version ≥ n.
    */
   released: Record<string, SlotLists>;
+  /**
+   * The first version this registration took up. It holds nothing from
+   * before (an earlier life under the name was fenced or died), so a release
+   * of an earlier version is owed by nobody: the new life never marks one.
+   * Absent from members that predate it.
+   */
+  since?: number;
 }

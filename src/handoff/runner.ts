@@ -106,7 +106,11 @@ export class HandoffRunner {
   #epoch = 0;
   #busy = 0;
   #current: { version: number; ring: Ring } | undefined;
+  /** The first version taken up since the start or the last fencing (`since` in the document). */
+  #since = 0;
   #waiters = new Set<Waiter>();
+  /** What each slot's running step is doing, for `pending()`. */
+  #doing = new Map<Slot, string>();
   #stopped = false;
   readonly #options: HandoffRunnerOptions;
 
@@ -129,6 +133,7 @@ export class HandoffRunner {
     const { name: me } = this.#options;
     const previous = Ring.build(doc.previous, doc.ring);
     const next = Ring.build(doc.members, doc.ring);
+    if (this.#current === undefined) this.#since = doc.version;
     this.#current = { version: doc.version, ring: next };
     const version = doc.version;
     for (const [slot, controller] of this.#acquiring) {
@@ -151,16 +156,24 @@ export class HandoffRunner {
           if (this.held.has(slot) && !this.#chains.has(slot)) continue;
           if (from === me) {
             // Owner before and after but not holding (a restarted member): take it up at once.
-            if (!this.#chains.has(slot)) this.#schedule(slot, (epoch) => this.#acquire(slot, null, version, epoch));
+            if (!this.#chains.has(slot))
+              this.#schedule(slot, (epoch) => {
+                this.#doing.set(slot, `v${version}: acquiring (owner before and after)`);
+                return this.#acquire(slot, null, version, epoch);
+              });
             continue;
           }
           this.#schedule(slot, async (epoch) => {
+            this.#doing.set(slot, `v${version}: waiting for ${from}'s release mark ≥ ${version}`);
             await this.#waitForRelease(from, version, slot);
+            this.#doing.set(slot, `v${version}: acquiring from ${from}`);
             await this.#acquire(slot, from, version, epoch);
           });
         } else if (from === me || this.held.has(slot) || this.#chains.has(slot)) {
           this.#schedule(slot, async (epoch) => {
+            this.#doing.set(slot, `v${version}: waiting for its own v${version} document to be written`);
             await taken;
+            this.#doing.set(slot, `v${version}: releasing to ${to}`);
             await this.#release(slot, to, version, epoch);
           });
         }
@@ -172,6 +185,27 @@ export class HandoffRunner {
   /** Publishes the current progress again (after the member registered anew). */
   republish(): void {
     this.#publish();
+  }
+
+  /**
+   * Every slot with a step queued or running, and what its running step
+   * waits for ("p3/r1 v5: waiting for b's release mark ≥ 5 (b's document: v5, marks v4)"):
+   * what a hang is reported with.
+   */
+  pending(): string[] {
+    const { progress, alive } = this.#options;
+    return [...this.#chains.keys()].map((slot) => {
+      const doing = this.#doing.get(slot) ?? "queued";
+      const from = /waiting for (\S+)'s release/.exec(doing)?.[1];
+      let seen = "";
+      if (from !== undefined) {
+        const doc = progress(from);
+        seen = ` (${from} ${alive(from) ? "alive" : "gone"}; its document: ${
+          doc === undefined ? "none" : `v${doc.version}, mark for this slot v${releasedIn(doc).get(slot) ?? "none"}`
+        })`;
+      }
+      return `p${partitionOf(slot)}/r${rankOf(slot)} ${doing}${seen}`;
+    });
   }
 
   /** Re-checks waits for release marks; call on every change of the others' documents. */
@@ -240,7 +274,10 @@ export class HandoffRunner {
       )
       .finally(() => {
         this.#busy--;
-        if (this.#chains.get(slot) === chain) this.#chains.delete(slot);
+        if (this.#chains.get(slot) === chain) {
+          this.#chains.delete(slot);
+          this.#doing.delete(slot);
+        }
         this.#publish();
       });
     this.#chains.set(slot, chain);
@@ -334,7 +371,8 @@ export class HandoffRunner {
 
   /**
    * Resolves when `from` has marked the slot released for `version` (or
-   * later) or is gone (dead, left, or fenced: its lease is gone). An old
+   * later) or is gone (dead, left, or fenced: its lease is gone, or its
+   * document says its registration began after `version`). An old
    * owner that speaks the protocol gives up a stuck release by itself, so
    * the wait has no deadline; only one without a hand-off document (a member
    * registered by hand) is waited for just `timeout`.
@@ -345,7 +383,9 @@ export class HandoffRunner {
     const check = () => {
       if (!alive(from)) return true;
       const doc = progress(from);
-      return doc !== undefined && (releasedIn(doc).get(slot) ?? 0) >= version;
+      // A registration that began after `version` (the old owner was fenced or restarted) holds nothing of it
+      // and never marks it: its earlier life's hold ended with that life.
+      return doc !== undefined && ((doc.since ?? 0) > version || (releasedIn(doc).get(slot) ?? 0) >= version);
     };
     if (check()) return Promise.resolve();
     return new Promise((resolve) => {
@@ -393,6 +433,6 @@ export class HandoffRunner {
       else byVersion.set(v, [slot]);
     }
     const released = Object.fromEntries([...byVersion].map(([v, slots]) => [String(v), toLists(slots)]));
-    return this.#options.publish({ version, ready: toLists(ready), released }, this.#busy === 0);
+    return this.#options.publish({ version, ready: toLists(ready), released, since: this.#since }, this.#busy === 0);
   }
 }

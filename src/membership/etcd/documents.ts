@@ -76,7 +76,9 @@ export function parseHandoff(text: string): HandoffDoc | undefined {
     for (const [version, lists] of Object.entries(value.released))
       if (/^\d+$/.test(version)) released[version] = slotLists(lists);
   }
-  return { version: value.version as number, ready: slotLists(value.ready), released };
+  const doc: HandoffDoc = { version: value.version as number, ready: slotLists(value.ready), released };
+  if (Number.isSafeInteger(value.since)) doc.since = value.since as number;
+  return doc;
 }
 
 /** A non-negative integer written as text (`ready/<name>`, `stable`). */

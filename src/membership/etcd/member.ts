@@ -254,6 +254,11 @@ export class EtcdMember extends EventEmitter {
     return this.#runner.failures;
   }
 
+  /** Each slot whose hand-off has not settled, and what it waits for (for diagnostics). */
+  pendingHandoffs(): string[] {
+    return this.#runner.pending();
+  }
+
   /** Times this member was fenced (lost its lease or could not reach etcd for a TTL). */
   fencings = 0;
 
