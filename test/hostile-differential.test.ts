@@ -951,8 +951,21 @@ const documented: Classified[] = [
       const r = plan.connections[d.connection ?? -1]?.requests[d.request ?? -1];
       if (d.aspect !== "client:body" || r === undefined || r.response.interim === 0) return false;
       const whole = r.response.status === 204 || r.method === "HEAD" ? 0 : r.response.body.size;
-      const [, haproxys] = d.ringroute.split(" vs ");
-      return d.ringroute.startsWith(`${whole} bytes, first difference`) && (haproxys ?? "").includes("HTTP/1.1 ");
+      const [, quoted] = d.ringroute.split(" vs ");
+      if (!d.ringroute.startsWith(`${whole} bytes, first difference`) || quoted === undefined) return false;
+      // The excerpt of HAProxy's body stops where the body does: a head that begins near its end shows only its
+      // first bytes ("HTTP/1." at byte 3 of an 11-byte body).
+      let haproxys: string;
+      try {
+        haproxys = JSON.parse(quoted) as string;
+      } catch {
+        return false;
+      }
+      const head = "HTTP/1.1 ";
+      if (haproxys.includes(head)) return true;
+      for (let n = Math.min(head.length - 1, haproxys.length); n >= 4; n--)
+        if (haproxys.endsWith(head.slice(0, n))) return true;
+      return false;
     },
   },
   {
