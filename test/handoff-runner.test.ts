@@ -289,3 +289,27 @@ test("stop fires the signals of running steps with reason stopped", async (t) =>
   t.is(signal?.reason, "stopped");
   t.false(r.holds(0, 0));
 });
+
+test("a new owner stops waiting for a release the old owner's new registration will never mark (its `since` is later), and only then", async (t) => {
+  // `a` joins at v3 and takes a partition from `b`, which held it at v2.
+  const both = Ring.build(["a", "b"], ring);
+  let p = -1;
+  for (let q = 0; q < ring.partitions && p < 0; q++) if (both.owner(q, 0) === "a") p = q;
+  const slot = slotOf(p, 0);
+  const acquired: number[] = [];
+  const { r, docs } = runner({ acquire: (partition) => void acquired.push(partition) });
+  r.apply(version(2, ["b"], []));
+  r.apply(version(3, ["a", "b"], ["b"]));
+  await flush();
+  // b's document of a life that took v3 up as its first: it held the slot at v2 in an earlier life.
+  docs.set("b", { version: 3, ready: {}, released: {}, since: 3 });
+  r.recheck();
+  await flush();
+  t.false(acquired.includes(p), "a release of v3 is owed by b's registration since v3: still waited for");
+  docs.set("b", { version: 4, ready: {}, released: {}, since: 4 });
+  r.recheck();
+  await flush();
+  t.true(acquired.includes(p), "b's registration began after v3: nothing of v3 is owed");
+  t.true(r.held.has(slot));
+  t.is(r.timeouts, 0, "no timeout was needed");
+});
