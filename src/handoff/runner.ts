@@ -383,9 +383,13 @@ export class HandoffRunner {
     const check = () => {
       if (!alive(from)) return true;
       const doc = progress(from);
+      if (doc === undefined) return false;
       // A registration that began after `version` (the old owner was fenced or restarted) holds nothing of it
-      // and never marks it: its earlier life's hold ended with that life.
-      return doc !== undefined && ((doc.since ?? 0) > version || (releasedIn(doc).get(slot) ?? 0) >= version);
+      // and never marks it: its earlier life's hold ended with that life. Counted only once this member has
+      // taken up the version that life began with, so the acquire is checked against a ring at least as new.
+      const since = doc.since ?? 0;
+      if (since > version && (this.#current?.version ?? 0) >= since) return true;
+      return (releasedIn(doc).get(slot) ?? 0) >= version;
     };
     if (check()) return Promise.resolve();
     return new Promise((resolve) => {
