@@ -946,13 +946,33 @@ const documented: Classified[] = [
     reason:
       "HAProxy 2.6.12 can write the head of the next pipelined response into the body of a response that followed " +
       "a 1xx (DIFFERENTIAL_SEED=-878162765 DIFFERENTIAL_PATH=11 shows it: `HTTP/1.1 500` at byte 2136 of a 2804-byte " +
-      "body); ringroute passes the body as the member sent it, which rule:response checks.",
+      "body); ringroute passes the body as the member sent it, which rule:response checks. A short body holds " +
+      "only the start of that head (DIFFERENTIAL_SEED=1442777291 DIFFERENTIAL_PATH=56: `HTTP/1.` in the last 7 " +
+      "of 11 bytes).",
     matches(d, plan) {
       const r = plan.connections[d.connection ?? -1]?.requests[d.request ?? -1];
       if (d.aspect !== "client:body" || r === undefined || r.response.interim === 0) return false;
-      const whole = r.response.status === 204 || r.method === "HEAD" ? 0 : r.response.body.size;
-      const [, haproxys] = d.ringroute.split(" vs ");
-      return d.ringroute.startsWith(`${whole} bytes, first difference`) && (haproxys ?? "").includes("HTTP/1.1 ");
+      if (r.response.status === 204 || r.method === "HEAD") return false;
+      const at = Number(/^\d+ bytes, first difference at byte (\d+): /.exec(d.ringroute)?.[1] ?? -1);
+      if (at < 0) return false;
+      // ringroute's bytes there are the member's (as firstDifference shows them); HAProxy's are the others.
+      const whole = r.response.body.size;
+      const from = Math.max(0, at - 8);
+      const members = JSON.stringify(
+        bytesOf(r.response.body)
+          .subarray(from, at + 24)
+          .toString("latin1"),
+      );
+      const prefix = `${whole} bytes, first difference at byte ${at}: ${members} vs `;
+      if (!d.ringroute.startsWith(prefix)) return false;
+      const theirs = JSON.parse(d.ringroute.slice(prefix.length)) as string;
+      if (theirs.includes("HTTP/1.1 ")) return true;
+      // The body ends before the head's first line does: its last bytes, from the difference on, begin that line.
+      if (from + theirs.length !== whole) return false;
+      for (let k = Math.min(9, theirs.length); k > 0; k--) {
+        if (whole - k <= at && theirs.endsWith("HTTP/1.1 ".slice(0, k))) return true;
+      }
+      return false;
     },
   },
   {
