@@ -965,13 +965,19 @@ const documented: Classified[] = [
       );
       const prefix = `${whole} bytes, first difference at byte ${at}: ${members} vs `;
       if (!d.ringroute.startsWith(prefix)) return false;
-      const theirs = JSON.parse(d.ringroute.slice(prefix.length)) as string;
-      if (theirs.includes("HTTP/1.1 ")) return true;
-      // The body ends before the head's first line does: its last bytes, from the difference on, begin that line.
-      if (from + theirs.length !== whole) return false;
-      for (let k = Math.min(9, theirs.length); k > 0; k--) {
-        if (whole - k <= at && theirs.endsWith("HTTP/1.1 ".slice(0, k))) return true;
+      let haproxys: string;
+      try {
+        haproxys = JSON.parse(d.ringroute.slice(prefix.length)) as string;
+      } catch {
+        return false;
       }
+      const head = "HTTP/1.1 ";
+      if (haproxys.includes(head)) return true;
+      // The excerpt of HAProxy's body stops where the body does: a head that begins near its end shows only its
+      // first bytes ("HTTP/1." from byte 4 of an 11-byte body), from the difference on.
+      if (from + haproxys.length !== whole) return false;
+      for (let n = Math.min(head.length - 1, haproxys.length); n >= 4; n--)
+        if (whole - n <= at && haproxys.endsWith(head.slice(0, n))) return true;
       return false;
     },
   },
