@@ -946,25 +946,38 @@ const documented: Classified[] = [
     reason:
       "HAProxy 2.6.12 can write the head of the next pipelined response into the body of a response that followed " +
       "a 1xx (DIFFERENTIAL_SEED=-878162765 DIFFERENTIAL_PATH=11 shows it: `HTTP/1.1 500` at byte 2136 of a 2804-byte " +
-      "body); ringroute passes the body as the member sent it, which rule:response checks.",
+      "body); ringroute passes the body as the member sent it, which rule:response checks. A short body holds " +
+      "only the start of that head (DIFFERENTIAL_SEED=1442777291 DIFFERENTIAL_PATH=56: `HTTP/1.` in the last 7 " +
+      "of 11 bytes).",
     matches(d, plan) {
       const r = plan.connections[d.connection ?? -1]?.requests[d.request ?? -1];
       if (d.aspect !== "client:body" || r === undefined || r.response.interim === 0) return false;
-      const whole = r.response.status === 204 || r.method === "HEAD" ? 0 : r.response.body.size;
-      const [, quoted] = d.ringroute.split(" vs ");
-      if (!d.ringroute.startsWith(`${whole} bytes, first difference`) || quoted === undefined) return false;
-      // The excerpt of HAProxy's body stops where the body does: a head that begins near its end shows only its
-      // first bytes ("HTTP/1." at byte 3 of an 11-byte body).
+      if (r.response.status === 204 || r.method === "HEAD") return false;
+      const at = Number(/^\d+ bytes, first difference at byte (\d+): /.exec(d.ringroute)?.[1] ?? -1);
+      if (at < 0) return false;
+      // ringroute's bytes there are the member's (as firstDifference shows them); HAProxy's are the others.
+      const whole = r.response.body.size;
+      const from = Math.max(0, at - 8);
+      const members = JSON.stringify(
+        bytesOf(r.response.body)
+          .subarray(from, at + 24)
+          .toString("latin1"),
+      );
+      const prefix = `${whole} bytes, first difference at byte ${at}: ${members} vs `;
+      if (!d.ringroute.startsWith(prefix)) return false;
       let haproxys: string;
       try {
-        haproxys = JSON.parse(quoted) as string;
+        haproxys = JSON.parse(d.ringroute.slice(prefix.length)) as string;
       } catch {
         return false;
       }
       const head = "HTTP/1.1 ";
       if (haproxys.includes(head)) return true;
+      // The excerpt of HAProxy's body stops where the body does: a head that begins near its end shows only its
+      // first bytes ("HTTP/1." from byte 4 of an 11-byte body), from the difference on.
+      if (from + haproxys.length !== whole) return false;
       for (let n = Math.min(head.length - 1, haproxys.length); n >= 4; n--)
-        if (haproxys.endsWith(head.slice(0, n))) return true;
+        if (whole - n <= at && haproxys.endsWith(head.slice(0, n))) return true;
       return false;
     },
   },
