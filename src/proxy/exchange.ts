@@ -15,13 +15,14 @@ import type { Deadlines, Timed } from "./deadlines.ts";
 import { type Ejections, nextChoice } from "./failover.ts";
 import { type BodyMode, chunkPrefix, chunkSuffix, lastChunk, responseFraming } from "./framing.ts";
 import { headerList, trailerList } from "./h2/framing.ts";
-import type {
-  HeaderList,
-  MemberCall,
-  MemberFailure,
-  MemberRequest,
-  MemberSink,
-  MemberTransport,
+import {
+  AttemptSink,
+  type HeaderList,
+  type MemberCall,
+  type MemberFailure,
+  type MemberRequest,
+  type MemberSink,
+  type MemberTransport,
 } from "./h2/transport.ts";
 import { putLatin1, type RequestHead, readResponseFields, readResponseHead, writeFields } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
@@ -169,6 +170,7 @@ export class Exchange implements ResponseSink {
   #body: BodyMode = "verbatim";
   /** The attempt in progress at an h2c member (one field: HTTP/1.1 members never need more). */
   #attempt: H2cAttempt | undefined;
+  #h2cTarget: MemberSink | undefined;
 
   constructor(ctx: EngineContext, client: ClientSide, request: RequestInfo) {
     this.#ctx = ctx;
@@ -661,7 +663,7 @@ export class Exchange implements ResponseSink {
       deadline: 0,
     };
     if (this.#upstreamStarted === 0) this.#upstreamStarted = performance.now();
-    const attempt = new H2cAttempt(this);
+    const attempt = new H2cAttempt(this, this.#h2cSink());
     this.#attempt = attempt;
     const opened = transport.open(member, call, attempt);
     if (this.#attempt !== attempt) return;
@@ -690,8 +692,23 @@ export class Exchange implements ResponseSink {
   }
 
   /** Whether `attempt` is the call in progress. */
-  current(attempt: H2cAttempt): boolean {
+  current(attempt: AttemptSink): boolean {
     return this.#attempt === attempt && !this.#ended;
+  }
+
+  /** The h2c call's reports, made once an exchange first goes to an h2c member (the h1 path never builds it). */
+  #h2cSink(): MemberSink {
+    this.#h2cTarget ??= {
+      ready: () => this.h2cReady(),
+      headers: (status, headers, last) => this.h2cHeaders(status, headers, last),
+      data: (chunk) => this.h2cData(chunk),
+      trailers: (trailers) => this.h2cTrailers(trailers),
+      end: () => this.h2cEnd(),
+      failed: (failure) => this.h2cFailed(failure),
+      drained: () => this.h2cDrained(),
+      queueTimeout: () => this.h2cQueueTimeout(),
+    };
+    return this.#h2cTarget;
   }
 
   h2cReady(): void {
@@ -879,39 +896,12 @@ export class Exchange implements ResponseSink {
   }
 }
 
-/** One h2c attempt's sink: reports reach the exchange only while the attempt is current. */
-class H2cAttempt implements MemberSink {
+/** One h2c attempt: its call, and the member's trailers kept for a client that said `TE: trailers`. */
+class H2cAttempt extends AttemptSink {
   /** The call it reports on, once opened. */
   call: MemberCall | undefined;
   /** The member's trailers, for a client that said `TE: trailers` and gets a chunked body. */
   trailersKept: HeaderList | undefined;
-
-  constructor(readonly exchange: Exchange) {}
-
-  ready(): void {
-    if (this.exchange.current(this)) this.exchange.h2cReady();
-  }
-  headers(status: number, headers: HeaderList, last: boolean): void {
-    if (this.exchange.current(this)) this.exchange.h2cHeaders(status, headers, last);
-  }
-  data(chunk: Buffer): void {
-    if (this.exchange.current(this)) this.exchange.h2cData(chunk);
-  }
-  trailers(trailers: HeaderList): void {
-    if (this.exchange.current(this)) this.exchange.h2cTrailers(trailers);
-  }
-  end(): void {
-    if (this.exchange.current(this)) this.exchange.h2cEnd();
-  }
-  failed(failure: MemberFailure): void {
-    if (this.exchange.current(this)) this.exchange.h2cFailed(failure);
-  }
-  drained(): void {
-    if (this.exchange.current(this)) this.exchange.h2cDrained();
-  }
-  queueTimeout(): void {
-    if (this.exchange.current(this)) this.exchange.h2cQueueTimeout();
-  }
 }
 
 /** `list` without the fields named `name` (lower case). */

@@ -24,11 +24,11 @@ import type { ProxyCluster } from "../upstream.ts";
 import { h2Headers, headerList, readStreamRequest, requestTrailers } from "./framing.ts";
 import { grpcMessage, grpcStatusOf, grpcTimeoutMs, isGrpc } from "./grpc.ts";
 import {
+  AttemptSink,
   type HeaderList,
   type MemberCall,
   type MemberFailure,
   type MemberRequest,
-  type MemberSink,
   type MemberTransport,
   outcomeOf,
 } from "./transport.ts";
@@ -86,7 +86,7 @@ export class StreamExchange implements Timed {
   readonly #tried: string[] = [];
   #member = "none";
   #call: MemberCall | undefined;
-  #attempt: Attempt | undefined;
+  #attempt: AttemptSink | undefined;
   /** Body chunks not yet given to a call. */
   #pending: Buffer[] = [];
   #pendingBytes = 0;
@@ -249,7 +249,7 @@ export class StreamExchange implements Timed {
         values: [...headers.values, ...ownership.values],
       };
     }
-    const attempt = new Attempt(this);
+    const attempt = new AttemptSink(this, this);
     this.#attempt = attempt;
     const call = this.#server.transport(member).open(member, { ...request, headers }, attempt);
     if (this.#attempt !== attempt) return;
@@ -708,37 +708,7 @@ export class StreamExchange implements Timed {
   }
 
   /** Whether `attempt` is the one in progress (a dropped call's late reports are not heard). */
-  current(attempt: Attempt): boolean {
+  current(attempt: AttemptSink): boolean {
     return this.#attempt === attempt && !this.#ended;
-  }
-}
-
-/** One attempt's sink: reports reach the exchange only while the attempt is current. */
-class Attempt implements MemberSink {
-  constructor(readonly exchange: StreamExchange) {}
-
-  ready(): void {
-    if (this.exchange.current(this)) this.exchange.ready();
-  }
-  headers(status: number, headers: HeaderList, last: boolean): void {
-    if (this.exchange.current(this)) this.exchange.headers(status, headers, last);
-  }
-  data(chunk: Buffer): void {
-    if (this.exchange.current(this)) this.exchange.data(chunk);
-  }
-  trailers(trailers: HeaderList): void {
-    if (this.exchange.current(this)) this.exchange.trailers(trailers);
-  }
-  end(): void {
-    if (this.exchange.current(this)) this.exchange.end();
-  }
-  failed(failure: MemberFailure): void {
-    if (this.exchange.current(this)) this.exchange.failed(failure);
-  }
-  drained(): void {
-    if (this.exchange.current(this)) this.exchange.drained();
-  }
-  queueTimeout(): void {
-    if (this.exchange.current(this)) this.exchange.queueTimeout();
   }
 }

@@ -106,6 +106,42 @@ export interface MemberSink {
   queueTimeout(): void;
 }
 
+/**
+ * One attempt's sink: reports go on to `target` only while `owner` says this attempt is the one in progress,
+ * so a dropped call's late reports (a reset or data already on its way) never reach an exchange that moved on.
+ */
+export class AttemptSink implements MemberSink {
+  constructor(
+    readonly owner: { current(attempt: AttemptSink): boolean },
+    readonly target: MemberSink,
+  ) {}
+
+  ready(): void {
+    if (this.owner.current(this)) this.target.ready();
+  }
+  headers(status: number, headers: HeaderList, last: boolean): void {
+    if (this.owner.current(this)) this.target.headers(status, headers, last);
+  }
+  data(chunk: Buffer): void {
+    if (this.owner.current(this)) this.target.data(chunk);
+  }
+  trailers(trailers: HeaderList): void {
+    if (this.owner.current(this)) this.target.trailers(trailers);
+  }
+  end(): void {
+    if (this.owner.current(this)) this.target.end();
+  }
+  failed(failure: MemberFailure): void {
+    if (this.owner.current(this)) this.target.failed(failure);
+  }
+  drained(): void {
+    if (this.owner.current(this)) this.target.drained();
+  }
+  queueTimeout(): void {
+    if (this.owner.current(this)) this.target.queueTimeout();
+  }
+}
+
 /** One request in flight to one member. */
 export interface MemberCall {
   /** Request body bytes; false: stop sending until `MemberSink.drained`. Buffered until the call is ready. */
