@@ -26,7 +26,13 @@ import {
 } from "./h2/transport.ts";
 import { putLatin1, type RequestHead, readResponseFields, readResponseHead, writeFields } from "./headers.ts";
 import type { Parser } from "./llhttp.ts";
-import type { AccessRecord, ClientFailure, ProxyObserver, UpstreamFailure } from "./observer.ts";
+import {
+  type AccessRecord,
+  type ClientFailure,
+  clientFailureReason,
+  type ProxyObserver,
+  type UpstreamFailure,
+} from "./observer.ts";
 import { prefixed } from "./path.ts";
 import { errorBody, errorResponse } from "./reply.ts";
 import { type BodyState, decide, type Forward, type Reply, type RetryPolicy } from "./retry.ts";
@@ -95,14 +101,6 @@ export interface RequestInfo {
 
 const pendingLimit = 64 * 1024;
 
-/** The access log's `reason` for each client-side failure (the words it used before `outcome` existed). */
-const clientReasons: Record<ClientFailure, string> = {
-  head_timeout: "request_timeout",
-  body_timeout: "request_timeout",
-  slow_reader: "client_slow",
-  aborted: "client_closed",
-  bad_request: "bad_request",
-};
 /** Every exchange's `#tried` before its first member; shared, so never changed (a new array replaces it). */
 const noneTried: string[] = [];
 
@@ -606,7 +604,7 @@ export class Exchange implements ResponseSink {
    */
   abort(failure: ClientFailure): boolean {
     if (this.#ended) return false;
-    this.#reason = clientReasons[failure];
+    this.#reason = clientFailureReason[failure];
     this.#outcome = failure;
     if (this.responseStarted && !this.responseDone) this.#truncated = true;
     const conn = this.#conn;

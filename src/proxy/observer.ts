@@ -9,6 +9,15 @@ export type UpstreamFailure = "connect" | "reset" | "timeout" | "status" | "bad_
 /** Why a client's request ended badly; the `reason` label of `ringroute_client_errors_total`. */
 export type ClientFailure = "head_timeout" | "body_timeout" | "slow_reader" | "aborted" | "bad_request";
 
+/** The access log's `reason` for each client-side failure (the words it used before `outcome` existed), both protocols. */
+export const clientFailureReason: Readonly<Record<ClientFailure, string>> = {
+  head_timeout: "request_timeout",
+  body_timeout: "request_timeout",
+  slow_reader: "client_slow",
+  aborted: "client_closed",
+  bad_request: "bad_request",
+};
+
 /** The protocol a client spoke: the `protocol` label of `ringroute_requests_total` and field of the access log. */
 export type ClientProtocol = "http/1.1" | "h2";
 

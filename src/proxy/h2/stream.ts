@@ -15,7 +15,7 @@ import type { EngineContext } from "../exchange.ts";
 import { nextChoice } from "../failover.ts";
 import { awaitPartition } from "../handoff-wait.ts";
 import { readRequestHead } from "../headers.ts";
-import type { AccessRecord, ClientFailure } from "../observer.ts";
+import { type AccessRecord, type ClientFailure, clientFailureReason } from "../observer.ts";
 import { normalisedTarget, unsafePath } from "../path.ts";
 import { errorBody } from "../reply.ts";
 import { type BodyState, decide, type Forward, type Reply } from "../retry.ts";
@@ -58,15 +58,6 @@ export interface StallHolds {
 
 /** Body bytes kept for a resend (a whole body at most this big can go to the next member). */
 const keepLimit = 64 * 1024;
-
-/** The access log's `reason` for each client-side failure, as HTTP/1.1's. */
-const clientReasons: Record<ClientFailure, string> = {
-  head_timeout: "request_timeout",
-  body_timeout: "request_timeout",
-  slow_reader: "client_slow",
-  aborted: "client_closed",
-  bad_request: "bad_request",
-};
 
 export class StreamExchange implements Timed {
   /** The client's stall deadline (a body that stopped, a response not read), swept by `Deadlines`. */
@@ -649,7 +640,7 @@ export class StreamExchange implements Timed {
 
   #clientFailed(failure: ClientFailure): void {
     this.#ctx.observer?.clientError?.(failure);
-    this.#reason = clientReasons[failure];
+    this.#reason = clientFailureReason[failure];
     this.#outcome = failure;
     if (this.#responseStarted && !this.#responseDone) this.#truncated = true;
     this.#dropCall();
