@@ -208,39 +208,15 @@ export interface ResponseHead {
   upgrade: string | undefined;
 }
 
-/** Reads a member's response headers and builds the lines the client gets. */
+/** Reads a member's response headers and builds the lines the client gets: the fields `readResponseFields` keeps. */
 export function readResponseHead(names: readonly string[], values: readonly string[]): ResponseHead {
+  const fields = readResponseFields(names, values, false);
   let lines = "";
-  let listed: Set<string> | undefined;
-  let chunked = false;
-  let contentLength = -1;
-  let upgrade: string | undefined;
-  for (let i = 0; i < names.length; i++) {
-    const name = names[i] as string;
-    const value = values[i] as string;
-    // Most response headers are not hop-by-hop: test the length before lower-casing.
-    const n = name.length;
-    if (n === 10 || n === 17 || n === 14 || n === 7 || n === 2 || n === 16 || n === 18 || n === 19) {
-      const lower = lowerCase(name);
-      if (lower === "connection") {
-        listed = connectionTokens(value, listed);
-        continue;
-      }
-      if (lower === "content-length") contentLength = Number(value);
-      else if (lower === "transfer-encoding") {
-        chunked = true;
-        lines += `${name}: ${value}\r\n`;
-        continue;
-      } else if (lower === "upgrade") {
-        upgrade = value;
-        continue;
-      }
-      if (hopByHop.has(lower)) continue;
-    }
-    lines += `${name}: ${value}\r\n`;
+  for (let j = 0; j < fields.count; j++) {
+    const i = fields.kept[j] as number;
+    lines += `${names[i]}: ${values[i]}\r\n`;
   }
-  if (listed !== undefined) lines = withoutListed(lines, listed);
-  return { chunked, contentLength, lines, upgrade };
+  return { chunked: fields.chunked, contentLength: fields.contentLength, lines, upgrade: fields.upgrade };
 }
 
 /**

@@ -23,7 +23,7 @@
  * | chunked trailers                   | trailing HEADERS frame                       |
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
-import { readResponseHead } from "../headers.ts";
+import { readResponseFields } from "../headers.ts";
 import type { HeaderList, MemberRequest } from "./transport.ts";
 
 /** What the proxy reads from an h2 request's header block. */
@@ -180,7 +180,17 @@ const notInH2 = new Set(["connection", "keep-alive", "proxy-connection", "transf
 
 /** A member's HTTP/1.1 response head, for an h2 client: the end-to-end fields, framing decoded. */
 export function responseHeaderList(names: readonly string[], values: readonly string[]): HeaderList {
-  return withoutH1Only(headerList(readResponseHead(names, values).lines));
+  // The fields an HTTP/1.1 client would get (headers.ts decides), read by index: no lines built and parsed again.
+  const fields = readResponseFields(names, values, false);
+  const list: HeaderList = { names: [], values: [] };
+  for (let j = 0; j < fields.count; j++) {
+    const i = fields.kept[j] as number;
+    const name = (names[i] as string).toLowerCase();
+    if (notInH2.has(name)) continue;
+    list.names.push(name);
+    list.values.push(values[i] as string);
+  }
+  return list;
 }
 
 /** A member's chunked trailers (llhttp's fields after the head's `from` ones), without what may not trail. */
@@ -194,17 +204,6 @@ export function trailerList(names: readonly string[], values: readonly string[],
     list.values.push(values[i] as string);
   }
   return list;
-}
-
-function withoutH1Only(list: HeaderList): HeaderList {
-  const out: HeaderList = { names: [], values: [] };
-  for (let i = 0; i < list.names.length; i++) {
-    const name = list.names[i] as string;
-    if (notInH2.has(name)) continue;
-    out.names.push(name);
-    out.values.push(list.values[i] as string);
-  }
-  return out;
 }
 
 /** A header list as Node's h2 header object: repeated fields as arrays, connection-specific ones out. */
